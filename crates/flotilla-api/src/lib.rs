@@ -1,0 +1,11 @@
+//! Flotilla's REST/JSON boundary: request and response types of `/api/v1` and `/agent/v1`,
+//! and a typed client. The CLI (and any other tool) talks to the server only through this.
+//!
+//! Invariant: these types are the public wire format. Fields are snake_case and only ever
+//! added; requests reject unknown fields so that a typo is an error, not a silent default.
+
+pub mod client;
+pub mod types;
+
+pub use client::{Client, ClientError};
+pub use types::*;

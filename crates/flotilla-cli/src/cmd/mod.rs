@@ -1,0 +1,14 @@
+//! One module per command group.
+
+pub mod activations;
+pub mod groups;
+pub mod nodes;
+pub mod server;
+
+/// Splits `KEY=VALUE`; the server validates the parts.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}

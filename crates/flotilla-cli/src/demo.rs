@@ -1,0 +1,185 @@
+//! `flotilla demo`: a server in a fresh data dir plus a sample fleet of real agent processes,
+//! each with its own sandbox root (os-release of a different distribution, its own hostname),
+//! tagged env=prod/staging and role=web/db. Stays up until Ctrl-C, then stops every child.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flotilla_api::{Client, CreateActivation, TagNode};
+use flotilla_server::Server;
+use tokio::process::{Child, Command};
+
+use crate::cmd::nodes;
+use crate::output::table;
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Number of sample nodes.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Data directory (default: a new directory under the system temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address for the demo server.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+}
+
+/// The sample distributions: (label, os-release).
+const DISTROS: &[(&str, &str)] = &[
+    (
+        "deb12",
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+    ),
+    (
+        "ubuntu2204",
+        "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION=\"22.04.4 LTS (Jammy Jellyfish)\"\nVERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\n",
+    ),
+    (
+        "rocky9",
+        "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
+    ),
+    (
+        "alpine319",
+        "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n",
+    ),
+];
+
+fn agent_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the flotilla binary")?;
+    let agent = exe.with_file_name("flotilla-agent");
+    if !agent.exists() {
+        bail!("flotilla-agent was not found next to {}: build both with `cargo build --workspace`", exe.display());
+    }
+    Ok(agent)
+}
+
+fn fresh_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match arg {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!("flotilla-demo-{}", std::process::id())),
+    };
+    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        bail!("the demo needs a fresh data dir, but {} is not empty: remove it or pass another --data-dir", dir.display());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A sample node: its sandbox root, state dir and tags.
+struct Sample {
+    hostname: String,
+    root: PathBuf,
+    state: PathBuf,
+    tags: [(&'static str, &'static str); 2],
+}
+
+fn plan(fleet_dir: &Path, count: usize) -> anyhow::Result<Vec<Sample>> {
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let (label, os_release) = DISTROS[i % DISTROS.len()];
+        let role = if i % 3 == 2 { "db" } else { "web" };
+        let env = if i % 2 == 0 { "prod" } else { "staging" };
+        let hostname = format!("{role}-{:02}-{label}", i + 1);
+        let dir = fleet_dir.join(&hostname);
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("etc")).with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::write(root.join("etc/os-release"), os_release)?;
+        std::fs::write(root.join("etc/hostname"), format!("{hostname}\n"))?;
+        samples.push(Sample { hostname, root, state: dir.join("state"), tags: [("env", env), ("role", role)] });
+    }
+    Ok(samples)
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 500 {
+        bail!("--nodes must be between 1 and 500");
+    }
+    let agent_bin = agent_binary()?;
+    let data_dir = fresh_data_dir(args.data_dir)?;
+    let mut config = crate::cmd::server::config(None, Some(data_dir.join("server")), Some(args.listen))?;
+    // A short heartbeat so that a stopped agent shows ConnectionLost within seconds.
+    config.heartbeat_interval = Duration::from_secs(5);
+    let server = Server::start(config).await?;
+    let token = std::fs::read_to_string(server.data_dir.join("admin.token")).context("cannot read admin.token")?;
+    let ca_path = server.data_dir.join("ca.pem");
+    let ca_pem = std::fs::read(&ca_path).context("cannot read ca.pem")?;
+    let client = Client::new(&server.url, Some(token.trim().to_owned()), Some(&ca_pem))?;
+
+    let activation = client
+        .create_activation(&CreateActivation {
+            description: Some("flotilla demo fleet".into()),
+            registration_limit: Some(u32::try_from(args.nodes)?),
+            expires_in_seconds: Some(3600),
+            tags: Default::default(),
+        })
+        .await?;
+    let code = activation.code.clone().unwrap_or_default();
+    let samples = plan(&data_dir.join("fleet"), args.nodes)?;
+    let mut children: Vec<Child> = Vec::new();
+    let result = async {
+        for sample in &samples {
+            let out = Command::new(&agent_bin)
+                .arg("register")
+                .args(["--server", &server.url, "--activation-id", &activation.id, "--activation-code", &code])
+                .arg("--ca")
+                .arg(&ca_path)
+                .arg("--state-dir")
+                .arg(&sample.state)
+                .arg("--root")
+                .arg(&sample.root)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .context("cannot run flotilla-agent register")?;
+            if !out.status.success() {
+                bail!("enrolling {} failed: {}", sample.hostname, String::from_utf8_lossy(&out.stderr).trim());
+            }
+            let node_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let tags = sample.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            client.tag_node(&node_id, &TagNode { tags }).await?;
+            let log = std::fs::File::create(sample.state.with_file_name("agent.log"))?;
+            let child = Command::new(&agent_bin)
+                .arg("run")
+                .arg("--state-dir")
+                .arg(&sample.state)
+                .arg("--root")
+                .arg(&sample.root)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .context("cannot start flotilla-agent")?;
+            children.push(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let nodes = loop {
+            let nodes = client.list_nodes(&[]).await?;
+            if nodes.iter().filter(|n| n.status == "Online").count() == samples.len() || Instant::now() > deadline {
+                break nodes;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        println!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)));
+        println!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url);
+        println!("Point the CLI at it from another shell:");
+        println!("  export FLOTILLA_URL={}", server.url);
+        println!("  export FLOTILLA_TOKEN=$(cat {})", server.data_dir.join("admin.token").display());
+        println!("  export FLOTILLA_CA={}", ca_path.display());
+        println!("  flotilla nodes ls --target tag:env=prod");
+        println!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display());
+        crate::cmd::server::wait_for_stop().await.context("cannot wait for Ctrl-C")?;
+        Ok(())
+    }
+    .await;
+    eprintln!("stopping {} agents and the server", children.len());
+    for child in &mut children {
+        let _ = child.kill().await;
+    }
+    server.stop().await;
+    result
+}

@@ -1,0 +1,102 @@
+//! `flotilla`: the operator's command line, the server and the demo. Thin: it parses
+//! arguments, finds the server, calls the typed API client (or the server library) and prints.
+
+mod cmd;
+mod demo;
+mod output;
+mod profile;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+/// Flotilla: manage a fleet of Linux servers and keep it patched.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    /// Server URL (default: FLOTILLA_URL, then the login profile).
+    #[arg(long, global = true, env = "FLOTILLA_URL", hide_env_values = true)]
+    url: Option<String>,
+    /// API token (default: FLOTILLA_TOKEN, then the login profile).
+    #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate to trust for the server (default: FLOTILLA_CA, then the login profile).
+    #[arg(long, global = true, env = "FLOTILLA_CA")]
+    ca: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane.
+    ///
+    /// Example: flotilla server --data-dir /var/lib/flotilla --listen 0.0.0.0:8443
+    Server(cmd::server::ServerArgs),
+    /// Start a server and a sample fleet of real agents; stays up until Ctrl-C.
+    ///
+    /// Example: flotilla demo --nodes 10
+    Demo(demo::DemoArgs),
+    /// Save the server URL, token and CA for later commands.
+    ///
+    /// Example: flotilla login --url https://127.0.0.1:8443 --token "$(cat data/admin.token)" --ca data/ca.pem
+    Login(profile::LoginArgs),
+    /// Enrollment codes for agents.
+    #[command(subcommand)]
+    Activations(cmd::activations::Activations),
+    /// The managed nodes.
+    #[command(subcommand)]
+    Nodes(cmd::nodes::Nodes),
+    /// Saved target queries, usable as `group:NAME`.
+    #[command(subcommand)]
+    Groups(cmd::groups::Groups),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet_client = !matches!(cli.command, Command::Server(_) | Command::Demo(_));
+    let default_filter = if quiet_client { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why, the causes joined.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let conn = profile::Connection { url: cli.url, token: cli.token, ca: cli.ca };
+    let format = cli.output;
+    match cli.command {
+        Command::Server(args) => cmd::server::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Login(args) => profile::login(args).await,
+        Command::Activations(c) => c.run(&conn.client()?, format).await,
+        Command::Nodes(c) => c.run(&conn.client()?, format).await,
+        Command::Groups(c) => c.run(&conn.client()?, format).await,
+    }
+}

@@ -1,0 +1,18 @@
+//! Flotilla's domain core: nodes, activations, tags, targets and reconnect backoff.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing of tokio, sqlx, axum or
+//! tonic. Time and randomness come in as arguments, so every rule here is testable with tables.
+
+pub mod activation;
+pub mod backoff;
+pub mod node;
+pub mod tag;
+pub mod target;
+
+pub use activation::{Activation, ActivationRefusal};
+pub use node::{Node, NodeId, NodeIdError, NodeInfo, NodeStatus, Platform};
+pub use tag::{TagError, Tags};
+pub use target::{Target, TargetError};
+
+/// Milliseconds since the Unix epoch: the one time representation of the domain.
+pub type UnixMillis = i64;

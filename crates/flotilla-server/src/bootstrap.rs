@@ -1,0 +1,126 @@
+//! First start and every start: the data dir, its lock, the CA, the master key, the store
+//! and the admin token.
+//!
+//! Invariants: one server process per data dir (an OS file lock, released by the kernel if
+//! the process dies); secrets are written with mode 0600 and never logged; a malformed
+//! master key stops the server rather than letting it run with the wrong key.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use flotilla_store::{SqlStore, Store};
+
+use crate::config::ServerConfig;
+use crate::pki::Pki;
+use crate::secret::{random_bytes, random_token, sha256_hex};
+
+/// Holds the data dir's lock for the life of the server.
+pub struct DataDirLock {
+    _file: File,
+}
+
+pub struct Prepared {
+    pub store: Arc<dyn Store>,
+    pub pki: Pki,
+    pub lock: DataDirLock,
+}
+
+/// Writes a secret file readable by its owner only.
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all().with_context(|| format!("cannot sync {}", path.display()))
+}
+
+fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
+    let path = dir.join("server.lock");
+    let file = File::create(&path).with_context(|| {
+        format!("the data dir {} is not writable: fix its permissions or choose another with --data-dir", dir.display())
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another flotilla server is already using the data dir {}: stop it first, or give this one its own --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+fn ensure_master_key(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the master key {}", path.display()))?;
+        let hex = text.trim();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "the master key {} is malformed (expected 64 hex digits): restore it from backup; the server will not start with a wrong key",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let key: [u8; 32] = random_bytes();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, format!("{hex}\n").as_bytes())
+}
+
+fn server_names(config: &ServerConfig) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_owned());
+        }
+    }
+    if !config.listen.ip().is_unspecified() {
+        names.push(config.listen.ip().to_string());
+    }
+    names.extend(config.tls_names.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Creates or opens everything the server keeps in its data dir.
+pub async fn prepare(config: &ServerConfig) -> anyhow::Result<Prepared> {
+    let dir: PathBuf = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!("cannot create the data dir {}: fix its permissions or choose another with --data-dir", dir.display())
+    })?;
+    let lock = lock_data_dir(&dir)?;
+    ensure_master_key(&dir)?;
+    let pki = Pki::load_or_create(&dir, &server_names(config))?;
+
+    let store: Arc<dyn Store> = match &config.database_url {
+        Some(url) => Arc::new(SqlStore::open_url(url).await?),
+        None => Arc::new(SqlStore::open_sqlite(&dir.join("flotilla.db")).await?),
+    };
+
+    // admin.token is the source of truth for the admin's credential: created once, and
+    // re-registered at every start so a rebuilt database still honours it.
+    let token_path = dir.join("admin.token");
+    let token = if token_path.exists() {
+        let token = std::fs::read_to_string(&token_path).with_context(|| format!("cannot read {}", token_path.display()))?;
+        token.trim().to_owned()
+    } else {
+        let token = random_token("flt_", 32);
+        write_private(&token_path, format!("{token}\n").as_bytes())?;
+        token
+    };
+    if token.len() < 16 {
+        bail!("{} holds a token too short to be safe: delete it to have a new one made", token_path.display());
+    }
+    store.put_api_token("admin", &sha256_hex(token.as_bytes()), crate::now_ms()).await?;
+    Ok(Prepared { store, pki, lock })
+}

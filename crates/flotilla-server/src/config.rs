@@ -1,0 +1,145 @@
+//! The server's configuration: one TOML file, every key overridable by a `FLOTILLA_*`
+//! environment variable, safe defaults. Unknown keys are refused (a typo must not silently
+//! fall back to a default on a control plane).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `flotilla server` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address for the API and the agent channel, both TLS on one port. Env: `FLOTILLA_LISTEN`.
+    pub listen: SocketAddr,
+    /// Where the CA, the master key, the admin token, the SQLite database and the artifacts
+    /// live. Env: `FLOTILLA_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// `postgres://...` to use PostgreSQL; empty means SQLite in the data dir.
+    /// Env: `FLOTILLA_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// Extra DNS names or IP addresses for the server certificate (localhost, 127.0.0.1, ::1 and
+    /// the host name are always included). Env: `FLOTILLA_TLS_NAMES` (comma-separated).
+    pub tls_names: Vec<String>,
+    /// How often agents send a heartbeat, e.g. "30s". Env: `FLOTILLA_HEARTBEAT_INTERVAL`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Heartbeats a node may miss before it is ConnectionLost. Env: `FLOTILLA_MISSED_HEARTBEATS`.
+    pub missed_heartbeats: u32,
+}
+
+/// Default API/agent port.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            data_dir: PathBuf::from("flotilla-data"),
+            database_url: None,
+            tls_names: Vec::new(),
+            heartbeat_interval: Duration::from_secs(30),
+            missed_heartbeats: 3,
+        }
+    }
+}
+
+/// Every problem found in a configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid server configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ServerConfig {
+    /// Reads `file` (if given), then applies `FLOTILLA_*` variables from `env`.
+    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut config = match file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match toml::from_str::<ServerConfig>(&text) {
+                    Ok(c) => c,
+                    Err(e) => return Err(ConfigError(vec![format!("{}: {}", path.display(), e.message())])),
+                },
+                Err(e) => return Err(ConfigError(vec![format!("cannot read {}: {e}", path.display())])),
+            },
+            None => ServerConfig::default(),
+        };
+        for (key, value) in env {
+            let mut bad = |what: String| problems.push(format!("{key}={value:?}: {what}"));
+            match key.as_str() {
+                "FLOTILLA_LISTEN" => match value.parse() {
+                    Ok(v) => config.listen = v,
+                    Err(e) => bad(format!("not an address like 0.0.0.0:8443 ({e})")),
+                },
+                "FLOTILLA_DATA_DIR" => config.data_dir = PathBuf::from(value.clone()),
+                "FLOTILLA_DATABASE_URL" => config.database_url = Some(value.clone()).filter(|v| !v.is_empty()),
+                "FLOTILLA_TLS_NAMES" => {
+                    config.tls_names = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+                }
+                "FLOTILLA_HEARTBEAT_INTERVAL" => match humantime::parse_duration(&value) {
+                    Ok(v) => config.heartbeat_interval = v,
+                    Err(e) => bad(format!("not a duration like 30s ({e})")),
+                },
+                "FLOTILLA_MISSED_HEARTBEATS" => match value.parse() {
+                    Ok(v) => config.missed_heartbeats = v,
+                    Err(e) => bad(format!("not a whole number ({e})")),
+                },
+                _ => {}
+            }
+        }
+        problems.extend(config.check());
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError(problems)) }
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.heartbeat_interval < Duration::from_millis(100) || self.heartbeat_interval > Duration::from_secs(3600) {
+            problems.push(format!(
+                "heartbeat_interval = {:?} is out of range: use 100ms to 1h",
+                self.heartbeat_interval
+            ));
+        }
+        if self.missed_heartbeats == 0 {
+            problems.push("missed_heartbeats must be at least 1".into());
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://")) {
+                problems.push("database_url must start with postgres:// (or sqlite://PATH)".into());
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn env_overrides_and_reports_all_errors() {
+        let c = ServerConfig::load(None, env(&[("FLOTILLA_LISTEN", "127.0.0.1:9000"), ("FLOTILLA_HEARTBEAT_INTERVAL", "2s")]))
+            .expect("valid");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+        let err = ServerConfig::load(None, env(&[("FLOTILLA_LISTEN", "nope"), ("FLOTILLA_MISSED_HEARTBEATS", "0")]))
+            .expect_err("invalid");
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nheartbeat_intervall = \"1s\"\n").expect("write");
+        let err = ServerConfig::load(Some(&path), env(&[])).expect_err("typo refused");
+        assert!(err.to_string().contains("heartbeat_intervall"), "{err}");
+        std::fs::write(&path, "heartbeat_interval = \"5s\"\ndatabase_url = \"postgres://x@y/z\"\n").expect("write");
+        let c = ServerConfig::load(Some(&path), env(&[])).expect("valid");
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+    }
+}

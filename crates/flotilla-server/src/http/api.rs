@@ -1,0 +1,128 @@
+//! `/api/v1`: the operator API. Every route here requires a bearer token.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::Router;
+use flotilla_api as api;
+use utoipa::OpenApi;
+
+use super::extract::{Body, query_values};
+use super::ApiError;
+use crate::{AppState, enrollment, fleet};
+
+type Result<T> = std::result::Result<T, ApiError>;
+type S = State<Arc<AppState>>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/version", get(version))
+        .route("/api/v1/activations", get(list_activations).post(create_activation))
+        .route("/api/v1/activations/{id}", axum::routing::delete(delete_activation))
+        .route("/api/v1/nodes", get(list_nodes))
+        .route("/api/v1/nodes/{id}", get(get_node))
+        .route("/api/v1/nodes/{id}/tags", post(tag_node))
+        .route("/api/v1/nodes/{id}/untag", post(untag_node))
+        .route("/api/v1/nodes/{id}/deregister", post(deregister_node))
+        .route("/api/v1/groups", get(list_groups))
+        .route("/api/v1/groups/{name}", put(put_group).delete(delete_group))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Flotilla API", description = "Operator API of the Flotilla control plane. Authenticate with `Authorization: Bearer TOKEN`."),
+    paths(
+        version, list_activations, create_activation, delete_activation, list_nodes, get_node, tag_node, untag_node,
+        deregister_node, list_groups, put_group, delete_group, super::agent::register
+    ),
+    components(schemas(
+        api::Activation, api::CreateActivation, api::Node, api::Platform, api::TagNode, api::UntagNode, api::Group,
+        api::RegisterRequest, api::RegisterResponse, api::ErrorBody, api::ErrorDetail, api::VersionInfo
+    ))
+)]
+struct ApiDoc;
+
+/// `GET /api/v1/openapi.json` (public: it describes, it does not reveal).
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[utoipa::path(get, path = "/api/v1/version", responses((status = 200, body = api::VersionInfo)))]
+async fn version(State(state): S) -> Json<api::VersionInfo> {
+    Json(api::VersionInfo { version: env!("CARGO_PKG_VERSION").into(), store: state.store.backend().into() })
+}
+
+#[utoipa::path(get, path = "/api/v1/activations", responses((status = 200, body = [api::Activation])))]
+async fn list_activations(State(state): S) -> Result<Json<Vec<api::Activation>>> {
+    let list = state.store.list_activations().await.map_err(crate::ServiceError::from)?;
+    Ok(Json(list.iter().map(|a| enrollment::to_api(a, None)).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/activations", request_body = api::CreateActivation,
+    responses((status = 201, body = api::Activation, description = "Created; `code` is shown only here"), (status = 400, body = api::ErrorBody)))]
+async fn create_activation(State(state): S, Body(req): Body<api::CreateActivation>) -> Result<(StatusCode, Json<api::Activation>)> {
+    Ok((StatusCode::CREATED, Json(enrollment::create_activation(&state, req).await?)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/activations/{id}", responses((status = 200), (status = 404, body = api::ErrorBody)))]
+async fn delete_activation(State(state): S, Path(id): Path<String>) -> Result<Json<()>> {
+    if state.store.delete_activation(&id).await.map_err(crate::ServiceError::from)? {
+        Ok(Json(()))
+    } else {
+        Err(ApiError::not_found(format!("no activation `{id}`")))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes",
+    params(("target" = Option<Vec<String>>, Query, description = "Target expressions (repeatable, a union): node id, tag:KEY=VALUE, tag:KEY, group:NAME, all")),
+    responses((status = 200, body = [api::Node]), (status = 400, body = api::ErrorBody)))]
+async fn list_nodes(State(state): S, RawQuery(query): RawQuery) -> Result<Json<Vec<api::Node>>> {
+    let targets = query_values(query.as_deref(), "target");
+    Ok(Json(fleet::list_nodes(&state, &targets).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{id}", responses((status = 200, body = api::Node), (status = 404, body = api::ErrorBody)))]
+async fn get_node(State(state): S, Path(id): Path<String>) -> Result<Json<api::Node>> {
+    Ok(Json(fleet::get_node(&state, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/tags", request_body = api::TagNode,
+    responses((status = 200, body = api::Node), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
+async fn tag_node(State(state): S, Path(id): Path<String>, Body(req): Body<api::TagNode>) -> Result<Json<api::Node>> {
+    Ok(Json(fleet::tag_node(&state, &id, req.tags).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/untag", request_body = api::UntagNode,
+    responses((status = 200, body = api::Node), (status = 404, body = api::ErrorBody)))]
+async fn untag_node(State(state): S, Path(id): Path<String>, Body(req): Body<api::UntagNode>) -> Result<Json<api::Node>> {
+    Ok(Json(fleet::untag_node(&state, &id, req.keys).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/deregister",
+    responses((status = 200, body = api::Node), (status = 404, body = api::ErrorBody)))]
+async fn deregister_node(State(state): S, Path(id): Path<String>) -> Result<Json<api::Node>> {
+    Ok(Json(fleet::deregister(&state, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/groups", responses((status = 200, body = [api::Group])))]
+async fn list_groups(State(state): S) -> Result<Json<Vec<api::Group>>> {
+    Ok(Json(fleet::list_groups(&state).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/groups/{name}", request_body = api::Group,
+    responses((status = 200, body = api::Group), (status = 400, body = api::ErrorBody)))]
+async fn put_group(State(state): S, Path(name): Path<String>, Body(group): Body<api::Group>) -> Result<Json<api::Group>> {
+    if group.name != name {
+        return Err(ApiError::invalid(format!("the body names group `{}` but the path names `{name}`", group.name)));
+    }
+    Ok(Json(fleet::put_group(&state, group).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/groups/{name}", responses((status = 200), (status = 404, body = api::ErrorBody)))]
+async fn delete_group(State(state): S, Path(name): Path<String>) -> Result<Json<()>> {
+    fleet::delete_group(&state, &name).await?;
+    Ok(Json(()))
+}

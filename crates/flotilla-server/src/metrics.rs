@@ -1,0 +1,54 @@
+//! Prometheus metrics of the server (`GET /metrics`). Names: `flotilla_<area>_<noun>_<unit>`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    /// `in` (agent to server) or `out`.
+    pub direction: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub connected_agents: Gauge,
+    pub api_requests: Family<ApiLabels, Counter>,
+    pub channel_messages: Family<ChannelLabels, Counter>,
+    pub enrollments: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let connected_agents = Gauge::default();
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        let channel_messages = Family::<ChannelLabels, Counter>::default();
+        let enrollments = Counter::default();
+        registry.register("flotilla_agent_connected", "Agents with an open stream to this server", connected_agents.clone());
+        registry.register("flotilla_api_requests", "HTTP requests served, by method and status", api_requests.clone());
+        registry.register("flotilla_channel_messages", "Agent channel messages, by direction", channel_messages.clone());
+        registry.register("flotilla_enrollments", "Nodes enrolled", enrollments.clone());
+        Metrics { registry, connected_agents, api_requests, channel_messages, enrollments }
+    }
+
+    pub fn channel(&self, direction: &'static str) {
+        self.channel_messages.get_or_create(&ChannelLabels { direction }).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}

@@ -1,0 +1,177 @@
+//! Who is connected to this server process, and the liveness worker that turns silence
+//! into ConnectionLost.
+//!
+//! Invariants: at most one live stream per node (a newer connection replaces the older one);
+//! a stream's end marks the node ConnectionLost only if it is still the node's current
+//! stream (generation check), so a quick reconnect is never undone by the old stream's
+//! cleanup; no lock is held across an await.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use flotilla_core::{NodeId, UnixMillis, node::is_silent};
+use flotilla_store::{Store, StoreError};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AppState, now_ms};
+
+struct Conn {
+    generation: u64,
+    last_seen: UnixMillis,
+    /// Closes the stream with the given status.
+    kick: Option<oneshot::Sender<tonic::Status>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conns: HashMap<NodeId, Conn>,
+    next_generation: u64,
+}
+
+/// The connected agents of this process.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts
+        // and removes), so a poisoned lock is safe to keep using.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new stream for `id`, replacing (and closing) any older one. Returns the
+    /// stream's generation and the receiver that tells it to close.
+    pub fn connect(&self, id: &NodeId, now: UnixMillis) -> (u64, oneshot::Receiver<tonic::Status>) {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.lock();
+        inner.next_generation += 1;
+        let generation = inner.next_generation;
+        let old = inner.conns.insert(id.clone(), Conn { generation, last_seen: now, kick: Some(tx) });
+        if let Some(Conn { kick: Some(kick), .. }) = old {
+            let _ = kick.send(tonic::Status::aborted("replaced by a newer connection from the same node"));
+        }
+        (generation, rx)
+    }
+
+    pub fn touch(&self, id: &NodeId, generation: u64, now: UnixMillis) {
+        if let Some(conn) = self.lock().conns.get_mut(id) {
+            if conn.generation == generation {
+                conn.last_seen = conn.last_seen.max(now);
+            }
+        }
+    }
+
+    /// Forgets the stream; true when it was still the node's current one.
+    pub fn disconnect(&self, id: &NodeId, generation: u64) -> bool {
+        let mut inner = self.lock();
+        match inner.conns.get(id) {
+            Some(conn) if conn.generation == generation => {
+                inner.conns.remove(id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes the node's stream, if connected here, with `status`.
+    pub fn kick(&self, id: &NodeId, status: tonic::Status) {
+        if let Some(conn) = self.lock().conns.get_mut(id) {
+            if let Some(kick) = conn.kick.take() {
+                let _ = kick.send(status);
+            }
+        }
+    }
+
+    pub fn connected(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Writes every connected node's last-seen time to the store in one batch.
+    pub async fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let seen: Vec<(NodeId, UnixMillis)> = self.lock().conns.iter().map(|(id, c)| (id.clone(), c.last_seen)).collect();
+        if seen.is_empty() { Ok(()) } else { store.touch_nodes(&seen).await }
+    }
+
+    /// Closes every stream (server shutdown).
+    pub fn close_all(&self) {
+        for conn in self.lock().conns.values_mut() {
+            if let Some(kick) = conn.kick.take() {
+                let _ = kick.send(tonic::Status::unavailable("the server is shutting down; reconnect shortly"));
+            }
+        }
+    }
+
+    fn silent(&self, now: UnixMillis, heartbeat_ms: i64, missed: u32) -> Vec<NodeId> {
+        self.lock()
+            .conns
+            .iter()
+            .filter(|(_, c)| is_silent(c.last_seen, now, heartbeat_ms, missed))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// Every heartbeat interval: flush last-seen times, close silent streams, and mark nodes
+/// that are Online in the store but silent everywhere (a restarted or dead replica's
+/// nodes) ConnectionLost.
+pub async fn liveness_worker(state: std::sync::Arc<AppState>, shutdown: CancellationToken) {
+    let interval = state.config.heartbeat_interval;
+    let heartbeat_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    let missed = state.config.missed_heartbeats;
+    let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(5)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                state.registry.close_all();
+                return;
+            }
+            _ = ticker.tick() => {}
+        }
+        let now = now_ms();
+        for id in state.registry.silent(now, heartbeat_ms, missed) {
+            tracing::info!(node_id = %id, "node missed {missed} heartbeats; closing its stream");
+            state.registry.kick(&id, tonic::Status::deadline_exceeded("no heartbeat received in time"));
+        }
+        if let Err(e) = state.registry.flush(state.store.as_ref()).await {
+            tracing::warn!("cannot record last-seen times: {e}");
+            continue;
+        }
+        let cutoff = now.saturating_sub(heartbeat_ms.saturating_mul(i64::from(missed)));
+        match state.store.expire_silent_nodes(cutoff).await {
+            Ok(lost) => {
+                for id in lost {
+                    tracing::info!(node_id = %id, "node silent past its heartbeat deadline: ConnectionLost");
+                }
+            }
+            Err(e) => tracing::warn!("cannot expire silent nodes: {e}"),
+        }
+        state.metrics.connected_agents.set(i64::try_from(state.registry.connected()).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_connection_wins() {
+        let reg = Registry::default();
+        let id = NodeId::from_random([1; 9]);
+        let (g1, mut rx1) = reg.connect(&id, 0);
+        let (g2, _rx2) = reg.connect(&id, 10);
+        assert!(rx1.try_recv().is_ok(), "the old stream is told to close");
+        assert!(!reg.disconnect(&id, g1), "the old stream's end does not disconnect the node");
+        assert_eq!(reg.connected(), 1);
+        reg.touch(&id, g1, 10_000);
+        assert_eq!(reg.silent(3_500, 1_000, 3), vec![id.clone()], "a stale generation cannot refresh liveness");
+        reg.touch(&id, g2, 3_000);
+        assert!(reg.silent(3_500, 1_000, 3).is_empty());
+        assert!(reg.disconnect(&id, g2));
+        assert_eq!(reg.connected(), 0);
+    }
+}

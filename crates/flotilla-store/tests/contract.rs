@@ -1,0 +1,168 @@
+//! The storage contract: every case runs unchanged against SQLite and PostgreSQL.
+//!
+//! PostgreSQL comes from `FLOTILLA_TEST_POSTGRES` (default: the local server on 127.0.0.1:5432,
+//! as on the CI machine). Each run makes its own database and drops it afterwards. An
+//! unreachable PostgreSQL fails the suite: it is never skipped.
+
+use std::collections::BTreeMap;
+
+use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
+use flotilla_store::{Enrollment, SqlStore, Store, TargetGroup};
+
+fn activation(id: &str, limit: u32) -> Activation {
+    Activation {
+        id: id.into(),
+        code_hash: "hash".into(),
+        description: "test".into(),
+        registration_limit: limit,
+        registrations: 0,
+        expires_at: 10_000,
+        default_tags: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        created_at: 1,
+    }
+}
+
+fn node(n: u8, activation_id: &str) -> Node {
+    Node {
+        id: NodeId::from_random([n; 9]),
+        hostname: format!("host-{n}"),
+        status: NodeStatus::ConnectionLost,
+        last_seen: None,
+        platform: Platform::default(),
+        kernel: String::new(),
+        arch: String::new(),
+        agent_version: String::new(),
+        addresses: vec![],
+        tags: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        activation_id: activation_id.into(),
+        registered_at: 5,
+        cert_fingerprint: format!("fp{n}"),
+    }
+}
+
+async fn activations(store: &dyn Store) {
+    let a = activation("act-1", 2);
+    store.create_activation(&a).await.expect("create");
+    assert_eq!(store.get_activation("act-1").await.expect("get"), Some(a.clone()));
+    assert_eq!(store.get_activation("nope").await.expect("get"), None);
+    assert!(store.create_activation(&a).await.is_err(), "duplicate id is refused");
+    assert_eq!(store.list_activations().await.expect("list"), vec![a]);
+    assert!(store.delete_activation("act-1").await.expect("delete"));
+    assert!(!store.delete_activation("act-1").await.expect("delete again"));
+    assert!(store.list_activations().await.expect("list").is_empty());
+}
+
+async fn enrollment_respects_limit(store: &dyn Store) {
+    store.create_activation(&activation("act-2", 2)).await.expect("create");
+    assert_eq!(store.enroll_node("act-2", &node(1, "act-2")).await.expect("enroll"), Enrollment::Enrolled);
+    assert_eq!(store.enroll_node("act-2", &node(2, "act-2")).await.expect("enroll"), Enrollment::Enrolled);
+    assert_eq!(store.enroll_node("act-2", &node(3, "act-2")).await.expect("enroll"), Enrollment::LimitReached);
+    let stored = store.get_activation("act-2").await.expect("get").expect("exists");
+    assert_eq!(stored.registrations, 2);
+    assert_eq!(store.get_node(&node(3, "").id).await.expect("get"), None, "nothing stored past the limit");
+    assert_eq!(store.get_node(&node(1, "").id).await.expect("get"), Some(node(1, "act-2")));
+    assert_eq!(store.list_nodes().await.expect("list").len(), 2);
+}
+
+async fn node_lifecycle(store: &dyn Store) {
+    store.create_activation(&activation("act-3", 10)).await.expect("create");
+    let n = node(7, "act-3");
+    store.enroll_node("act-3", &n).await.expect("enroll");
+    let info = NodeInfo {
+        hostname: "web-7".into(),
+        platform: Platform { name: "Debian GNU/Linux".into(), version: "12".into(), id: "debian".into() },
+        kernel: "6.1.0".into(),
+        arch: "x86_64".into(),
+        agent_version: "0.1.0".into(),
+        addresses: vec!["10.0.0.7".into()],
+    };
+    assert!(store.node_connected(&n.id, &info, 100).await.expect("connect"));
+    let got = store.get_node(&n.id).await.expect("get").expect("exists");
+    assert_eq!((got.status, got.last_seen, got.hostname.as_str()), (NodeStatus::Online, Some(100), "web-7"));
+    assert_eq!(got.platform, info.platform);
+    assert_eq!(got.addresses, info.addresses);
+
+    store.touch_nodes(&[(n.id.clone(), 200)]).await.expect("touch");
+    store.touch_nodes(&[(n.id.clone(), 150)]).await.expect("touch older");
+    assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").last_seen, Some(200), "last seen never goes back");
+
+    assert_eq!(store.expire_silent_nodes(200).await.expect("expire"), Vec::<NodeId>::new());
+    assert_eq!(store.expire_silent_nodes(201).await.expect("expire"), vec![n.id.clone()]);
+    assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").status, NodeStatus::ConnectionLost);
+
+    store.node_connected(&n.id, &info, 300).await.expect("reconnect");
+    store.nodes_lost(std::slice::from_ref(&n.id)).await.expect("lost");
+    assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").status, NodeStatus::ConnectionLost);
+
+    let tags: Tags = BTreeMap::from([("role".to_string(), "web".to_string()), ("Patch Group".to_string(), "a b".to_string())]);
+    assert!(store.set_tags(&n.id, &tags).await.expect("tag"));
+    assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").tags, tags);
+    assert!(!store.set_tags(&node(99, "").id, &tags).await.expect("tag unknown"));
+
+    assert!(store.deregister_node(&n.id).await.expect("deregister"));
+    assert!(!store.node_connected(&n.id, &info, 400).await.expect("connect after deregistration"), "a deregistered node stays out");
+    store.nodes_lost(std::slice::from_ref(&n.id)).await.expect("lost");
+    assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").status, NodeStatus::Deregistered);
+    assert!(!store.deregister_node(&node(98, "").id).await.expect("deregister unknown"));
+}
+
+async fn tokens_and_groups(store: &dyn Store) {
+    store.put_api_token("admin", "h1", 1).await.expect("put");
+    assert_eq!(store.find_api_token("h1").await.expect("find"), Some("admin".into()));
+    store.put_api_token("admin", "h2", 2).await.expect("replace");
+    assert_eq!(store.find_api_token("h1").await.expect("find"), None, "a replaced token stops working");
+    assert_eq!(store.find_api_token("h2").await.expect("find"), Some("admin".into()));
+
+    let g = TargetGroup { name: "webs".into(), targets: vec!["tag:role=web".into(), "tag:env=prod".into()], created_at: 3 };
+    store.put_group(&g).await.expect("put group");
+    assert_eq!(store.list_groups().await.expect("list"), vec![g.clone()]);
+    let g2 = TargetGroup { targets: vec!["all".into()], ..g };
+    store.put_group(&g2).await.expect("replace group");
+    assert_eq!(store.list_groups().await.expect("list"), vec![g2]);
+    assert!(store.delete_group("webs").await.expect("delete"));
+    assert!(!store.delete_group("webs").await.expect("delete again"));
+}
+
+async fn run_contract(store: &dyn Store) {
+    store.ping().await.expect("ping");
+    activations(store).await;
+    enrollment_respects_limit(store).await;
+    node_lifecycle(store).await;
+    tokens_and_groups(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flotilla.db");
+    let store = SqlStore::open_sqlite(&path).await.expect("open sqlite");
+    assert_eq!(store.backend(), "sqlite");
+    run_contract(&store).await;
+    store.close().await;
+    // Reopening applies no migration twice and keeps the data.
+    let again = SqlStore::open_sqlite(&path).await.expect("reopen sqlite");
+    assert_eq!(again.list_nodes().await.expect("list").len(), 3);
+}
+
+#[tokio::test]
+async fn postgres_contract() {
+    let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = flotilla_testkit::postgres::TempDatabase::create(&admin_url)
+        .await
+        .expect("PostgreSQL must be reachable for the contract suite (set FLOTILLA_TEST_POSTGRES)");
+    let store = SqlStore::open_postgres(db.url()).await.expect("open postgres");
+    assert_eq!(store.backend(), "postgres");
+    run_contract(&store).await;
+    store.close().await;
+    let again = SqlStore::open_postgres(db.url()).await.expect("reopen postgres");
+    assert_eq!(again.list_nodes().await.expect("list").len(), 3);
+    again.close().await;
+    db.drop_database().await.expect("drop test database");
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    let err = SqlStore::open_url("mysql://x").await.err().expect("refused");
+    assert!(err.to_string().contains("postgres://"), "{err}");
+}

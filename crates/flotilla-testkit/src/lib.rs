@@ -1,0 +1,8 @@
+//! Test harness: starts real `flotilla` servers and `flotilla-agent` processes in temporary
+//! directories, and throwaway PostgreSQL databases, so integration tests drive Flotilla the
+//! way an operator does. Nothing here fakes a component.
+
+pub mod postgres;
+pub mod process;
+
+pub use process::{Agent, TestServer, bin_path, wait_until, write_root};

@@ -1,0 +1,35 @@
+//! Throwaway PostgreSQL databases on an existing server (the CI machine's 127.0.0.1:5432).
+
+use anyhow::Context;
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+/// A database created for one test and dropped by [`TempDatabase::drop_database`].
+pub struct TempDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TempDatabase {
+    /// Creates `flotilla_test_<random>` through `admin_url` (a URL of an existing database).
+    pub async fn create(admin_url: &str) -> anyhow::Result<TempDatabase> {
+        let mut conn = PgConnection::connect(admin_url)
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {admin_url}"))?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let name = format!("flotilla_test_{}_{nanos}", std::process::id());
+        conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.context("CREATE DATABASE")?;
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+        Ok(TempDatabase { admin_url: admin_url.to_owned(), url: format!("{base}/{name}"), name })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&self.admin_url).await?;
+        conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await?;
+        Ok(())
+    }
+}
