@@ -124,7 +124,8 @@ async fn session(endpoint: &Endpoint, root: &Path, welcomed: &mut bool) -> Ended
     let mut client = AgentChannelClient::new(channel);
     let (tx, rx) = mpsc::channel::<AgentMessage>(16);
     let mut seq: u64 = 1;
-    let hello = AgentMessage { seq, body: Some(agent_message::Body::Hello(Hello { info: Some(crate::node::collect(root)) })) };
+    let hello =
+        AgentMessage { seq, body: Some(agent_message::Body::Hello(Hello { info: Some(crate::node::collect(root)) })) };
     if tx.send(hello).await.is_err() {
         return Ended::Retry("the outbound queue closed".into());
     }

@@ -25,7 +25,10 @@ pub async fn register(opts: &RegisterOptions) -> Result<String, AgentError> {
         return Err(AgentError::AlreadyEnrolled { node_id: existing.state.node_id, path: opts.state_dir.clone() });
     }
     if !opts.server.starts_with("https://") {
-        return Err(AgentError::BadUrl { url: opts.server.clone(), detail: "the server URL must start with https://".into() });
+        return Err(AgentError::BadUrl {
+            url: opts.server.clone(),
+            detail: "the server URL must start with https://".into(),
+        });
     }
     let ca_pem = std::fs::read(&opts.ca).map_err(|source| AgentError::Read { path: opts.ca.clone(), source })?;
     let key = rcgen::KeyPair::generate().map_err(|e| AgentError::Key(e.to_string()))?;
@@ -45,7 +48,11 @@ pub async fn register(opts: &RegisterOptions) -> Result<String, AgentError> {
         .await
         .map_err(|e| AgentError::Enroll(e.to_string()))?;
     let identity = Identity {
-        state: StateFile { version: STATE_VERSION, node_id: reply.node_id.clone(), server_url: opts.server.trim_end_matches('/').to_owned() },
+        state: StateFile {
+            version: STATE_VERSION,
+            node_id: reply.node_id.clone(),
+            server_url: opts.server.trim_end_matches('/').to_owned(),
+        },
         key_pem: key.serialize_pem(),
         cert_pem: reply.certificate_pem,
         ca_pem: reply.ca_pem,

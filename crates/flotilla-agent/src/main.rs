@@ -54,7 +54,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -71,7 +72,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Register { server, ca, activation_id, activation_code, state_dir, root, force } => {
-                let opts = flotilla_agent::RegisterOptions { server, ca, activation_id, activation_code, state_dir, root, force };
+                let opts = flotilla_agent::RegisterOptions {
+                    server,
+                    ca,
+                    activation_id,
+                    activation_code,
+                    state_dir,
+                    root,
+                    force,
+                };
                 let node_id = flotilla_agent::register(&opts).await?;
                 println!("{node_id}");
                 Ok(())

@@ -55,12 +55,12 @@ fn ipv4_addresses(fib_trie: &str) -> Vec<String> {
         let line = line.trim();
         if let Some(addr) = line.strip_prefix("|-- ") {
             last = Some(addr);
-        } else if line.contains("/32 host LOCAL") {
-            if let Some(addr) = last.and_then(|a| a.parse::<Ipv4Addr>().ok()) {
-                if !addr.is_loopback() && !out.contains(&addr.to_string()) {
-                    out.push(addr.to_string());
-                }
-            }
+        } else if line.contains("/32 host LOCAL")
+            && let Some(addr) = last.and_then(|a| a.parse::<Ipv4Addr>().ok())
+            && !addr.is_loopback()
+            && !out.contains(&addr.to_string())
+        {
+            out.push(addr.to_string());
         }
     }
     out
@@ -107,7 +107,11 @@ mod tests {
         let parsed = parse_os_release("# comment\nNAME=\"Rocky Linux\"\nVERSION_ID='9.3'\nID=rocky\nBROKEN LINE\n\n");
         assert_eq!(
             parsed,
-            vec![("NAME".into(), "Rocky Linux".into()), ("VERSION_ID".into(), "9.3".into()), ("ID".into(), "rocky".into())]
+            vec![
+                ("NAME".into(), "Rocky Linux".into()),
+                ("VERSION_ID".into(), "9.3".into()),
+                ("ID".into(), "rocky".into())
+            ]
         );
     }
 
@@ -123,10 +127,14 @@ mod tests {
     fn reads_under_the_root() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
-        std::fs::write(dir.path().join("etc/os-release"), "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n").expect("write");
+        std::fs::write(dir.path().join("etc/os-release"), "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n")
+            .expect("write");
         std::fs::write(dir.path().join("etc/hostname"), "sandbox-1\n").expect("write");
         let info = collect(dir.path());
-        assert_eq!((info.hostname.as_str(), info.os_id.as_str(), info.os_version.as_str()), ("sandbox-1", "alpine", "3.19.1"));
+        assert_eq!(
+            (info.hostname.as_str(), info.os_id.as_str(), info.os_version.as_str()),
+            ("sandbox-1", "alpine", "3.19.1")
+        );
         assert_eq!(info.os_name, "Alpine Linux");
     }
 }

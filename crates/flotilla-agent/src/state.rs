@@ -38,7 +38,8 @@ fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), AgentError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp: PathBuf = path.with_extension("tmp");
     let err = |source| AgentError::Write { path: path.to_path_buf(), source };
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(err)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(err)?;
     file.write_all(contents).map_err(err)?;
     file.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
@@ -61,7 +62,9 @@ impl Identity {
         if version > u64::from(STATE_VERSION) {
             return Err(AgentError::BadState {
                 path: state_path,
-                detail: format!("format version {version} is newer than this agent understands ({STATE_VERSION}): upgrade the agent"),
+                detail: format!(
+                    "format version {version} is newer than this agent understands ({STATE_VERSION}): upgrade the agent"
+                ),
             });
         }
         // Version 1 is the first format; later versions add their migrations here.
@@ -80,10 +83,8 @@ impl Identity {
         write(&dir.join("agent.key"), self.key_pem.as_bytes(), 0o600)?;
         write(&dir.join("agent.pem"), self.cert_pem.as_bytes(), 0o644)?;
         write(&dir.join("ca.pem"), self.ca_pem.as_bytes(), 0o644)?;
-        let json = serde_json::to_vec_pretty(&self.state).map_err(|e| AgentError::BadState {
-            path: dir.join("state.json"),
-            detail: e.to_string(),
-        })?;
+        let json = serde_json::to_vec_pretty(&self.state)
+            .map_err(|e| AgentError::BadState { path: dir.join("state.json"), detail: e.to_string() })?;
         // state.json last: its presence means the identity is complete.
         write(&dir.join("state.json"), &json, 0o600)
     }
@@ -98,16 +99,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(matches!(Identity::load(dir.path()), Err(AgentError::NotEnrolled(_))));
         let id = Identity {
-            state: StateFile { version: STATE_VERSION, node_id: "n-0123456789abcdef0".into(), server_url: "https://x".into() },
+            state: StateFile {
+                version: STATE_VERSION,
+                node_id: "n-0123456789abcdef0".into(),
+                server_url: "https://x".into(),
+            },
             key_pem: "k".into(),
             cert_pem: "c".into(),
             ca_pem: "a".into(),
         };
         id.save(dir.path()).expect("save");
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("agent.key")).expect("meta").permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("agent.key")).expect("meta").permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(Identity::load(dir.path()).expect("load").state.node_id, "n-0123456789abcdef0");
-        std::fs::write(dir.path().join("state.json"), r#"{"version": 9, "node_id": "x", "server_url": "y"}"#).expect("write");
+        std::fs::write(dir.path().join("state.json"), r#"{"version": 9, "node_id": "x", "server_url": "y"}"#)
+            .expect("write");
         let err = Identity::load(dir.path()).err().expect("newer format refused");
         assert!(err.to_string().contains("upgrade the agent"), "{err}");
         std::fs::write(dir.path().join("state.json"), "{not json").expect("write");

@@ -77,12 +77,18 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
+        let resp =
+            req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message },
+                Ok(body) => {
+                    ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message }
+                }
                 Err(_) => ClientError::Api {
                     status: status.as_u16(),
                     code: "http".into(),
@@ -118,7 +124,8 @@ impl Client {
     /// Nodes matching the union of `targets` (all nodes, deregistered included, when empty).
     pub async fn list_nodes(&self, targets: &[String]) -> Result<Vec<Node>, ClientError> {
         let query: Vec<String> = targets.iter().map(|t| format!("target={}", enc(t))).collect();
-        let path = if query.is_empty() { "/api/v1/nodes".to_owned() } else { format!("/api/v1/nodes?{}", query.join("&")) };
+        let path =
+            if query.is_empty() { "/api/v1/nodes".to_owned() } else { format!("/api/v1/nodes?{}", query.join("&")) };
         self.get(&path).await
     }
 

@@ -42,10 +42,7 @@ const DISTROS: &[(&str, &str)] = &[
         "rocky9",
         "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
     ),
-    (
-        "alpine319",
-        "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n",
-    ),
+    ("alpine319", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n"),
 ];
 
 fn agent_binary() -> anyhow::Result<PathBuf> {
@@ -63,7 +60,10 @@ fn fresh_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         None => std::env::temp_dir().join(format!("flotilla-demo-{}", std::process::id())),
     };
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
-        bail!("the demo needs a fresh data dir, but {} is not empty: remove it or pass another --data-dir", dir.display());
+        bail!(
+            "the demo needs a fresh data dir, but {} is not empty: remove it or pass another --data-dir",
+            dir.display()
+        );
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)

@@ -56,10 +56,23 @@ enum Command {
     /// Saved target queries, usable as `group:NAME`.
     #[command(subcommand)]
     Groups(cmd::groups::Groups),
+    /// Compare two package versions; prints <, = or >.
+    ///
+    /// Example: flotilla version-cmp --ecosystem deb 1:2.0~rc1-1 1:2.0-1
+    VersionCmp(cmd::version_cmp::VersionCmpArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        Err(e) => {
+            // Scripts read one line: clap's first line says what was wrong.
+            let text = e.to_string();
+            eprintln!("{} (see --help)", text.lines().next().unwrap_or("invalid arguments").trim_end());
+            return ExitCode::from(2);
+        }
+    };
     let quiet_client = !matches!(cli.command, Command::Server(_) | Command::Demo(_));
     let default_filter = if quiet_client { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -98,5 +111,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Activations(c) => c.run(&conn.client()?, format).await,
         Command::Nodes(c) => c.run(&conn.client()?, format).await,
         Command::Groups(c) => c.run(&conn.client()?, format).await,
+        Command::VersionCmp(args) => cmd::version_cmp::run(args),
     }
 }

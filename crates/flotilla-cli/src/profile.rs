@@ -57,7 +57,9 @@ impl Connection {
         };
         let token = self.token.clone().or_else(|| profile.as_ref().map(|p| p.token.clone()));
         let ca_pem = match &self.ca {
-            Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read the CA certificate {}", path.display()))?),
+            Some(path) => Some(
+                std::fs::read(path).with_context(|| format!("cannot read the CA certificate {}", path.display()))?,
+            ),
             None => profile.as_ref().and_then(|p| p.ca_pem.clone()).map(String::into_bytes),
         };
         Ok(Client::new(&url, token, ca_pem.as_deref())?)
@@ -88,6 +90,12 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
         file.write_all(serde_json::to_string_pretty(&profile)?.as_bytes())?;
     }
-    println!("logged in to {} (flotilla {}, {} store); profile saved in {}", args.url, version.version, version.store, path.display());
+    println!(
+        "logged in to {} (flotilla {}, {} store); profile saved in {}",
+        args.url,
+        version.version,
+        version.store,
+        path.display()
+    );
     Ok(())
 }

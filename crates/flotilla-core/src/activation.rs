@@ -28,7 +28,9 @@ pub enum ActivationRefusal {
     WrongCode(String),
     #[error("activation `{0}` has expired: create a new one with `flotilla activations create`")]
     Expired(String),
-    #[error("activation `{id}` has reached its registration limit of {limit}: create a new activation or raise --limit")]
+    #[error(
+        "activation `{id}` has reached its registration limit of {limit}: create a new activation or raise --limit"
+    )]
     LimitReached { id: String, limit: u32 },
 }
 

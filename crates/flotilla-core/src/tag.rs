@@ -17,9 +17,7 @@ pub enum TagError {
     KeyTooLong { key: String, len: usize },
     #[error("tag value for `{key}` is {len} characters long; the limit is 256")]
     ValueTooLong { key: String, len: usize },
-    #[error(
-        "tag `{0}` contains a character that is not allowed: use letters, digits, spaces and _ . : / = + - @"
-    )]
+    #[error("tag `{0}` contains a character that is not allowed: use letters, digits, spaces and _ . : / = + - @")]
     BadCharacter(String),
     #[error("tag key `{0}` uses a reserved prefix (aws: or flotilla:)")]
     Reserved(String),

@@ -15,7 +15,10 @@ use crate::{Node, NodeId, NodeStatus, tag};
 pub enum Target {
     Node(NodeId),
     /// `values` empty means any value.
-    Tag { key: String, values: Vec<String> },
+    Tag {
+        key: String,
+        values: Vec<String>,
+    },
     Group(String),
     All,
 }
@@ -23,9 +26,7 @@ pub enum Target {
 /// Why a target expression was refused or could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error(
-        "invalid target `{input}`: {reason}; use a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all"
-    )]
+    #[error("invalid target `{input}`: {reason}; use a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all")]
     Invalid { input: String, reason: String },
     #[error("unknown group `{0}`: list groups with `flotilla groups ls`")]
     UnknownGroup(String),
@@ -214,7 +215,10 @@ mod tests {
         };
         assert_eq!(ids(&["all"]), Ok(vec!["host1".into(), "host2".into(), "host3".into()]));
         assert_eq!(ids(&["tag:env=prod"]), Ok(vec!["host1".into(), "host3".into()]));
-        assert_eq!(ids(&["tag:env=prod,staging", "tag:role=db"]), Ok(vec!["host1".into(), "host2".into(), "host3".into()]));
+        assert_eq!(
+            ids(&["tag:env=prod,staging", "tag:role=db"]),
+            Ok(vec!["host1".into(), "host2".into(), "host3".into()])
+        );
         assert_eq!(ids(&["tag:role"]), Ok(vec!["host1".into(), "host2".into(), "host3".into()]));
         assert_eq!(ids(&["group:webs"]), Ok(vec!["host1".into(), "host2".into()]));
         assert_eq!(ids(&[nodes[2].id.as_str()]), Ok(vec!["host3".into()]));

@@ -35,7 +35,8 @@ impl ArtifactStore {
     /// A store in a local directory (created if missing).
     pub fn local(dir: &Path) -> Result<Self, ArtifactError> {
         let open = |source| ArtifactError::Open { path: dir.display().to_string(), source };
-        std::fs::create_dir_all(dir).map_err(|e| open(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| open(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(open)?;
         Ok(ArtifactStore { inner: Arc::new(fs) })
     }

@@ -60,7 +60,8 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
 fn ensure_master_key(dir: &Path) -> anyhow::Result<()> {
     let path = dir.join("master.key");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the master key {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read the master key {}", path.display()))?;
         let hex = text.trim();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!(
@@ -111,10 +112,11 @@ pub async fn prepare(config: &ServerConfig) -> anyhow::Result<Prepared> {
     // re-registered at every start so a rebuilt database still honours it.
     let token_path = dir.join("admin.token");
     let token = if token_path.exists() {
-        let token = std::fs::read_to_string(&token_path).with_context(|| format!("cannot read {}", token_path.display()))?;
+        let token =
+            std::fs::read_to_string(&token_path).with_context(|| format!("cannot read {}", token_path.display()))?;
         token.trim().to_owned()
     } else {
-        let token = random_token("flt_", 32);
+        let token = random_token("flt_");
         write_private(&token_path, format!("{token}\n").as_bytes())?;
         token
     };

@@ -75,7 +75,8 @@ impl ServerConfig {
                 "FLOTILLA_DATA_DIR" => config.data_dir = PathBuf::from(value.clone()),
                 "FLOTILLA_DATABASE_URL" => config.database_url = Some(value.clone()).filter(|v| !v.is_empty()),
                 "FLOTILLA_TLS_NAMES" => {
-                    config.tls_names = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+                    config.tls_names =
+                        value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
                 }
                 "FLOTILLA_HEARTBEAT_INTERVAL" => match humantime::parse_duration(&value) {
                     Ok(v) => config.heartbeat_interval = v,
@@ -95,18 +96,16 @@ impl ServerConfig {
     fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.heartbeat_interval < Duration::from_millis(100) || self.heartbeat_interval > Duration::from_secs(3600) {
-            problems.push(format!(
-                "heartbeat_interval = {:?} is out of range: use 100ms to 1h",
-                self.heartbeat_interval
-            ));
+            problems
+                .push(format!("heartbeat_interval = {:?} is out of range: use 100ms to 1h", self.heartbeat_interval));
         }
         if self.missed_heartbeats == 0 {
             problems.push("missed_heartbeats must be at least 1".into());
         }
-        if let Some(url) = &self.database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://")) {
-                problems.push("database_url must start with postgres:// (or sqlite://PATH)".into());
-            }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://"))
+        {
+            problems.push("database_url must start with postgres:// (or sqlite://PATH)".into());
         }
         problems
     }
@@ -122,8 +121,11 @@ mod tests {
 
     #[test]
     fn env_overrides_and_reports_all_errors() {
-        let c = ServerConfig::load(None, env(&[("FLOTILLA_LISTEN", "127.0.0.1:9000"), ("FLOTILLA_HEARTBEAT_INTERVAL", "2s")]))
-            .expect("valid");
+        let c = ServerConfig::load(
+            None,
+            env(&[("FLOTILLA_LISTEN", "127.0.0.1:9000"), ("FLOTILLA_HEARTBEAT_INTERVAL", "2s")]),
+        )
+        .expect("valid");
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
         let err = ServerConfig::load(None, env(&[("FLOTILLA_LISTEN", "nope"), ("FLOTILLA_MISSED_HEARTBEATS", "0")]))

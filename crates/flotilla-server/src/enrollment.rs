@@ -12,7 +12,7 @@ use flotilla_core::activation::MAX_REGISTRATION_LIMIT;
 use flotilla_core::{Activation, ActivationRefusal, Node, NodeId, NodeStatus, Platform, tag};
 use flotilla_store::Enrollment;
 
-use crate::secret::{random_bytes, random_token, sha256_hex};
+use crate::secret::{random_bytes, sha256_hex};
 use crate::{AppState, ServiceError, now_ms};
 
 /// Default activation lifetime, as for SSM hybrid activations.
@@ -62,7 +62,8 @@ pub async fn create_activation(state: &AppState, req: api::CreateActivation) -> 
     let now = now_ms();
     let id_bytes: [u8; 8] = random_bytes();
     let id = format!("act-{}", id_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let code = random_token("", 20);
+    // Hex, so a code never starts with `-` and is never mistaken for a command-line flag.
+    let code: String = random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
     let activation = Activation {
         id,
         code_hash: sha256_hex(code.as_bytes()),
@@ -88,7 +89,8 @@ pub async fn register(state: &AppState, req: api::RegisterRequest) -> Result<api
     activation.admit(&sha256_hex(req.activation_code.as_bytes()), now_ms())?;
 
     let node_id = NodeId::from_random(random_bytes());
-    let (cert_pem, cert_der) = state.pki.sign_node_csr(&req.csr_pem, node_id.as_str()).map_err(ServiceError::Invalid)?;
+    let (cert_pem, cert_der) =
+        state.pki.sign_node_csr(&req.csr_pem, node_id.as_str()).map_err(ServiceError::Invalid)?;
     let hostname: String = req.hostname.chars().take(255).collect();
     let node = Node {
         id: node_id.clone(),
@@ -108,9 +110,15 @@ pub async fn register(state: &AppState, req: api::RegisterRequest) -> Result<api
     match state.store.enroll_node(&activation.id, &node).await? {
         Enrollment::Enrolled => {}
         Enrollment::LimitReached => {
-            return Err(ActivationRefusal::LimitReached { id: activation.id, limit: activation.registration_limit }.into());
+            return Err(
+                ActivationRefusal::LimitReached { id: activation.id, limit: activation.registration_limit }.into()
+            );
         }
     }
     tracing::info!(node_id = %node_id, activation_id = %activation.id, "node enrolled");
-    Ok(api::RegisterResponse { node_id: node_id.to_string(), certificate_pem: cert_pem, ca_pem: state.pki.ca_pem.clone() })
+    Ok(api::RegisterResponse {
+        node_id: node_id.to_string(),
+        certificate_pem: cert_pem,
+        ca_pem: state.pki.ca_pem.clone(),
+    })
 }

@@ -17,7 +17,11 @@ pub fn to_api(n: &Node) -> api::Node {
         hostname: n.hostname.clone(),
         status: n.status.as_str().to_owned(),
         last_seen: n.last_seen.map(api::rfc3339),
-        platform: api::Platform { name: n.platform.name.clone(), version: n.platform.version.clone(), id: n.platform.id.clone() },
+        platform: api::Platform {
+            name: n.platform.name.clone(),
+            version: n.platform.version.clone(),
+            id: n.platform.id.clone(),
+        },
         kernel: n.kernel.clone(),
         arch: n.arch.clone(),
         agent_version: n.agent_version.clone(),
@@ -45,13 +49,18 @@ pub async fn list_nodes(state: &AppState, targets: &[String]) -> Result<Vec<api:
     }
     let groups: BTreeMap<String, Vec<String>> =
         state.store.list_groups().await?.into_iter().map(|g| (g.name, g.targets)).collect();
-    let lookup = |name: &str| groups.get(name).map(|exprs| exprs.iter().filter_map(|e| Target::from_str(e).ok()).collect());
+    let lookup =
+        |name: &str| groups.get(name).map(|exprs| exprs.iter().filter_map(|e| Target::from_str(e).ok()).collect());
     let picked = target::resolve(&parsed, &nodes, &lookup).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     Ok(picked.into_iter().map(to_api).collect())
 }
 
 async fn load(state: &AppState, id: &NodeId) -> Result<Node, ServiceError> {
-    state.store.get_node(id).await?.ok_or_else(|| ServiceError::NotFound(format!("no node `{id}`: list nodes with `flotilla nodes ls`")))
+    state
+        .store
+        .get_node(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no node `{id}`: list nodes with `flotilla nodes ls`")))
 }
 
 pub async fn get_node(state: &AppState, id: &str) -> Result<api::Node, ServiceError> {
@@ -67,7 +76,10 @@ pub async fn tag_node(state: &AppState, id: &str, tags: BTreeMap<String, String>
     let mut node = load(state, &id).await?;
     node.tags.extend(tags);
     if node.tags.len() > 50 {
-        return Err(ServiceError::Invalid(format!("a node has at most 50 tags; this would give it {}", node.tags.len())));
+        return Err(ServiceError::Invalid(format!(
+            "a node has at most 50 tags; this would give it {}",
+            node.tags.len()
+        )));
     }
     state.store.set_tags(&id, &node.tags).await?;
     Ok(to_api(&node))
@@ -94,16 +106,20 @@ pub async fn deregister(state: &AppState, id: &str) -> Result<api::Node, Service
     let id = parse_node_id(id)?;
     let mut node = load(state, &id).await?;
     state.store.deregister_node(&id).await?;
-    state.registry.kick(&id, tonic::Status::permission_denied(format!(
-        "node {id} was deregistered and its credential revoked: enroll again with a new activation"
-    )));
+    state.registry.kick(
+        &id,
+        tonic::Status::permission_denied(format!(
+            "node {id} was deregistered and its credential revoked: enroll again with a new activation"
+        )),
+    );
     node.status = flotilla_core::NodeStatus::Deregistered;
     tracing::info!(node_id = %id, "node deregistered");
     Ok(to_api(&node))
 }
 
 pub async fn put_group(state: &AppState, group: api::Group) -> Result<api::Group, ServiceError> {
-    target::validate_group_name(&group.name).map_err(|reason| ServiceError::Invalid(format!("group `{}`: {reason}", group.name)))?;
+    target::validate_group_name(&group.name)
+        .map_err(|reason| ServiceError::Invalid(format!("group `{}`: {reason}", group.name)))?;
     if group.targets.is_empty() {
         return Err(ServiceError::Invalid("a group needs at least one target".into()));
     }
@@ -112,9 +128,13 @@ pub async fn put_group(state: &AppState, group: api::Group) -> Result<api::Group
     let mut groups: BTreeMap<String, Vec<String>> =
         state.store.list_groups().await?.into_iter().map(|g| (g.name, g.targets)).collect();
     groups.insert(group.name.clone(), group.targets.clone());
-    let lookup = |name: &str| groups.get(name).map(|exprs| exprs.iter().filter_map(|e| Target::from_str(e).ok()).collect());
+    let lookup =
+        |name: &str| groups.get(name).map(|exprs| exprs.iter().filter_map(|e| Target::from_str(e).ok()).collect());
     target::resolve(&parsed, &[], &lookup).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    state.store.put_group(&TargetGroup { name: group.name.clone(), targets: group.targets.clone(), created_at: now_ms() }).await?;
+    state
+        .store
+        .put_group(&TargetGroup { name: group.name.clone(), targets: group.targets.clone(), created_at: now_ms() })
+        .await?;
     Ok(group)
 }
 

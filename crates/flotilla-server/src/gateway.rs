@@ -53,7 +53,9 @@ impl Gateway {
             )));
         }
         if node.cert_fingerprint != sha256_hex(&cert.0) {
-            return Err(Status::permission_denied(format!("node {id} presented a certificate that is no longer valid")));
+            return Err(Status::permission_denied(format!(
+                "node {id} presented a certificate that is no longer valid"
+            )));
         }
         Ok(id)
     }
@@ -64,7 +66,11 @@ fn info_from(hello: flotilla_proto::v1::Hello) -> NodeInfo {
     let clip = |s: String, n: usize| s.chars().take(n).collect::<String>();
     NodeInfo {
         hostname: clip(info.hostname, 255),
-        platform: Platform { name: clip(info.os_name, 128), version: clip(info.os_version, 64), id: clip(info.os_id, 64) },
+        platform: Platform {
+            name: clip(info.os_name, 128),
+            version: clip(info.os_version, 64),
+            id: clip(info.os_id, 64),
+        },
         kernel: clip(info.kernel, 128),
         arch: clip(info.arch, 32),
         agent_version: clip(info.agent_version, 64),
@@ -110,7 +116,10 @@ impl AgentChannel for Gateway {
         let heartbeat_ms = u32::try_from(state.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX);
         let welcome = ServerMessage {
             seq: 0,
-            body: Some(server_message::Body::Welcome(Welcome { node_id: id.to_string(), heartbeat_interval_ms: heartbeat_ms })),
+            body: Some(server_message::Body::Welcome(Welcome {
+                node_id: id.to_string(),
+                heartbeat_interval_ms: heartbeat_ms,
+            })),
         };
         // The queue is empty and its receiver alive: this send cannot fail.
         let _ = tx.send(Ok(welcome)).await;

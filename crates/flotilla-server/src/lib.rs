@@ -69,9 +69,9 @@ impl Server {
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         let boot = bootstrap::prepare(&config).await?;
         let store = boot.store;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}: is another server using it? choose another with --listen", config.listen))?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+            format!("cannot listen on {}: is another server using it? choose another with --listen", config.listen)
+        })?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
         let host = match config.listen.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
@@ -89,9 +89,10 @@ impl Server {
         });
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(listener::serve(listener, tls, app, shutdown.clone())));
-        tasks.push(tokio::spawn(registry::liveness_worker(state.clone(), shutdown.clone())));
+        let tasks = vec![
+            tokio::spawn(listener::serve(listener, tls, app, shutdown.clone())),
+            tokio::spawn(registry::liveness_worker(state.clone(), shutdown.clone())),
+        ];
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, tasks, state, _lock: boot.lock })
     }

@@ -21,7 +21,12 @@ pub struct PeerCertificate(pub Arc<Vec<u8>>);
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: axum::Router, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -65,7 +70,11 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: a
                 app.clone().oneshot(req.map(axum::body::Body::new))
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(60))).keep_alive_timeout(Duration::from_secs(20));
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(60)))
+                .keep_alive_timeout(Duration::from_secs(20));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {

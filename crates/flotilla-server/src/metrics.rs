@@ -33,9 +33,17 @@ impl Metrics {
         let api_requests = Family::<ApiLabels, Counter>::default();
         let channel_messages = Family::<ChannelLabels, Counter>::default();
         let enrollments = Counter::default();
-        registry.register("flotilla_agent_connected", "Agents with an open stream to this server", connected_agents.clone());
+        registry.register(
+            "flotilla_agent_connected",
+            "Agents with an open stream to this server",
+            connected_agents.clone(),
+        );
         registry.register("flotilla_api_requests", "HTTP requests served, by method and status", api_requests.clone());
-        registry.register("flotilla_channel_messages", "Agent channel messages, by direction", channel_messages.clone());
+        registry.register(
+            "flotilla_channel_messages",
+            "Agent channel messages, by direction",
+            channel_messages.clone(),
+        );
         registry.register("flotilla_enrollments", "Nodes enrolled", enrollments.clone());
         Metrics { registry, connected_agents, api_requests, channel_messages, enrollments }
     }

@@ -44,10 +44,13 @@ impl Pki {
         let key_path = dir.join("ca.key");
         let (ca_pem, ca_key) = match (cert_path.exists(), key_path.exists()) {
             (true, true) => {
-                let pem = std::fs::read_to_string(&cert_path).with_context(|| format!("cannot read {}", cert_path.display()))?;
-                let key_pem = std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
-                let key = KeyPair::from_pem(&key_pem)
-                    .with_context(|| format!("{} is not a valid private key: restore it from backup", key_path.display()))?;
+                let pem = std::fs::read_to_string(&cert_path)
+                    .with_context(|| format!("cannot read {}", cert_path.display()))?;
+                let key_pem = std::fs::read_to_string(&key_path)
+                    .with_context(|| format!("cannot read {}", key_path.display()))?;
+                let key = KeyPair::from_pem(&key_pem).with_context(|| {
+                    format!("{} is not a valid private key: restore it from backup", key_path.display())
+                })?;
                 (pem, key)
             }
             (false, false) => {
@@ -58,13 +61,15 @@ impl Pki {
                 dn.push(DnType::OrganizationName, "Flotilla");
                 params.distinguished_name = dn;
                 params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-                params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+                params.key_usages =
+                    vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
                 params.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
                 params.not_after = OffsetDateTime::now_utc() + Duration::days(365 * 20);
                 params.serial_number = Some(serial());
                 let cert = params.self_signed(&key).context("cannot self-sign the CA")?;
                 write_private(&key_path, key.serialize_pem().as_bytes())?;
-                std::fs::write(&cert_path, cert.pem()).with_context(|| format!("cannot write {}", cert_path.display()))?;
+                std::fs::write(&cert_path, cert.pem())
+                    .with_context(|| format!("cannot write {}", cert_path.display()))?;
                 (cert.pem(), key)
             }
             _ => bail!(
@@ -72,7 +77,8 @@ impl Pki {
                 dir.display()
             ),
         };
-        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("ca.pem is not a valid PEM certificate")?;
+        let ca_der =
+            CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("ca.pem is not a valid PEM certificate")?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("ca.pem is not a usable CA certificate")?;
 
         let server_key = KeyPair::generate().context("cannot generate the server key")?;
@@ -83,7 +89,11 @@ impl Pki {
         for name in names {
             params.subject_alt_names.push(match name.parse::<std::net::IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(name.as_str().try_into().with_context(|| format!("`{name}` is not a valid DNS name for tls_names"))?),
+                Err(_) => SanType::DnsName(
+                    name.as_str()
+                        .try_into()
+                        .with_context(|| format!("`{name}` is not a valid DNS name for tls_names"))?,
+                ),
             });
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

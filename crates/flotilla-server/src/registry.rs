@@ -58,10 +58,10 @@ impl Registry {
     }
 
     pub fn touch(&self, id: &NodeId, generation: u64, now: UnixMillis) {
-        if let Some(conn) = self.lock().conns.get_mut(id) {
-            if conn.generation == generation {
-                conn.last_seen = conn.last_seen.max(now);
-            }
+        if let Some(conn) = self.lock().conns.get_mut(id)
+            && conn.generation == generation
+        {
+            conn.last_seen = conn.last_seen.max(now);
         }
     }
 
@@ -79,10 +79,10 @@ impl Registry {
 
     /// Closes the node's stream, if connected here, with `status`.
     pub fn kick(&self, id: &NodeId, status: tonic::Status) {
-        if let Some(conn) = self.lock().conns.get_mut(id) {
-            if let Some(kick) = conn.kick.take() {
-                let _ = kick.send(status);
-            }
+        if let Some(conn) = self.lock().conns.get_mut(id)
+            && let Some(kick) = conn.kick.take()
+        {
+            let _ = kick.send(status);
         }
     }
 
@@ -92,7 +92,8 @@ impl Registry {
 
     /// Writes every connected node's last-seen time to the store in one batch.
     pub async fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let seen: Vec<(NodeId, UnixMillis)> = self.lock().conns.iter().map(|(id, c)| (id.clone(), c.last_seen)).collect();
+        let seen: Vec<(NodeId, UnixMillis)> =
+            self.lock().conns.iter().map(|(id, c)| (id.clone(), c.last_seen)).collect();
         if seen.is_empty() { Ok(()) } else { store.touch_nodes(&seen).await }
     }
 

@@ -17,10 +17,9 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// A URL-safe random secret with a recognisable prefix (so leaked tokens can be found by
 /// secret scanners).
-pub fn random_token(prefix: &str, bytes: usize) -> String {
+pub fn random_token(prefix: &str) -> String {
     let raw: [u8; 32] = random_bytes();
-    let take = bytes.min(raw.len());
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw[..take]))
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
 }
 
 /// Lowercase hex SHA-256.
@@ -34,8 +33,8 @@ mod tests {
 
     #[test]
     fn tokens_are_distinct_and_prefixed() {
-        let a = random_token("flt_", 32);
-        let b = random_token("flt_", 32);
+        let a = random_token("flt_");
+        let b = random_token("flt_");
         assert!(a.starts_with("flt_") && a.len() == 4 + 43);
         assert_ne!(a, b);
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

@@ -28,7 +28,13 @@ fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
         list.iter()
             .map(|(version, name, sql)| {
-                Migration::new(*version, (*name).into(), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     )
@@ -238,10 +244,11 @@ impl Store for SqlStore {
     }
 
     async fn list_activations(&self) -> Result<Vec<Activation>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {ACTIVATION_COLUMNS} FROM activations ORDER BY created_at, id")))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("list activations"))?;
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("SELECT {ACTIVATION_COLUMNS} FROM activations ORDER BY created_at, id")))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("list activations"))?;
         rows.iter().map(activation_from_row).collect()
     }
 
@@ -355,7 +362,11 @@ impl Store for SqlStore {
         rows.iter()
             .map(|row| {
                 let id: String = get(row, "id")?;
-                NodeId::from_str(&id).map_err(|e| StoreError::Corrupt { what: "node id", key: id, detail: e.to_string() })
+                NodeId::from_str(&id).map_err(|e| StoreError::Corrupt {
+                    what: "node id",
+                    key: id,
+                    detail: e.to_string(),
+                })
             })
             .collect()
     }
@@ -363,14 +374,12 @@ impl Store for SqlStore {
     async fn touch_nodes(&self, seen: &[(NodeId, UnixMillis)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("begin a last-seen update"))?;
         for (id, at) in seen {
-            sqlx::query(
-                "UPDATE nodes SET last_seen = $1 WHERE id = $2 AND (last_seen IS NULL OR last_seen < $1)",
-            )
-            .bind(*at)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(q("update a node's last-seen time"))?;
+            sqlx::query("UPDATE nodes SET last_seen = $1 WHERE id = $2 AND (last_seen IS NULL OR last_seen < $1)")
+                .bind(*at)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(q("update a node's last-seen time"))?;
         }
         tx.commit().await.map_err(q("commit a last-seen update"))
     }

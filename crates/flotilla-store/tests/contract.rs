@@ -84,7 +84,11 @@ async fn node_lifecycle(store: &dyn Store) {
 
     store.touch_nodes(&[(n.id.clone(), 200)]).await.expect("touch");
     store.touch_nodes(&[(n.id.clone(), 150)]).await.expect("touch older");
-    assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").last_seen, Some(200), "last seen never goes back");
+    assert_eq!(
+        store.get_node(&n.id).await.expect("get").expect("exists").last_seen,
+        Some(200),
+        "last seen never goes back"
+    );
 
     assert_eq!(store.expire_silent_nodes(200).await.expect("expire"), Vec::<NodeId>::new());
     assert_eq!(store.expire_silent_nodes(201).await.expect("expire"), vec![n.id.clone()]);
@@ -94,13 +98,17 @@ async fn node_lifecycle(store: &dyn Store) {
     store.nodes_lost(std::slice::from_ref(&n.id)).await.expect("lost");
     assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").status, NodeStatus::ConnectionLost);
 
-    let tags: Tags = BTreeMap::from([("role".to_string(), "web".to_string()), ("Patch Group".to_string(), "a b".to_string())]);
+    let tags: Tags =
+        BTreeMap::from([("role".to_string(), "web".to_string()), ("Patch Group".to_string(), "a b".to_string())]);
     assert!(store.set_tags(&n.id, &tags).await.expect("tag"));
     assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").tags, tags);
     assert!(!store.set_tags(&node(99, "").id, &tags).await.expect("tag unknown"));
 
     assert!(store.deregister_node(&n.id).await.expect("deregister"));
-    assert!(!store.node_connected(&n.id, &info, 400).await.expect("connect after deregistration"), "a deregistered node stays out");
+    assert!(
+        !store.node_connected(&n.id, &info, 400).await.expect("connect after deregistration"),
+        "a deregistered node stays out"
+    );
     store.nodes_lost(std::slice::from_ref(&n.id)).await.expect("lost");
     assert_eq!(store.get_node(&n.id).await.expect("get").expect("exists").status, NodeStatus::Deregistered);
     assert!(!store.deregister_node(&node(98, "").id).await.expect("deregister unknown"));
@@ -113,7 +121,8 @@ async fn tokens_and_groups(store: &dyn Store) {
     assert_eq!(store.find_api_token("h1").await.expect("find"), None, "a replaced token stops working");
     assert_eq!(store.find_api_token("h2").await.expect("find"), Some("admin".into()));
 
-    let g = TargetGroup { name: "webs".into(), targets: vec!["tag:role=web".into(), "tag:env=prod".into()], created_at: 3 };
+    let g =
+        TargetGroup { name: "webs".into(), targets: vec!["tag:role=web".into(), "tag:env=prod".into()], created_at: 3 };
     store.put_group(&g).await.expect("put group");
     assert_eq!(store.list_groups().await.expect("list"), vec![g.clone()]);
     let g2 = TargetGroup { targets: vec!["all".into()], ..g };

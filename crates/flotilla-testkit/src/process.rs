@@ -77,10 +77,8 @@ impl TestServer {
                     return Ok(());
                 }
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("the server exited with {status} during start-up; its log:\n{}", self.log_text());
-                }
+            if let Some(status) = self.child.as_mut().map(Child::try_wait).transpose()?.flatten() {
+                bail!("the server exited with {status} during start-up; its log:\n{}", self.log_text());
             }
             if Instant::now() > deadline {
                 bail!("the server did not become ready in 30 s; its log:\n{}", self.log_text());
@@ -194,11 +192,9 @@ impl Agent {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Some(status.code().unwrap_or(-1));
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

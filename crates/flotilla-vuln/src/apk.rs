@@ -1,11 +1,16 @@
 //! apk version parsing and ordering (Alpine Linux), apk-tools 2.x rules.
 //!
-//! A port of apk-tools 2.14-stable `src/version.c`: the tokenizer
+//! A port of the apk-tools 2.x `src/version.c` tokenizer
 //! (`next_token`/`get_token`), `apk_version_validate` and
-//! `apk_version_compare_blob`. apk-tools 3.x changed several rules (letters
-//! followed by digits such as `5.7.1p1` became invalid, leading zeros sort
-//! as strings, `~hash` components); Alpine's security data and 2.x hosts use
-//! versions such as `6.0.2p1-r3`, so the 2.x rules are the reference here.
+//! `apk_version_compare_blob`, with one adjustment (a suffix after a zero
+//! component, see below) so that the 2.14-stable branch's own test data
+//! passes. The 2.14-stable source itself was not available to port, so that
+//! adjustment is inferred from its tests.
+//!
+//! apk-tools 3.x changed several rules (letters followed by digits such as
+//! `5.7.1p1` became invalid, leading zeros sort as strings, `~hash`
+//! components); Alpine's security data and 2.x hosts use versions such as
+//! `6.0.2p1-r3`, so the 2.x rules are the reference here.
 //!
 //! Grammar (Gentoo style): `DIGITS{.DIGITS}[letter]{_suffix[DIGITS]}[-rDIGITS]`
 //! where the suffixes are `alpha`, `beta`, `pre`, `rc` (older than no
@@ -35,8 +40,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::digits::{advance, split_while, strip_leading_zeros};
 use crate::VersionError;
+use crate::digits::{advance, split_while, strip_leading_zeros, until_nul};
 
 /// apk's token kinds; the declaration order is apk's numeric order, which
 /// the comparison relies on.
@@ -85,9 +90,7 @@ fn number(digits: &[u8]) -> Value<'_> {
     if digits.len() > 18 {
         return Value::Big(digits);
     }
-    let n = digits
-        .iter()
-        .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+    let n = digits.iter().fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
     Value::Small(n)
 }
 
@@ -105,11 +108,7 @@ struct Tokenizer<'a> {
 
 impl<'a> Tokenizer<'a> {
     fn new(s: &'a [u8]) -> Self {
-        Tokenizer {
-            rest: s,
-            kind: TokenType::Digit,
-            invalid: "",
-        }
+        Tokenizer { rest: s, kind: TokenType::Digit, invalid: "" }
     }
 
     fn set_invalid(&mut self, reason: &'static str) {
@@ -184,26 +183,16 @@ impl<'a> Tokenizer<'a> {
                 // (version.data lines 730-733) requires `6.0_pre1 < 6.0`,
                 // so letters, suffixes and revisions are classified at
                 // once; against any other version both ways agree.
-                if self
-                    .rest
-                    .get(zeros)
-                    .is_some_and(|&c| c.is_ascii_digit() || c == b'.')
-                {
+                if self.rest.get(zeros).is_some_and(|&c| c.is_ascii_digit() || c == b'.') {
                     forced_next = Some(Digit);
                 }
-                (
-                    Value::Small(-i64::try_from(zeros).unwrap_or(i64::MAX)),
-                    zeros,
-                )
+                (Value::Small(-i64::try_from(zeros).unwrap_or(i64::MAX)), zeros)
             }
             DigitOrZero | Digit | SuffixNo | RevisionNo => {
                 let (digits, _) = split_while(self.rest, |c| c.is_ascii_digit());
                 (number(digits), digits.len())
             }
-            Letter => (
-                Value::Small(self.rest.first().copied().map_or(0, i64::from)),
-                1,
-            ),
+            Letter => (Value::Small(self.rest.first().copied().map_or(0, i64::from)), 1),
             Suffix => match suffix_value(self.rest) {
                 Some(found) => found,
                 None => {
@@ -232,18 +221,9 @@ impl<'a> Tokenizer<'a> {
 /// suffixes weigh -4..-1, post-release ones 0..4. Matching is by prefix,
 /// pre-release names first, as in apk (`_pre` is not `_p` + `re`).
 fn suffix_value(s: &[u8]) -> Option<(Value<'static>, usize)> {
-    let pre = PRE_SUFFIXES
-        .iter()
-        .zip(-4i64..)
-        .find(|(name, _)| s.starts_with(name));
-    let post = || {
-        POST_SUFFIXES
-            .iter()
-            .zip(0i64..)
-            .find(|(name, _)| s.starts_with(name))
-    };
-    pre.or_else(post)
-        .map(|(name, value)| (Value::Small(value), name.len()))
+    let pre = PRE_SUFFIXES.iter().zip(-4i64..).find(|(name, _)| s.starts_with(name));
+    let post = || POST_SUFFIXES.iter().zip(0i64..).find(|(name, _)| s.starts_with(name));
+    pre.or_else(post).map(|(name, value)| (Value::Small(value), name.len()))
 }
 
 /// `apk_version_validate`; on failure returns the tokenizer's reason.
@@ -252,11 +232,7 @@ fn validate(s: &[u8]) -> Result<(), &'static str> {
     while t.kind != TokenType::End && t.kind != TokenType::Invalid {
         t.get_token();
     }
-    if t.kind == TokenType::End {
-        Ok(())
-    } else {
-        Err(t.invalid)
-    }
+    if t.kind == TokenType::End { Ok(()) } else { Err(t.invalid) }
 }
 
 /// `apk_version_compare_blob` (non-fuzzy), on arbitrary bytes.
@@ -297,7 +273,7 @@ fn compare_bytes(a: &[u8], b: &[u8]) -> Ordering {
 /// guaranteed to be transitive. For anything else use [`ApkVersion`].
 /// As in C, a NUL byte ends the string.
 pub fn compare_unvalidated(a: &str, b: &str) -> Ordering {
-    compare_bytes(a.as_bytes(), b.as_bytes())
+    compare_bytes(until_nul(a.as_bytes()), until_nul(b.as_bytes()))
 }
 
 /// A parsed, valid apk-tools 2.x version.
@@ -319,10 +295,7 @@ impl ApkVersion {
     /// suffixes, and components out of grammar order (such as `1-r1.2` or
     /// `1_rc1.2`).
     pub fn parse(s: &str) -> Result<Self, VersionError> {
-        let err = |reason| VersionError::InvalidApk {
-            version: s.to_owned(),
-            reason,
-        };
+        let err = |reason| VersionError::InvalidApk { version: s.to_owned(), reason };
         if s.is_empty() {
             return Err(err("version string is empty"));
         }

@@ -33,8 +33,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::digits::{advance, cmp_digit_runs, split_while};
 use crate::VersionError;
+use crate::digits::{advance, cmp_digit_runs, split_while};
 
 /// dpkg keeps the epoch in an `int` and rejects anything above `INT_MAX`.
 const MAX_EPOCH: u32 = i32::MAX as u32;
@@ -63,10 +63,7 @@ impl DebVersion {
     /// character other than ASCII letters, digits and `.+~` (plus `-` and
     /// `:` in the upstream version).
     pub fn parse(s: &str) -> Result<Self, VersionError> {
-        let err = |reason| VersionError::InvalidDeb {
-            version: s.to_owned(),
-            reason,
-        };
+        let err = |reason| VersionError::InvalidDeb { version: s.to_owned(), reason };
         let text = s.trim_matches(is_blank);
         if text.is_empty() {
             return Err(err("version string is empty"));
@@ -98,10 +95,7 @@ impl DebVersion {
         if !upstream.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(err("version number does not start with digit"));
         }
-        if !upstream
-            .bytes()
-            .all(|c| is_common_char(c) || c == b'-' || c == b':')
-        {
+        if !upstream.bytes().all(|c| is_common_char(c) || c == b'-' || c == b':') {
             return Err(err("invalid character in version number"));
         }
         if !revision.unwrap_or_default().bytes().all(is_common_char) {
@@ -154,11 +148,7 @@ fn parse_epoch(epoch: &str) -> Result<u32, &'static str> {
     let significant = crate::digits::strip_leading_zeros(epoch.as_bytes());
     significant
         .iter()
-        .try_fold(0u32, |acc, &d| {
-            acc.checked_mul(10)?
-                .checked_add(u32::from(d - b'0'))
-                .filter(|&v| v <= MAX_EPOCH)
-        })
+        .try_fold(0u32, |acc, &d| acc.checked_mul(10)?.checked_add(u32::from(d - b'0')).filter(|&v| v <= MAX_EPOCH))
         .ok_or("epoch in version is too big")
 }
 
@@ -261,15 +251,9 @@ mod tests {
     #[test]
     fn splits_epoch_upstream_revision() {
         let x = v("0:0-0-0");
-        assert_eq!(
-            (x.epoch(), x.upstream(), x.revision()),
-            (0, "0-0", Some("0"))
-        );
+        assert_eq!((x.epoch(), x.upstream(), x.revision()), (0, "0-0", Some("0")));
         let x = v("0:0:0-0");
-        assert_eq!(
-            (x.epoch(), x.upstream(), x.revision()),
-            (0, "0:0", Some("0"))
-        );
+        assert_eq!((x.epoch(), x.upstream(), x.revision()), (0, "0:0", Some("0")));
         let x = v("  1.2  ");
         assert_eq!((x.epoch(), x.upstream(), x.revision()), (0, "1.2", None));
         assert_eq!(x.to_string(), "1.2");
@@ -288,10 +272,7 @@ mod tests {
             ("a:0-0", "epoch in version is not number"),
             ("-1:0-1", "epoch in version is not number"),
             ("+1:0-1", "epoch in version is not number"),
-            (
-                "999999999999999999999999:0-1",
-                "epoch in version is too big",
-            ),
+            ("999999999999999999999999:0-1", "epoch in version is too big"),
             ("2147483648:1", "epoch in version is too big"),
             ("0:", "nothing after colon in version number"),
             ("1.0-", "revision number is empty"),
@@ -331,9 +312,6 @@ mod tests {
         let a = format!("1.{}", "9".repeat(100));
         let b = format!("1.1{}", "0".repeat(100));
         assert!(v(&a) < v(&b));
-        assert_eq!(
-            verrevcmp(b"1.0000000000000000000000000001", b"1.1"),
-            Ordering::Equal
-        );
+        assert_eq!(verrevcmp(b"1.0000000000000000000000000001", b"1.1"), Ordering::Equal);
     }
 }

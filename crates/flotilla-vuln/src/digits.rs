@@ -28,6 +28,11 @@ pub(crate) fn split_while(s: &[u8], pred: impl Fn(u8) -> bool) -> (&[u8], &[u8])
     s.split_at_checked(n).unwrap_or((s, &[]))
 }
 
+/// The part of `s` before its first NUL byte: what C code sees of a string.
+pub(crate) fn until_nul(s: &[u8]) -> &[u8] {
+    s.split(|&c| c == 0).next().unwrap_or_default()
+}
+
 /// Drops the first `n` bytes of `s` (all of it if `s` is shorter).
 pub(crate) fn advance(s: &[u8], n: usize) -> &[u8] {
     s.get(n..).unwrap_or_default()
@@ -41,10 +46,7 @@ mod tests {
     fn long_runs_compare_numerically() {
         let big = "9".repeat(200);
         let bigger = format!("1{}", "0".repeat(200));
-        assert_eq!(
-            cmp_digit_runs(big.as_bytes(), bigger.as_bytes()),
-            Ordering::Less
-        );
+        assert_eq!(cmp_digit_runs(big.as_bytes(), bigger.as_bytes()), Ordering::Less);
         assert_eq!(cmp_digit_runs(b"0009", b"9"), Ordering::Equal);
         assert_eq!(cmp_digit_runs(b"", b"000"), Ordering::Equal);
         assert_eq!(cmp_digit_runs(b"10", b"9"), Ordering::Greater);
@@ -52,10 +54,7 @@ mod tests {
 
     #[test]
     fn split_and_advance_are_total() {
-        assert_eq!(
-            split_while(b"123ab", |c| c.is_ascii_digit()),
-            (&b"123"[..], &b"ab"[..])
-        );
+        assert_eq!(split_while(b"123ab", |c| c.is_ascii_digit()), (&b"123"[..], &b"ab"[..]));
         assert_eq!(split_while(b"", |_| true), (&b""[..], &b""[..]));
         assert_eq!(advance(b"ab", 5), b"");
     }

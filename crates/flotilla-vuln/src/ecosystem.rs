@@ -38,9 +38,7 @@ impl fmt::Display for Ecosystem {
 
 /// The error returned when a string names no known [`Ecosystem`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown package ecosystem {name:?}: expected one of \"deb\" (or \"dpkg\"), \"rpm\", \"apk\""
-)]
+#[error("unknown package ecosystem {name:?}: expected one of \"deb\" (or \"dpkg\"), \"rpm\", \"apk\"")]
 pub struct UnknownEcosystem {
     /// The string that was not recognised, as given.
     pub name: String,
@@ -50,12 +48,8 @@ impl FromStr for Ecosystem {
     type Err = UnknownEcosystem;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const NAMES: [(&str, Ecosystem); 4] = [
-            ("deb", Ecosystem::Deb),
-            ("dpkg", Ecosystem::Deb),
-            ("rpm", Ecosystem::Rpm),
-            ("apk", Ecosystem::Apk),
-        ];
+        const NAMES: [(&str, Ecosystem); 4] =
+            [("deb", Ecosystem::Deb), ("dpkg", Ecosystem::Deb), ("rpm", Ecosystem::Rpm), ("apk", Ecosystem::Apk)];
         NAMES
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(s))

@@ -10,8 +10,8 @@
 //!   Debian and Ubuntu.
 //! * [`RpmVersion`]: rpm 4.18 `rpmverParse`/`rpmverCmp` on top of
 //!   [`rpm::rpmvercmp`], including `~` and `^`.
-//! * [`ApkVersion`]: apk-tools 2.x (`src/version.c`, 2.14-stable), as used by
-//!   Alpine Linux.
+//! * [`ApkVersion`]: apk-tools 2.x (`src/version.c`, checked against the
+//!   2.14-stable test data), as used by Alpine Linux.
 //!
 //! Invariants shared by every ecosystem:
 //!

@@ -29,8 +29,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::digits::{advance, cmp_digit_runs, split_while};
 use crate::VersionError;
+use crate::digits::{advance, cmp_digit_runs, split_while, until_nul};
 
 /// Compares two single version (or release) strings exactly like rpm's
 /// `rpmvercmp()`: no epoch or `-` handling, every string is accepted.
@@ -40,10 +40,6 @@ use crate::VersionError;
 /// differing only in their separators compare equal (`2.0` = `2_0`).
 pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
     rpmvercmp_bytes(until_nul(a.as_bytes()), until_nul(b.as_bytes()))
-}
-
-fn until_nul(s: &[u8]) -> &[u8] {
-    s.split(|&c| c == 0).next().unwrap_or_default()
 }
 
 fn rpmvercmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
@@ -98,27 +94,15 @@ fn rpmvercmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
         // predicate, so an empty `seg2` means the run types differ.
         let is_num = c1.is_ascii_digit();
         let pred = |c: u8| {
-            if is_num {
-                c.is_ascii_digit()
-            } else {
-                c.is_ascii_alphabetic()
-            }
+            if is_num { c.is_ascii_digit() } else { c.is_ascii_alphabetic() }
         };
         let (seg1, rest1) = split_while(one, pred);
         let (seg2, rest2) = split_while(two, pred);
         if seg2.is_empty() {
             // A numeric run is newer than an alphabetic one.
-            return if is_num {
-                Ordering::Greater
-            } else {
-                Ordering::Less
-            };
+            return if is_num { Ordering::Greater } else { Ordering::Less };
         }
-        let ord = if is_num {
-            cmp_digit_runs(seg1, seg2)
-        } else {
-            seg1.cmp(seg2)
-        };
+        let ord = if is_num { cmp_digit_runs(seg1, seg2) } else { seg1.cmp(seg2) };
         if ord != Ordering::Equal {
             return ord;
         }
@@ -153,10 +137,7 @@ impl RpmVersion {
     /// Rejects, with a [`VersionError::InvalidRpm`], only the empty string
     /// and strings containing a NUL byte; rpm accepts everything else.
     pub fn parse(s: &str) -> Result<Self, VersionError> {
-        let err = |reason| VersionError::InvalidRpm {
-            version: s.to_owned(),
-            reason,
-        };
+        let err = |reason| VersionError::InvalidRpm { version: s.to_owned(), reason };
         if s.is_empty() {
             return Err(err("version string is empty"));
         }
@@ -179,12 +160,7 @@ impl RpmVersion {
             Some((version, release)) => (version, Some(release.to_owned())),
             None => (rest, None),
         };
-        Ok(RpmVersion {
-            text: s.to_owned(),
-            epoch,
-            version: version.to_owned(),
-            release,
-        })
+        Ok(RpmVersion { text: s.to_owned(), epoch, version: version.to_owned(), release })
     }
 
     /// The epoch digits as written, if the string has an epoch.
@@ -210,13 +186,13 @@ impl Ord for RpmVersion {
     fn cmp(&self, other: &Self) -> Ordering {
         let e1 = self.epoch.as_deref().unwrap_or("0");
         let e2 = other.epoch.as_deref().unwrap_or("0");
-        rpmvercmp(e1, e2)
-            .then_with(|| rpmvercmp(&self.version, &other.version))
-            .then_with(|| match (&self.release, &other.release) {
+        rpmvercmp(e1, e2).then_with(|| rpmvercmp(&self.version, &other.version)).then_with(|| {
+            match (&self.release, &other.release) {
                 (Some(r1), Some(r2)) => rpmvercmp(r1, r2),
                 // rpmverCmp's compare_values(): a present release is newer.
                 (r1, r2) => r1.is_some().cmp(&r2.is_some()),
-            })
+            }
+        })
     }
 }
 
@@ -259,25 +235,13 @@ mod tests {
     #[test]
     fn parses_like_rpmver_parse() {
         let x = v("2:1.0-3.el9");
-        assert_eq!(
-            (x.epoch(), x.version(), x.release()),
-            (Some("2"), "1.0", Some("3.el9"))
-        );
+        assert_eq!((x.epoch(), x.version(), x.release()), (Some("2"), "1.0", Some("3.el9")));
         let x = v(":1.0");
-        assert_eq!(
-            (x.epoch(), x.version(), x.release()),
-            (Some("0"), "1.0", None)
-        );
+        assert_eq!((x.epoch(), x.version(), x.release()), (Some("0"), "1.0", None));
         let x = v("a:1.0-1-2");
-        assert_eq!(
-            (x.epoch(), x.version(), x.release()),
-            (None, "a:1.0-1", Some("2"))
-        );
+        assert_eq!((x.epoch(), x.version(), x.release()), (None, "a:1.0-1", Some("2")));
         let x = v("1-2:3");
-        assert_eq!(
-            (x.epoch(), x.version(), x.release()),
-            (None, "1", Some("2:3"))
-        );
+        assert_eq!((x.epoch(), x.version(), x.release()), (None, "1", Some("2:3")));
         let x = v("1:");
         assert_eq!((x.epoch(), x.version(), x.release()), (Some("1"), "", None));
         assert_eq!(x.to_string(), "1:");
@@ -285,14 +249,8 @@ mod tests {
 
     #[test]
     fn rejects_only_unrepresentable_input() {
-        assert_eq!(
-            RpmVersion::parse("").unwrap_err().reason(),
-            "version string is empty"
-        );
-        assert_eq!(
-            RpmVersion::parse("1\0").unwrap_err().reason(),
-            "version string contains a NUL byte"
-        );
+        assert_eq!(RpmVersion::parse("").unwrap_err().reason(), "version string is empty");
+        assert_eq!(RpmVersion::parse("1\0").unwrap_err().reason(), "version string contains a NUL byte");
     }
 
     #[test]

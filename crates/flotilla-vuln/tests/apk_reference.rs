@@ -25,9 +25,9 @@ mod common;
 use std::cell::Cell;
 use std::cmp::Ordering;
 
-use common::{assert_all_pass, op, read, run, tsv_rows, Case, Outcome};
+use common::{Case, Outcome, assert_all_pass, op, read, run, tsv_rows};
 use flotilla_vuln::apk::compare_unvalidated;
-use flotilla_vuln::{compare, ApkVersion, Ecosystem};
+use flotilla_vuln::{ApkVersion, Ecosystem, compare};
 
 struct Dependent {
     file: String,
@@ -46,11 +46,7 @@ fn dependent_rows() -> Vec<Dependent> {
             let [file, line, a, in_file, b, apk2, apk3] = f.as_slice() else {
                 panic!("apk-version-dependent.tsv:{n}: expected 7 columns: {f:?}");
             };
-            assert_ne!(
-                op(apk2),
-                op(apk3),
-                "apk-version-dependent.tsv:{n}: row does not depend on the generation"
-            );
+            assert_ne!(op(apk2), op(apk3), "apk-version-dependent.tsv:{n}: row does not depend on the generation");
             Dependent {
                 file: file.clone(),
                 line: line.parse().expect("line number"),
@@ -95,10 +91,7 @@ fn check(file: &str, cases: &[Case]) -> (Outcome, usize) {
             (Ok(x), Ok(y)) => {
                 let typed = x.cmp(&y);
                 assert_eq!(Ok(typed), compare(Ecosystem::Apk, a, b), "{a} vs {b}");
-                assert_eq!(
-                    typed, raw,
-                    "{a} vs {b}: Ord disagrees with compare_unvalidated"
-                );
+                assert_eq!(typed, raw, "{a} vs {b}: Ord disagrees with compare_unvalidated");
                 Ok(typed)
             }
             _ => {
@@ -114,11 +107,7 @@ fn check(file: &str, cases: &[Case]) -> (Outcome, usize) {
 
 fn check_file(file: &str, mut cases: Vec<Case>, count: usize, overrides: usize) {
     assert_eq!(cases.len(), count, "{file}: case count");
-    assert_eq!(
-        apply_apk2_answers(file, &mut cases),
-        overrides,
-        "{file}: TSV rows used"
-    );
+    assert_eq!(apply_apk2_answers(file, &mut cases), overrides, "{file}: TSV rows used");
     let (outcome, unvalidated) = check(file, &cases);
     println!(
         "{file}: {overrides} cases expected per the apk-tools 2.14 column of \
@@ -144,17 +133,8 @@ fn osv_alpine_versions_generated() {
 /// The `version.data` line kinds (format A of the data README).
 enum Line {
     Compare(Case),
-    Fuzzy {
-        line: usize,
-        a: String,
-        op: String,
-        b: String,
-    },
-    Validity {
-        line: usize,
-        version: String,
-        valid: bool,
-    },
+    Fuzzy { line: usize, a: String, op: String, b: String },
+    Validity { line: usize, version: String, valid: bool },
 }
 
 fn version_data() -> Vec<Line> {
@@ -166,18 +146,12 @@ fn version_data() -> Vec<Line> {
         let fields: Vec<&str> = content.split_whitespace().collect();
         match fields.as_slice() {
             [] => {}
-            [a, o @ ("<" | ">" | "="), b] => out.push(Line::Compare(Case {
-                line,
-                a: (*a).to_owned(),
-                b: (*b).to_owned(),
-                expected: op(o),
-            })),
-            [a, o @ ("~" | "<~" | ">~" | "!~"), b] => out.push(Line::Fuzzy {
-                line,
-                a: (*a).to_owned(),
-                op: (*o).to_owned(),
-                b: (*b).to_owned(),
-            }),
+            [a, o @ ("<" | ">" | "="), b] => {
+                out.push(Line::Compare(Case { line, a: (*a).to_owned(), b: (*b).to_owned(), expected: op(o) }))
+            }
+            [a, o @ ("~" | "<~" | ">~" | "!~"), b] => {
+                out.push(Line::Fuzzy { line, a: (*a).to_owned(), op: (*o).to_owned(), b: (*b).to_owned() })
+            }
             [v] => out.push(Line::Validity {
                 line,
                 version: v.strip_prefix('!').unwrap_or(v).to_owned(),
@@ -224,12 +198,7 @@ fn version_data_fuzzy_lines() {
                 ">~" => Ordering::Greater,
                 _ => return None,
             };
-            Some(Case {
-                line: *line,
-                a: a.clone(),
-                b: b.clone(),
-                expected,
-            })
+            Some(Case { line: *line, a: a.clone(), b: b.clone(), expected })
         })
         .collect();
     assert_eq!(ordering_cases.len(), 2);
@@ -273,11 +242,7 @@ fn version_data_validity_lines() {
     let lines: Vec<(usize, String, bool)> = version_data()
         .into_iter()
         .filter_map(|l| match l {
-            Line::Validity {
-                line,
-                version,
-                valid,
-            } => Some((line, version, valid)),
+            Line::Validity { line, version, valid } => Some((line, version, valid)),
             _ => None,
         })
         .collect();
@@ -303,11 +268,7 @@ fn version_data_validity_lines() {
             ));
         }
     }
-    assert_eq!(
-        differing_seen,
-        apk2_differs.len(),
-        "every listed line was found"
-    );
+    assert_eq!(differing_seen, apk2_differs.len(), "every listed line was found");
     println!(
         "version.data validity lines: {}/{} pass ({} with the apk-tools 2.x answer instead of 3.x)",
         lines.len() - failures.len(),

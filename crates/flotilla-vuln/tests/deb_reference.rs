@@ -7,18 +7,13 @@
 
 mod common;
 
-use common::{assert_all_pass, parse_s, parse_triples, run, Outcome};
-use flotilla_vuln::{compare, DebVersion, Ecosystem};
+use common::{Outcome, assert_all_pass, parse_s, parse_triples, run};
+use flotilla_vuln::{DebVersion, Ecosystem, compare};
 
 fn deb(a: &str, b: &str) -> Result<std::cmp::Ordering, String> {
-    let via_types = DebVersion::parse(a)
-        .and_then(|a| Ok(a.cmp(&DebVersion::parse(b)?)))
-        .map_err(|e| e.to_string())?;
+    let via_types = DebVersion::parse(a).and_then(|a| Ok(a.cmp(&DebVersion::parse(b)?))).map_err(|e| e.to_string())?;
     let via_fn = compare(Ecosystem::Deb, a, b).map_err(|e| e.to_string())?;
-    assert_eq!(
-        via_types, via_fn,
-        "{a} vs {b}: compare() disagrees with Ord"
-    );
+    assert_eq!(via_types, via_fn, "{a} vs {b}: compare() disagrees with Ord");
     Ok(via_types)
 }
 

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 
 use flotilla_vuln::apk::compare_unvalidated;
 use flotilla_vuln::rpm::rpmvercmp;
-use flotilla_vuln::{compare, ApkVersion, DebVersion, Ecosystem, RpmVersion};
+use flotilla_vuln::{ApkVersion, DebVersion, Ecosystem, RpmVersion, compare};
 use proptest::prelude::*;
 
 fn deb_string() -> impl Strategy<Value = String> {
@@ -26,10 +26,7 @@ fn deb() -> impl Strategy<Value = DebVersion> {
 }
 
 fn rpm_string() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "([0-9]{1,2}:)?[0-9a-b.~^_]{0,6}(-[0-9a-b.~^]{0,4})?",
-        "[0-9a-b.~^_+:α-]{1,8}",
-    ]
+    prop_oneof!["([0-9]{1,2}:)?[0-9a-b.~^_]{0,6}(-[0-9a-b.~^]{0,4})?", "[0-9a-b.~^_+:α-]{1,8}",]
 }
 
 fn rpm() -> impl Strategy<Value = RpmVersion> {
@@ -60,14 +57,7 @@ fn check_total_order<T: Ord + Debug + Clone>(a: &T, b: &T, c: &T) -> Result<(), 
         prop_assert_eq!(x == y, x.cmp(y) == Ordering::Equal);
         prop_assert_eq!(x.partial_cmp(y), Some(x.cmp(y)));
     }
-    let perms = [
-        (a, b, c),
-        (a, c, b),
-        (b, a, c),
-        (b, c, a),
-        (c, a, b),
-        (c, b, a),
-    ];
+    let perms = [(a, b, c), (a, c, b), (b, a, c), (b, c, a), (c, a, b), (c, b, a)];
     for (x, y, z) in perms {
         if x <= y && y <= z {
             prop_assert!(x <= z, "transitivity {:?} <= {:?} <= {:?}", x, y, z);

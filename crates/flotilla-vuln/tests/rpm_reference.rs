@@ -13,19 +13,14 @@
 
 mod common;
 
-use common::{assert_all_pass, parse_rpmvercmp_at, parse_s, parse_tsv_cases, run, Outcome};
+use common::{Outcome, assert_all_pass, parse_rpmvercmp_at, parse_s, parse_tsv_cases, run};
 use flotilla_vuln::rpm::rpmvercmp;
-use flotilla_vuln::{compare, Ecosystem, RpmVersion};
+use flotilla_vuln::{Ecosystem, RpmVersion, compare};
 
 fn evr(a: &str, b: &str) -> Result<std::cmp::Ordering, String> {
-    let via_types = RpmVersion::parse(a)
-        .and_then(|a| Ok(a.cmp(&RpmVersion::parse(b)?)))
-        .map_err(|e| e.to_string())?;
+    let via_types = RpmVersion::parse(a).and_then(|a| Ok(a.cmp(&RpmVersion::parse(b)?))).map_err(|e| e.to_string())?;
     let via_fn = compare(Ecosystem::Rpm, a, b).map_err(|e| e.to_string())?;
-    assert_eq!(
-        via_types, via_fn,
-        "{a} vs {b}: compare() disagrees with Ord"
-    );
+    assert_eq!(via_types, via_fn, "{a} vs {b}: compare() disagrees with Ord");
     Ok(via_types)
 }
 

@@ -4,6 +4,7 @@ pub mod activations;
 pub mod groups;
 pub mod nodes;
 pub mod server;
+pub mod version_cmp;
 
 /// Splits `KEY=VALUE`; the server validates the parts.
 pub fn key_value(s: &str) -> Result<(String, String), String> {

@@ -20,7 +20,11 @@ pub struct ServerArgs {
 }
 
 /// Resolves the configuration: file, then environment, then flags.
-pub fn config(config: Option<&std::path::Path>, data_dir: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<ServerConfig> {
+pub fn config(
+    config: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<ServerConfig> {
     let mut cfg = ServerConfig::load(config, std::env::vars())?;
     if let Some(dir) = data_dir {
         cfg.data_dir = dir;

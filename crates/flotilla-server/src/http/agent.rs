@@ -18,7 +18,10 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 #[utoipa::path(post, path = "/agent/v1/register", request_body = api::RegisterRequest,
     responses((status = 200, body = api::RegisterResponse), (status = 403, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
-pub async fn register(State(state): State<Arc<AppState>>, Body(req): Body<api::RegisterRequest>) -> Result<Json<api::RegisterResponse>, ApiError> {
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<api::RegisterRequest>,
+) -> Result<Json<api::RegisterResponse>, ApiError> {
     let reply = enrollment::register(&state, req).await.inspect_err(|e| tracing::info!("enrollment refused: {e}"))?;
     state.metrics.enrollments.inc();
     Ok(Json(reply))

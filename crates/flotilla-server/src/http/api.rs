@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use axum::Router;
 use flotilla_api as api;
 use utoipa::OpenApi;
 
-use super::extract::{Body, query_values};
 use super::ApiError;
+use super::extract::{Body, query_values};
 use crate::{AppState, enrollment, fleet};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -33,14 +33,38 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Flotilla API", description = "Operator API of the Flotilla control plane. Authenticate with `Authorization: Bearer TOKEN`."),
+    info(
+        title = "Flotilla API",
+        description = "Operator API of the Flotilla control plane. Authenticate with `Authorization: Bearer TOKEN`."
+    ),
     paths(
-        version, list_activations, create_activation, delete_activation, list_nodes, get_node, tag_node, untag_node,
-        deregister_node, list_groups, put_group, delete_group, super::agent::register
+        version,
+        list_activations,
+        create_activation,
+        delete_activation,
+        list_nodes,
+        get_node,
+        tag_node,
+        untag_node,
+        deregister_node,
+        list_groups,
+        put_group,
+        delete_group,
+        super::agent::register
     ),
     components(schemas(
-        api::Activation, api::CreateActivation, api::Node, api::Platform, api::TagNode, api::UntagNode, api::Group,
-        api::RegisterRequest, api::RegisterResponse, api::ErrorBody, api::ErrorDetail, api::VersionInfo
+        api::Activation,
+        api::CreateActivation,
+        api::Node,
+        api::Platform,
+        api::TagNode,
+        api::UntagNode,
+        api::Group,
+        api::RegisterRequest,
+        api::RegisterResponse,
+        api::ErrorBody,
+        api::ErrorDetail,
+        api::VersionInfo
     ))
 )]
 struct ApiDoc;
@@ -63,7 +87,10 @@ async fn list_activations(State(state): S) -> Result<Json<Vec<api::Activation>>>
 
 #[utoipa::path(post, path = "/api/v1/activations", request_body = api::CreateActivation,
     responses((status = 201, body = api::Activation, description = "Created; `code` is shown only here"), (status = 400, body = api::ErrorBody)))]
-async fn create_activation(State(state): S, Body(req): Body<api::CreateActivation>) -> Result<(StatusCode, Json<api::Activation>)> {
+async fn create_activation(
+    State(state): S,
+    Body(req): Body<api::CreateActivation>,
+) -> Result<(StatusCode, Json<api::Activation>)> {
     Ok((StatusCode::CREATED, Json(enrollment::create_activation(&state, req).await?)))
 }
 
@@ -97,7 +124,11 @@ async fn tag_node(State(state): S, Path(id): Path<String>, Body(req): Body<api::
 
 #[utoipa::path(post, path = "/api/v1/nodes/{id}/untag", request_body = api::UntagNode,
     responses((status = 200, body = api::Node), (status = 404, body = api::ErrorBody)))]
-async fn untag_node(State(state): S, Path(id): Path<String>, Body(req): Body<api::UntagNode>) -> Result<Json<api::Node>> {
+async fn untag_node(
+    State(state): S,
+    Path(id): Path<String>,
+    Body(req): Body<api::UntagNode>,
+) -> Result<Json<api::Node>> {
     Ok(Json(fleet::untag_node(&state, &id, req.keys).await?))
 }
 
@@ -114,7 +145,11 @@ async fn list_groups(State(state): S) -> Result<Json<Vec<api::Group>>> {
 
 #[utoipa::path(put, path = "/api/v1/groups/{name}", request_body = api::Group,
     responses((status = 200, body = api::Group), (status = 400, body = api::ErrorBody)))]
-async fn put_group(State(state): S, Path(name): Path<String>, Body(group): Body<api::Group>) -> Result<Json<api::Group>> {
+async fn put_group(
+    State(state): S,
+    Path(name): Path<String>,
+    Body(group): Body<api::Group>,
+) -> Result<Json<api::Group>> {
     if group.name != name {
         return Err(ApiError::invalid(format!("the body names group `{}` but the path names `{name}`", group.name)));
     }

@@ -46,7 +46,9 @@ impl From<ServiceError> for ApiError {
                 ActivationRefusal::UnknownId(_) => Self::new(StatusCode::NOT_FOUND, "unknown_activation", message),
                 ActivationRefusal::WrongCode(_) => Self::new(StatusCode::FORBIDDEN, "wrong_activation_code", message),
                 ActivationRefusal::Expired(_) => Self::new(StatusCode::FORBIDDEN, "activation_expired", message),
-                ActivationRefusal::LimitReached { .. } => Self::new(StatusCode::FORBIDDEN, "registration_limit_reached", message),
+                ActivationRefusal::LimitReached { .. } => {
+                    Self::new(StatusCode::FORBIDDEN, "registration_limit_reached", message)
+                }
             },
             ServiceError::Store(_) | ServiceError::Internal(_) => {
                 // Logged here, where it is handled: a human must look.

@@ -64,7 +64,8 @@ async fn require_token(State(state): State<Arc<AppState>>, request: Request, nex
     };
     match state.store.find_api_token(&crate::secret::sha256_hex(token.as_bytes())).await {
         Ok(Some(_name)) => next.run(request).await,
-        Ok(None) => ApiError::unauthorized("the API token is not valid: check FLOTILLA_TOKEN or run `flotilla login`").into_response(),
+        Ok(None) => ApiError::unauthorized("the API token is not valid: check FLOTILLA_TOKEN or run `flotilla login`")
+            .into_response(),
         Err(e) => ApiError::from(crate::ServiceError::Store(e)).into_response(),
     }
 }

@@ -23,9 +23,7 @@ pub struct Case {
 }
 
 pub fn read(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -68,12 +66,7 @@ pub fn parse_s(name: &str) -> Vec<Case> {
         let [a, o, b] = fields.as_slice() else {
             panic!("{name}:{}: not `A OP B`: {line:?}", i + 1);
         };
-        cases.push(Case {
-            line: i + 1,
-            a: (*a).to_owned(),
-            b: (*b).to_owned(),
-            expected: op(o),
-        });
+        cases.push(Case { line: i + 1, a: (*a).to_owned(), b: (*b).to_owned(), expected: op(o) });
     }
     cases
 }
@@ -84,20 +77,13 @@ pub fn parse_triples(name: &str, hash_comments: bool) -> Vec<Case> {
     let text = read(name);
     let mut cases = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = if hash_comments {
-            line.split('#').next().unwrap_or_default()
-        } else {
-            line
-        };
+        let line = if hash_comments { line.split('#').next().unwrap_or_default() } else { line };
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
             [] => {}
-            [a, b, r] => cases.push(Case {
-                line: i + 1,
-                a: (*a).to_owned(),
-                b: (*b).to_owned(),
-                expected: triple_result(r),
-            }),
+            [a, b, r] => {
+                cases.push(Case { line: i + 1, a: (*a).to_owned(), b: (*b).to_owned(), expected: triple_result(r) })
+            }
             _ => panic!("{name}:{}: not `A B R`: {line:?}", i + 1),
         }
     }
@@ -109,22 +95,14 @@ pub fn parse_rpmvercmp_at(name: &str) -> Vec<Case> {
     let text = read(name);
     let mut cases = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let Some(args) = line
-            .strip_prefix("RPMVERCMP(")
-            .and_then(|l| l.strip_suffix(')'))
-        else {
+        let Some(args) = line.strip_prefix("RPMVERCMP(").and_then(|l| l.strip_suffix(')')) else {
             continue;
         };
         let fields: Vec<&str> = args.split(", ").collect();
         let [a, b, r] = fields.as_slice() else {
             panic!("{name}:{}: not RPMVERCMP(A, B, R): {line:?}", i + 1);
         };
-        cases.push(Case {
-            line: i + 1,
-            a: (*a).to_owned(),
-            b: (*b).to_owned(),
-            expected: triple_result(r),
-        });
+        cases.push(Case { line: i + 1, a: (*a).to_owned(), b: (*b).to_owned(), expected: triple_result(r) });
     }
     cases
 }
@@ -147,12 +125,7 @@ pub fn parse_tsv_cases(name: &str) -> Vec<Case> {
             let [a, o, b] = fields.as_slice() else {
                 panic!("{name}:{line}: not A<TAB>OP<TAB>B: {fields:?}");
             };
-            Case {
-                line,
-                a: a.clone(),
-                b: b.clone(),
-                expected: op(o),
-            }
+            Case { line, a: a.clone(), b: b.clone(), expected: op(o) }
         })
         .collect()
 }
@@ -172,17 +145,12 @@ impl Outcome {
 
 /// Runs every case through `cmp` as `cmp(a, b)` and `cmp(b, a)`; a case
 /// passes only if both directions give the expected answer.
-pub fn run(
-    file: &str,
-    cases: &[Case],
-    cmp: impl Fn(&str, &str) -> Result<Ordering, String>,
-) -> Outcome {
+pub fn run(file: &str, cases: &[Case], cmp: impl Fn(&str, &str) -> Result<Ordering, String>) -> Outcome {
     let mut failures = Vec::new();
     for c in cases {
         let forward = cmp(&c.a, &c.b);
         let backward = cmp(&c.b, &c.a);
-        let ok = forward.as_ref().ok() == Some(&c.expected)
-            && backward.as_ref().ok() == Some(&c.expected.reverse());
+        let ok = forward.as_ref().ok() == Some(&c.expected) && backward.as_ref().ok() == Some(&c.expected.reverse());
         if !ok {
             failures.push(format!(
                 "{file}:{}: expected {:?} {} {:?}, got forward {:?}, backward {:?}",
@@ -195,11 +163,7 @@ pub fn run(
             ));
         }
     }
-    Outcome {
-        file: file.to_owned(),
-        total: cases.len(),
-        failures,
-    }
+    Outcome { file: file.to_owned(), total: cases.len(), failures }
 }
 
 /// Prints one summary line per file (visible with `--nocapture`) and fails
@@ -210,10 +174,5 @@ pub fn assert_all_pass(outcomes: &[Outcome]) {
         println!("{}: {}/{} cases pass", o.file, o.passed(), o.total);
         all.extend(o.failures.iter().cloned());
     }
-    assert!(
-        all.is_empty(),
-        "{} reference cases failed:\n{}",
-        all.len(),
-        all.join("\n")
-    );
+    assert!(all.is_empty(), "{} reference cases failed:\n{}", all.len(), all.join("\n"));
 }

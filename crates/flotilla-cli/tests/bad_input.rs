@@ -1,0 +1,279 @@
+//! Bad input gets a clear error and changes nothing stored (issue: foundation).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use flotilla_testkit::{Agent, TestServer, bin_path, wait_until, write_root};
+use serde_json::{Value, json};
+
+const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn activation(server: &TestServer, args: &[&str]) -> Value {
+    let mut full = vec!["activations", "create"];
+    full.extend_from_slice(args);
+    server.cli_json(&full).expect("create activation")
+}
+
+fn node_count(server: &TestServer) -> usize {
+    server.cli_json(&["nodes", "ls"]).expect("ls").as_array().map(Vec::len).unwrap_or(0)
+}
+
+fn registrations(server: &TestServer, id: &str) -> u64 {
+    let list = server.cli_json(&["activations", "ls"]).expect("ls");
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|a| a["id"] == id)
+        .map(|a| a["registrations"].as_u64().unwrap_or(0))
+        .expect("present")
+}
+
+fn try_register(server: &TestServer, dir: &std::path::Path, id: &str, code: &str) -> std::process::Output {
+    write_root(&dir.join("root"), DEBIAN, "n").expect("root");
+    Agent::enroll(server, dir, id, code).expect("run register").1
+}
+
+#[test]
+fn enrollment_refusals_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let act = activation(&server, &["--limit", "1"]);
+    let (id, code) = (act["id"].as_str().expect("id"), act["code"].as_str().expect("code"));
+
+    let out = try_register(&server, &dir.path().join("a"), id, "wrong-code");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("wrong activation code"), "{}", stderr(&out));
+
+    let out = try_register(&server, &dir.path().join("b"), "act-doesnotexist", code);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown activation id"), "{}", stderr(&out));
+    assert_eq!((node_count(&server), registrations(&server, id)), (0, 0), "refusals store nothing");
+
+    let out = try_register(&server, &dir.path().join("c"), id, code);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = try_register(&server, &dir.path().join("d"), id, code);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("registration limit"), "{}", stderr(&out));
+    assert_eq!((node_count(&server), registrations(&server, id)), (1, 1));
+
+    // Registering again into a state dir that holds an identity is refused without --force.
+    let out = try_register(&server, &dir.path().join("c"), id, code);
+    assert!(stderr(&out).contains("already enrolled"), "{}", stderr(&out));
+
+    let short = activation(&server, &["--limit", "5", "--expires", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = try_register(
+        &server,
+        &dir.path().join("e"),
+        short["id"].as_str().expect("id"),
+        short["code"].as_str().expect("code"),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+    assert_eq!(node_count(&server), 1);
+
+    // Activation parameters out of range.
+    for args in [&["--limit", "0"][..], &["--expires", "90d"][..], &["--tag", "=x"][..], &["--tag", "noequals"][..]] {
+        let mut full = vec!["activations", "create"];
+        full.extend_from_slice(args);
+        let out = server.cli(&full).expect("cli");
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(stderr(&out).starts_with("error: "), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "one-line error: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn foreign_certificates_and_garbage_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let other = TestServer::start(&dir.path().join("other"), "1s", &[]).expect("second server");
+
+    // An agent enrolled with another server (another CA) pointed at ours: the TLS layer refuses
+    // its certificate and nothing is recorded.
+    let act = activation(&other, &["--limit", "1"]);
+    let agent_dir = dir.path().join("foreign");
+    write_root(&agent_dir.join("root"), DEBIAN, "foreign").expect("root");
+    let (mut agent, out) =
+        Agent::enroll(&other, &agent_dir, act["id"].as_str().expect("id"), act["code"].as_str().expect("code"))
+            .expect("register");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state_path = agent.state_dir.join("state.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).expect("state")).expect("json");
+    state["server_url"] = json!(server.url);
+    std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("write");
+    std::fs::copy(&server.ca, agent.state_dir.join("ca.pem")).expect("trust our server");
+    agent.start().expect("start");
+    wait_until(Duration::from_secs(15), || Ok(agent.log_text().contains("retrying"))).expect("agent retries");
+    assert_eq!(node_count(&server), 0);
+    agent.stop();
+
+    // Garbage bytes and plain HTTP on the TLS port: the connection is dropped, the server lives.
+    for payload in [&b"\x00\xffgarbage\r\n\r\n"[..], &b"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\n\r\n"[..]] {
+        let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        tcp.write_all(payload).expect("write");
+        let mut reply = Vec::new();
+        let _ = tcp.read_to_end(&mut reply);
+        assert!(!String::from_utf8_lossy(&reply).contains("HTTP/1.1 200"), "no plaintext service");
+    }
+    assert_eq!(node_count(&server), 0, "the server still answers");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_rejects_bad_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = tokio::task::spawn_blocking({
+        let data = dir.path().join("server");
+        move || TestServer::start(&data, "1s", &[]).expect("server")
+    })
+    .await
+    .expect("join");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&server.ca).expect("ca")).expect("pem");
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().expect("client");
+    let url = |path: &str| format!("{}{path}", server.url);
+    let auth = format!("Bearer {}", server.token);
+
+    let check = |status: u16, body: Value, want_status: u16, want_text: &str| {
+        assert_eq!(status, want_status, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains(want_text), "expected `{want_text}` in {body}");
+    };
+    let send = |req: reqwest::RequestBuilder| async move {
+        let resp = req.send().await.expect("send");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    // No token, a wrong token.
+    let (s, b) = send(http.get(url("/api/v1/nodes"))).await;
+    check(s, b, 401, "missing API token");
+    let (s, b) = send(http.get(url("/api/v1/nodes")).header("authorization", "Bearer nope")).await;
+    check(s, b, 401, "not valid");
+
+    // Malformed JSON, unknown fields, wrong types.
+    let post = |body: &'static str| {
+        http.post(url("/api/v1/activations"))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let (s, b) = send(post("{not json")).await;
+    check(s, b, 400, "invalid request body");
+    let (s, b) = send(post(r#"{"registration_limit": 2, "colour": "red"}"#)).await;
+    check(s, b, 400, "unknown field `colour`");
+    let (s, b) = send(post(r#"{"registration_limit": "ten"}"#)).await;
+    check(s, b, 400, "invalid type");
+    let (s, b) = send(post(r#"{"tags": {"": "x"}}"#)).await;
+    check(s, b, 400, "empty key");
+    let listed: Value = http
+        .get(url("/api/v1/activations"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .expect("ls")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed, json!([]), "no bad request stored anything");
+
+    // Invalid target, unknown node, bad node id, a tag with an empty key.
+    let (s, b) = send(http.get(url("/api/v1/nodes?target=tag:")).header("authorization", &auth)).await;
+    check(s, b, 400, "invalid target");
+    let (s, b) = send(http.get(url("/api/v1/nodes/n-0123456789abcdef0")).header("authorization", &auth)).await;
+    check(s, b, 404, "no node");
+    let (s, b) = send(http.get(url("/api/v1/nodes/i-123")).header("authorization", &auth)).await;
+    check(s, b, 400, "not a node id");
+    let (s, b) = send(
+        http.post(url("/api/v1/nodes/n-0123456789abcdef0/tags"))
+            .header("authorization", &auth)
+            .json(&json!({"tags": {"": "x"}})),
+    )
+    .await;
+    check(s, b, 400, "empty key");
+
+    // The OpenAPI description, health, readiness, metrics.
+    let spec: Value = http.get(url("/api/v1/openapi.json")).send().await.expect("spec").json().await.expect("json");
+    assert!(spec["paths"]["/api/v1/nodes"].is_object(), "{spec}");
+    assert_eq!(http.get(url("/healthz")).send().await.expect("healthz").status().as_u16(), 200);
+    assert_eq!(http.get(url("/readyz")).send().await.expect("readyz").status().as_u16(), 200);
+    let metrics = http.get(url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(
+        metrics.contains("flotilla_agent_connected") && metrics.contains("flotilla_api_requests_total"),
+        "{metrics}"
+    );
+    drop(server);
+}
+
+#[test]
+fn cli_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    for (args, text) in [
+        (&["nodes", "ls", "--target", "everything"][..], "invalid target"),
+        (&["nodes", "tag", "n-0123456789abcdef0", "=prod"][..], "empty key"),
+        (&["nodes", "show", "n-0123456789abcdef0"][..], "no node"),
+        (&["groups", "put", "g", "--target", "group:missing"][..], "unknown group"),
+    ] {
+        let out = server.cli(args).expect("cli");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(text), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).trim_end().lines().count(), 1, "{}", stderr(&out));
+    }
+    let out = std::process::Command::new(bin_path("flotilla"))
+        .args(["nodes", "ls"])
+        .env("FLOTILLA_URL", &server.url)
+        .env("FLOTILLA_TOKEN", "wrong")
+        .env("FLOTILLA_CA", &server.ca)
+        .env("FLOTILLA_CONFIG_DIR", dir.path())
+        .output()
+        .expect("cli");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("401") && stderr(&out).contains("not valid"), "{}", stderr(&out));
+}
+
+#[test]
+fn data_dir_problems_stop_the_server_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let server = TestServer::start(&data, "1s", &[]).expect("server");
+    let run = |data_dir: &std::path::Path| {
+        std::process::Command::new(bin_path("flotilla"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .expect("run server")
+    };
+    // A second server on the same SQLite data dir.
+    let out = run(&data);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already using the data dir"), "{}", stderr(&out));
+    drop(server);
+
+    // A data dir that cannot be created or written (root ignores permissions, so use a path
+    // under a regular file).
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").expect("write");
+    let out = run(&file.join("data"));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot create the data dir"), "{}", stderr(&out));
+
+    // A malformed master key: refuse to start rather than serve with a wrong key.
+    std::fs::write(data.join("master.key"), "not-a-key").expect("write");
+    let out = run(&data);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("master key"), "{}", stderr(&out));
+
+    // Unknown config keys are refused.
+    let cfg = dir.path().join("server.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nheartbeat_intervall = \"1s\"\n").expect("write");
+    let out =
+        std::process::Command::new(bin_path("flotilla")).args(["server", "--config"]).arg(&cfg).output().expect("run");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("heartbeat_intervall"), "{}", stderr(&out));
+}

@@ -1,0 +1,154 @@
+//! The foundation, end to end, as an operator drives it: a real server, real agent processes
+//! on their own sandbox roots, and the `flotilla` CLI.
+
+use std::time::Duration;
+
+use flotilla_testkit::{Agent, TestServer, wait_until, write_root};
+use serde_json::Value;
+
+const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+const UBUNTU: &str = "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\n";
+const ROCKY: &str = "NAME=\"Rocky Linux\"\nVERSION_ID=\"9.3\"\nID=\"rocky\"\n";
+
+fn create_activation(server: &TestServer, args: &[&str]) -> (String, String) {
+    let mut full = vec!["activations", "create"];
+    full.extend_from_slice(args);
+    let a = server.cli_json(&full).expect("create activation");
+    (a["id"].as_str().expect("id").to_owned(), a["code"].as_str().expect("code").to_owned())
+}
+
+fn nodes(server: &TestServer, targets: &[&str]) -> Vec<Value> {
+    let mut args = vec!["nodes", "ls"];
+    for t in targets {
+        args.extend(["--target", t]);
+    }
+    server.cli_json(&args).expect("nodes ls").as_array().expect("array").clone()
+}
+
+fn hostnames(server: &TestServer, targets: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> =
+        nodes(server, targets).iter().map(|n| n["hostname"].as_str().unwrap_or("").to_owned()).collect();
+    names.sort();
+    names
+}
+
+fn status_of(server: &TestServer, id: &str) -> String {
+    server.cli_json(&["nodes", "show", id]).expect("show")["status"].as_str().expect("status").to_owned()
+}
+
+fn enroll(server: &TestServer, dir: &std::path::Path, name: &str, os: &str, act: &(String, String)) -> (Agent, String) {
+    let agent_dir = dir.join(name);
+    write_root(&agent_dir.join("root"), os, name).expect("root");
+    let (mut agent, out) = Agent::enroll(server, &agent_dir, &act.0, &act.1).expect("run register");
+    assert!(out.status.success(), "register {name}: {}", String::from_utf8_lossy(&out.stderr));
+    let node_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    agent.start().expect("start agent");
+    (agent, node_id)
+}
+
+#[test]
+fn fleet_lifecycle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let act = create_activation(&server, &["--limit", "3", "--tag", "team=core"]);
+
+    let (mut a1, id1) = enroll(&server, dir.path(), "web-1", DEBIAN, &act);
+    let (mut a2, id2) = enroll(&server, dir.path(), "web-2", UBUNTU, &act);
+    let (mut a3, id3) = enroll(&server, dir.path(), "db-1", ROCKY, &act);
+    let ids = [id1.clone(), id2.clone(), id3.clone()];
+    for id in &ids {
+        assert!(id.starts_with("n-") && id.len() == 19, "node id shape: {id}");
+    }
+    let all_online = |server: &TestServer| {
+        wait_until(Duration::from_secs(20), || {
+            Ok(nodes(server, &[]).iter().filter(|n| n["status"] == "Online").count() == 3)
+        })
+    };
+    all_online(&server).unwrap_or_else(|e| panic!("{e}: {}", a1.log_text()));
+
+    // What each agent reported from its own root.
+    let n1 = server.cli_json(&["nodes", "show", &id1]).expect("show");
+    assert_eq!(n1["hostname"], "web-1");
+    assert_eq!(n1["platform"]["name"], "Debian GNU/Linux");
+    assert_eq!(n1["platform"]["version"], "12");
+    assert_eq!(n1["platform"]["id"], "debian");
+    assert_eq!(n1["tags"]["team"], "core", "activation default tags");
+    assert!(n1["last_seen"].is_string());
+    assert!(!n1["kernel"].as_str().unwrap_or_default().is_empty());
+    let n3 = server.cli_json(&["nodes", "show", &id3]).expect("show");
+    assert_eq!((n3["platform"]["id"].as_str(), n3["platform"]["version"].as_str()), (Some("rocky"), Some("9.3")));
+
+    // Tags and targets.
+    let out = server.cli(&["nodes", "tag", &id1, "env=prod", "role=web"]).expect("tag");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.cli(&["nodes", "tag", &id2, "env=staging", "role=web"]).expect("tag");
+    server.cli(&["nodes", "tag", &id3, "env=prod", "role=db"]).expect("tag");
+    assert_eq!(hostnames(&server, &["tag:env=prod"]), ["db-1", "web-1"]);
+    assert_eq!(
+        hostnames(&server, &["tag:env=prod", "tag:role=web"]),
+        ["db-1", "web-1", "web-2"],
+        "targets are a union"
+    );
+    assert_eq!(hostnames(&server, &["tag:env=staging,prod"]), ["db-1", "web-1", "web-2"], "comma list of values");
+    assert_eq!(hostnames(&server, &["tag:role"]), ["db-1", "web-1", "web-2"]);
+    assert_eq!(hostnames(&server, &[&id2]), ["web-2"]);
+    assert_eq!(hostnames(&server, &["all"]), ["db-1", "web-1", "web-2"]);
+    let out = server.cli(&["groups", "put", "webs", "--target", "tag:role=web"]).expect("group");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hostnames(&server, &["group:webs"]), ["web-1", "web-2"]);
+    let untagged = server.cli_json(&["nodes", "untag", &id2, "role"]).expect("untag");
+    assert!(untagged["tags"].get("role").is_none());
+    assert_eq!(hostnames(&server, &["group:webs"]), ["web-1"]);
+
+    // A server restart: every agent comes back without operator action.
+    // (SIGKILL: the old process cannot mark anything, so each agent must really reconnect.)
+    server.restart().expect("restart");
+    for agent in [&a1, &a2, &a3] {
+        wait_until(Duration::from_secs(20), || Ok(agent.log_text().matches("connected to the server").count() >= 2))
+            .unwrap_or_else(|e| panic!("agent did not reconnect: {e}: {}", agent.log_text()));
+    }
+    all_online(&server).unwrap_or_else(|e| panic!("after restart: {e}: {}", a2.log_text()));
+
+    // A stopped agent: ConnectionLost as soon as its connection closes.
+    a3.stop();
+    wait_until(Duration::from_secs(10), || Ok(status_of(&server, &id3) == "ConnectionLost"))
+        .expect("stopped agent is ConnectionLost");
+    assert_eq!(status_of(&server, &id1), "Online");
+
+    // Deregistration: the credential is revoked, the agent is refused and says so.
+    let out = server.cli_json(&["nodes", "deregister", &id2]).expect("deregister");
+    assert_eq!(out["status"], "Deregistered");
+    assert_eq!(a2.wait_exit(Duration::from_secs(15)), Some(3), "a revoked agent exits: {}", a2.log_text());
+    assert!(a2.log_text().contains("deregistered"), "the agent log says why: {}", a2.log_text());
+    // Restarted, it is refused again at once, and the node stays Deregistered.
+    a2.start().expect("restart revoked agent");
+    assert_eq!(a2.wait_exit(Duration::from_secs(15)), Some(3));
+    assert_eq!(status_of(&server, &id2), "Deregistered");
+    assert!(!hostnames(&server, &["all"]).contains(&"web-2".to_owned()), "deregistered nodes are never targeted");
+
+    a1.stop();
+}
+
+#[test]
+fn fleet_on_postgres() {
+    let admin = std::env::var("FLOTILLA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let db =
+        rt.block_on(flotilla_testkit::postgres::TempDatabase::create(&admin)).expect("PostgreSQL must be reachable");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(&dir.path().join("server"), "1s", &[("FLOTILLA_DATABASE_URL", db.url())])
+        .expect("server on postgres");
+    let version = server.cli_json(&["nodes", "ls"]).expect("ls");
+    assert_eq!(version, serde_json::json!([]));
+    let act = create_activation(&server, &["--limit", "1"]);
+    let (mut agent, id) = enroll(&server, dir.path(), "pg-node", DEBIAN, &act);
+    wait_until(Duration::from_secs(20), || Ok(status_of(&server, &id) == "Online")).expect("online on postgres");
+    server.restart().expect("restart");
+    wait_until(Duration::from_secs(20), || Ok(agent.log_text().matches("connected to the server").count() >= 2))
+        .expect("reconnected");
+    wait_until(Duration::from_secs(20), || Ok(status_of(&server, &id) == "Online")).expect("online again on postgres");
+    agent.stop();
+    server.kill();
+    rt.block_on(db.drop_database()).expect("drop");
+}
