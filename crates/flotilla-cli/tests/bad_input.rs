@@ -235,6 +235,31 @@ fn cli_errors_are_one_clear_line() {
         .expect("cli");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("401") && stderr(&out).contains("not valid"), "{}", stderr(&out));
+
+    // `flotilla login` saves a profile that later commands use without any variable.
+    let bare = |args: &[&str]| {
+        std::process::Command::new(bin_path("flotilla"))
+            .args(args)
+            .env_remove("FLOTILLA_URL")
+            .env_remove("FLOTILLA_TOKEN")
+            .env_remove("FLOTILLA_CA")
+            .env("FLOTILLA_CONFIG_DIR", dir.path())
+            .output()
+            .expect("cli")
+    };
+    let out = bare(&["nodes", "ls"]);
+    assert!(stderr(&out).contains("flotilla login"), "{}", stderr(&out));
+    let ca = server.ca.to_string_lossy().into_owned();
+    let out = bare(&["login", "--url", &server.url, "--token", "wrong", "--ca", &ca]);
+    assert!(!out.status.success(), "a wrong token is not saved");
+    let out = bare(&["login", "--url", &server.url, "--token", &server.token, "--ca", &ca]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let profile = dir.path().join("profile.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&profile).expect("profile").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let out = bare(&["nodes", "ls", "-o", "yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 }
 
 #[test]
@@ -249,6 +274,12 @@ fn data_dir_problems_stop_the_server_with_a_clear_error() {
             .output()
             .expect("run server")
     };
+    // First start wrote the admin token and the CA; secrets are private.
+    for (file, private) in [("admin.token", true), ("master.key", true), ("ca.key", true), ("ca.pem", false)] {
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join(file)).expect(file).permissions());
+        assert_eq!(mode & 0o077 == 0, private, "{file} mode {mode:o}");
+    }
     // A second server on the same SQLite data dir.
     let out = run(&data);
     assert!(!out.status.success());

@@ -109,6 +109,14 @@ fn fleet_lifecycle() {
     }
     all_online(&server).unwrap_or_else(|e| panic!("after restart: {e}: {}", a2.log_text()));
 
+    // A silent agent (frozen, its TCP connection still open): ConnectionLost after a few missed
+    // heartbeats; thawed, it notices and reconnects by itself.
+    a1.signal("STOP").expect("freeze");
+    wait_until(Duration::from_secs(15), || Ok(status_of(&server, &id1) == "ConnectionLost"))
+        .expect("silent agent is lost");
+    a1.signal("CONT").expect("thaw");
+    wait_until(Duration::from_secs(20), || Ok(status_of(&server, &id1) == "Online")).expect("thawed agent is back");
+
     // A stopped agent: ConnectionLost as soon as its connection closes.
     a3.stop();
     wait_until(Duration::from_secs(10), || Ok(status_of(&server, &id3) == "ConnectionLost"))

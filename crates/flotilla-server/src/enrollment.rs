@@ -116,6 +116,20 @@ pub async fn register(state: &AppState, req: api::RegisterRequest) -> Result<api
         }
     }
     tracing::info!(node_id = %node_id, activation_id = %activation.id, "node enrolled");
+    // The enrollment record is history, not state: the node is enrolled whether or not it is
+    // kept, so a failure here is logged and the agent still gets its certificate.
+    let record = serde_json::json!({
+        "node_id": node_id.as_str(),
+        "activation_id": activation.id,
+        "hostname": node.hostname,
+        "cert_fingerprint": node.cert_fingerprint,
+        "enrolled_at": api::rfc3339(node.registered_at),
+    });
+    if let Err(e) =
+        state.artifacts.put(&format!("nodes/{node_id}/enrollment.json"), record.to_string().into_bytes()).await
+    {
+        tracing::warn!(node_id = %node_id, "cannot keep the enrollment record: {e}");
+    }
     Ok(api::RegisterResponse {
         node_id: node_id.to_string(),
         certificate_pem: cert_pem,

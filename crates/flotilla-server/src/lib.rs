@@ -36,6 +36,7 @@ pub use error::ServiceError;
 /// Shared state of one server process.
 pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
+    pub artifacts: artifact::ArtifactStore,
     pub registry: registry::Registry,
     pub pki: pki::Pki,
     pub metrics: metrics::Metrics,
@@ -80,8 +81,10 @@ impl Server {
         };
         let url = format!("https://{host}:{}", addr.port());
         let shutdown = CancellationToken::new();
+        let artifacts = artifact::ArtifactStore::local(&config.data_dir.join("artifacts"))?;
         let state = Arc::new(AppState {
             store,
+            artifacts,
             registry: registry::Registry::default(),
             pki: boot.pki,
             metrics: metrics::Metrics::new(),

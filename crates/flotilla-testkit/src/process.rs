@@ -188,6 +188,22 @@ impl Agent {
         }
     }
 
+    /// Sends a signal (e.g. "STOP", "CONT") to the agent process.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self.child.as_ref().context("the agent is not running")?.id();
+        let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+        Ok(())
+    }
+
+    /// Resident memory of the agent process, from /proc.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// Waits for the agent process to exit on its own; returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;

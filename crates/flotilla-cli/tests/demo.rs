@@ -1,0 +1,84 @@
+//! `flotilla demo`, as a newcomer runs it: a server and a sample fleet of real agents on
+//! different distributions, reachable with the printed settings, all stopped by Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use flotilla_testkit::bin_path;
+use serde_json::Value;
+
+#[test]
+fn demo_runs_a_varied_fleet_and_stops_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("demo");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let mut demo = Command::new(bin_path("flotilla"))
+        .args(["demo", "--nodes", "4", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut printed = Vec::new();
+    while !printed.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => printed.push(line),
+            Err(_) => {
+                let _ = demo.kill();
+                panic!("the demo did not come up: {printed:?}");
+            }
+        }
+    }
+    let text = printed.join("\n");
+    assert!(text.contains(&format!("export FLOTILLA_URL=https://127.0.0.1:{port}")), "{text}");
+
+    let server_dir = data.join("server");
+    let token = std::fs::read_to_string(server_dir.join("admin.token")).expect("token");
+    let out = Command::new(bin_path("flotilla"))
+        .args(["nodes", "ls", "-o", "json"])
+        .env("FLOTILLA_URL", format!("https://127.0.0.1:{port}"))
+        .env("FLOTILLA_TOKEN", token.trim())
+        .env("FLOTILLA_CA", server_dir.join("ca.pem"))
+        .env("FLOTILLA_CONFIG_DIR", dir.path())
+        .output()
+        .expect("nodes ls");
+    let nodes: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let nodes = nodes.as_array().expect("array");
+    assert_eq!(nodes.len(), 4);
+    let mut distros: Vec<&str> = nodes.iter().map(|n| n["platform"]["id"].as_str().unwrap_or("")).collect();
+    distros.sort();
+    assert_eq!(distros, ["alpine", "debian", "rocky", "ubuntu"]);
+    for n in nodes {
+        assert_eq!(n["status"], "Online", "{n}");
+        assert!(n["tags"]["env"].is_string() && n["tags"]["role"].is_string(), "{n}");
+    }
+
+    // Ctrl-C stops the demo and every agent it started.
+    let status = Command::new("kill").args(["-INT", &demo.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..150 {
+        if let Some(status) = demo.try_wait().expect("wait") {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = exited.unwrap_or_else(|| {
+        let _ = demo.kill();
+        panic!("the demo did not stop on Ctrl-C")
+    });
+    assert!(exited.success(), "{exited}");
+    let fleet = data.join("fleet");
+    let leftover = Command::new("pgrep").arg("-f").arg(fleet.to_string_lossy().as_ref()).output().expect("pgrep");
+    assert!(leftover.stdout.is_empty(), "agents left running: {}", String::from_utf8_lossy(&leftover.stdout));
+}
