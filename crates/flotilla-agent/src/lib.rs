@@ -10,6 +10,7 @@
 mod channel;
 mod enroll;
 mod error;
+pub mod exec;
 mod node;
 mod state;
 

@@ -2,6 +2,9 @@
 //! each with its own sandbox root (os-release of a different distribution, its own hostname),
 //! tagged env=prod/staging and role=web/db. Stays up until Ctrl-C, then stops every child.
 
+// The demo starts Flotilla's own agent binaries, not node workloads.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

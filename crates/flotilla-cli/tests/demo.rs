@@ -1,6 +1,9 @@
 //! `flotilla demo`, as a newcomer runs it: a server and a sample fleet of real agents on
 //! different distributions, reachable with the printed settings, all stopped by Ctrl-C.
 
+// Tests drive the real binaries.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;

@@ -1,6 +1,9 @@
 //! The foundation, end to end, as an operator drives it: a real server, real agent processes
 //! on their own sandbox roots, and the `flotilla` CLI.
 
+// Tests drive the real binaries.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Duration;
 
 use flotilla_testkit::{Agent, TestServer, wait_until, write_root};

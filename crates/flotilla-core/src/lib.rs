@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod backoff;
+pub mod command;
 pub mod node;
 pub mod tag;
 pub mod target;

@@ -2,6 +2,9 @@
 //! directories, and throwaway PostgreSQL databases, so integration tests drive Flotilla the
 //! way an operator does. Nothing here fakes a component.
 
+// The testkit starts Flotilla's own binaries and test tools, not node workloads.
+#![allow(clippy::disallowed_methods)]
+
 pub mod postgres;
 pub mod process;
 

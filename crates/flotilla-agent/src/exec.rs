@@ -1,0 +1,244 @@
+//! The one way the agent starts a process on the node.
+//!
+//! Every child runs in its own process group with a controlled environment and a timeout; its
+//! stdout and stderr are streamed as byte chunks (binary-safe, never re-encoded). When the
+//! timeout passes or a cancel arrives, the WHOLE group is killed, and after the main process
+//! exits the group is killed again so that a child which outlived its parent (a daemonised
+//! `sleep 1000 &`) can neither keep running nor hold the output pipes open.
+
+// This module is the wrapper the ban points to.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Largest chunk sent at once; keeps channel messages small.
+pub const CHUNK_BYTES: usize = 32 * 1024;
+
+/// How long pipes may stay open after the process group was killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Shell script, run by `/bin/sh -c`.
+    pub script: String,
+    pub working_directory: Option<PathBuf>,
+    /// Added to a minimal, fixed environment (PATH, HOME, LANG); nothing is inherited from the
+    /// agent, so the agent's own secrets never leak into scripts.
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+/// A piece of output, in order per stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    /// Killed by a signal it did not ask for (not our timeout or cancel).
+    Signalled(i32),
+    TimedOut,
+    Cancelled,
+}
+
+/// Why a process could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot start /bin/sh: {0}")]
+    Spawn(std::io::Error),
+    #[error("working directory {0} does not exist or is not a directory")]
+    WorkingDirectory(PathBuf),
+    #[error("cannot wait for the process: {0}")]
+    Wait(std::io::Error),
+}
+
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // ESRCH (group already gone) is the normal case after a clean exit.
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(mut reader: R, sink: mpsc::Sender<Chunk>, wrap: fn(Vec<u8>) -> Chunk) {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if sink.send(wrap(buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `spec`, streaming output into `sink` (bounded: a slow consumer slows the reader, the
+/// process blocks on a full pipe, memory stays flat).
+pub async fn run(spec: &Spec, sink: mpsc::Sender<Chunk>, cancel: CancellationToken) -> Result<Outcome, ExecError> {
+    if let Some(dir) = &spec.working_directory
+        && !dir.is_dir()
+    {
+        return Err(ExecError::WorkingDirectory(dir.clone()));
+    }
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&spec.script)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8")
+        .envs(&spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.working_directory {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
+    let pid = child.id();
+    let readers = [
+        child.stdout.take().map(|out| tokio::spawn(pump(out, sink.clone(), Chunk::Stdout))),
+        child.stderr.take().map(|err| tokio::spawn(pump(err, sink, Chunk::Stderr))),
+    ];
+    let outcome = tokio::select! {
+        status = child.wait() => {
+            let status = status.map_err(ExecError::Wait)?;
+            match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+                (Some(code), _) => Outcome::Exited(code),
+                (None, Some(signal)) => Outcome::Signalled(signal),
+                (None, None) => Outcome::Signalled(0),
+            }
+        }
+        () = tokio::time::sleep(spec.timeout) => Outcome::TimedOut,
+        () = cancel.cancelled() => Outcome::Cancelled,
+    };
+    // Whatever happened, nothing of the group may survive the invocation.
+    kill_group(pid);
+    if matches!(outcome, Outcome::TimedOut | Outcome::Cancelled) {
+        let _ = child.wait().await;
+    }
+    for reader in readers.into_iter().flatten() {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout(DRAIN_GRACE, reader).await.is_err() {
+            abort.abort();
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(spec: Spec) -> (Outcome, Vec<u8>, Vec<u8>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let handle = tokio::spawn(async move { run(&spec, tx, CancellationToken::new()).await });
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(chunk) = rx.recv().await {
+            match chunk {
+                Chunk::Stdout(b) => out.extend(b),
+                Chunk::Stderr(b) => err.extend(b),
+            }
+        }
+        (handle.await.expect("join").expect("run"), out, err)
+    }
+
+    fn spec(script: &str, timeout_ms: u64) -> Spec {
+        Spec {
+            script: script.into(),
+            working_directory: None,
+            env: BTreeMap::new(),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_streams() {
+        let (outcome, out, err) = collect(spec("echo out; echo err >&2; exit 7", 10_000)).await;
+        assert_eq!((outcome, out, err), (Outcome::Exited(7), b"out\n".to_vec(), b"err\n".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn binary_output_is_byte_exact() {
+        let (outcome, out, _) = collect(spec("printf '\\000\\377\\376abc\\200'", 10_000)).await;
+        assert_eq!(outcome, Outcome::Exited(0));
+        assert_eq!(out, b"\x00\xff\xfeabc\x80");
+    }
+
+    #[tokio::test]
+    async fn environment_is_controlled() {
+        let mut s = spec("echo \"$FLOTILLA_PARAM_x|${CARGO:-unset}\"", 10_000);
+        s.env.insert("FLOTILLA_PARAM_x".into(), "a; rm -rf / $(id)".into());
+        let (_, out, _) = collect(s).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "a; rm -rf / $(id)|unset\n",
+            "values stay data; agent env not inherited"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("survived");
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let started = std::time::Instant::now();
+        let (outcome, _, _) = collect(spec(&script, 300)).await;
+        assert_eq!(outcome, Outcome::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10), "did not wait for the children");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!marker.exists(), "a child of the timed-out script kept running");
+    }
+
+    #[tokio::test]
+    async fn a_child_outliving_its_parent_is_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("orphan");
+        let script = format!("(sleep 2; touch {}) & echo started", marker.display());
+        let (outcome, out, _) = collect(spec(&script, 10_000)).await;
+        assert_eq!((outcome, out), (Outcome::Exited(0), b"started\n".to_vec()));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!marker.exists(), "the orphan kept running");
+    }
+
+    #[tokio::test]
+    async fn cancel_and_bad_working_directory() {
+        let (tx, _rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.cancel();
+        });
+        assert_eq!(run(&spec("sleep 30", 60_000), tx, cancel).await.expect("run"), Outcome::Cancelled);
+        let mut s = spec("true", 1000);
+        s.working_directory = Some("/nonexistent/dir".into());
+        let (tx, _rx) = mpsc::channel(8);
+        assert!(matches!(run(&s, tx, CancellationToken::new()).await, Err(ExecError::WorkingDirectory(_))));
+    }
+
+    #[tokio::test]
+    async fn large_output_streams_without_loss() {
+        let (outcome, out, _) = collect(spec("head -c 10485760 /dev/zero | tr '\\0' 'x'", 60_000)).await;
+        assert_eq!(outcome, Outcome::Exited(0));
+        assert_eq!(out.len(), 10 * 1024 * 1024);
+    }
+}
