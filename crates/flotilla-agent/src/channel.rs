@@ -17,7 +17,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
 
+use std::sync::{Arc, Mutex};
+
 use crate::AgentError;
+use crate::invocation::{Outbox, Runner};
 use crate::state::Identity;
 
 /// Heartbeat interval until the server says otherwise.
@@ -35,13 +38,15 @@ pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
     let identity = Identity::load(state_dir)?;
     let endpoint = endpoint(&identity)?;
     tracing::info!(node_id = %identity.state.node_id, server = %identity.state.server_url, "agent starting");
+    let outbox: Outbox = Arc::new(Mutex::new(None));
+    let runner = Runner::new(state_dir, outbox.clone());
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
         let mut welcomed = false;
         let ended = tokio::select! {
-            ended = session(&endpoint, root, &mut welcomed) => ended,
+            ended = session(&endpoint, root, &runner, &outbox, &mut welcomed) => ended,
             () = &mut stop => {
                 tracing::info!("stop signal received; agent exiting");
                 return Ok(());
@@ -107,7 +112,20 @@ fn classify(status: tonic::Status) -> Ended {
 }
 
 /// One connection, from dial to its end.
-async fn session(endpoint: &Endpoint, root: &Path, welcomed: &mut bool) -> Ended {
+async fn session(
+    endpoint: &Endpoint,
+    root: &Path,
+    runner: &Arc<Runner>,
+    outbox: &Outbox,
+    welcomed: &mut bool,
+) -> Ended {
+    let ended = stream(endpoint, root, runner, outbox, welcomed).await;
+    // Between sessions invocations keep running and spool; nothing is sent.
+    *outbox.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    ended
+}
+
+async fn stream(endpoint: &Endpoint, root: &Path, runner: &Arc<Runner>, outbox: &Outbox, welcomed: &mut bool) -> Ended {
     let channel = match endpoint.connect().await {
         Ok(channel) => channel,
         Err(e) => {
@@ -122,7 +140,7 @@ async fn session(endpoint: &Endpoint, root: &Path, welcomed: &mut bool) -> Ended
         }
     };
     let mut client = AgentChannelClient::new(channel);
-    let (tx, rx) = mpsc::channel::<AgentMessage>(16);
+    let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     let mut seq: u64 = 1;
     let hello =
         AgentMessage { seq, body: Some(agent_message::Body::Hello(Hello { info: Some(crate::node::collect(root)) })) };
@@ -147,7 +165,17 @@ async fn session(endpoint: &Endpoint, root: &Path, welcomed: &mut bool) -> Ended
                         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         heartbeat.reset();
                         tracing::info!(node_id = %welcome.node_id, heartbeat = ?every, "connected to the server");
+                        *outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+                        let runner = runner.clone();
+                        tokio::spawn(async move { runner.resend_all().await });
                     }
+                    Some(server_message::Body::Run(run)) => {
+                        tracing::info!(invocation = %run.invocation_id, steps = run.steps.len(), "invocation received");
+                        let runner = runner.clone();
+                        tokio::spawn(async move { runner.start(run).await });
+                    }
+                    Some(server_message::Body::Cancel(cancel)) => runner.cancel(&cancel.invocation_id),
+                    Some(server_message::Body::ResultAck(ack)) => runner.acknowledged(&ack.invocation_id).await,
                     Some(server_message::Body::HeartbeatAck(_)) | None => {}
                 },
                 Ok(None) => return Ended::Retry("the server closed the stream".into()),

@@ -157,6 +157,74 @@ impl Client {
         self.call::<(), ()>(reqwest::Method::DELETE, &format!("/api/v1/groups/{}", enc(name)), None).await
     }
 
+    pub async fn list_documents(&self) -> Result<Vec<DocumentSummary>, ClientError> {
+        self.get("/api/v1/documents").await
+    }
+
+    pub async fn get_document(&self, name: &str, version: Option<i64>) -> Result<Document, ClientError> {
+        let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+        self.get(&format!("/api/v1/documents/{}{query}", enc(name))).await
+    }
+
+    pub async fn create_document(&self, req: &PutDocument) -> Result<Document, ClientError> {
+        self.call(reqwest::Method::POST, "/api/v1/documents", Some(req)).await
+    }
+
+    pub async fn update_document(&self, req: &PutDocument) -> Result<Document, ClientError> {
+        self.call(reqwest::Method::PUT, &format!("/api/v1/documents/{}", enc(&req.name)), Some(req)).await
+    }
+
+    pub async fn create_command(&self, req: &CreateCommand) -> Result<Command, ClientError> {
+        self.call(reqwest::Method::POST, "/api/v1/commands", Some(req)).await
+    }
+
+    pub async fn list_commands(&self) -> Result<Vec<Command>, ClientError> {
+        self.get("/api/v1/commands").await
+    }
+
+    pub async fn get_command(&self, id: &str) -> Result<Command, ClientError> {
+        self.get(&format!("/api/v1/commands/{}", enc(id))).await
+    }
+
+    pub async fn cancel_command(&self, id: &str) -> Result<Command, ClientError> {
+        self.call::<(), Command>(reqwest::Method::POST, &format!("/api/v1/commands/{}/cancel", enc(id)), None).await
+    }
+
+    /// The full output of one stream (`stdout` or `stderr`), byte for byte.
+    pub async fn invocation_output(&self, id: &str, node: &str, stream: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!(
+            "{}/api/v1/commands/{}/invocations/{}/output?stream={}",
+            self.base,
+            enc(id),
+            enc(node),
+            enc(stream)
+        );
+        let mut req = self.http.get(&url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp =
+            req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => {
+                ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message }
+            }
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: "http".into(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            },
+        })
+    }
+
     /// Enrolls an agent (no API token needed: the activation code is the credential).
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
         self.call(reqwest::Method::POST, "/agent/v1/register", Some(req)).await

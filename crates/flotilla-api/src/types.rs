@@ -147,3 +147,114 @@ pub fn rfc3339(unix_ms: i64) -> String {
     let ms = u64::try_from(unix_ms).unwrap_or(0);
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
+
+/// A document version, `GET /api/v1/documents/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Document {
+    pub name: String,
+    pub version: i64,
+    pub default_version: i64,
+    pub latest_version: i64,
+    pub description: String,
+    /// `flotilla` or `ssm` (an imported AWS SSM Command document).
+    pub format: String,
+    pub content: String,
+    pub created_at: String,
+}
+
+/// A row of `GET /api/v1/documents`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DocumentSummary {
+    pub name: String,
+    pub description: String,
+    pub default_version: i64,
+    pub latest_version: i64,
+}
+
+/// Body of `POST /api/v1/documents` (create) and `PUT /api/v1/documents/{name}` (new version).
+/// With `format: "ssm"` the content is an AWS SSM Command document (schema 2.2) to import.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PutDocument {
+    pub name: String,
+    pub content: String,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// Body of `POST /api/v1/commands`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateCommand {
+    pub document: String,
+    /// A version number; the default version when absent.
+    #[serde(default)]
+    pub document_version: Option<i64>,
+    /// Parameter name -> values (a StringList takes several).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Vec<String>>,
+    pub targets: Vec<String>,
+    /// N or N% (default 50).
+    #[serde(default)]
+    pub max_concurrency: Option<String>,
+    /// N or N% (default 0).
+    #[serde(default)]
+    pub max_errors: Option<String>,
+    /// Execution timeout per step, seconds (overrides the document's).
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+    /// Seconds to deliver to a node before it is Undeliverable (default 600).
+    #[serde(default)]
+    pub delivery_timeout_seconds: Option<u32>,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Inline output of an invocation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvocationOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// True when either inline copy was cut (24,000 / 8,000 characters); the full output is
+    /// at `GET /api/v1/commands/{id}/invocations/{node}/output`.
+    pub truncated: bool,
+    pub stdout_bytes: i64,
+    pub stderr_bytes: i64,
+}
+
+/// One node's part of a command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invocation {
+    pub node_id: String,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub output: InvocationOutput,
+    pub detail: String,
+}
+
+/// A command, with its invocations in `show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Command {
+    pub id: String,
+    pub document: String,
+    pub document_version: i64,
+    pub status: String,
+    pub targets: Vec<String>,
+    pub max_concurrency: String,
+    pub max_errors: String,
+    pub comment: String,
+    pub counts: BTreeMap<String, u32>,
+    pub created_at: String,
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations: Option<Vec<Invocation>>,
+}

@@ -56,6 +56,16 @@ enum Command {
     /// Saved target queries, usable as `group:NAME`.
     #[command(subcommand)]
     Groups(cmd::groups::Groups),
+    /// Versioned command documents.
+    #[command(subcommand)]
+    Documents(cmd::documents::Documents),
+    /// Run a document on target nodes, at a controlled pace.
+    ///
+    /// Example: flotilla run Flotilla-RunShellScript --param commands='uptime' --target tag:env=prod --max-concurrency 10% --wait
+    Run(cmd::commands::RunArgs),
+    /// Commands sent with `flotilla run`.
+    #[command(subcommand)]
+    Commands(cmd::commands::Commands),
     /// Compare two package versions; prints <, = or >.
     ///
     /// Example: flotilla version-cmp --ecosystem deb 1:2.0~rc1-1 1:2.0-1
@@ -112,5 +122,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Nodes(c) => c.run(&conn.client()?, format).await,
         Command::Groups(c) => c.run(&conn.client()?, format).await,
         Command::VersionCmp(args) => cmd::version_cmp::run(args),
+        Command::Documents(c) => c.run(&conn.client()?, format).await,
+        Command::Run(args) => cmd::commands::run(args, &conn.client()?, format).await,
+        Command::Commands(c) => c.run(&conn.client()?, format).await,
     }
 }

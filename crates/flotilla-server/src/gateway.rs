@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::engine::Event;
 use crate::listener::PeerCertificate;
 use crate::secret::sha256_hex;
 use crate::{AppState, now_ms};
@@ -108,11 +109,10 @@ impl AgentChannel for Gateway {
                 return Err(Status::unavailable("the server cannot reach its database; retry later"));
             }
         }
-        let (generation, mut kicked) = state.registry.connect(&id, now);
+        let (tx, rx) = mpsc::channel::<Result<ServerMessage, Status>>(256);
+        let (generation, mut kicked) = state.registry.connect(&id, now, tx.clone());
         state.metrics.connected_agents.set(i64::try_from(state.registry.connected()).unwrap_or(i64::MAX));
         tracing::info!(node_id = %id, hostname = %info.hostname, "agent connected");
-
-        let (tx, rx) = mpsc::channel::<Result<ServerMessage, Status>>(64);
         let heartbeat_ms = u32::try_from(state.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX);
         let welcome = ServerMessage {
             seq: 0,
@@ -124,6 +124,7 @@ impl AgentChannel for Gateway {
         // The queue is empty and its receiver alive: this send cannot fail.
         let _ = tx.send(Ok(welcome)).await;
         state.metrics.channel("out");
+        state.engine.notify(Event::Connected(id.clone())).await;
 
         tokio::spawn(async move {
             loop {
@@ -138,17 +139,31 @@ impl AgentChannel for Gateway {
                         Ok(Some(message)) => {
                             state.metrics.channel("in");
                             state.registry.touch(&id, generation, now_ms());
-                            if let Some(agent_message::Body::Heartbeat(_)) = message.body {
-                                let ack = ServerMessage {
-                                    seq: message.seq,
-                                    body: Some(server_message::Body::HeartbeatAck(HeartbeatAck {
-                                        received_at_unix_ms: u64::try_from(now_ms()).unwrap_or(0),
-                                    })),
-                                };
-                                if tx.send(Ok(ack)).await.is_err() {
-                                    break;
+                            match message.body {
+                                Some(agent_message::Body::Heartbeat(_)) => {
+                                    let ack = ServerMessage {
+                                        seq: message.seq,
+                                        body: Some(server_message::Body::HeartbeatAck(HeartbeatAck {
+                                            received_at_unix_ms: u64::try_from(now_ms()).unwrap_or(0),
+                                        })),
+                                    };
+                                    if tx.send(Ok(ack)).await.is_err() {
+                                        break;
+                                    }
+                                    state.metrics.channel("out");
                                 }
-                                state.metrics.channel("out");
+                                Some(agent_message::Body::Output(chunk)) => {
+                                    if let Err(e) = state.output.append(&id, &chunk).await {
+                                        tracing::warn!(node_id = %id, invocation = %chunk.invocation_id, "output chunk dropped: {e}");
+                                    }
+                                }
+                                Some(agent_message::Body::Result(result)) => {
+                                    state.engine.notify(Event::Result(id.clone(), result)).await;
+                                }
+                                Some(agent_message::Body::Accepted(accepted)) => {
+                                    state.engine.notify(Event::Accepted(id.clone(), accepted)).await;
+                                }
+                                Some(agent_message::Body::Hello(_)) | None => {}
                             }
                         }
                         Ok(None) => break,
@@ -160,6 +175,7 @@ impl AgentChannel for Gateway {
                 }
             }
             if state.registry.disconnect(&id, generation) {
+                state.engine.notify(Event::Disconnected(id.clone())).await;
                 if let Err(e) = state.store.nodes_lost(std::slice::from_ref(&id)).await {
                     tracing::warn!(node_id = %id, "cannot mark node ConnectionLost: {e}");
                 }

@@ -8,7 +8,10 @@
 
 pub mod artifact;
 mod bootstrap;
+mod commands;
 pub mod config;
+mod documents;
+mod engine;
 mod enrollment;
 mod error;
 mod fleet;
@@ -16,6 +19,7 @@ mod gateway;
 mod http;
 mod listener;
 mod metrics;
+mod output;
 mod pki;
 mod registry;
 mod secret;
@@ -37,6 +41,8 @@ pub use error::ServiceError;
 pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub artifacts: artifact::ArtifactStore,
+    pub output: output::OutputSpool,
+    pub engine: engine::Engine,
     pub registry: registry::Registry,
     pub pki: pki::Pki,
     pub metrics: metrics::Metrics,
@@ -82,19 +88,26 @@ impl Server {
         let url = format!("https://{host}:{}", addr.port());
         let shutdown = CancellationToken::new();
         let artifacts = artifact::ArtifactStore::local(&config.data_dir.join("artifacts"))?;
+        let output = output::OutputSpool::new(&config.data_dir.join("spool"))
+            .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
+        let (engine, engine_events) = engine::Engine::new();
         let state = Arc::new(AppState {
             store,
             artifacts,
+            output,
+            engine,
             registry: registry::Registry::default(),
             pki: boot.pki,
             metrics: metrics::Metrics::new(),
             config: config.clone(),
         });
+        documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
         let tasks = vec![
             tokio::spawn(listener::serve(listener, tls, app, shutdown.clone())),
             tokio::spawn(registry::liveness_worker(state.clone(), shutdown.clone())),
+            tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
         ];
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, tasks, state, _lock: boot.lock })

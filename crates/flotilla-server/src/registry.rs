@@ -11,8 +11,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use flotilla_core::{NodeId, UnixMillis, node::is_silent};
+use flotilla_proto::v1::ServerMessage;
 use flotilla_store::{Store, StoreError};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{AppState, now_ms};
@@ -20,6 +21,8 @@ use crate::{AppState, now_ms};
 struct Conn {
     generation: u64,
     last_seen: UnixMillis,
+    /// The stream's outbound queue (bounded).
+    tx: mpsc::Sender<Result<ServerMessage, tonic::Status>>,
     /// Closes the stream with the given status.
     kick: Option<oneshot::Sender<tonic::Status>>,
 }
@@ -45,16 +48,30 @@ impl Registry {
 
     /// Registers a new stream for `id`, replacing (and closing) any older one. Returns the
     /// stream's generation and the receiver that tells it to close.
-    pub fn connect(&self, id: &NodeId, now: UnixMillis) -> (u64, oneshot::Receiver<tonic::Status>) {
-        let (tx, rx) = oneshot::channel();
+    pub fn connect(
+        &self,
+        id: &NodeId,
+        now: UnixMillis,
+        tx: mpsc::Sender<Result<ServerMessage, tonic::Status>>,
+    ) -> (u64, oneshot::Receiver<tonic::Status>) {
+        let (kick, rx) = oneshot::channel();
         let mut inner = self.lock();
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        let old = inner.conns.insert(id.clone(), Conn { generation, last_seen: now, kick: Some(tx) });
+        let old = inner.conns.insert(id.clone(), Conn { generation, last_seen: now, tx, kick: Some(kick) });
         if let Some(Conn { kick: Some(kick), .. }) = old {
             let _ = kick.send(tonic::Status::aborted("replaced by a newer connection from the same node"));
         }
         (generation, rx)
+    }
+
+    /// Queues a message for the node's stream; false when it is not connected here or its
+    /// queue is full (the caller treats that as not delivered).
+    pub fn send(&self, id: &NodeId, message: ServerMessage) -> bool {
+        match self.lock().conns.get(id) {
+            Some(conn) => conn.tx.try_send(Ok(message)).is_ok(),
+            None => false,
+        }
     }
 
     pub fn touch(&self, id: &NodeId, generation: u64, now: UnixMillis) {
@@ -163,8 +180,9 @@ mod tests {
     fn newer_connection_wins() {
         let reg = Registry::default();
         let id = NodeId::from_random([1; 9]);
-        let (g1, mut rx1) = reg.connect(&id, 0);
-        let (g2, _rx2) = reg.connect(&id, 10);
+        let (tx, _out) = mpsc::channel(1);
+        let (g1, mut rx1) = reg.connect(&id, 0, tx.clone());
+        let (g2, _rx2) = reg.connect(&id, 10, tx);
         assert!(rx1.try_recv().is_ok(), "the old stream is told to close");
         assert!(!reg.disconnect(&id, g1), "the old stream's end does not disconnect the node");
         assert_eq!(reg.connected(), 1);

@@ -7,9 +7,11 @@
 //! back ends differ only in their connection set-up and migrations.
 
 mod error;
+mod records;
 mod sql;
 
 pub use error::StoreError;
+pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
 pub use sql::SqlStore;
 
 use async_trait::async_trait;
@@ -75,4 +77,25 @@ pub trait Store: Send + Sync + 'static {
     async fn put_group(&self, group: &TargetGroup) -> Result<(), StoreError>;
     async fn list_groups(&self) -> Result<Vec<TargetGroup>, StoreError>;
     async fn delete_group(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores `doc` (its `version` is ignored) as the next version of its document; version 1
+    /// creates it and is its default. Returns the new version.
+    async fn put_document(&self, doc: &DocumentVersion) -> Result<i64, StoreError>;
+    /// A version of a document; its default version when `version` is None.
+    async fn get_document(&self, name: &str, version: Option<i64>) -> Result<Option<DocumentVersion>, StoreError>;
+    async fn list_documents(&self) -> Result<Vec<DocumentHead>, StoreError>;
+    /// Returns false when that version does not exist.
+    async fn set_default_document_version(&self, name: &str, version: i64) -> Result<bool, StoreError>;
+
+    /// Inserts the command and one Pending invocation per node, atomically.
+    async fn create_command(&self, command: &CommandRecord, nodes: &[String]) -> Result<(), StoreError>;
+    async fn get_command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError>;
+    /// Newest first.
+    async fn list_commands(&self, limit: u32) -> Result<Vec<CommandRecord>, StoreError>;
+    /// Ids of commands that are not finished (to resume after a restart).
+    async fn unfinished_commands(&self) -> Result<Vec<String>, StoreError>;
+    async fn update_command(&self, command: &CommandRecord) -> Result<(), StoreError>;
+    async fn list_invocations(&self, command_id: &str) -> Result<Vec<InvocationRecord>, StoreError>;
+    /// Writes many invocation states in one transaction (results arrive in storms).
+    async fn update_invocations(&self, invocations: &[InvocationRecord]) -> Result<(), StoreError>;
 }

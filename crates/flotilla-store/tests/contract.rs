@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
-use flotilla_store::{Enrollment, SqlStore, Store, TargetGroup};
+use flotilla_store::{CommandRecord, DocumentVersion, Enrollment, InvocationRecord, SqlStore, Store, TargetGroup};
 
 fn activation(id: &str, limit: u32) -> Activation {
     Activation {
@@ -132,12 +132,89 @@ async fn tokens_and_groups(store: &dyn Store) {
     assert!(!store.delete_group("webs").await.expect("delete again"));
 }
 
+async fn documents(store: &dyn Store) {
+    let doc = |content: &str, description: &str| DocumentVersion {
+        name: "Doc-A".into(),
+        version: 0,
+        content: content.into(),
+        description: description.into(),
+        format: "flotilla".into(),
+        created_at: 10,
+    };
+    assert_eq!(store.put_document(&doc("v1 text", "first")).await.expect("put"), 1);
+    assert_eq!(store.put_document(&doc("v2 text", "second")).await.expect("put"), 2);
+    assert_eq!(
+        store.get_document("Doc-A", None).await.expect("get").expect("exists").content,
+        "v1 text",
+        "default stays 1"
+    );
+    assert_eq!(store.get_document("Doc-A", Some(2)).await.expect("get").expect("exists").content, "v2 text");
+    assert_eq!(store.get_document("Doc-A", Some(3)).await.expect("get"), None);
+    assert_eq!(store.get_document("Nope", None).await.expect("get"), None);
+    assert!(store.set_default_document_version("Doc-A", 2).await.expect("default"));
+    assert!(!store.set_default_document_version("Doc-A", 3).await.expect("default past latest"));
+    assert!(!store.set_default_document_version("Doc-A", 0).await.expect("default zero"));
+    let heads = store.list_documents().await.expect("list");
+    assert_eq!((heads.len(), heads[0].latest_version, heads[0].default_version), (1, 2, 2));
+    assert_eq!(heads[0].description, "second");
+}
+
+async fn commands(store: &dyn Store) {
+    let c = CommandRecord {
+        id: "cmd-1".into(),
+        document: "Doc-A".into(),
+        document_version: 2,
+        parameters: "{}".into(),
+        targets: r#"["all"]"#.into(),
+        plan: "[]".into(),
+        max_concurrency: "50".into(),
+        max_errors: "0".into(),
+        delivery_timeout_ms: 600_000,
+        comment: "hello".into(),
+        status: "Pending".into(),
+        stopped_for_errors: false,
+        cancel_requested: false,
+        created_at: 100,
+        ended_at: None,
+    };
+    store.create_command(&c, &["n-a".into(), "n-b".into()]).await.expect("create");
+    assert_eq!(store.get_command("cmd-1").await.expect("get"), Some(c.clone()));
+    assert_eq!(store.unfinished_commands().await.expect("unfinished"), vec!["cmd-1".to_string()]);
+    let invs = store.list_invocations("cmd-1").await.expect("list");
+    assert_eq!(
+        invs.iter().map(|i| (i.node_id.as_str(), i.status.as_str())).collect::<Vec<_>>(),
+        [("n-a", "Pending"), ("n-b", "Pending")]
+    );
+    let done = InvocationRecord {
+        status: "Success".into(),
+        exit_code: Some(0),
+        stdout: "héllo ✓".into(),
+        stdout_bytes: 8,
+        stdout_truncated: true,
+        ended_at: Some(5),
+        ..invs[0].clone()
+    };
+    store.update_invocations(std::slice::from_ref(&done)).await.expect("update");
+    assert_eq!(store.list_invocations("cmd-1").await.expect("list")[0], done);
+    let finished = CommandRecord { status: "Success".into(), ended_at: Some(200), cancel_requested: true, ..c.clone() };
+    store.update_command(&finished).await.expect("update");
+    assert_eq!(store.get_command("cmd-1").await.expect("get"), Some(finished));
+    assert!(store.unfinished_commands().await.expect("unfinished").is_empty());
+    let newer = CommandRecord { id: "cmd-2".into(), created_at: 300, ..c };
+    store.create_command(&newer, &[]).await.expect("create");
+    let listed: Vec<String> = store.list_commands(10).await.expect("list").into_iter().map(|c| c.id).collect();
+    assert_eq!(listed, ["cmd-2", "cmd-1"], "newest first");
+    assert_eq!(store.list_commands(1).await.expect("list").len(), 1);
+}
+
 async fn run_contract(store: &dyn Store) {
     store.ping().await.expect("ping");
     activations(store).await;
     enrollment_respects_limit(store).await;
     node_lifecycle(store).await;
     tokens_and_groups(store).await;
+    documents(store).await;
+    commands(store).await;
 }
 
 #[tokio::test]

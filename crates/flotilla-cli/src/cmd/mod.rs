@@ -1,6 +1,8 @@
 //! One module per command group.
 
 pub mod activations;
+pub mod commands;
+pub mod documents;
 pub mod groups;
 pub mod nodes;
 pub mod server;

@@ -43,6 +43,10 @@ pub struct Counts {
     pub errors: u32,
     /// Terminal but neither success nor error: Cancelled, Undeliverable, Terminated.
     pub other_terminal: u32,
+    /// Of `in_flight`, those the agent has acknowledged (it has the work and started it). The
+    /// ramp waits for acknowledgements, not completions (spec §4.2.1), so long scripts do not
+    /// serialise the ramp. `from_statuses` cannot know this; the caller sets it.
+    pub acknowledged: u32,
 }
 
 impl Counts {
@@ -142,7 +146,8 @@ impl RatePlan {
 
     /// The most invocations the ramp lets be in flight given `counts` (see the module doc).
     pub fn window(&self, counts: &Counts) -> u32 {
-        self.max_concurrency.min(counts.completed().saturating_add(1))
+        let acknowledged = counts.acknowledged.min(counts.in_flight);
+        self.max_concurrency.min(counts.completed().saturating_add(acknowledged).saturating_add(1))
     }
 
     /// What to do now. Call it after every status change; it is cheap and idempotent.
@@ -168,6 +173,19 @@ mod tests {
     use crate::command::limit::{Limit, Percent};
     use proptest::prelude::*;
 
+    #[test]
+    fn the_ramp_waits_for_acknowledgements_not_completions() {
+        let plan = RatePlan::new(10, MaxConcurrency::DEFAULT, MaxErrors::DEFAULT);
+        let running = Counts { pending: 9, in_flight: 1, ..Counts::default() };
+        assert_eq!(plan.next_dispatch(&running), Decision::Wait, "not yet acknowledged");
+        let acked = Counts { acknowledged: 1, ..running };
+        assert_eq!(plan.next_dispatch(&acked), Decision::Dispatch(1), "1 acknowledged: window 2");
+        let wave = Counts { pending: 7, in_flight: 3, acknowledged: 3, ..Counts::default() };
+        assert_eq!(plan.next_dispatch(&wave), Decision::Dispatch(1), "3 acknowledged: window 4");
+        let bogus = Counts { pending: 9, in_flight: 1, acknowledged: 50, ..Counts::default() };
+        assert_eq!(plan.window(&bogus), 2, "acknowledgements never exceed what is in flight");
+    }
+
     fn pct(p: u8) -> Limit {
         Limit::Percent(Percent::new(p).expect("valid percent"))
     }
@@ -177,7 +195,7 @@ mod tests {
     }
 
     fn counts(pending: u32, in_flight: u32, succeeded: u32, errors: u32, other_terminal: u32) -> Counts {
-        Counts { pending, in_flight, succeeded, errors, other_terminal }
+        Counts { pending, in_flight, succeeded, errors, other_terminal, acknowledged: 0 }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 
 use super::ApiError;
 use super::extract::{Body, query_values};
-use crate::{AppState, enrollment, fleet};
+use crate::{AppState, commands, documents, enrollment, fleet};
 
 type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<AppState>>;
@@ -29,6 +29,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/nodes/{id}/deregister", post(deregister_node))
         .route("/api/v1/groups", get(list_groups))
         .route("/api/v1/groups/{name}", put(put_group).delete(delete_group))
+        .route("/api/v1/documents", get(list_documents).post(create_document))
+        .route("/api/v1/documents/{name}", get(get_document).put(update_document))
+        .route("/api/v1/commands", get(list_commands).post(create_command))
+        .route("/api/v1/commands/{id}", get(get_command))
+        .route("/api/v1/commands/{id}/cancel", post(cancel_command))
+        .route("/api/v1/commands/{id}/invocations/{node}/output", get(command_output))
 }
 
 #[derive(OpenApi)]
@@ -160,4 +166,83 @@ async fn put_group(
 async fn delete_group(State(state): S, Path(name): Path<String>) -> Result<Json<()>> {
     fleet::delete_group(&state, &name).await?;
     Ok(Json(()))
+}
+
+#[utoipa::path(get, path = "/api/v1/documents", responses((status = 200, body = [api::DocumentSummary])))]
+async fn list_documents(State(state): S) -> Result<Json<Vec<api::DocumentSummary>>> {
+    Ok(Json(documents::list(&state).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/documents/{name}", params(("version" = Option<i64>, Query, description = "Version; the default when absent")),
+    responses((status = 200, body = api::Document), (status = 404, body = api::ErrorBody)))]
+async fn get_document(
+    State(state): S,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<api::Document>> {
+    let version = match query_values(query.as_deref(), "version").first() {
+        Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::invalid(format!("version `{v}` is not a number")))?),
+        None => None,
+    };
+    Ok(Json(documents::get(&state, &name, version).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/documents", request_body = api::PutDocument,
+    responses((status = 201, body = api::Document), (status = 400, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
+async fn create_document(
+    State(state): S,
+    Body(req): Body<api::PutDocument>,
+) -> Result<(StatusCode, Json<api::Document>)> {
+    Ok((StatusCode::CREATED, Json(documents::put(&state, req, true).await?)))
+}
+
+#[utoipa::path(put, path = "/api/v1/documents/{name}", request_body = api::PutDocument,
+    responses((status = 200, body = api::Document), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
+async fn update_document(
+    State(state): S,
+    Path(name): Path<String>,
+    Body(req): Body<api::PutDocument>,
+) -> Result<Json<api::Document>> {
+    if req.name != name {
+        return Err(ApiError::invalid(format!("the body names document `{}` but the path names `{name}`", req.name)));
+    }
+    Ok(Json(documents::put(&state, req, false).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/commands", responses((status = 200, body = [api::Command])))]
+async fn list_commands(State(state): S) -> Result<Json<Vec<api::Command>>> {
+    Ok(Json(commands::list(&state).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/commands", request_body = api::CreateCommand,
+    responses((status = 201, body = api::Command), (status = 400, body = api::ErrorBody)))]
+async fn create_command(
+    State(state): S,
+    Body(req): Body<api::CreateCommand>,
+) -> Result<(StatusCode, Json<api::Command>)> {
+    Ok((StatusCode::CREATED, Json(commands::create(&state, req).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/commands/{id}", responses((status = 200, body = api::Command), (status = 404, body = api::ErrorBody)))]
+async fn get_command(State(state): S, Path(id): Path<String>) -> Result<Json<api::Command>> {
+    Ok(Json(commands::get(&state, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/commands/{id}/cancel",
+    responses((status = 200, body = api::Command), (status = 404, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
+async fn cancel_command(State(state): S, Path(id): Path<String>) -> Result<Json<api::Command>> {
+    Ok(Json(commands::cancel(&state, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/commands/{id}/invocations/{node}/output",
+    params(("stream" = Option<String>, Query, description = "stdout (default) or stderr")),
+    responses((status = 200, description = "The full output, byte for byte", content_type = "application/octet-stream"), (status = 404, body = api::ErrorBody)))]
+async fn command_output(
+    State(state): S,
+    Path((id, node)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], Vec<u8>)> {
+    let stream = query_values(query.as_deref(), "stream").into_iter().next().unwrap_or_else(|| "stdout".into());
+    let bytes = commands::output(&state, &id, &node, &stream).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes))
 }

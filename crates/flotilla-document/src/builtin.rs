@@ -1,0 +1,29 @@
+//! Documents every Flotilla installation has, embedded as YAML so they are versioned with the
+//! code that runs them.
+//!
+//! Invariant: each embedded text parses with [`Document::parse`](crate::Document::parse); a test
+//! holds every release to it.
+
+/// Name of the built-in document that runs an operator-given shell script (the Flotilla
+/// counterpart of AWS-RunShellScript).
+pub const RUN_SHELL_SCRIPT: &str = "Flotilla-RunShellScript";
+
+const RUN_SHELL_SCRIPT_YAML: &str = include_str!("builtin/Flotilla-RunShellScript.yaml");
+
+/// The built-in documents as (name, YAML text).
+pub fn builtin_documents() -> Vec<(&'static str, &'static str)> {
+    vec![(RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_YAML)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Document;
+
+    #[test]
+    fn every_builtin_parses() {
+        for (name, text) in builtin_documents() {
+            assert!(Document::parse(text).is_ok(), "{name}: {:?}", Document::parse(text));
+        }
+    }
+}

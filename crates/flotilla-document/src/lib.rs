@@ -1,0 +1,61 @@
+//! Flotilla's command documents: versioned, parameterised scripts that Run Command sends to
+//! nodes, in the shape of AWS SSM command documents (schema 2.2).
+//!
+//! The life of a document:
+//! 1. [`Document::parse`] reads YAML or JSON (at most 64 KiB) and checks every rule, reporting
+//!    the field path and the line and column of what is wrong; [`import_ssm`] does the same for
+//!    an AWS SSM document, converting `aws:runShellScript` and `aws:runDocument` steps.
+//! 2. [`Document::bind`] checks the values a caller gives (`--param NAME=VALUE`, repeatable) and
+//!    fills in defaults.
+//! 3. [`Document::plan`] substitutes `{{ name }}` references and expands `run:document` steps
+//!    into a flat [`Plan`] of shell steps for the agent.
+//!
+//! Architecture invariant: this crate is pure. It does no I/O, knows no async runtime, network
+//! or database, and takes the lookup of other documents as a function. Security invariant
+//! (details in the `plan` module): a parameter value never becomes shell code the document
+//! author did not write; values reach scripts only through environment variables.
+
+mod action;
+mod builtin;
+mod document;
+mod import;
+mod parameter;
+mod plan;
+mod shell;
+mod source;
+mod template;
+
+pub use action::{
+    Action, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, ParameterArgument, RUN_DOCUMENT,
+    RUN_SHELL, RunDocumentAction, ShellAction,
+};
+pub use builtin::{RUN_SHELL_SCRIPT, builtin_documents};
+pub use document::{Document, DocumentError, DocumentType, Platform, Position, SCHEMA_VERSION, Step};
+pub use import::import_ssm;
+pub use parameter::{
+    AllowedPattern, BoundParameters, ParameterError, ParameterSpec, ParameterType, ParameterValue, parse_cli_params,
+};
+pub use plan::{
+    COMMANDS_PARAMETER, ITEM_ENV_PREFIX, MAX_NESTING_DEPTH, PARAM_ENV_PREFIX, Plan, PlanError, PlannedStep, Resolver,
+    ShellStep,
+};
+pub use source::{FieldPath, Location, MAX_DOCUMENT_BYTES, Segment};
+
+#[cfg(test)]
+mod tidy {
+    /// Every module says what it owns before anything else (the workspace convention).
+    #[test]
+    fn every_module_opens_with_a_module_doc() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("src is readable") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("readable");
+                assert!(text.starts_with("//!"), "{} must open with a //! module doc", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} modules found");
+    }
+}

@@ -1,0 +1,157 @@
+//! Run Command as operators see it: create (resolve targets and plan once, store, hand to the
+//! engine), list, show, cancel, and full output from the artifact store.
+//!
+//! Invariant: a command is created only if its document plans, its limits parse and its
+//! targets match at least one node; otherwise nothing is stored.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use flotilla_api as api;
+use flotilla_core::command::{MaxConcurrency, MaxErrors};
+use flotilla_store::{CommandRecord, InvocationRecord};
+
+use crate::engine::Event;
+use crate::secret::random_bytes;
+use crate::{AppState, ServiceError, documents, fleet, now_ms};
+
+/// Default delivery timeout (AWS console default).
+const DEFAULT_DELIVERY_TIMEOUT_S: u32 = 600;
+
+fn invocation_to_api(i: &InvocationRecord) -> api::Invocation {
+    api::Invocation {
+        node_id: i.node_id.clone(),
+        status: i.status.clone(),
+        exit_code: i.exit_code,
+        started_at: i.started_at.map(api::rfc3339),
+        ended_at: i.ended_at.map(api::rfc3339),
+        output: api::InvocationOutput {
+            stdout: i.stdout.clone(),
+            stderr: i.stderr.clone(),
+            truncated: i.stdout_truncated || i.stderr_truncated,
+            stdout_bytes: i.stdout_bytes,
+            stderr_bytes: i.stderr_bytes,
+        },
+        detail: i.detail.clone(),
+    }
+}
+
+fn to_api(c: &CommandRecord, invocations: &[InvocationRecord], with_invocations: bool) -> api::Command {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for i in invocations {
+        *counts.entry(i.status.clone()).or_default() += 1;
+    }
+    api::Command {
+        id: c.id.clone(),
+        document: c.document.clone(),
+        document_version: c.document_version,
+        status: c.status.clone(),
+        targets: serde_json::from_str(&c.targets).unwrap_or_default(),
+        max_concurrency: c.max_concurrency.clone(),
+        max_errors: c.max_errors.clone(),
+        comment: c.comment.clone(),
+        counts,
+        created_at: api::rfc3339(c.created_at),
+        ended_at: c.ended_at.map(api::rfc3339),
+        invocations: with_invocations.then(|| invocations.iter().map(invocation_to_api).collect()),
+    }
+}
+
+pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Command, ServiceError> {
+    let concurrency = MaxConcurrency::from_str(req.max_concurrency.as_deref().unwrap_or("50"))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let errors = MaxErrors::from_str(req.max_errors.as_deref().unwrap_or("0"))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    if let Some(t) = req.timeout_seconds
+        && !(5..=172_800).contains(&t)
+    {
+        return Err(ServiceError::Invalid(format!("timeout {t} s is out of range: use 5 to 172800")));
+    }
+    let delivery = req.delivery_timeout_seconds.unwrap_or(DEFAULT_DELIVERY_TIMEOUT_S);
+    if !(5..=2_592_000).contains(&delivery) {
+        return Err(ServiceError::Invalid(format!("delivery timeout {delivery} s is out of range: use 5 to 2592000")));
+    }
+    let comment = req.comment.unwrap_or_default();
+    if comment.chars().count() > 100 {
+        return Err(ServiceError::Invalid("the comment is longer than 100 characters".into()));
+    }
+    if req.targets.is_empty() {
+        return Err(ServiceError::Invalid(
+            "no target: give at least one --target (a node id, tag:KEY=VALUE, group:NAME or all)".into(),
+        ));
+    }
+    let (version, mut steps) = documents::plan(state, &req.document, req.document_version, &req.parameters).await?;
+    if let Some(t) = req.timeout_seconds {
+        for step in &mut steps {
+            step.timeout_seconds = t;
+        }
+    }
+    let nodes = fleet::list_nodes(state, &req.targets).await?;
+    if nodes.is_empty() {
+        return Err(ServiceError::Invalid(format!(
+            "the targets {} match no node: check them with `flotilla nodes ls --target ...`; no command was created",
+            req.targets.join(" ")
+        )));
+    }
+    let id_bytes: [u8; 10] = random_bytes();
+    let record = CommandRecord {
+        id: format!("c-{}", id_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        document: req.document,
+        document_version: version,
+        parameters: serde_json::to_string(&req.parameters).unwrap_or_default(),
+        targets: serde_json::to_string(&req.targets).unwrap_or_default(),
+        plan: serde_json::to_string(&steps).map_err(|e| ServiceError::Internal(e.to_string()))?,
+        max_concurrency: concurrency.to_string(),
+        max_errors: errors.to_string(),
+        delivery_timeout_ms: i64::from(delivery) * 1000,
+        comment,
+        status: "Pending".into(),
+        stopped_for_errors: false,
+        cancel_requested: false,
+        created_at: now_ms(),
+        ended_at: None,
+    };
+    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    state.store.create_command(&record, &node_ids).await?;
+    tracing::info!(command_id = %record.id, document = %record.document, nodes = node_ids.len(), "command created");
+    state.engine.notify(Event::Start(record.id.clone())).await;
+    let invocations = state.store.list_invocations(&record.id).await?;
+    Ok(to_api(&record, &invocations, true))
+}
+
+pub async fn get(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {
+    let record =
+        state.store.get_command(id).await?.ok_or_else(|| {
+            ServiceError::NotFound(format!("no command `{id}`: list them with `flotilla commands ls`"))
+        })?;
+    let invocations = state.store.list_invocations(id).await?;
+    Ok(to_api(&record, &invocations, true))
+}
+
+pub async fn list(state: &AppState) -> Result<Vec<api::Command>, ServiceError> {
+    let mut out = Vec::new();
+    for record in state.store.list_commands(200).await? {
+        let invocations = state.store.list_invocations(&record.id).await?;
+        out.push(to_api(&record, &invocations, false));
+    }
+    Ok(out)
+}
+
+pub async fn cancel(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {
+    state.engine.cancel(id).await?;
+    get(state, id).await
+}
+
+/// The full output of one stream, byte for byte.
+pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Result<Vec<u8>, ServiceError> {
+    if stream != "stdout" && stream != "stderr" {
+        return Err(ServiceError::Invalid(format!("unknown stream `{stream}`: use stdout or stderr")));
+    }
+    let invocations = state.store.list_invocations(id).await?;
+    if !invocations.iter().any(|i| i.node_id == node) {
+        return Err(ServiceError::NotFound(format!("command `{id}` has no invocation on node `{node}`")));
+    }
+    state.artifacts.get(&format!("commands/{id}/{node}/{stream}")).await.map_err(|_| {
+        ServiceError::NotFound(format!("no output yet for node `{node}` in command `{id}`: it has not finished"))
+    })
+}

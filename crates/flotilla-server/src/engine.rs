@@ -1,0 +1,479 @@
+//! The Run Command engine: the reconciler that drives every unfinished command to its end.
+//!
+//! One task owns the state of all active commands (no locks): it dispatches invocations as
+//! the rate planner (`flotilla_core::command::rate`) allows, re-sends work to nodes that
+//! reconnect, applies delivery timeouts, cancels, and records results. Every status change
+//! goes through `flotilla_core::command::transition`, so duplicate or late messages are
+//! harmless. State is written to the store in batches on each tick (never one write per event)
+//! and reloaded at start-up, so a restarted server resumes each command where it stood.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::NodeId;
+use flotilla_core::command::{
+    CommandStatus, Counts, Decision, InvocationEvent, InvocationStatus, MaxConcurrency, MaxErrors, Outcome, RatePlan,
+    command_status, transition,
+};
+use flotilla_proto::v1::{
+    CancelInvocation, InvocationAccepted, InvocationOutcome, InvocationResult, ResultAck, RunInvocation, ServerMessage,
+    ShellStep, server_message,
+};
+use flotilla_store::{CommandRecord, InvocationRecord};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{INLINE_STDERR_CHARS, INLINE_STDOUT_CHARS, inline, invocation_id, split_invocation_id};
+use crate::{AppState, ServiceError, now_ms};
+
+const TICK: Duration = Duration::from_millis(200);
+
+/// One planned step, as stored with the command and sent to every node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlannedStep {
+    pub name: String,
+    pub script: String,
+    pub working_directory: Option<String>,
+    pub timeout_seconds: u32,
+    pub env: BTreeMap<String, String>,
+}
+
+/// What the engine reacts to.
+pub enum Event {
+    /// A command was stored; start driving it.
+    Start(String),
+    Connected(NodeId),
+    Disconnected(NodeId),
+    Result(NodeId, InvocationResult),
+    Accepted(NodeId, InvocationAccepted),
+    Cancel(String, oneshot::Sender<Result<(), ServiceError>>),
+}
+
+/// Handle to the engine task.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Event>,
+}
+
+impl Engine {
+    pub fn new() -> (Engine, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(4096);
+        (Engine { tx }, rx)
+    }
+
+    pub async fn notify(&self, event: Event) {
+        // Only fails after shutdown, when nothing needs the event any more.
+        let _ = self.tx.send(event).await;
+    }
+
+    pub async fn cancel(&self, command_id: &str) -> Result<(), ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.notify(Event::Cancel(command_id.to_owned(), reply)).await;
+        rx.await.map_err(|_| ServiceError::Internal("the command engine is not running".into()))?
+    }
+}
+
+/// A command being driven.
+struct Active {
+    record: CommandRecord,
+    steps: Vec<ShellStep>,
+    invocations: BTreeMap<String, InvocationRecord>,
+    plan: RatePlan,
+    dirty: BTreeSet<String>,
+    record_dirty: bool,
+    /// Nodes with an InProgress invocation whose connection dropped, and since when.
+    lost_since: HashMap<String, i64>,
+    /// Results to acknowledge once they are durable (after the next flush).
+    acks: Vec<(NodeId, String)>,
+}
+
+fn status_of(inv: &InvocationRecord) -> InvocationStatus {
+    InvocationStatus::from_str(&inv.status).unwrap_or(InvocationStatus::Pending)
+}
+
+impl Active {
+    fn load(record: CommandRecord, invocations: Vec<InvocationRecord>) -> Result<Active, String> {
+        let planned: Vec<PlannedStep> = serde_json::from_str(&record.plan).map_err(|e| format!("bad plan: {e}"))?;
+        let steps = planned
+            .into_iter()
+            .map(|s| ShellStep {
+                name: s.name,
+                script: s.script,
+                working_directory: s.working_directory.unwrap_or_default(),
+                timeout_seconds: s.timeout_seconds,
+                env: s.env.into_iter().collect(),
+            })
+            .collect();
+        let concurrency = MaxConcurrency::from_str(&record.max_concurrency).map_err(|e| e.to_string())?;
+        let errors = MaxErrors::from_str(&record.max_errors).map_err(|e| e.to_string())?;
+        let total = u32::try_from(invocations.len()).unwrap_or(u32::MAX);
+        Ok(Active {
+            plan: RatePlan::new(total, concurrency, errors),
+            invocations: invocations.into_iter().map(|i| (i.node_id.clone(), i)).collect(),
+            record,
+            steps,
+            dirty: BTreeSet::new(),
+            record_dirty: false,
+            lost_since: HashMap::new(),
+            acks: Vec::new(),
+        })
+    }
+
+    fn counts(&self) -> Counts {
+        let mut counts = Counts::from_statuses(self.invocations.values().map(status_of));
+        counts.acknowledged = u32::try_from(
+            self.invocations
+                .values()
+                .filter(|i| status_of(i) == InvocationStatus::InProgress && i.started_at.is_some())
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
+        counts
+    }
+
+    /// Applies an event to one invocation; true when its status changed.
+    fn apply(&mut self, node: &str, event: InvocationEvent) -> bool {
+        let Some(inv) = self.invocations.get_mut(node) else { return false };
+        match transition(status_of(inv), event) {
+            Ok(Outcome::Applied(next)) => {
+                inv.status = next.as_str().to_owned();
+                if next.is_terminal() && inv.ended_at.is_none() {
+                    inv.ended_at = Some(now_ms());
+                }
+                self.dirty.insert(node.to_owned());
+                true
+            }
+            Ok(Outcome::Ignored) => false,
+            Err(e) => {
+                tracing::warn!(command_id = %self.record.id, node_id = %node, "invocation event refused: {e}");
+                false
+            }
+        }
+    }
+
+    fn run_message(&self, node: &str) -> ServerMessage {
+        ServerMessage {
+            seq: 0,
+            body: Some(server_message::Body::Run(RunInvocation {
+                invocation_id: invocation_id(&self.record.id, node),
+                command_id: self.record.id.clone(),
+                steps: self.steps.clone(),
+            })),
+        }
+    }
+}
+
+/// The engine task. Returns when `shutdown` is cancelled, after a last flush.
+pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+    let mut active: HashMap<String, Active> = HashMap::new();
+    match state.store.unfinished_commands().await {
+        Ok(ids) => {
+            for id in ids {
+                load(&state, &mut active, &id).await;
+            }
+            if !active.is_empty() {
+                tracing::info!(commands = active.len(), "resuming unfinished commands");
+            }
+        }
+        Err(e) => tracing::error!("cannot load unfinished commands: {e}"),
+    }
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                flush(&state, &mut active).await;
+                return;
+            }
+            event = events.recv() => match event {
+                Some(event) => handle(&state, &mut active, event).await,
+                None => return,
+            },
+            _ = ticker.tick() => {
+                for command in active.values_mut() {
+                    step(&state, command);
+                }
+                flush(&state, &mut active).await;
+            }
+        }
+    }
+}
+
+async fn load(state: &AppState, active: &mut HashMap<String, Active>, id: &str) {
+    let record = match state.store.get_command(id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return,
+        Err(e) => return tracing::error!(command_id = %id, "cannot load command: {e}"),
+    };
+    let invocations = match state.store.list_invocations(id).await {
+        Ok(list) => list,
+        Err(e) => return tracing::error!(command_id = %id, "cannot load invocations: {e}"),
+    };
+    match Active::load(record, invocations) {
+        Ok(command) => {
+            active.insert(id.to_owned(), command);
+        }
+        Err(e) => tracing::error!(command_id = %id, "cannot resume command: {e}"),
+    }
+}
+
+async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: Event) {
+    match event {
+        Event::Start(id) => {
+            load(state, active, &id).await;
+            if let Some(command) = active.get_mut(&id) {
+                step(state, command);
+            }
+        }
+        Event::Connected(node) => {
+            for command in active.values_mut() {
+                command.lost_since.remove(node.as_str());
+                let status = command.invocations.get(node.as_str()).map(status_of);
+                if matches!(status, Some(InvocationStatus::InProgress | InvocationStatus::Delayed)) {
+                    // Re-send: the agent either runs it (first delivery), ignores it (running),
+                    // or re-sends its spooled result (finished while disconnected).
+                    if state.registry.send(&node, command.run_message(node.as_str())) {
+                        command.apply(node.as_str(), InvocationEvent::Reconnected);
+                    }
+                }
+            }
+        }
+        Event::Disconnected(node) => {
+            let now = now_ms();
+            for command in active.values_mut() {
+                if command.invocations.get(node.as_str()).map(status_of) == Some(InvocationStatus::InProgress) {
+                    command.lost_since.insert(node.to_string(), now);
+                }
+            }
+        }
+        Event::Result(node, result) => record_result(state, active, &node, result).await,
+        Event::Accepted(node, accepted) => {
+            let Some((command_id, owner)) = split_invocation_id(&accepted.invocation_id) else { return };
+            if owner != node.as_str() {
+                return;
+            }
+            if let Some(command) = active.get_mut(command_id) {
+                command.apply(owner, InvocationEvent::AgentAccepted);
+                if let Some(inv) = command.invocations.get_mut(owner)
+                    && inv.started_at.is_none()
+                {
+                    inv.started_at =
+                        i64::try_from(accepted.started_at_unix_ms).ok().filter(|t| *t > 0).or(Some(now_ms()));
+                    command.dirty.insert(owner.to_owned());
+                }
+                step(state, command);
+            }
+        }
+        Event::Cancel(id, reply) => {
+            let outcome = match active.get_mut(&id) {
+                Some(command)
+                    if CommandStatus::from_str(&command.record.status).is_ok_and(CommandStatus::is_terminal) =>
+                {
+                    Err(ServiceError::Conflict(format!(
+                        "command {id} has already finished ({}); there is nothing to cancel",
+                        command.record.status
+                    )))
+                }
+                Some(command) => {
+                    command.record.cancel_requested = true;
+                    command.record_dirty = true;
+                    let nodes: Vec<String> = command.invocations.keys().cloned().collect();
+                    for node in nodes {
+                        let status = command.invocations.get(&node).map(status_of);
+                        if status == Some(InvocationStatus::InProgress)
+                            && let Ok(node_id) = NodeId::from_str(&node)
+                        {
+                            let cancel = ServerMessage {
+                                seq: 0,
+                                body: Some(server_message::Body::Cancel(CancelInvocation {
+                                    invocation_id: invocation_id(&id, &node),
+                                })),
+                            };
+                            state.registry.send(&node_id, cancel);
+                        }
+                        command.apply(&node, InvocationEvent::CancelRequested);
+                    }
+                    step(state, command);
+                    // The caller reads the command back from the store: make the cancel visible.
+                    flush_one(state, command).await;
+                    Ok(())
+                }
+                None => match state.store.get_command(&id).await {
+                    Ok(Some(record)) => Err(ServiceError::Conflict(format!(
+                        "command {id} has already finished ({}); there is nothing to cancel",
+                        record.status
+                    ))),
+                    Ok(None) => Err(ServiceError::NotFound(format!("no command `{id}`"))),
+                    Err(e) => Err(e.into()),
+                },
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Moves one command forward: timeouts, error stop, dispatch, command status.
+fn step(state: &AppState, command: &mut Active) {
+    let now = now_ms();
+    let deadline = command.record.created_at.saturating_add(command.record.delivery_timeout_ms);
+    let nodes: Vec<String> = command.invocations.keys().cloned().collect();
+    for node in &nodes {
+        let status = command.invocations.get(node).map(status_of);
+        match status {
+            Some(InvocationStatus::Pending | InvocationStatus::Delayed) if now > deadline => {
+                command.apply(node, InvocationEvent::DeliveryTimeout);
+            }
+            Some(InvocationStatus::InProgress) => {
+                let lost_for = command.lost_since.get(node).map(|since| now - since);
+                if lost_for.is_some_and(|ms| ms > command.record.delivery_timeout_ms) {
+                    command.apply(node, InvocationEvent::AgentLost);
+                }
+            }
+            _ => {}
+        }
+    }
+    let counts = command.counts();
+    if !command.record.stopped_for_errors && command.plan.threshold_exceeded(&counts) {
+        command.record.stopped_for_errors = true;
+        command.record_dirty = true;
+        tracing::info!(command_id = %command.record.id, "error threshold exceeded: not starting any more invocations");
+        for node in &nodes {
+            command.apply(node, InvocationEvent::ErrorThresholdExceeded);
+        }
+    }
+    if !command.record.cancel_requested
+        && !command.record.stopped_for_errors
+        && let Decision::Dispatch(n) = command.plan.next_dispatch(&command.counts())
+    {
+        let pending: Vec<String> = command
+            .invocations
+            .iter()
+            .filter(|(_, inv)| status_of(inv) == InvocationStatus::Pending)
+            .map(|(node, _)| node.clone())
+            .take(usize::try_from(n).unwrap_or(usize::MAX))
+            .collect();
+        for node in pending {
+            command.apply(&node, InvocationEvent::Dispatched);
+            if let Some(inv) = command.invocations.get_mut(&node) {
+                inv.dispatched_at = Some(now);
+            }
+            let sent = NodeId::from_str(&node).is_ok_and(|id| state.registry.send(&id, command.run_message(&node)));
+            if !sent {
+                command.apply(&node, InvocationEvent::NodeNotConnected);
+            }
+        }
+    }
+    let status = command_status(&command.counts(), command.record.stopped_for_errors, command.record.cancel_requested);
+    if status.as_str() != command.record.status {
+        command.record.status = status.as_str().to_owned();
+        if status.is_terminal() {
+            command.record.ended_at = Some(now);
+        }
+        command.record_dirty = true;
+        tracing::info!(command_id = %command.record.id, status = status.as_str(), "command status");
+    }
+}
+
+async fn record_result(
+    state: &AppState,
+    active: &mut HashMap<String, Active>,
+    node: &NodeId,
+    result: InvocationResult,
+) {
+    let Some((command_id, owner)) = split_invocation_id(&result.invocation_id) else { return };
+    if owner != node.as_str() {
+        return tracing::warn!(node_id = %node, invocation = %result.invocation_id, "result for another node ignored");
+    }
+    let Some(command) = active.get_mut(command_id) else {
+        // Finished or unknown: the agent may forget it.
+        state.registry.send(node, ack(&result.invocation_id));
+        state.output.remove(&result.invocation_id).await;
+        return;
+    };
+    let (stdout, stderr) = state.output.read(&result.invocation_id).await;
+    if (stdout.len() as u64) < result.stdout_bytes || (stderr.len() as u64) < result.stderr_bytes {
+        // Chunks were lost with a connection; the agent re-sends everything after reconnecting.
+        tracing::debug!(invocation = %result.invocation_id, "result before all its output; waiting for a re-send");
+        return;
+    }
+    for (stream, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
+        let name = format!("commands/{command_id}/{owner}/{stream}");
+        if let Err(e) = state.artifacts.put(&name, bytes.clone()).await {
+            // Without the full output stored the result is not acknowledged; the agent retries.
+            return tracing::error!(invocation = %result.invocation_id, "cannot store output: {e}");
+        }
+    }
+    let event = match InvocationOutcome::try_from(result.outcome) {
+        Ok(InvocationOutcome::Success) => InvocationEvent::Finished { exit_code: 0 },
+        Ok(InvocationOutcome::Failed) => {
+            InvocationEvent::Finished { exit_code: if result.exit_code == 0 { 1 } else { result.exit_code } }
+        }
+        Ok(InvocationOutcome::TimedOut) => InvocationEvent::ExecutionTimedOut,
+        Ok(InvocationOutcome::Cancelled) => InvocationEvent::CancelRequested,
+        Ok(InvocationOutcome::Terminated) | Ok(InvocationOutcome::Unspecified) | Err(_) => InvocationEvent::AgentLost,
+    };
+    command.apply(owner, event);
+    if let Some(inv) = command.invocations.get_mut(owner) {
+        let (out, out_cut) = inline(&stdout, INLINE_STDOUT_CHARS);
+        let (err, err_cut) = inline(&stderr, INLINE_STDERR_CHARS);
+        inv.stdout = out;
+        inv.stderr = err;
+        inv.stdout_truncated = out_cut;
+        inv.stderr_truncated = err_cut;
+        inv.stdout_bytes = i64::try_from(stdout.len()).unwrap_or(i64::MAX);
+        inv.stderr_bytes = i64::try_from(stderr.len()).unwrap_or(i64::MAX);
+        inv.exit_code = Some(i64::from(result.exit_code));
+        inv.started_at = i64::try_from(result.started_at_unix_ms).ok().filter(|t| *t > 0);
+        inv.ended_at = i64::try_from(result.ended_at_unix_ms).ok().filter(|t| *t > 0).or(inv.ended_at);
+        inv.detail = result.detail.chars().take(1024).collect();
+        command.dirty.insert(owner.to_owned());
+    }
+    command.lost_since.remove(owner);
+    // Acknowledged after the next flush: an ack for a result that is not yet durable could
+    // lose it, and flushing per result would turn a storm of results into a storm of writes.
+    command.acks.push((node.clone(), result.invocation_id));
+    step(state, command);
+}
+
+fn ack(invocation_id: &str) -> ServerMessage {
+    ServerMessage {
+        seq: 0,
+        body: Some(server_message::Body::ResultAck(ResultAck { invocation_id: invocation_id.to_owned() })),
+    }
+}
+
+async fn flush_one(state: &AppState, command: &mut Active) {
+    let batch: Vec<InvocationRecord> =
+        command.dirty.iter().filter_map(|node| command.invocations.get(node).cloned()).collect();
+    match state.store.update_invocations(&batch).await {
+        Ok(()) => command.dirty.clear(),
+        Err(e) => tracing::warn!(command_id = %command.record.id, "cannot record invocations (will retry): {e}"),
+    }
+    if command.record_dirty {
+        match state.store.update_command(&command.record).await {
+            Ok(()) => command.record_dirty = false,
+            Err(e) => tracing::warn!(command_id = %command.record.id, "cannot record command (will retry): {e}"),
+        }
+    }
+    if command.dirty.is_empty() {
+        for (node, invocation) in std::mem::take(&mut command.acks) {
+            state.registry.send(&node, ack(&invocation));
+            state.output.remove(&invocation).await;
+        }
+    }
+}
+
+async fn flush(state: &AppState, active: &mut HashMap<String, Active>) {
+    for command in active.values_mut() {
+        if !command.dirty.is_empty() || command.record_dirty || !command.acks.is_empty() {
+            flush_one(state, command).await;
+        }
+    }
+    active.retain(|_, c| {
+        let done = CommandStatus::from_str(&c.record.status).is_ok_and(CommandStatus::is_terminal);
+        !(done && c.dirty.is_empty() && !c.record_dirty && c.acks.is_empty())
+    });
+}
