@@ -15,7 +15,7 @@ use crate::output::Format;
 
 /// Flotilla: manage a fleet of Linux servers and keep it patched.
 #[derive(Parser)]
-#[command(version, about, propagate_version = true)]
+#[command(version, about)]
 pub struct Cli {
     /// Server URL (default: FLOTILLA_URL, then the login profile).
     #[arg(long, global = true, env = "FLOTILLA_URL", hide_env_values = true)]
@@ -125,5 +125,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Documents(c) => c.run(&conn.client()?, format).await,
         Command::Run(args) => cmd::commands::run(args, &conn.client()?, format).await,
         Command::Commands(c) => c.run(&conn.client()?, format).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }
