@@ -48,6 +48,36 @@ const DISTROS: &[(&str, &str)] = &[
     ("alpine319", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n"),
 ];
 
+/// Runs a first command on the sample fleet and prints its result, as an operator would.
+async fn first_command(client: &Client) -> anyhow::Result<()> {
+    let mut parameters = std::collections::BTreeMap::new();
+    parameters.insert("commands".to_owned(), vec!["echo \"$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname) is alive\"".to_owned(), "uptime".to_owned()]);
+    let request = flotilla_api::CreateCommand {
+        document: "Flotilla-RunShellScript".into(),
+        parameters,
+        targets: vec!["all".into()],
+        max_concurrency: Some("50%".into()),
+        comment: Some("demo: first command".into()),
+        ..Default::default()
+    };
+    let mut command = client.create_command(&request).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(command.status.as_str(), "Success" | "Failed" | "Cancelled") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        command = client.get_command(&command.id).await?;
+    }
+    println!("First command: flotilla run Flotilla-RunShellScript --param commands=uptime --target all --max-concurrency 50%");
+    let rows: Vec<Vec<String>> = command
+        .invocations
+        .iter()
+        .flatten()
+        .map(|i| vec![i.node_id.clone(), i.status.clone(), i.output.stdout.lines().last().unwrap_or("").trim().to_owned()])
+        .collect();
+    println!("{}: {}", command.id, command.status);
+    println!("{}", table(&["NODE", "STATUS", "OUTPUT"], &rows));
+    Ok(())
+}
+
 fn agent_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the flotilla binary")?;
     let agent = exe.with_file_name("flotilla-agent");
@@ -168,6 +198,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         println!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)));
+        first_command(&client).await?;
         println!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url);
         println!("Point the CLI at it from another shell:");
         println!("  export FLOTILLA_URL={}", server.url);

@@ -12,19 +12,30 @@ use std::time::Duration;
 use flotilla_testkit::bin_path;
 use serde_json::Value;
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn demo_runs_a_varied_fleet_and_stops_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let mut demo = Command::new(bin_path("flotilla"))
+    let demo = Command::new(bin_path("flotilla"))
         .args(["demo", "--nodes", "4", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start demo");
-    let stdout = demo.stdout.take().expect("stdout");
+    // Killed on every exit from this test, a failed assertion included.
+    let mut demo = KillOnDrop(demo);
+    let stdout = demo.0.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -36,13 +47,15 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => printed.push(line),
             Err(_) => {
-                let _ = demo.kill();
+                let _ = demo.0.kill();
                 panic!("the demo did not come up: {printed:?}");
             }
         }
     }
     let text = printed.join("\n");
     assert!(text.contains(&format!("export FLOTILLA_URL=https://127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("First command") && text.contains(": Success"), "the demo ran a first command: {text}");
+    assert!(text.contains("load average"), "each node's last line of output (uptime) is shown: {text}");
 
     let server_dir = data.join("server");
     let token = std::fs::read_to_string(server_dir.join("admin.token")).expect("token");
@@ -66,18 +79,18 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
     }
 
     // Ctrl-C stops the demo and every agent it started.
-    let status = Command::new("kill").args(["-INT", &demo.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill").args(["-INT", &demo.0.id().to_string()]).status().expect("kill");
     assert!(status.success());
     let mut exited = None;
     for _ in 0..150 {
-        if let Some(status) = demo.try_wait().expect("wait") {
+        if let Some(status) = demo.0.try_wait().expect("wait") {
             exited = Some(status);
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let exited = exited.unwrap_or_else(|| {
-        let _ = demo.kill();
+        let _ = demo.0.kill();
         panic!("the demo did not stop on Ctrl-C")
     });
     assert!(exited.success(), "{exited}");
