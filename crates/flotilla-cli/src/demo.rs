@@ -51,7 +51,13 @@ const DISTROS: &[(&str, &str)] = &[
 /// Runs a first command on the sample fleet and prints its result, as an operator would.
 async fn first_command(client: &Client) -> anyhow::Result<()> {
     let mut parameters = std::collections::BTreeMap::new();
-    parameters.insert("commands".to_owned(), vec!["echo \"$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname) is alive\"".to_owned(), "uptime".to_owned()]);
+    parameters.insert(
+        "commands".to_owned(),
+        vec![
+            "echo \"$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname) is alive\"".to_owned(),
+            "uptime".to_owned(),
+        ],
+    );
     let request = flotilla_api::CreateCommand {
         document: "Flotilla-RunShellScript".into(),
         parameters,
@@ -66,12 +72,16 @@ async fn first_command(client: &Client) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         command = client.get_command(&command.id).await?;
     }
-    println!("First command: flotilla run Flotilla-RunShellScript --param commands=uptime --target all --max-concurrency 50%");
+    println!(
+        "First command: flotilla run Flotilla-RunShellScript --param commands=uptime --target all --max-concurrency 50%"
+    );
     let rows: Vec<Vec<String>> = command
         .invocations
         .iter()
         .flatten()
-        .map(|i| vec![i.node_id.clone(), i.status.clone(), i.output.stdout.lines().last().unwrap_or("").trim().to_owned()])
+        .map(|i| {
+            vec![i.node_id.clone(), i.status.clone(), i.output.stdout.lines().last().unwrap_or("").trim().to_owned()]
+        })
         .collect();
     println!("{}: {}", command.id, command.status);
     println!("{}", table(&["NODE", "STATUS", "OUTPUT"], &rows));

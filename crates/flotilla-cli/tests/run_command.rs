@@ -87,6 +87,15 @@ fn run_shell_script_everywhere_and_read_output() {
     let id = cmd["id"].as_str().expect("id");
     let out = f.server.cli(&["commands", "output", id, "--node", &f.ids[0], "--full"]).expect("output");
     assert_eq!(out.stdout, b"hello from node\nsecond line\n");
+    let metrics = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&f.server.ca)
+        .arg(format!("{}/metrics", f.server.url))
+        .output()
+        .expect("curl is installed on this machine kind");
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(text.contains("flotilla_command_invocation_transitions_total{status=\"Success\"} 3"), "{text}");
+    assert!(text.contains("flotilla_command_transitions_total{status=\"Success\"} 1"), "{text}");
 
     // A failing script: Failed, exit code kept, run --wait exits non-zero.
     let (ok, cmd, _) = run(

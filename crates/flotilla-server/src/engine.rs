@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::StatusLabels;
 use crate::output::{INLINE_STDERR_CHARS, INLINE_STDOUT_CHARS, inline, invocation_id, split_invocation_id};
 use crate::{AppState, ServiceError, now_ms};
 
@@ -88,6 +89,8 @@ struct Active {
     lost_since: HashMap<String, i64>,
     /// Results to acknowledge once they are durable (after the next flush).
     acks: Vec<(NodeId, String)>,
+    /// Status changes not yet counted in the metrics.
+    transitions: Vec<InvocationStatus>,
 }
 
 fn status_of(inv: &InvocationRecord) -> InvocationStatus {
@@ -119,6 +122,7 @@ impl Active {
             record_dirty: false,
             lost_since: HashMap::new(),
             acks: Vec::new(),
+            transitions: Vec::new(),
         })
     }
 
@@ -140,6 +144,7 @@ impl Active {
         match transition(status_of(inv), event) {
             Ok(Outcome::Applied(next)) => {
                 inv.status = next.as_str().to_owned();
+                self.transitions.push(next);
                 if next.is_terminal() && inv.ended_at.is_none() {
                     inv.ended_at = Some(now_ms());
                 }
@@ -373,6 +378,7 @@ fn step(state: &AppState, command: &mut Active) {
             command.record.ended_at = Some(now);
         }
         command.record_dirty = true;
+        state.metrics.command_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
         tracing::info!(command_id = %command.record.id, status = status.as_str(), "command status");
     }
 }
@@ -446,6 +452,9 @@ fn ack(invocation_id: &str) -> ServerMessage {
 }
 
 async fn flush_one(state: &AppState, command: &mut Active) {
+    for status in command.transitions.drain(..) {
+        state.metrics.invocation_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
+    }
     let batch: Vec<InvocationRecord> =
         command.dirty.iter().filter_map(|node| command.invocations.get(node).cloned()).collect();
     match state.store.update_invocations(&batch).await {

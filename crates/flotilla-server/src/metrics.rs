@@ -18,12 +18,21 @@ pub struct ChannelLabels {
     pub direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connected_agents: Gauge,
     pub api_requests: Family<ApiLabels, Counter>,
     pub channel_messages: Family<ChannelLabels, Counter>,
     pub enrollments: Counter,
+    /// Invocation status changes, by the status entered.
+    pub invocation_transitions: Family<StatusLabels, Counter>,
+    /// Command status changes, by the status entered.
+    pub command_transitions: Family<StatusLabels, Counter>,
 }
 
 impl Metrics {
@@ -33,6 +42,8 @@ impl Metrics {
         let api_requests = Family::<ApiLabels, Counter>::default();
         let channel_messages = Family::<ChannelLabels, Counter>::default();
         let enrollments = Counter::default();
+        let invocation_transitions = Family::<StatusLabels, Counter>::default();
+        let command_transitions = Family::<StatusLabels, Counter>::default();
         registry.register(
             "flotilla_agent_connected",
             "Agents with an open stream to this server",
@@ -45,7 +56,25 @@ impl Metrics {
             channel_messages.clone(),
         );
         registry.register("flotilla_enrollments", "Nodes enrolled", enrollments.clone());
-        Metrics { registry, connected_agents, api_requests, channel_messages, enrollments }
+        registry.register(
+            "flotilla_command_invocation_transitions",
+            "Invocation status changes, by new status",
+            invocation_transitions.clone(),
+        );
+        registry.register(
+            "flotilla_command_transitions",
+            "Command status changes, by new status",
+            command_transitions.clone(),
+        );
+        Metrics {
+            registry,
+            connected_agents,
+            api_requests,
+            channel_messages,
+            enrollments,
+            invocation_transitions,
+            command_transitions,
+        }
     }
 
     pub fn channel(&self, direction: &'static str) {
