@@ -302,3 +302,29 @@ fn delayed_delivery_and_results_across_disconnects() {
     })
     .expect("terminated");
 }
+
+#[test]
+fn an_unreachable_node_ends_undeliverable_without_counting_as_an_error() {
+    let mut f = fleet(2);
+    f.agents[1].stop();
+    wait_until(Duration::from_secs(10), || {
+        Ok(f.server.cli_json(&["nodes", "show", &f.ids[1]])?["status"] == "ConnectionLost")
+    })
+    .expect("lost");
+    let (ok, cmd, _) = run(
+        &f.server,
+        &[
+            "Flotilla-RunShellScript",
+            "--param",
+            "commands=true",
+            "--target",
+            "all",
+            "--delivery-timeout",
+            "5",
+            "--wait",
+        ],
+    );
+    assert!(!ok, "--wait exits non-zero when an invocation did not succeed");
+    assert_eq!(statuses(&cmd), ["Success", "Undeliverable"]);
+    assert_eq!(cmd["status"], "Success", "Undeliverable is not an error (max errors 0 was not exceeded)");
+}

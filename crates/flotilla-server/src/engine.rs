@@ -323,17 +323,20 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
 /// Moves one command forward: timeouts, error stop, dispatch, command status.
 fn step(state: &AppState, command: &mut Active) {
     let now = now_ms();
-    let deadline = command.record.created_at.saturating_add(command.record.delivery_timeout_ms);
+    let timeout = command.record.delivery_timeout_ms;
     let nodes: Vec<String> = command.invocations.keys().cloned().collect();
     for node in &nodes {
-        let status = command.invocations.get(node).map(status_of);
-        match status {
-            Some(InvocationStatus::Pending | InvocationStatus::Delayed) if now > deadline => {
+        let Some(inv) = command.invocations.get(node) else { continue };
+        // The delivery clock starts at dispatch: invocations the rate planner has not released
+        // yet are waiting on the command, not on their node.
+        let undelivered_since = inv.dispatched_at.unwrap_or(now);
+        match status_of(inv) {
+            InvocationStatus::Delayed if now.saturating_sub(undelivered_since) > timeout => {
                 command.apply(node, InvocationEvent::DeliveryTimeout);
             }
-            Some(InvocationStatus::InProgress) => {
+            InvocationStatus::InProgress => {
                 let lost_for = command.lost_since.get(node).map(|since| now - since);
-                if lost_for.is_some_and(|ms| ms > command.record.delivery_timeout_ms) {
+                if lost_for.is_some_and(|ms| ms > timeout) {
                     command.apply(node, InvocationEvent::AgentLost);
                 }
             }
