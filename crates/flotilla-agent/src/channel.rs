@@ -40,6 +40,7 @@ pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
     tracing::info!(node_id = %identity.state.node_id, server = %identity.state.server_url, "agent starting");
     let outbox: Outbox = Arc::new(Mutex::new(None));
     let runner = Runner::new(state_dir, outbox.clone());
+    runner.reap().await;
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let stop = stop_signal();
     tokio::pin!(stop);

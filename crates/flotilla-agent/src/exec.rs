@@ -74,6 +74,29 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
+/// Kills what is left of a process group started by an agent process that died, after
+/// checking each process carries `marker` (`NAME=VALUE`) in its environment: the group id may
+/// have been reused by an unrelated program since, and that one must live.
+pub fn kill_orphaned_group(pgid: u32, marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let pgrp = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok());
+        if pgrp != Some(pgid) {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            killed += 1;
+        }
+    }
+    killed
+}
+
 async fn pump<R: AsyncRead + Unpin>(mut reader: R, sink: mpsc::Sender<Chunk>, wrap: fn(Vec<u8>) -> Chunk) {
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
@@ -90,7 +113,12 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, sink: mpsc::Sender<Chunk>, wr
 
 /// Runs `spec`, streaming output into `sink` (bounded: a slow consumer slows the reader, the
 /// process blocks on a full pipe, memory stays flat).
-pub async fn run(spec: &Spec, sink: mpsc::Sender<Chunk>, cancel: CancellationToken) -> Result<Outcome, ExecError> {
+pub async fn run(
+    spec: &Spec,
+    sink: mpsc::Sender<Chunk>,
+    cancel: CancellationToken,
+    on_start: impl FnOnce(u32),
+) -> Result<Outcome, ExecError> {
     if let Some(dir) = &spec.working_directory
         && !dir.is_dir()
     {
@@ -114,6 +142,9 @@ pub async fn run(spec: &Spec, sink: mpsc::Sender<Chunk>, cancel: CancellationTok
     }
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     let pid = child.id();
+    if let Some(pid) = pid {
+        on_start(pid);
+    }
     let readers = [
         child.stdout.take().map(|out| tokio::spawn(pump(out, sink.clone(), Chunk::Stdout))),
         child.stderr.take().map(|err| tokio::spawn(pump(err, sink, Chunk::Stderr))),
@@ -150,7 +181,7 @@ mod tests {
 
     async fn collect(spec: Spec) -> (Outcome, Vec<u8>, Vec<u8>) {
         let (tx, mut rx) = mpsc::channel(8);
-        let handle = tokio::spawn(async move { run(&spec, tx, CancellationToken::new()).await });
+        let handle = tokio::spawn(async move { run(&spec, tx, CancellationToken::new(), |_| {}).await });
         let (mut out, mut err) = (Vec::new(), Vec::new());
         while let Some(chunk) = rx.recv().await {
             match chunk {
@@ -228,11 +259,26 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             trigger.cancel();
         });
-        assert_eq!(run(&spec("sleep 30", 60_000), tx, cancel).await.expect("run"), Outcome::Cancelled);
+        assert_eq!(run(&spec("sleep 30", 60_000), tx, cancel, |_| {}).await.expect("run"), Outcome::Cancelled);
         let mut s = spec("true", 1000);
         s.working_directory = Some("/nonexistent/dir".into());
         let (tx, _rx) = mpsc::channel(8);
-        assert!(matches!(run(&s, tx, CancellationToken::new()).await, Err(ExecError::WorkingDirectory(_))));
+        assert!(matches!(run(&s, tx, CancellationToken::new(), |_| {}).await, Err(ExecError::WorkingDirectory(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphans_of_a_dead_agent_are_found_by_marker_and_killed() {
+        let (tx, _rx) = mpsc::channel(8);
+        let mut s = spec("sleep 30 & sleep 30", 60_000);
+        s.env.insert("FLOTILLA_INVOCATION_ID".into(), "test-orphan".into());
+        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+        let handle =
+            tokio::spawn(async move { run(&s, tx, CancellationToken::new(), move |pid| drop(pid_tx.send(pid))).await });
+        let pgid = pid_rx.recv_timeout(Duration::from_secs(5)).expect("started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(kill_orphaned_group(pgid, "FLOTILLA_INVOCATION_ID=someone-else"), 0, "wrong marker: untouched");
+        assert_eq!(kill_orphaned_group(pgid, "FLOTILLA_INVOCATION_ID=test-orphan"), 3, "sh and both sleeps");
+        assert!(matches!(handle.await.expect("join").expect("run"), Outcome::Signalled(9)));
     }
 
     #[tokio::test]

@@ -88,19 +88,7 @@ impl Runner {
             if self.running().contains_key(&run.invocation_id) {
                 return;
             }
-            if !dir.join("result.json").exists() {
-                // It was started by an agent process that died: its outcome is unknown.
-                let result = ResultFile {
-                    outcome: InvocationOutcome::Terminated as i32,
-                    exit_code: -1,
-                    started_at_unix_ms: 0,
-                    ended_at_unix_ms: now_ms(),
-                    detail: "the agent stopped while this invocation ran".into(),
-                };
-                if let Err(e) = write_result(&dir, &result).await {
-                    tracing::warn!("cannot record a terminated invocation: {e}");
-                }
-            }
+            terminate_orphan(&dir, &run.invocation_id).await;
             self.resend(&run.invocation_id).await;
             return;
         }
@@ -134,6 +122,18 @@ impl Runner {
     pub async fn acknowledged(&self, invocation_id: &str) {
         if safe_id(invocation_id) {
             let _ = tokio::fs::remove_dir_all(self.dir.join(invocation_id)).await;
+        }
+    }
+
+    /// At start-up: invocations an earlier agent process left unfinished end Terminated, and
+    /// whatever of their scripts still runs is killed.
+    pub async fn reap(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else { return };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if safe_id(&id) && !self.running().contains_key(&id) {
+                terminate_orphan(&entry.path(), &id).await;
+            }
         }
     }
 
@@ -194,15 +194,25 @@ impl Runner {
         };
         let mut offsets = [0u64; 2];
         for step in run.steps {
+            let mut env: std::collections::BTreeMap<String, String> = step.env.into_iter().collect();
+            // Lets a later agent process recognise this script's processes (see `reap`).
+            env.insert(MARKER_VAR.into(), run.invocation_id.clone());
             let spec = Spec {
                 script: step.script,
                 working_directory: Some(step.working_directory).filter(|d| !d.is_empty()).map(PathBuf::from),
-                env: step.env.into_iter().collect(),
+                env,
                 timeout: Duration::from_secs(u64::from(step.timeout_seconds.max(1))),
             };
             let (tx, mut rx) = mpsc::channel::<Chunk>(16);
             let exec_cancel = cancel.clone();
-            let handle = tokio::spawn(async move { exec::run(&spec, tx, exec_cancel).await });
+            let pgid_file = dir.join("pgid");
+            let handle = tokio::spawn(async move {
+                exec::run(&spec, tx, exec_cancel, move |pid| {
+                    // Recorded before any output, so a crash after this point can be cleaned up.
+                    let _ = std::fs::write(&pgid_file, pid.to_string());
+                })
+                .await
+            });
             while let Some(chunk) = rx.recv().await {
                 let (file, stream, slot, data) = match chunk {
                     Chunk::Stdout(d) => ("stdout", OutputStream::Stdout, 0, d),
@@ -235,6 +245,35 @@ impl Runner {
         }
         result.ended_at_unix_ms = now_ms();
         result
+    }
+}
+
+/// Environment variable that marks every process of an invocation with its id.
+const MARKER_VAR: &str = "FLOTILLA_INVOCATION_ID";
+
+/// Ends an invocation whose agent process died: kills its leftover processes and records it
+/// Terminated (unless it had finished).
+async fn terminate_orphan(dir: &Path, id: &str) {
+    if dir.join("result.json").exists() {
+        return;
+    }
+    if let Some(pgid) =
+        tokio::fs::read_to_string(dir.join("pgid")).await.ok().and_then(|t| t.trim().parse::<u32>().ok())
+    {
+        let killed = exec::kill_orphaned_group(pgid, &format!("{MARKER_VAR}={id}"));
+        if killed > 0 {
+            tracing::warn!(invocation = %id, killed, "killed processes left by an earlier agent process");
+        }
+    }
+    let result = ResultFile {
+        outcome: InvocationOutcome::Terminated as i32,
+        exit_code: -1,
+        started_at_unix_ms: 0,
+        ended_at_unix_ms: now_ms(),
+        detail: "the agent stopped while this invocation ran".into(),
+    };
+    if let Err(e) = write_result(dir, &result).await {
+        tracing::warn!(invocation = %id, "cannot record a terminated invocation: {e}");
     }
 }
 

@@ -269,15 +269,27 @@ fn delayed_delivery_and_results_across_disconnects() {
     f.agents[1].start().expect("restart agent");
     wait_until(Duration::from_secs(20), || Ok(show(&f)["status"] == "Success")).expect("delivered on reconnect");
 
-    // The server restarts while a script runs: the result still arrives, spooled by the agent.
-    let (ok, cmd, err) =
-        run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=sleep 2; echo survived", "--target", "all"]);
+    // The server restarts in the middle of a rate-controlled command (one node at a time): the
+    // running result still arrives, spooled by the agent, and the node not yet started follows.
+    let (ok, cmd, err) = run(
+        &f.server,
+        &[
+            "Flotilla-RunShellScript",
+            "--param",
+            "commands=sleep 2; echo survived",
+            "--target",
+            "all",
+            "--max-concurrency",
+            "1",
+        ],
+    );
     assert!(ok, "{err}");
     let id = cmd["id"].as_str().expect("id").to_owned();
     wait_until(Duration::from_secs(10), || {
-        Ok(f.server.cli_json(&["commands", "show", &id])?["counts"]["InProgress"] == 2)
+        let c = f.server.cli_json(&["commands", "show", &id])?;
+        Ok(c["counts"]["InProgress"] == 1 && c["counts"]["Pending"] == 1)
     })
-    .expect("running");
+    .expect("one running, one waiting");
     f.server.restart().expect("restart");
     wait_until(Duration::from_secs(30), || Ok(f.server.cli_json(&["commands", "show", &id])?["status"] == "Success"))
         .expect("resumed");
@@ -286,9 +298,11 @@ fn delayed_delivery_and_results_across_disconnects() {
         assert_eq!(inv["output"]["stdout"], "survived\n");
     }
 
-    // An agent killed mid-run: its invocation ends Terminated once it is back.
-    let (ok, cmd, err) =
-        run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=sleep 30", "--target", &f.ids[0]]);
+    // An agent killed mid-run: once it is back its invocation ends Terminated, and the script
+    // it left behind is killed rather than left running unsupervised.
+    let marker = f._dir.path().join("orphan-finished");
+    let script = format!("commands=sleep 4; touch {}", marker.display());
+    let (ok, cmd, err) = run(&f.server, &["Flotilla-RunShellScript", "--param", &script, "--target", &f.ids[0]]);
     assert!(ok, "{err}");
     let id = cmd["id"].as_str().expect("id").to_owned();
     wait_until(Duration::from_secs(10), || {
@@ -301,6 +315,8 @@ fn delayed_delivery_and_results_across_disconnects() {
         Ok(f.server.cli_json(&["commands", "show", &id])?["invocations"][0]["status"] == "Terminated")
     })
     .expect("terminated");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!marker.exists(), "the orphaned script kept running: {}", f.agents[0].log_text());
 }
 
 #[test]
