@@ -272,8 +272,12 @@ mod tests {
         let mut s = spec("sleep 30 & sleep 30", 60_000);
         s.env.insert("FLOTILLA_INVOCATION_ID".into(), "test-orphan".into());
         let (pid_tx, pid_rx) = std::sync::mpsc::channel();
-        let handle =
-            tokio::spawn(async move { run(&s, tx, CancellationToken::new(), move |pid| drop(pid_tx.send(pid))).await });
+        let handle = tokio::spawn(async move {
+            run(&s, tx, CancellationToken::new(), move |pid| {
+                let _ = pid_tx.send(pid);
+            })
+            .await
+        });
         let pgid = pid_rx.recv_timeout(Duration::from_secs(5)).expect("started");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(kill_orphaned_group(pgid, "FLOTILLA_INVOCATION_ID=someone-else"), 0, "wrong marker: untouched");
