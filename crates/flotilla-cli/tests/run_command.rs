@@ -344,3 +344,31 @@ fn an_unreachable_node_ends_undeliverable_without_counting_as_an_error() {
     assert_eq!(statuses(&cmd), ["Success", "Undeliverable"]);
     assert_eq!(cmd["status"], "Success", "Undeliverable is not an error (max errors 0 was not exceeded)");
 }
+
+#[test]
+fn finished_commands_and_their_outputs_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server =
+        TestServer::start(&dir.path().join("server"), "1s", &[("FLOTILLA_COMMAND_RETENTION", "3s")]).expect("server");
+    let act = server.cli_json(&["activations", "create"]).expect("activation");
+    let agent_dir = dir.path().join("node");
+    write_root(&agent_dir.join("root"), DEBIAN, "node").expect("root");
+    let (mut agent, _) =
+        Agent::enroll(&server, &agent_dir, act["id"].as_str().expect("id"), act["code"].as_str().expect("code"))
+            .expect("register");
+    agent.start().expect("start");
+    wait_until(Duration::from_secs(20), || Ok(server.cli_json(&["nodes", "ls"])?[0]["status"] == "Online"))
+        .expect("online");
+    let (ok, cmd, err) = run(
+        &server,
+        &["Flotilla-RunShellScript", "--param", "commands=echo keep me briefly", "--target", "all", "--wait"],
+    );
+    assert!(ok, "{err}");
+    let id = cmd["id"].as_str().expect("id").to_owned();
+    let artifacts = dir.path().join("server/artifacts/commands").join(&id);
+    assert!(artifacts.exists(), "the full output is in the artifact store");
+    wait_until(Duration::from_secs(15), || Ok(!server.cli(&["commands", "show", &id])?.status.success()))
+        .expect("expired");
+    assert!(!artifacts.exists(), "its artifacts are deleted with it");
+    assert!(server.cli_json(&["commands", "ls"]).expect("ls").as_array().expect("array").is_empty());
+}

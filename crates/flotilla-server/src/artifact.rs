@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -21,6 +22,8 @@ pub enum ArtifactError {
     Put { name: String, source: object_store::Error },
     #[error("cannot read artifact {name}: {source}")]
     Get { name: String, source: object_store::Error },
+    #[error("cannot delete artifacts under {name}: {source}")]
+    Delete { name: String, source: object_store::Error },
     #[error("`{0}` is not a valid artifact name")]
     BadName(String),
 }
@@ -37,7 +40,7 @@ impl ArtifactStore {
         let open = |source| ArtifactError::Open { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir)
             .map_err(|e| open(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
-        let fs = LocalFileSystem::new_with_prefix(dir).map_err(open)?;
+        let fs = LocalFileSystem::new_with_prefix(dir).map_err(open)?.with_automatic_cleanup(true);
         Ok(ArtifactStore { inner: Arc::new(fs) })
     }
 
@@ -60,6 +63,17 @@ impl ArtifactStore {
             .await
             .map_err(|source| ArtifactError::Put { name: name.to_owned(), source })?;
         Ok(())
+    }
+
+    /// Deletes every object under `prefix/` (a retention sweep); returns how many.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, ArtifactError> {
+        let path = Self::path(prefix)?;
+        let err = |source| ArtifactError::Delete { name: prefix.to_owned(), source };
+        let objects: Vec<object_store::ObjectMeta> = self.inner.list(Some(&path)).try_collect().await.map_err(err)?;
+        for object in &objects {
+            self.inner.delete(&object.location).await.map_err(err)?;
+        }
+        Ok(objects.len())
     }
 
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, ArtifactError> {
@@ -85,5 +99,14 @@ mod tests {
         assert!(matches!(store.put("../escape", vec![]).await, Err(ArtifactError::BadName(_))));
         assert!(matches!(store.get("a//b").await, Err(ArtifactError::BadName(_))));
         assert!(matches!(store.get("missing/object").await, Err(ArtifactError::Get { .. })));
+        store.put("commands/c-1/n-2/stderr", b"e".to_vec()).await.expect("put");
+        store.put("commands/c-10/n-1/stdout", b"keep".to_vec()).await.expect("put");
+        assert_eq!(store.delete_prefix("commands/c-1").await.expect("delete"), 2);
+        assert!(store.get("commands/c-1/n-1/stdout").await.is_err());
+        assert_eq!(
+            store.get("commands/c-10/n-1/stdout").await.expect("kept"),
+            b"keep",
+            "a prefix is a path, not a string prefix"
+        );
     }
 }

@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// Heartbeats a node may miss before it is ConnectionLost. Env: `FLOTILLA_MISSED_HEARTBEATS`.
     pub missed_heartbeats: u32,
+    /// How long finished commands, their invocations and outputs are kept, e.g. "90d".
+    /// Env: `FLOTILLA_COMMAND_RETENTION`.
+    #[serde(with = "humantime_serde")]
+    pub command_retention: Duration,
 }
 
 /// Default API/agent port.
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
             tls_names: Vec::new(),
             heartbeat_interval: Duration::from_secs(30),
             missed_heartbeats: 3,
+            command_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -82,6 +87,10 @@ impl ServerConfig {
                     Ok(v) => config.heartbeat_interval = v,
                     Err(e) => bad(format!("not a duration like 30s ({e})")),
                 },
+                "FLOTILLA_COMMAND_RETENTION" => match humantime::parse_duration(&value) {
+                    Ok(v) => config.command_retention = v,
+                    Err(e) => bad(format!("not a duration like 90d ({e})")),
+                },
                 "FLOTILLA_MISSED_HEARTBEATS" => match value.parse() {
                     Ok(v) => config.missed_heartbeats = v,
                     Err(e) => bad(format!("not a whole number ({e})")),
@@ -98,6 +107,9 @@ impl ServerConfig {
         if self.heartbeat_interval < Duration::from_millis(100) || self.heartbeat_interval > Duration::from_secs(3600) {
             problems
                 .push(format!("heartbeat_interval = {:?} is out of range: use 100ms to 1h", self.heartbeat_interval));
+        }
+        if self.command_retention < Duration::from_secs(1) {
+            problems.push("command_retention must be at least 1s".into());
         }
         if self.missed_heartbeats == 0 {
             problems.push("missed_heartbeats must be at least 1".into());

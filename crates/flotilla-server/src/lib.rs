@@ -22,6 +22,7 @@ mod metrics;
 mod output;
 mod pki;
 mod registry;
+mod retention;
 mod secret;
 
 use std::net::SocketAddr;
@@ -108,6 +109,7 @@ impl Server {
             tokio::spawn(listener::serve(listener, tls, app, shutdown.clone())),
             tokio::spawn(registry::liveness_worker(state.clone(), shutdown.clone())),
             tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
+            tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
         ];
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, tasks, state, _lock: boot.lock })

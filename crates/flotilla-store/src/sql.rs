@@ -719,6 +719,25 @@ impl Store for SqlStore {
         rows.iter().map(invocation_from_row).collect()
     }
 
+    async fn delete_commands_ended_before(&self, cutoff: UnixMillis) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin deleting old commands"))?;
+        sqlx::query(
+            "DELETE FROM invocations WHERE command_id IN \
+             (SELECT id FROM commands WHERE ended_at IS NOT NULL AND ended_at < $1)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("delete old invocations"))?;
+        let rows = sqlx::query("DELETE FROM commands WHERE ended_at IS NOT NULL AND ended_at < $1 RETURNING id")
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("delete old commands"))?;
+        tx.commit().await.map_err(q("commit deleting old commands"))?;
+        rows.iter().map(|row| get(row, "id")).collect()
+    }
+
     async fn update_invocations(&self, list: &[InvocationRecord]) -> Result<(), StoreError> {
         if list.is_empty() {
             return Ok(());

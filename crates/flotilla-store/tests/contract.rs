@@ -205,6 +205,13 @@ async fn commands(store: &dyn Store) {
     let listed: Vec<String> = store.list_commands(10).await.expect("list").into_iter().map(|c| c.id).collect();
     assert_eq!(listed, ["cmd-2", "cmd-1"], "newest first");
     assert_eq!(store.list_commands(1).await.expect("list").len(), 1);
+
+    // Retention: only commands that ended before the cutoff go, with their invocations.
+    assert!(store.delete_commands_ended_before(200).await.expect("delete").is_empty(), "ended at 200 is kept");
+    assert_eq!(store.delete_commands_ended_before(201).await.expect("delete"), vec!["cmd-1".to_string()]);
+    assert_eq!(store.get_command("cmd-1").await.expect("get"), None);
+    assert!(store.list_invocations("cmd-1").await.expect("list").is_empty());
+    assert!(store.get_command("cmd-2").await.expect("get").is_some(), "an unfinished command is never deleted");
 }
 
 async fn run_contract(store: &dyn Store) {
