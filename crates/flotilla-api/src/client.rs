@@ -225,6 +225,10 @@ impl Client {
         })
     }
 
+    pub async fn list_events(&self, since: u64) -> Result<Vec<Event>, ClientError> {
+        self.get(&format!("/api/v1/events?since={since}")).await
+    }
+
     /// Enrolls an agent (no API token needed: the activation code is the credential).
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
         self.call(reqwest::Method::POST, "/agent/v1/register", Some(req)).await

@@ -258,3 +258,18 @@ pub struct Command {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocations: Option<Vec<Invocation>>,
 }
+
+/// A state change, as published on the server's event bus (`GET /api/v1/events`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    /// Increasing per server process; ask for `?since=SEQ` to get only newer ones.
+    pub seq: u64,
+    pub time: String,
+    /// `command.status` or `invocation.status`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub command_id: Option<String>,
+    pub node_id: Option<String>,
+    pub status: String,
+}

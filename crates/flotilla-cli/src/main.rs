@@ -66,6 +66,9 @@ enum Command {
     /// Commands sent with `flotilla run`.
     #[command(subcommand)]
     Commands(cmd::commands::Commands),
+    /// State changes published on the server's event bus.
+    #[command(subcommand)]
+    Events(cmd::events::Events),
     /// Compare two package versions; prints <, = or >.
     ///
     /// Example: flotilla version-cmp --ecosystem deb 1:2.0~rc1-1 1:2.0-1
@@ -125,6 +128,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Documents(c) => c.run(&conn.client()?, format).await,
         Command::Run(args) => cmd::commands::run(args, &conn.client()?, format).await,
         Command::Commands(c) => c.run(&conn.client()?, format).await,
+        Command::Events(c) => c.run(&conn.client()?, format).await,
     }
 }
 

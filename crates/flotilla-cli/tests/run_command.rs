@@ -96,6 +96,20 @@ fn run_shell_script_everywhere_and_read_output() {
     let text = String::from_utf8_lossy(&metrics.stdout);
     assert!(text.contains("flotilla_command_invocation_transitions_total{status=\"Success\"} 3"), "{text}");
     assert!(text.contains("flotilla_command_transitions_total{status=\"Success\"} 1"), "{text}");
+    // Every state change is on the event bus, in order.
+    let events = f.server.cli_json(&["events", "ls"]).expect("events");
+    let mine: Vec<(String, String)> = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| e["command_id"] == id && (e["node_id"] == f.ids[0].as_str() || e["type"] == "command.status"))
+        .map(|e| (e["type"].as_str().unwrap_or("").to_owned(), e["status"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let has = |kind: &str, status: &str| mine.iter().position(|(k, s)| k == kind && s == status);
+    let (started, done, finished) =
+        (has("invocation.status", "InProgress"), has("invocation.status", "Success"), has("command.status", "Success"));
+    assert!(started.is_some() && done.is_some() && finished.is_some(), "{mine:?}");
+    assert!(started < done, "{mine:?}");
 
     // A failing script: Failed, exit code kept, run --wait exits non-zero.
     let (ok, cmd, _) = run(

@@ -89,8 +89,8 @@ struct Active {
     lost_since: HashMap<String, i64>,
     /// Results to acknowledge once they are durable (after the next flush).
     acks: Vec<(NodeId, String)>,
-    /// Status changes not yet counted in the metrics.
-    transitions: Vec<InvocationStatus>,
+    /// Status changes (node, new status) not yet counted and published.
+    transitions: Vec<(String, InvocationStatus)>,
 }
 
 fn status_of(inv: &InvocationRecord) -> InvocationStatus {
@@ -144,7 +144,7 @@ impl Active {
         match transition(status_of(inv), event) {
             Ok(Outcome::Applied(next)) => {
                 inv.status = next.as_str().to_owned();
-                self.transitions.push(next);
+                self.transitions.push((node.to_owned(), next));
                 if next.is_terminal() && inv.ended_at.is_none() {
                     inv.ended_at = Some(now_ms());
                 }
@@ -382,6 +382,7 @@ fn step(state: &AppState, command: &mut Active) {
         }
         command.record_dirty = true;
         state.metrics.command_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
+        state.events.publish("command.status", Some(&command.record.id), None, status.as_str());
         tracing::info!(command_id = %command.record.id, status = status.as_str(), "command status");
     }
 }
@@ -455,8 +456,9 @@ fn ack(invocation_id: &str) -> ServerMessage {
 }
 
 async fn flush_one(state: &AppState, command: &mut Active) {
-    for status in command.transitions.drain(..) {
+    for (node, status) in command.transitions.drain(..) {
         state.metrics.invocation_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
+        state.events.publish("invocation.status", Some(&command.record.id), Some(&node), status.as_str());
     }
     let batch: Vec<InvocationRecord> =
         command.dirty.iter().filter_map(|node| command.invocations.get(node).cloned()).collect();

@@ -14,6 +14,7 @@ mod documents;
 mod engine;
 mod enrollment;
 mod error;
+mod events;
 mod fleet;
 mod gateway;
 mod http;
@@ -44,6 +45,7 @@ pub(crate) struct AppState {
     pub artifacts: artifact::ArtifactStore,
     pub output: output::OutputSpool,
     pub engine: engine::Engine,
+    pub events: events::EventBus,
     pub registry: registry::Registry,
     pub pki: pki::Pki,
     pub metrics: metrics::Metrics,
@@ -97,6 +99,7 @@ impl Server {
             artifacts,
             output,
             engine,
+            events: events::EventBus::new(),
             registry: registry::Registry::default(),
             pki: boot.pki,
             metrics: metrics::Metrics::new(),

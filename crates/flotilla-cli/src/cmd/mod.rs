@@ -3,6 +3,7 @@
 pub mod activations;
 pub mod commands;
 pub mod documents;
+pub mod events;
 pub mod groups;
 pub mod nodes;
 pub mod server;

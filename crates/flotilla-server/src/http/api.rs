@@ -35,6 +35,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/commands/{id}/cancel", post(cancel_command))
         .route("/api/v1/commands/{id}/invocations/{node}/output", get(command_output))
+        .route("/api/v1/events", get(list_events))
 }
 
 #[derive(OpenApi)]
@@ -245,4 +246,14 @@ async fn command_output(
     let stream = query_values(query.as_deref(), "stream").into_iter().next().unwrap_or_else(|| "stdout".into());
     let bytes = commands::output(&state, &id, &node, &stream).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+#[utoipa::path(get, path = "/api/v1/events", params(("since" = Option<u64>, Query, description = "Only events with a higher sequence number")),
+    responses((status = 200, body = [api::Event])))]
+async fn list_events(State(state): S, RawQuery(query): RawQuery) -> Result<Json<Vec<api::Event>>> {
+    let since = match query_values(query.as_deref(), "since").first() {
+        Some(v) => v.parse::<u64>().map_err(|_| ApiError::invalid(format!("since `{v}` is not a sequence number")))?,
+        None => 0,
+    };
+    Ok(Json(state.events.since(since)))
 }
