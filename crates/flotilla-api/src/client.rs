@@ -63,12 +63,13 @@ impl Client {
         &self.base
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    /// Sends a request and returns the reply's bytes, or the server's error.
+    async fn send<B: Serialize>(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<T, ClientError> {
+    ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(token) = &self.token {
@@ -77,25 +78,32 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp =
-            req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
+        let unreachable = |e: reqwest::Error| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) };
+        let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => {
-                    ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message }
-                }
-                Err(_) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: "http".into(),
-                    message: format!("{method} {path} failed: {}", String::from_utf8_lossy(&bytes).trim()),
-                },
-            });
+        let bytes = resp.bytes().await.map_err(unreachable)?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
         }
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => {
+                ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message }
+            }
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: "http".into(),
+                message: format!("{method} {path} failed: {}", String::from_utf8_lossy(&bytes).trim()),
+            },
+        })
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(method.clone(), path, body).await?;
         let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
         serde_json::from_slice(body)
             .map_err(|e| ClientError::BadReply { what: format!("{method} {path}"), detail: e.to_string() })
@@ -192,37 +200,8 @@ impl Client {
 
     /// The full output of one stream (`stdout` or `stderr`), byte for byte.
     pub async fn invocation_output(&self, id: &str, node: &str, stream: &str) -> Result<Vec<u8>, ClientError> {
-        let url = format!(
-            "{}/api/v1/commands/{}/invocations/{}/output?stream={}",
-            self.base,
-            enc(id),
-            enc(node),
-            enc(stream)
-        );
-        let mut req = self.http.get(&url);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        let resp =
-            req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) })?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => {
-                ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message }
-            }
-            Err(_) => ClientError::Api {
-                status: status.as_u16(),
-                code: "http".into(),
-                message: String::from_utf8_lossy(&bytes).into_owned(),
-            },
-        })
+        let path = format!("/api/v1/commands/{}/invocations/{}/output?stream={}", enc(id), enc(node), enc(stream));
+        self.send::<()>(reqwest::Method::GET, &path, None).await
     }
 
     pub async fn list_events(&self, since: u64) -> Result<Vec<Event>, ClientError> {
