@@ -51,13 +51,7 @@ const DISTROS: &[(&str, &str)] = &[
 /// Runs a first command on the sample fleet and prints its result, as an operator would.
 async fn first_command(client: &Client) -> anyhow::Result<()> {
     let mut parameters = std::collections::BTreeMap::new();
-    parameters.insert(
-        "commands".to_owned(),
-        vec![
-            "echo \"$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname) is alive\"".to_owned(),
-            "uptime".to_owned(),
-        ],
-    );
+    parameters.insert("commands".to_owned(), vec!["uptime".to_owned()]);
     let request = flotilla_api::CreateCommand {
         document: "Flotilla-RunShellScript".into(),
         parameters,
