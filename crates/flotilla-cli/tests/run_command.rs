@@ -110,6 +110,9 @@ fn run_shell_script_everywhere_and_read_output() {
         (has("invocation.status", "InProgress"), has("invocation.status", "Success"), has("command.status", "Success"));
     assert!(started.is_some() && done.is_some() && finished.is_some(), "{mine:?}");
     assert!(started < done, "{mine:?}");
+    let listed = f.server.cli_json(&["commands", "ls"]).expect("ls");
+    assert_eq!((listed[0]["id"].as_str(), listed[0]["counts"]["Success"].as_u64()), (Some(id), Some(3)), "{listed}");
+    assert!(listed[0].get("invocations").is_none(), "listings carry counts, not invocations");
 
     // A failing script: Failed, exit code kept, run --wait exits non-zero.
     let (ok, cmd, _) = run(

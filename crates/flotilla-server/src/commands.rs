@@ -36,11 +36,7 @@ fn invocation_to_api(i: &InvocationRecord) -> api::Invocation {
     }
 }
 
-fn to_api(c: &CommandRecord, invocations: &[InvocationRecord], with_invocations: bool) -> api::Command {
-    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for i in invocations {
-        *counts.entry(i.status.clone()).or_default() += 1;
-    }
+fn to_api(c: &CommandRecord, counts: BTreeMap<String, u32>, invocations: Option<&[InvocationRecord]>) -> api::Command {
     api::Command {
         id: c.id.clone(),
         document: c.document.clone(),
@@ -53,8 +49,17 @@ fn to_api(c: &CommandRecord, invocations: &[InvocationRecord], with_invocations:
         counts,
         created_at: api::rfc3339(c.created_at),
         ended_at: c.ended_at.map(api::rfc3339),
-        invocations: with_invocations.then(|| invocations.iter().map(invocation_to_api).collect()),
+        invocations: invocations.map(|list| list.iter().map(invocation_to_api).collect()),
     }
+}
+
+/// The command with every invocation.
+fn with_invocations(c: &CommandRecord, invocations: &[InvocationRecord]) -> api::Command {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for i in invocations {
+        *counts.entry(i.status.clone()).or_default() += 1;
+    }
+    to_api(c, counts, Some(invocations))
 }
 
 pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Command, ServiceError> {
@@ -116,7 +121,7 @@ pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Co
     tracing::info!(command_id = %record.id, document = %record.document, nodes = node_ids.len(), "command created");
     state.engine.notify(Event::Start(record.id.clone())).await;
     let invocations = state.store.list_invocations(&record.id).await?;
-    Ok(to_api(&record, &invocations, true))
+    Ok(with_invocations(&record, &invocations))
 }
 
 pub async fn get(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {
@@ -125,16 +130,17 @@ pub async fn get(state: &AppState, id: &str) -> Result<api::Command, ServiceErro
             ServiceError::NotFound(format!("no command `{id}`: list them with `flotilla commands ls`"))
         })?;
     let invocations = state.store.list_invocations(id).await?;
-    Ok(to_api(&record, &invocations, true))
+    Ok(with_invocations(&record, &invocations))
 }
 
 pub async fn list(state: &AppState) -> Result<Vec<api::Command>, ServiceError> {
-    let mut out = Vec::new();
-    for record in state.store.list_commands(200).await? {
-        let invocations = state.store.list_invocations(&record.id).await?;
-        out.push(to_api(&record, &invocations, false));
+    let records = state.store.list_commands(200).await?;
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    let mut counts: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for (command, status, n) in state.store.invocation_counts(&ids).await? {
+        counts.entry(command).or_default().insert(status, n);
     }
-    Ok(out)
+    Ok(records.iter().map(|r| to_api(r, counts.remove(&r.id).unwrap_or_default(), None)).collect())
 }
 
 pub async fn cancel(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {

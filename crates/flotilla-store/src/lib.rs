@@ -96,6 +96,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unfinished_commands(&self) -> Result<Vec<String>, StoreError>;
     async fn update_command(&self, command: &CommandRecord) -> Result<(), StoreError>;
     async fn list_invocations(&self, command_id: &str) -> Result<Vec<InvocationRecord>, StoreError>;
+    /// Invocations per status for each of `command_ids` (one query, for listings).
+    async fn invocation_counts(&self, command_ids: &[String]) -> Result<Vec<(String, String, u32)>, StoreError>;
     /// Deletes every command that ended before `cutoff`, with its invocations, in bulk;
     /// returns the deleted ids (their artifacts are the caller's to delete).
     async fn delete_commands_ended_before(&self, cutoff: UnixMillis) -> Result<Vec<String>, StoreError>;

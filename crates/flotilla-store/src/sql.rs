@@ -738,6 +738,28 @@ impl Store for SqlStore {
         rows.iter().map(|row| get(row, "id")).collect()
     }
 
+    async fn invocation_counts(&self, command_ids: &[String]) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let mut out = Vec::new();
+        // Bounded IN lists keep every statement well under both engines' parameter limits.
+        for chunk in command_ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT command_id, status, COUNT(*) AS n FROM invocations WHERE command_id IN ({}) GROUP BY command_id, status",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(q("count invocations"))?;
+            for row in &rows {
+                let n: i64 = get(row, "n")?;
+                out.push((get(row, "command_id")?, get(row, "status")?, u32::try_from(n).unwrap_or(u32::MAX)));
+            }
+        }
+        Ok(out)
+    }
+
     async fn update_invocations(&self, list: &[InvocationRecord]) -> Result<(), StoreError> {
         if list.is_empty() {
             return Ok(());

@@ -202,6 +202,14 @@ async fn commands(store: &dyn Store) {
     assert!(store.unfinished_commands().await.expect("unfinished").is_empty());
     let newer = CommandRecord { id: "cmd-2".into(), created_at: 300, ..c };
     store.create_command(&newer, &[]).await.expect("create");
+    let counts = store.invocation_counts(&["cmd-1".into(), "cmd-2".into(), "nope".into()]).await.expect("counts");
+    let mut counts: Vec<(String, String, u32)> = counts;
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("cmd-1".to_string(), "Pending".to_string(), 1), ("cmd-1".to_string(), "Success".to_string(), 1)]
+    );
+    assert!(store.invocation_counts(&[]).await.expect("none").is_empty());
     let listed: Vec<String> = store.list_commands(10).await.expect("list").into_iter().map(|c| c.id).collect();
     assert_eq!(listed, ["cmd-2", "cmd-1"], "newest first");
     assert_eq!(store.list_commands(1).await.expect("list").len(), 1);
