@@ -200,97 +200,66 @@ fn location_suffix(location: &Option<Location>) -> String {
     location.map(|l| format!(" at {l}")).unwrap_or_default()
 }
 
+/// Matches every variant that carries a position, binding it as `$at`; the one list of those
+/// variants, used for reading and for rewriting the position.
+macro_rules! with_at {
+    ($error:expr, $at:ident => $found:expr, none => $none:expr) => {
+        match $error {
+            DocumentError::TooLarge { .. } | DocumentError::Syntax { .. } => $none,
+            DocumentError::WrongType { at: $at, .. }
+            | DocumentError::DuplicateKey { at: $at, .. }
+            | DocumentError::NonStringKey { at: $at, .. }
+            | DocumentError::UnknownKey { at: $at, .. }
+            | DocumentError::MissingKey { at: $at, .. }
+            | DocumentError::RuntimeConfig { at: $at, .. }
+            | DocumentError::UnsupportedSchemaVersion { at: $at, .. }
+            | DocumentError::UnsupportedDocumentType { at: $at, .. }
+            | DocumentError::InvalidParameterName { at: $at, .. }
+            | DocumentError::UnsupportedParameterType { at: $at, .. }
+            | DocumentError::UnsupportedDisplayType { at: $at, .. }
+            | DocumentError::InvalidPattern { at: $at, .. }
+            | DocumentError::AttributeNotForType { at: $at, .. }
+            | DocumentError::MinAboveMax { at: $at, .. }
+            | DocumentError::EmptyAllowedValues { at: $at, .. }
+            | DocumentError::InvalidDefault { at: $at, .. }
+            | DocumentError::NoSteps { at: $at, .. }
+            | DocumentError::InvalidStepName { at: $at, .. }
+            | DocumentError::DuplicateStepName { at: $at, .. }
+            | DocumentError::UnknownAction { at: $at, .. }
+            | DocumentError::UnsupportedAwsAction { at: $at, .. }
+            | DocumentError::UnsupportedAwsSchemaVersion { at: $at, .. }
+            | DocumentError::UnsupportedDocumentSource { at: $at, .. }
+            | DocumentError::UnknownInput { at: $at, .. }
+            | DocumentError::MissingInput { at: $at, .. }
+            | DocumentError::ConflictingInputs { at: $at, .. }
+            | DocumentError::UnknownParameterReference { at: $at, .. }
+            | DocumentError::ListOutOfPlace { at: $at, .. }
+            | DocumentError::InvalidWorkingDirectory { at: $at, .. }
+            | DocumentError::InvalidTimeout { at: $at, .. }
+            | DocumentError::InvalidEnvName { at: $at, .. }
+            | DocumentError::NulInEnv { at: $at, .. }
+            | DocumentError::EmptyDocumentName { at: $at, .. }
+            | DocumentError::InvalidPrecondition { at: $at, .. } => $found,
+        }
+    };
+}
+
 impl DocumentError {
     /// Where the rule failed; `None` for the size limit and syntax errors, which carry their own
     /// location.
     pub fn position(&self) -> Option<&Position> {
-        match self {
-            Self::TooLarge { .. } | Self::Syntax { .. } => None,
-            Self::WrongType { at, .. }
-            | Self::DuplicateKey { at, .. }
-            | Self::NonStringKey { at, .. }
-            | Self::UnknownKey { at, .. }
-            | Self::MissingKey { at, .. }
-            | Self::RuntimeConfig { at }
-            | Self::UnsupportedSchemaVersion { at, .. }
-            | Self::UnsupportedDocumentType { at, .. }
-            | Self::InvalidParameterName { at, .. }
-            | Self::UnsupportedParameterType { at, .. }
-            | Self::UnsupportedDisplayType { at, .. }
-            | Self::InvalidPattern { at, .. }
-            | Self::AttributeNotForType { at, .. }
-            | Self::MinAboveMax { at, .. }
-            | Self::EmptyAllowedValues { at }
-            | Self::InvalidDefault { at, .. }
-            | Self::NoSteps { at }
-            | Self::InvalidStepName { at, .. }
-            | Self::DuplicateStepName { at, .. }
-            | Self::UnknownAction { at, .. }
-            | Self::UnsupportedAwsAction { at, .. }
-            | Self::UnsupportedAwsSchemaVersion { at, .. }
-            | Self::UnsupportedDocumentSource { at, .. }
-            | Self::UnknownInput { at, .. }
-            | Self::MissingInput { at, .. }
-            | Self::ConflictingInputs { at, .. }
-            | Self::UnknownParameterReference { at, .. }
-            | Self::ListOutOfPlace { at, .. }
-            | Self::InvalidWorkingDirectory { at, .. }
-            | Self::InvalidTimeout { at, .. }
-            | Self::InvalidEnvName { at, .. }
-            | Self::NulInEnv { at }
-            | Self::EmptyDocumentName { at }
-            | Self::InvalidPrecondition { at, .. } => Some(at),
-        }
+        with_at!(self, at => Some(at), none => None)
     }
 
     /// Fills in the line and column of the failing field from the source text. `rename` maps
     /// the path back to the text's own names when the tree was rewritten (AWS import) before
     /// the rule ran.
-    pub(crate) fn located(self, text: &str, format: Format, rename: impl Fn(&FieldPath) -> FieldPath) -> Self {
-        let Some(position) = self.position() else { return self };
-        let path = rename(&position.path);
-        let location = position.location.or_else(|| source::locate(text, format, &path));
-        self.with_position(Position { path, location })
-    }
-
-    fn with_position(mut self, position: Position) -> Self {
-        match &mut self {
-            Self::TooLarge { .. } | Self::Syntax { .. } => {}
-            Self::WrongType { at, .. }
-            | Self::DuplicateKey { at, .. }
-            | Self::NonStringKey { at, .. }
-            | Self::UnknownKey { at, .. }
-            | Self::MissingKey { at, .. }
-            | Self::RuntimeConfig { at }
-            | Self::UnsupportedSchemaVersion { at, .. }
-            | Self::UnsupportedDocumentType { at, .. }
-            | Self::InvalidParameterName { at, .. }
-            | Self::UnsupportedParameterType { at, .. }
-            | Self::UnsupportedDisplayType { at, .. }
-            | Self::InvalidPattern { at, .. }
-            | Self::AttributeNotForType { at, .. }
-            | Self::MinAboveMax { at, .. }
-            | Self::EmptyAllowedValues { at }
-            | Self::InvalidDefault { at, .. }
-            | Self::NoSteps { at }
-            | Self::InvalidStepName { at, .. }
-            | Self::DuplicateStepName { at, .. }
-            | Self::UnknownAction { at, .. }
-            | Self::UnsupportedAwsAction { at, .. }
-            | Self::UnsupportedAwsSchemaVersion { at, .. }
-            | Self::UnsupportedDocumentSource { at, .. }
-            | Self::UnknownInput { at, .. }
-            | Self::MissingInput { at, .. }
-            | Self::ConflictingInputs { at, .. }
-            | Self::UnknownParameterReference { at, .. }
-            | Self::ListOutOfPlace { at, .. }
-            | Self::InvalidWorkingDirectory { at, .. }
-            | Self::InvalidTimeout { at, .. }
-            | Self::InvalidEnvName { at, .. }
-            | Self::NulInEnv { at }
-            | Self::EmptyDocumentName { at }
-            | Self::InvalidPrecondition { at, .. } => *at = position,
-        }
+    pub(crate) fn located(mut self, text: &str, format: Format, rename: impl Fn(&FieldPath) -> FieldPath) -> Self {
+        with_at!(&mut self, at => {
+            let path = rename(&at.path);
+            let location = at.location.or_else(|| source::locate(text, format, &path));
+            *at = Position { path, location };
+        }, none => ());
         self
     }
 }

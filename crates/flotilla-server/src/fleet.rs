@@ -40,6 +40,22 @@ pub fn parse_targets(exprs: &[String]) -> Result<Vec<Target>, ServiceError> {
     exprs.iter().map(|t| Target::from_str(t).map_err(|e| ServiceError::Invalid(e.to_string()))).collect()
 }
 
+/// Saved groups by name, as target expressions.
+async fn saved_groups(state: &AppState) -> Result<BTreeMap<String, Vec<String>>, ServiceError> {
+    Ok(state.store.list_groups().await?.into_iter().map(|g| (g.name, g.targets)).collect())
+}
+
+/// Resolves `targets` over `nodes`, expanding `group:NAME` from `groups`.
+fn resolve<'n>(
+    targets: &[Target],
+    nodes: &'n [Node],
+    groups: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<&'n Node>, ServiceError> {
+    let lookup =
+        |name: &str| groups.get(name).map(|exprs| exprs.iter().filter_map(|e| Target::from_str(e).ok()).collect());
+    target::resolve(targets, nodes, &lookup).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
 /// Nodes matching the union of `targets`; every node (deregistered included) without targets.
 pub async fn list_nodes(state: &AppState, targets: &[String]) -> Result<Vec<api::Node>, ServiceError> {
     let parsed = parse_targets(targets)?;
@@ -47,11 +63,8 @@ pub async fn list_nodes(state: &AppState, targets: &[String]) -> Result<Vec<api:
     if parsed.is_empty() {
         return Ok(nodes.iter().map(to_api).collect());
     }
-    let groups: BTreeMap<String, Vec<String>> =
-        state.store.list_groups().await?.into_iter().map(|g| (g.name, g.targets)).collect();
-    let lookup =
-        |name: &str| groups.get(name).map(|exprs| exprs.iter().filter_map(|e| Target::from_str(e).ok()).collect());
-    let picked = target::resolve(&parsed, &nodes, &lookup).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let groups = saved_groups(state).await?;
+    let picked = resolve(&parsed, &nodes, &groups)?;
     Ok(picked.into_iter().map(to_api).collect())
 }
 
@@ -125,12 +138,9 @@ pub async fn put_group(state: &AppState, group: api::Group) -> Result<api::Group
     }
     let parsed = parse_targets(&group.targets)?;
     // Refuse a group that would not resolve (unknown or cyclic references) now, not later.
-    let mut groups: BTreeMap<String, Vec<String>> =
-        state.store.list_groups().await?.into_iter().map(|g| (g.name, g.targets)).collect();
+    let mut groups = saved_groups(state).await?;
     groups.insert(group.name.clone(), group.targets.clone());
-    let lookup =
-        |name: &str| groups.get(name).map(|exprs| exprs.iter().filter_map(|e| Target::from_str(e).ok()).collect());
-    target::resolve(&parsed, &[], &lookup).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    resolve(&parsed, &[], &groups)?;
     state
         .store
         .put_group(&TargetGroup { name: group.name.clone(), targets: group.targets.clone(), created_at: now_ms() })

@@ -95,12 +95,8 @@ impl OutputSpool {
 /// `limit` characters; true when cut.
 pub fn inline(bytes: &[u8], limit: usize) -> (String, bool) {
     let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text.chars().take(limit).map(|c| if c == '\0' { '\u{fffd}' } else { c }).collect();
-    let truncated = text.chars().nth(limit).is_some();
-    if truncated {
-        out.shrink_to_fit();
-    }
-    (out, truncated)
+    let out: String = text.chars().take(limit).map(|c| if c == '\0' { '\u{fffd}' } else { c }).collect();
+    (out, text.chars().nth(limit).is_some())
 }
 
 #[cfg(test)]

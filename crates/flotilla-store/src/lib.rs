@@ -84,6 +84,7 @@ pub trait Store: Send + Sync + 'static {
     /// A version of a document; its default version when `version` is None.
     async fn get_document(&self, name: &str, version: Option<i64>) -> Result<Option<DocumentVersion>, StoreError>;
     async fn list_documents(&self) -> Result<Vec<DocumentHead>, StoreError>;
+    async fn get_document_head(&self, name: &str) -> Result<Option<DocumentHead>, StoreError>;
     /// Returns false when that version does not exist.
     async fn set_default_document_version(&self, name: &str, version: i64) -> Result<bool, StoreError>;
 

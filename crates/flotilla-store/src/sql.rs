@@ -256,6 +256,18 @@ fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
     })
 }
 
+const DOCUMENT_HEAD_SELECT: &str = "SELECT h.name, h.latest_version, h.default_version, d.description \
+     FROM document_heads h JOIN documents d ON d.name = h.name AND d.version = h.default_version";
+
+fn document_head_from_row(row: &AnyRow) -> Result<DocumentHead, StoreError> {
+    Ok(DocumentHead {
+        name: get(row, "name")?,
+        latest_version: get(row, "latest_version")?,
+        default_version: get(row, "default_version")?,
+        description: get(row, "description")?,
+    })
+}
+
 fn document_from_row(row: &AnyRow) -> Result<DocumentVersion, StoreError> {
     Ok(DocumentVersion {
         name: get(row, "name")?,
@@ -600,23 +612,20 @@ impl Store for SqlStore {
     }
 
     async fn list_documents(&self) -> Result<Vec<DocumentHead>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT h.name, h.latest_version, h.default_version, d.description FROM document_heads h \
-             JOIN documents d ON d.name = h.name AND d.version = h.default_version ORDER BY h.name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("list documents"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(DocumentHead {
-                    name: get(row, "name")?,
-                    latest_version: get(row, "latest_version")?,
-                    default_version: get(row, "default_version")?,
-                    description: get(row, "description")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(AssertSqlSafe(format!("{DOCUMENT_HEAD_SELECT} ORDER BY h.name")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list documents"))?;
+        rows.iter().map(document_head_from_row).collect()
+    }
+
+    async fn get_document_head(&self, name: &str) -> Result<Option<DocumentHead>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("{DOCUMENT_HEAD_SELECT} WHERE h.name = $1")))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a document"))?;
+        row.as_ref().map(document_head_from_row).transpose()
     }
 
     async fn set_default_document_version(&self, name: &str, version: i64) -> Result<bool, StoreError> {

@@ -157,6 +157,8 @@ async fn documents(store: &dyn Store) {
     let heads = store.list_documents().await.expect("list");
     assert_eq!((heads.len(), heads[0].latest_version, heads[0].default_version), (1, 2, 2));
     assert_eq!(heads[0].description, "second");
+    assert_eq!(store.get_document_head("Doc-A").await.expect("head").as_ref(), heads.first());
+    assert_eq!(store.get_document_head("Nope").await.expect("head"), None);
 }
 
 async fn commands(store: &dyn Store) {
