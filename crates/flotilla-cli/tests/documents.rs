@@ -75,6 +75,19 @@ fn imported_ssm_document_runs_and_documents_are_versioned() {
     assert_eq!(cmd["invocations"][0]["output"]["stdout"], "v2\n");
     assert_eq!(server.cli_json(&["documents", "show", "Ops-Hello"]).expect("show")["description"], "v1");
 
+    // run:document runs the version it names, not the default.
+    let outer = dir.path().join("Ops-Outer.yaml");
+    std::fs::write(
+        &outer,
+        "schemaVersion: '2.2'\nmainSteps:\n  - action: run:document\n    name: inner\n    inputs:\n      documentName: Ops-Hello\n      documentVersion: '2'\n",
+    )
+    .expect("write");
+    server.cli_json(&["documents", "create", "--file", outer.to_str().expect("path")]).expect("create outer");
+    let out = server.cli(&["run", "Ops-Outer", "--target", "all", "--wait", "-o", "json"]).expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cmd: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(cmd["invocations"][0]["output"]["stdout"], "v2\n");
+
     // Bad documents: what and where; nothing stored.
     let bad = dir.path().join("Bad-Doc.yaml");
     for (text, expect) in [

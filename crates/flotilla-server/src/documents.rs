@@ -62,7 +62,7 @@ pub async fn install_builtins(state: &AppState) -> Result<(), ServiceError> {
 }
 
 async fn to_api(state: &AppState, d: DocumentVersion) -> Result<api::Document, ServiceError> {
-    let head = state.store.list_documents().await?.into_iter().find(|h| h.name == d.name);
+    let head = state.store.get_document_head(&d.name).await?;
     Ok(api::Document {
         default_version: head.as_ref().map_or(d.version, |h| h.default_version),
         latest_version: head.as_ref().map_or(d.version, |h| h.latest_version),
@@ -136,6 +136,55 @@ pub async fn put(state: &AppState, req: api::PutDocument, create: bool) -> Resul
     get(state, &req.name, Some(version)).await
 }
 
+/// The documents `run:document` steps may reach from `root`, keyed by (name, version), with
+/// `None` for a default version. `resolve` during planning is synchronous, so they are loaded
+/// first: only the ones referenced (transitively), unless a step names its document through a
+/// parameter, in which case every document's default version is a candidate.
+async fn referenced_documents(
+    state: &AppState,
+    root: &Document,
+) -> Result<HashMap<(String, Option<i64>), Document>, ServiceError> {
+    use flotilla_document::Action;
+    let mut library: HashMap<(String, Option<i64>), Document> = HashMap::new();
+    let mut queue: Vec<Document> = vec![root.clone()];
+    let mut templated = false;
+    while let Some(document) = queue.pop() {
+        for step in document.steps() {
+            let Action::RunDocument(run) = &step.action else { continue };
+            if run.document_name.contains("{{") || run.document_version.as_deref().is_some_and(|v| v.contains("{{")) {
+                templated = true;
+                continue;
+            }
+            let version = run.document_version.as_deref().and_then(|v| v.parse::<i64>().ok());
+            let key = (run.document_name.clone(), version);
+            if library.contains_key(&key) {
+                continue;
+            }
+            // Unknown or unparsable documents stay out; planning reports them by name.
+            if let Some(stored) = state.store.get_document(&key.0, version).await?
+                && let Ok(parsed) = parse(&stored.format, &stored.content)
+            {
+                queue.push(parsed.clone());
+                library.insert(key, parsed);
+            }
+        }
+    }
+    if templated {
+        for head in state.store.list_documents().await? {
+            let key = (head.name.clone(), None);
+            if library.contains_key(&key) {
+                continue;
+            }
+            if let Some(stored) = state.store.get_document(&head.name, None).await?
+                && let Ok(parsed) = parse(&stored.format, &stored.content)
+            {
+                library.insert(key, parsed);
+            }
+        }
+    }
+    Ok(library)
+}
+
 /// Binds parameters and plans a run of `name` (its default version unless given): the
 /// resolved version and the steps every node will run.
 pub async fn plan(
@@ -150,18 +199,10 @@ pub async fn plan(
     })?;
     let document = parse(&stored.format, &stored.content)?;
     let bound = document.bind(params).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    // run:document resolves other documents synchronously: load the candidates first.
-    let mut library: HashMap<(String, Option<i64>), Document> = HashMap::new();
-    for head in state.store.list_documents().await? {
-        if let Some(d) = state.store.get_document(&head.name, None).await?
-            && let Ok(parsed) = parse(&d.format, &d.content)
-        {
-            library.insert((head.name.clone(), None), parsed);
-        }
-    }
+    let library = referenced_documents(state, &document).await?;
     let resolve = |doc: &str, version: Option<&str>| -> Option<Document> {
         let version = version.and_then(|v| v.parse::<i64>().ok());
-        library.get(&(doc.to_owned(), version)).or_else(|| library.get(&(doc.to_owned(), None))).cloned()
+        library.get(&(doc.to_owned(), version)).cloned()
     };
     let plan = document.plan(&bound, &resolve).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     // Every managed node is Linux: steps for other platforms are skipped, as in SSM 2.2.
