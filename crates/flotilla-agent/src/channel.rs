@@ -20,6 +20,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity as TlsId
 use std::sync::{Arc, Mutex};
 
 use crate::AgentError;
+use crate::inventory::Inventory;
 use crate::invocation::{Outbox, Runner};
 use crate::state::Identity;
 
@@ -39,7 +40,10 @@ pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
     let endpoint = endpoint(&identity)?;
     tracing::info!(node_id = %identity.state.node_id, server = %identity.state.server_url, "agent starting");
     let outbox: Outbox = Arc::new(Mutex::new(None));
-    let runner = Runner::new(state_dir, outbox.clone());
+    let inventory = Arc::new(Inventory::new(root, outbox.clone()));
+    let runner = Runner::new(state_dir, outbox.clone(), inventory.clone());
+    let scheduled = inventory.clone();
+    tokio::spawn(async move { scheduled.schedule().await });
     runner.reap().await;
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let stop = stop_signal();
@@ -47,7 +51,7 @@ pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
     loop {
         let mut welcomed = false;
         let ended = tokio::select! {
-            ended = session(&endpoint, root, &runner, &outbox, &mut welcomed) => ended,
+            ended = session(&endpoint, root, &runner, &inventory, &outbox, &mut welcomed) => ended,
             () = &mut stop => {
                 tracing::info!("stop signal received; agent exiting");
                 return Ok(());
@@ -117,16 +121,24 @@ async fn session(
     endpoint: &Endpoint,
     root: &Path,
     runner: &Arc<Runner>,
+    inventory: &Arc<Inventory>,
     outbox: &Outbox,
     welcomed: &mut bool,
 ) -> Ended {
-    let ended = stream(endpoint, root, runner, outbox, welcomed).await;
+    let ended = stream(endpoint, root, runner, inventory, outbox, welcomed).await;
     // Between sessions invocations keep running and spool; nothing is sent.
     *outbox.lock().unwrap_or_else(|p| p.into_inner()) = None;
     ended
 }
 
-async fn stream(endpoint: &Endpoint, root: &Path, runner: &Arc<Runner>, outbox: &Outbox, welcomed: &mut bool) -> Ended {
+async fn stream(
+    endpoint: &Endpoint,
+    root: &Path,
+    runner: &Arc<Runner>,
+    inventory: &Arc<Inventory>,
+    outbox: &Outbox,
+    welcomed: &mut bool,
+) -> Ended {
     let channel = match endpoint.connect().await {
         Ok(channel) => channel,
         Err(e) => {
@@ -169,6 +181,14 @@ async fn stream(endpoint: &Endpoint, root: &Path, runner: &Arc<Runner>, outbox: 
                         *outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
                         let runner = runner.clone();
                         tokio::spawn(async move { runner.resend_all().await });
+                        inventory.welcome(welcome.inventory_hashes, welcome.inventory);
+                        let inventory = inventory.clone();
+                        tokio::spawn(async move {
+                            match inventory.collect_and_upload().await {
+                                Ok(summary) => tracing::info!("{}", summary.lines().next().unwrap_or("")),
+                                Err(e) => tracing::warn!("inventory at connect: {e}"),
+                            }
+                        });
                     }
                     Some(server_message::Body::Run(run)) => {
                         tracing::info!(invocation = %run.invocation_id, steps = run.steps.len(), "invocation received");
@@ -177,6 +197,8 @@ async fn stream(endpoint: &Endpoint, root: &Path, runner: &Arc<Runner>, outbox: 
                     }
                     Some(server_message::Body::Cancel(cancel)) => runner.cancel(&cancel.invocation_id),
                     Some(server_message::Body::ResultAck(ack)) => runner.acknowledged(&ack.invocation_id).await,
+                    Some(server_message::Body::InventoryAck(ack)) => inventory.acknowledged(ack),
+                    Some(server_message::Body::InventoryConfig(config)) => inventory.configure(config),
                     Some(server_message::Body::HeartbeatAck(_)) | None => {}
                 },
                 Ok(None) => return Ended::Retry("the server closed the stream".into()),

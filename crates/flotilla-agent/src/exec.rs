@@ -175,6 +175,41 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// Runs a tool the agent itself needs (`rpm`, `systemctl`) and returns its stdout: same fixed
+/// environment and own process group as scripts, killed at the timeout. `Ok(None)` when the
+/// program is not installed.
+pub async fn capture(program: &str, args: &[&str], timeout: Duration) -> Result<Option<String>, String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot run {program}: {e}")),
+    };
+    let pid = child.id();
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(output) => output.map_err(|e| format!("{program}: {e}"))?,
+        Err(_) => {
+            kill_group(pid);
+            return Err(format!("{program} did not finish within {}s", timeout.as_secs()));
+        }
+    };
+    kill_group(pid);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("{program} failed ({}): {}", output.status, stderr.trim()));
+    }
+    Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

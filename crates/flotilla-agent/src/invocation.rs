@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::{self, Chunk, Outcome, Spec};
+use crate::inventory::Inventory;
 
 /// The spool's record of a finished invocation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +42,7 @@ pub type Outbox = Arc<Mutex<Option<mpsc::Sender<AgentMessage>>>>;
 pub struct Runner {
     dir: PathBuf,
     outbox: Outbox,
+    inventory: Arc<Inventory>,
     running: Mutex<HashMap<String, CancellationToken>>,
 }
 
@@ -60,17 +62,19 @@ fn safe_id(id: &str) -> bool {
         && id != ".."
 }
 
-async fn send(outbox: &Outbox, message: agent_message::Body) {
+/// Sends when a session is up; false when the message was dropped (the spool re-sends
+/// invocation messages on the next session).
+pub(crate) async fn send(outbox: &Outbox, message: agent_message::Body) -> bool {
     let sender = outbox.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if let Some(sender) = sender {
-        // A closed session drops the message; the spool re-sends it on the next one.
-        let _ = sender.send(AgentMessage { seq: 0, body: Some(message) }).await;
+    match sender {
+        Some(sender) => sender.send(AgentMessage { seq: 0, body: Some(message) }).await.is_ok(),
+        None => false,
     }
 }
 
 impl Runner {
-    pub fn new(state_dir: &Path, outbox: Outbox) -> Arc<Runner> {
-        Arc::new(Runner { dir: state_dir.join("invocations"), outbox, running: Mutex::new(HashMap::new()) })
+    pub fn new(state_dir: &Path, outbox: Outbox, inventory: Arc<Inventory>) -> Arc<Runner> {
+        Arc::new(Runner { dir: state_dir.join("invocations"), outbox, inventory, running: Mutex::new(HashMap::new()) })
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
@@ -194,6 +198,21 @@ impl Runner {
         };
         let mut offsets = [0u64; 2];
         for step in run.steps {
+            if !step.agent_action.is_empty() {
+                let (outcome, exit_code, detail, text) = self.agent_action(&step.agent_action).await;
+                if let Err(e) = append(&dir.join("stdout"), text.as_bytes()).await {
+                    tracing::warn!(invocation = %run.invocation_id, "cannot spool output: {e}");
+                }
+                let offset = offsets[0];
+                offsets[0] += text.len() as u64;
+                send(&self.outbox, chunk_message(&run.invocation_id, OutputStream::Stdout, offset, text.into_bytes()))
+                    .await;
+                (result.outcome, result.exit_code, result.detail) = (outcome as i32, exit_code, detail);
+                if outcome != InvocationOutcome::Success {
+                    break;
+                }
+                continue;
+            }
             let mut env: std::collections::BTreeMap<String, String> = step.env.into_iter().collect();
             // Lets a later agent process recognise this script's processes (see `reap`).
             env.insert(MARKER_VAR.into(), run.invocation_id.clone());
@@ -245,6 +264,20 @@ impl Runner {
         }
         result.ended_at_unix_ms = now_ms();
         result
+    }
+
+    /// A step the agent performs itself: (outcome, exit code, detail, output).
+    async fn agent_action(&self, action: &str) -> (InvocationOutcome, i32, String, String) {
+        match action {
+            "inventory:collect" => match self.inventory.collect_and_upload().await {
+                Ok(summary) => (InvocationOutcome::Success, 0, String::new(), summary + "\n"),
+                Err(e) => (InvocationOutcome::Failed, 1, e.clone(), e + "\n"),
+            },
+            other => {
+                let why = format!("this agent does not know the action {other}; upgrade the agent");
+                (InvocationOutcome::Failed, 1, why.clone(), why + "\n")
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod channel;
 mod enroll;
 mod error;
 pub mod exec;
+mod inventory;
 mod invocation;
 mod node;
 mod state;

@@ -14,7 +14,7 @@ fn read_under(root: &Path, rel: &str) -> Option<String> {
 }
 
 /// `rel` under the root, else the running kernel's `/rel`.
-fn read_kernel_file(root: &Path, rel: &str) -> Option<String> {
+pub(crate) fn read_kernel_file(root: &Path, rel: &str) -> Option<String> {
     read_under(root, rel).or_else(|| read_under(Path::new("/"), rel))
 }
 

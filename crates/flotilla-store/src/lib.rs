@@ -7,10 +7,12 @@
 //! back ends differ only in their connection set-up and migrations.
 
 mod error;
+mod inventory;
 mod records;
 mod sql;
 
 pub use error::StoreError;
+pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
 pub use sql::SqlStore;
 
@@ -36,7 +38,7 @@ pub enum Enrollment {
 
 /// The storage interface of the control plane.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: InventoryStore + Send + Sync + 'static {
     /// Which engine this is (`sqlite` or `postgres`), for logs and readiness.
     fn backend(&self) -> &'static str;
     /// Cheap round trip, for readiness.

@@ -5,6 +5,8 @@
 //! Invariants: times are Unix milliseconds; tags and lists are JSON text; every multi-row
 //! change runs in one transaction.
 
+mod inventory;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Once;
@@ -24,10 +26,12 @@ use crate::{
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql")),
     (2, "commands", include_str!("../migrations/sqlite/0002_commands.sql")),
+    (3, "inventory", include_str!("../migrations/sqlite/0003_inventory.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "commands", include_str!("../migrations/postgres/0002_commands.sql")),
+    (3, "inventory", include_str!("../migrations/postgres/0003_inventory.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
-use flotilla_store::{CommandRecord, DocumentVersion, Enrollment, InvocationRecord, SqlStore, Store, TargetGroup};
+use flotilla_store::{
+    CommandRecord, DocumentVersion, Enrollment, InventoryChange, InventorySetting, InvocationRecord, SqlStore, Store,
+    TargetGroup,
+};
 
 fn activation(id: &str, limit: u32) -> Activation {
     Activation {
@@ -224,6 +227,64 @@ async fn commands(store: &dyn Store) {
     assert!(store.get_command("cmd-2").await.expect("get").is_some(), "an unfinished command is never deleted");
 }
 
+async fn inventory(store: &dyn Store) {
+    let a = NodeId::from_random([31; 9]);
+    let b = NodeId::from_random([32; 9]);
+    let apps = |names: &[&str]| InventoryChange::Replace {
+        type_name: "Application".into(),
+        content_hash: names.join(","),
+        items: names.iter().map(|n| (Some((*n).to_string()), format!("{{\"name\":\"{n}\"}}"))).collect(),
+    };
+    // More items than one INSERT carries, to cross the batch boundary.
+    let many: Vec<String> = (0..1203).map(|i| format!("p{i:04}")).collect();
+    let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    store.apply_inventory(&a, &[apps(&many_refs)], 10, 11).await.expect("ingest a");
+    store.apply_inventory(&b, &[apps(&["openssl", "curl"])], 12, 13).await.expect("ingest b");
+    let types = store.inventory_types(&a).await.expect("types");
+    assert_eq!((types.len(), types[0].item_count, types[0].collected_at), (1, 1203, 10));
+    let items = store.inventory_items(&a, "Application").await.expect("items");
+    assert_eq!(items.len(), 1203);
+    assert_eq!(items[1202], "{\"name\":\"p1202\"}", "stored order kept");
+
+    // Replacing is whole: the old items are gone, a deleted type is gone.
+    let custom = InventoryChange::Replace {
+        type_name: "Custom:Rack".into(),
+        content_hash: "h".into(),
+        items: vec![(None, "{\"Row\":\"3\"}".into())],
+    };
+    store.apply_inventory(&a, &[apps(&["openssl"]), custom], 20, 21).await.expect("replace");
+    assert_eq!(store.inventory_items(&a, "Application").await.expect("items").len(), 1);
+    store
+        .apply_inventory(&a, &[InventoryChange::Delete { type_name: "Custom:Rack".into() }], 30, 31)
+        .await
+        .expect("delete");
+    let names: Vec<String> = store.inventory_types(&a).await.expect("types").into_iter().map(|t| t.type_name).collect();
+    assert_eq!(names, ["Application"]);
+
+    // Scans: by key, by node page.
+    let (first, second) = if a.as_str() < b.as_str() { (&a, &b) } else { (&b, &a) };
+    let keyed = store.inventory_scan("Application", Some("openssl"), None, 10).await.expect("scan");
+    assert_eq!(keyed.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), [first.as_str(), second.as_str()]);
+    let page = store.inventory_scan("Application", None, None, 1).await.expect("scan");
+    assert!(page.iter().all(|(n, _)| n == first.as_str()));
+    let next = store.inventory_scan("Application", None, Some(first.as_str()), 1).await.expect("scan");
+    assert!(!next.is_empty() && next.iter().all(|(n, _)| n == second.as_str()));
+    assert!(store.inventory_scan("Application", None, Some(second.as_str()), 1).await.expect("scan").is_empty());
+
+    let setting = InventorySetting {
+        group_name: "web".into(),
+        interval_seconds: Some(900),
+        files: vec!["/etc/*.conf".into()],
+        updated_at: 1,
+    };
+    store.put_inventory_setting(&setting).await.expect("put");
+    let unset = InventorySetting { group_name: "db".into(), interval_seconds: None, files: vec![], updated_at: 2 };
+    store.put_inventory_setting(&unset).await.expect("put");
+    assert_eq!(store.list_inventory_settings().await.expect("list"), vec![unset, setting]);
+    assert!(store.delete_inventory_setting("web").await.expect("delete"));
+    assert!(!store.delete_inventory_setting("web").await.expect("delete"));
+}
+
 async fn run_contract(store: &dyn Store) {
     store.ping().await.expect("ping");
     activations(store).await;
@@ -232,6 +293,7 @@ async fn run_contract(store: &dyn Store) {
     tokens_and_groups(store).await;
     documents(store).await;
     commands(store).await;
+    inventory(store).await;
 }
 
 #[tokio::test]
