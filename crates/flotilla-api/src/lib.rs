@@ -5,7 +5,9 @@
 //! added; requests reject unknown fields so that a typo is an error, not a silent default.
 
 pub mod client;
+pub mod inventory;
 pub mod types;
 
 pub use client::{Client, ClientError};
+pub use inventory::*;
 pub use types::*;

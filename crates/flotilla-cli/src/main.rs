@@ -69,6 +69,9 @@ enum Command {
     /// State changes published on the server's event bus.
     #[command(subcommand)]
     Events(cmd::events::Events),
+    /// What is on the nodes: packages, services, network, hardware, files, custom types.
+    #[command(subcommand)]
+    Inventory(cmd::inventory::Inventory),
     /// Compare two package versions; prints <, = or >.
     ///
     /// Example: flotilla version-cmp --ecosystem deb 1:2.0~rc1-1 1:2.0-1
@@ -129,6 +132,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => cmd::commands::run(args, &conn.client()?, format).await,
         Command::Commands(c) => c.run(&conn.client()?, format).await,
         Command::Events(c) => c.run(&conn.client()?, format).await,
+        Command::Inventory(c) => c.run(&conn.client()?, format).await,
     }
 }
 

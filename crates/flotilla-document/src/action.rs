@@ -28,6 +28,9 @@ pub const RUN_SHELL: &str = "run:shell";
 /// The action that runs another document.
 pub const RUN_DOCUMENT: &str = "run:document";
 
+/// The action that collects the node's inventory now and uploads what changed.
+pub const INVENTORY_COLLECT: &str = "inventory:collect";
+
 /// Seconds a script may run when the step does not say (as SSM's `executionTimeout`).
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 3600;
 pub const MIN_TIMEOUT_SECONDS: u32 = 5;
@@ -38,6 +41,8 @@ pub const MAX_TIMEOUT_SECONDS: u32 = 172_800;
 pub enum Action {
     Shell(ShellAction),
     RunDocument(RunDocumentAction),
+    /// An action the agent performs itself, without a script (`inventory:collect`).
+    Agent(&'static str),
 }
 
 impl Action {
@@ -46,6 +51,7 @@ impl Action {
         match self {
             Self::Shell(_) => RUN_SHELL,
             Self::RunDocument(_) => RUN_DOCUMENT,
+            Self::Agent(name) => name,
         }
     }
 }
@@ -126,6 +132,7 @@ pub(crate) fn read_action(
     match action {
         RUN_SHELL => reader(RUN_SHELL).shell(inputs).map(Action::Shell),
         RUN_DOCUMENT => reader(RUN_DOCUMENT).run_document(inputs).map(Action::RunDocument),
+        INVENTORY_COLLECT => reader(INVENTORY_COLLECT).entries(inputs, &[]).map(|_| Action::Agent(INVENTORY_COLLECT)),
         other => Err(DocumentError::UnknownAction {
             at: Position::at(action_path),
             step: step.to_owned(),

@@ -8,11 +8,14 @@
 /// counterpart of AWS-RunShellScript).
 pub const RUN_SHELL_SCRIPT: &str = "Flotilla-RunShellScript";
 
+/// Collects the node's inventory now (the scheduled collection, on demand).
+pub const COLLECT_INVENTORY: &str = "Flotilla-CollectInventory";
+const COLLECT_INVENTORY_YAML: &str = include_str!("builtin/Flotilla-CollectInventory.yaml");
 const RUN_SHELL_SCRIPT_YAML: &str = include_str!("builtin/Flotilla-RunShellScript.yaml");
 
 /// The built-in documents as (name, YAML text).
 pub fn builtin_documents() -> Vec<(&'static str, &'static str)> {
-    vec![(RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_YAML)]
+    vec![(RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_YAML), (COLLECT_INVENTORY, COLLECT_INVENTORY_YAML)]
 }
 
 #[cfg(test)]

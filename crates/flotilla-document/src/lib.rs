@@ -29,7 +29,7 @@ pub use action::{
     Action, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, ParameterArgument, RUN_DOCUMENT,
     RUN_SHELL, RunDocumentAction, ShellAction,
 };
-pub use builtin::{RUN_SHELL_SCRIPT, builtin_documents};
+pub use builtin::{COLLECT_INVENTORY, RUN_SHELL_SCRIPT, builtin_documents};
 pub use document::{Document, DocumentError, DocumentType, Platform, Position, SCHEMA_VERSION, Step};
 pub use import::import_ssm;
 pub use parameter::{

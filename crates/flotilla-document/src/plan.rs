@@ -74,6 +74,8 @@ pub struct ShellStep {
     pub timeout_seconds: u32,
     /// The step's `env` plus the `FLOTILLA_PARAM_*`/`FLOTILLA_ITEM_*` variables the script uses.
     pub env: BTreeMap<String, String>,
+    /// Set for an action the agent performs itself (then `script` is empty).
+    pub agent_action: Option<String>,
 }
 
 /// Why a plan could not be made.
@@ -237,6 +239,16 @@ impl Planner<'_> {
                     self.steps.push(PlannedStep { name, precondition, action });
                 }
                 Action::RunDocument(run) => self.run_document(run, &values, precondition)?,
+                Action::Agent(agent) => {
+                    let action = ShellStep {
+                        script: String::new(),
+                        working_directory: None,
+                        timeout_seconds: crate::action::DEFAULT_TIMEOUT_SECONDS,
+                        env: BTreeMap::new(),
+                        agent_action: Some((*agent).to_owned()),
+                    };
+                    self.steps.push(PlannedStep { name, precondition, action });
+                }
             }
         }
         Ok(())
@@ -410,7 +422,7 @@ fn plan_shell(shell: &ShellAction, values: &Values<'_>) -> Result<ShellStep, Pla
             })?
         }
     };
-    Ok(ShellStep { script: script.text, working_directory, timeout_seconds, env: script.env })
+    Ok(ShellStep { script: script.text, working_directory, timeout_seconds, env: script.env, agent_action: None })
 }
 
 #[cfg(test)]

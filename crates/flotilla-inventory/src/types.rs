@@ -324,7 +324,7 @@ mod tests {
         let app = InventoryType::parse("Application").unwrap();
         let good = serde_json::json!({"name": "a", "version": "1", "release": null, "epoch": null, "arch": "amd64",
             "source_name": null, "source_version": null, "package_manager": "dpkg", "install_time": null});
-        assert_eq!(app.validate_items(&[good.clone()]), Ok(()));
+        assert_eq!(app.validate_items(std::slice::from_ref(&good)), Ok(()));
         let mut extra = good.clone();
         extra["colour"] = "red".into();
         assert!(app.validate_items(&[good, extra]).unwrap_err().contains("item 1"));

@@ -216,6 +216,7 @@ pub async fn plan(
             working_directory: s.action.working_directory,
             timeout_seconds: s.action.timeout_seconds,
             env: s.action.env,
+            agent_action: s.action.agent_action,
         })
         .collect();
     Ok((stored.version, steps))

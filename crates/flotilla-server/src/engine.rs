@@ -40,6 +40,9 @@ pub struct PlannedStep {
     pub working_directory: Option<String>,
     pub timeout_seconds: u32,
     pub env: BTreeMap<String, String>,
+    /// An action the agent performs itself (plans stored before it existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_action: Option<String>,
 }
 
 /// What the engine reacts to.
@@ -108,6 +111,7 @@ impl Active {
                 working_directory: s.working_directory.unwrap_or_default(),
                 timeout_seconds: s.timeout_seconds,
                 env: s.env.into_iter().collect(),
+                agent_action: s.agent_action.unwrap_or_default(),
             })
             .collect();
         let concurrency = MaxConcurrency::from_str(&record.max_concurrency).map_err(|e| e.to_string())?;

@@ -41,12 +41,12 @@ pub fn parse_targets(exprs: &[String]) -> Result<Vec<Target>, ServiceError> {
 }
 
 /// Saved groups by name, as target expressions.
-async fn saved_groups(state: &AppState) -> Result<BTreeMap<String, Vec<String>>, ServiceError> {
+pub(crate) async fn saved_groups(state: &AppState) -> Result<BTreeMap<String, Vec<String>>, ServiceError> {
     Ok(state.store.list_groups().await?.into_iter().map(|g| (g.name, g.targets)).collect())
 }
 
 /// Resolves `targets` over `nodes`, expanding `group:NAME` from `groups`.
-fn resolve<'n>(
+pub(crate) fn resolve<'n>(
     targets: &[Target],
     nodes: &'n [Node],
     groups: &BTreeMap<String, Vec<String>>,
@@ -95,6 +95,7 @@ pub async fn tag_node(state: &AppState, id: &str, tags: BTreeMap<String, String>
         )));
     }
     state.store.set_tags(&id, &node.tags).await?;
+    membership_changed(state).await;
     Ok(to_api(&node))
 }
 
@@ -111,6 +112,7 @@ pub async fn untag_node(state: &AppState, id: &str, keys: Vec<String>) -> Result
         node.tags.remove(key);
     }
     state.store.set_tags(&id, &node.tags).await?;
+    membership_changed(state).await;
     Ok(to_api(&node))
 }
 
@@ -130,6 +132,17 @@ pub async fn deregister(state: &AppState, id: &str) -> Result<api::Node, Service
     Ok(to_api(&node))
 }
 
+/// Group membership decides inventory settings: connected nodes get theirs again. The change
+/// itself is already stored, so a failure here only delays the settings to the next connect.
+async fn membership_changed(state: &AppState) {
+    if state.store.list_inventory_settings().await.is_ok_and(|s| s.is_empty()) {
+        return;
+    }
+    if let Err(e) = crate::inventory::push_settings(state).await {
+        tracing::warn!("cannot send inventory settings after a group change: {e}");
+    }
+}
+
 pub async fn put_group(state: &AppState, group: api::Group) -> Result<api::Group, ServiceError> {
     target::validate_group_name(&group.name)
         .map_err(|reason| ServiceError::Invalid(format!("group `{}`: {reason}", group.name)))?;
@@ -145,6 +158,7 @@ pub async fn put_group(state: &AppState, group: api::Group) -> Result<api::Group
         .store
         .put_group(&TargetGroup { name: group.name.clone(), targets: group.targets.clone(), created_at: now_ms() })
         .await?;
+    membership_changed(state).await;
     Ok(group)
 }
 
@@ -154,6 +168,7 @@ pub async fn list_groups(state: &AppState) -> Result<Vec<api::Group>, ServiceErr
 
 pub async fn delete_group(state: &AppState, name: &str) -> Result<(), ServiceError> {
     if state.store.delete_group(name).await? {
+        membership_changed(state).await;
         Ok(())
     } else {
         Err(ServiceError::NotFound(format!("no group `{name}`")))

@@ -114,11 +114,14 @@ impl AgentChannel for Gateway {
         state.metrics.connected_agents.set(i64::try_from(state.registry.connected()).unwrap_or(i64::MAX));
         tracing::info!(node_id = %id, hostname = %info.hostname, "agent connected");
         let heartbeat_ms = u32::try_from(state.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX);
+        let (inventory_hashes, inventory_config) = crate::inventory::welcome(&state, &id).await;
         let welcome = ServerMessage {
             seq: 0,
             body: Some(server_message::Body::Welcome(Welcome {
                 node_id: id.to_string(),
                 heartbeat_interval_ms: heartbeat_ms,
+                inventory_hashes,
+                inventory: Some(inventory_config),
             })),
         };
         // The queue is empty and its receiver alive: this send cannot fail.
@@ -162,6 +165,14 @@ impl AgentChannel for Gateway {
                                 }
                                 Some(agent_message::Body::Accepted(accepted)) => {
                                     state.engine.notify(Event::Accepted(id.clone(), accepted)).await;
+                                }
+                                Some(agent_message::Body::Inventory(report)) => {
+                                    let ack = crate::inventory::ingest(&state, &id, report).await;
+                                    let ack = ServerMessage { seq: message.seq, body: Some(server_message::Body::InventoryAck(ack)) };
+                                    if tx.send(Ok(ack)).await.is_err() {
+                                        break;
+                                    }
+                                    state.metrics.channel("out");
                                 }
                                 Some(agent_message::Body::Hello(_)) | None => {}
                             }

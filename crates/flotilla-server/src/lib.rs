@@ -18,6 +18,7 @@ mod events;
 mod fleet;
 mod gateway;
 mod http;
+mod inventory;
 mod listener;
 mod metrics;
 mod output;

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub invocation_transitions: Family<StatusLabels, Counter>,
     /// Command status changes, by the status entered.
     pub command_transitions: Family<StatusLabels, Counter>,
+    /// Inventory reports received, and the bytes of item data they carried (changed types).
+    pub inventory_reports: Counter,
+    pub inventory_item_bytes: Counter,
 }
 
 impl Metrics {
@@ -66,7 +69,21 @@ impl Metrics {
             "Command status changes, by new status",
             command_transitions.clone(),
         );
+        let inventory_reports = Counter::default();
+        let inventory_item_bytes = Counter::default();
+        registry.register(
+            "flotilla_inventory_reports",
+            "Inventory reports received from agents",
+            inventory_reports.clone(),
+        );
+        registry.register(
+            "flotilla_inventory_item_bytes",
+            "Bytes of inventory items received (only types that changed travel)",
+            inventory_item_bytes.clone(),
+        );
         Metrics {
+            inventory_reports,
+            inventory_item_bytes,
             registry,
             connected_agents,
             api_requests,

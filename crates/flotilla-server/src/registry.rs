@@ -103,6 +103,11 @@ impl Registry {
         }
     }
 
+    /// Ids of the nodes connected here.
+    pub fn connected_ids(&self) -> Vec<NodeId> {
+        self.lock().conns.keys().cloned().collect()
+    }
+
     pub fn connected(&self) -> usize {
         self.lock().conns.len()
     }

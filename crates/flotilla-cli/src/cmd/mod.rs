@@ -5,6 +5,7 @@ pub mod commands;
 pub mod documents;
 pub mod events;
 pub mod groups;
+pub mod inventory;
 pub mod nodes;
 pub mod server;
 pub mod version_cmp;

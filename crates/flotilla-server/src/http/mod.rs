@@ -9,6 +9,7 @@ mod agent;
 mod api;
 mod error;
 mod extract;
+mod inventory;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +35,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn router(state: Arc<AppState>) -> Router {
     use flotilla_proto::v1::agent_channel_server::{AgentChannelServer, SERVICE_NAME};
-    let grpc = AgentChannelServer::new(Gateway { state: state.clone() });
+    // Inventory reports carry whole types (a large node's package list is a few MiB).
+    let grpc = AgentChannelServer::new(Gateway { state: state.clone() })
+        .max_decoding_message_size(crate::inventory::MAX_TYPE_BYTES * 2);
 
     let operator = api::routes()
+        .merge(inventory::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/api/v1/openapi.json", get(api::openapi));
     let rest = operator

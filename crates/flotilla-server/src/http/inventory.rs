@@ -1,0 +1,77 @@
+//! `/api/v1` inventory routes (bearer token, like the rest of `/api/v1`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use flotilla_api as api;
+use utoipa::OpenApi;
+
+use super::ApiError;
+use super::extract::{Body, query_values};
+use crate::{AppState, inventory};
+
+type Result<T> = std::result::Result<T, ApiError>;
+type S = State<Arc<AppState>>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/nodes/{id}/inventory", get(node_inventory))
+        .route("/api/v1/inventory/query", post(query))
+        .route("/api/v1/inventory/settings", get(list_settings))
+        .route("/api/v1/inventory/settings/{group}", put(put_settings).delete(delete_settings))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(node_inventory, query, list_settings, put_settings, delete_settings),
+    components(schemas(
+        api::InventoryTypeView,
+        api::InventoryQuery,
+        api::InventoryRow,
+        api::InventoryPage,
+        api::InventorySettings
+    ))
+)]
+pub struct InventoryDoc;
+
+#[utoipa::path(get, path = "/api/v1/nodes/{id}/inventory",
+    params(("type" = Option<String>, Query, description = "Only this type, e.g. Application or Custom:Rack")),
+    responses((status = 200, body = [api::InventoryTypeView]), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
+async fn node_inventory(
+    State(state): S,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<api::InventoryTypeView>>> {
+    let type_name = query_values(raw.as_deref(), "type").into_iter().next();
+    Ok(Json(inventory::show(&state, &id, type_name.as_deref()).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/inventory/query", request_body = api::InventoryQuery,
+    responses((status = 200, body = api::InventoryPage), (status = 400, body = api::ErrorBody)))]
+async fn query(State(state): S, Body(req): Body<api::InventoryQuery>) -> Result<Json<api::InventoryPage>> {
+    Ok(Json(inventory::query(&state, req).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/inventory/settings", responses((status = 200, body = [api::InventorySettings])))]
+async fn list_settings(State(state): S) -> Result<Json<Vec<api::InventorySettings>>> {
+    Ok(Json(inventory::list_settings(&state).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/inventory/settings/{group}", request_body = api::InventorySettings,
+    responses((status = 200, body = api::InventorySettings), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
+async fn put_settings(
+    State(state): S,
+    Path(group): Path<String>,
+    Body(req): Body<api::InventorySettings>,
+) -> Result<Json<api::InventorySettings>> {
+    Ok(Json(inventory::put_settings(&state, &group, req).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/inventory/settings/{group}",
+    responses((status = 200), (status = 404, body = api::ErrorBody)))]
+async fn delete_settings(State(state): S, Path(group): Path<String>) -> Result<Json<()>> {
+    inventory::delete_settings(&state, &group).await?;
+    Ok(Json(()))
+}
