@@ -5,6 +5,8 @@
 // The demo starts Flotilla's own agent binaries, not node workloads.
 #![allow(clippy::disallowed_methods)]
 
+mod packages;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -126,6 +128,9 @@ fn plan(fleet_dir: &Path, count: usize) -> anyhow::Result<Vec<Sample>> {
         std::fs::create_dir_all(root.join("etc")).with_context(|| format!("cannot create {}", root.display()))?;
         std::fs::write(root.join("etc/os-release"), os_release)?;
         std::fs::write(root.join("etc/hostname"), format!("{hostname}\n"))?;
+        if let Err(e) = packages::write(&root, label, i) {
+            eprintln!("note: {hostname} gets no package database: {e:#}");
+        }
         samples.push(Sample { hostname, root, state: dir.join("state"), tags: [("env", env), ("role", role)] });
     }
     Ok(samples)
@@ -209,6 +214,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  export FLOTILLA_TOKEN=$(cat {})", server.data_dir.join("admin.token").display());
         println!("  export FLOTILLA_CA={}", ca_path.display());
         println!("  flotilla nodes ls --target tag:env=prod");
+        println!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'");
         println!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display());
         crate::cmd::server::wait_for_stop().await.context("cannot wait for Ctrl-C")?;
         Ok(())

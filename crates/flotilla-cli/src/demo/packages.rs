@@ -1,0 +1,244 @@
+//! Package databases for the demo's sandbox roots: a real Debian 12 dpkg database, and
+//! representative Ubuntu 22.04, Alpine 3.19 and Rocky 9 package sets (see `README.md` here),
+//! written in each package manager's real format. Each node gets hundreds of packages, and
+//! some of them older than on the other nodes (chosen per node, deterministically), so that
+//! fleet queries and assessments have varied, partly outdated work.
+
+// rpmbuild and rpm build the Rocky nodes' real rpm databases.
+#![allow(clippy::disallowed_methods)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const DEBIAN_STATUS: &str = include_str!("debian12-status");
+const UBUNTU: &str = include_str!("ubuntu2204");
+const ALPINE: &str = include_str!("alpine319");
+const ROCKY: &str = include_str!("rocky9");
+
+/// (name, source, version).
+type Package = (String, String, String);
+
+/// Lowers the last number of a version by one ("3.0.2-0ubuntu1.10" → "…1.9"), which gives an
+/// older version in every ecosystem here; None when that number is already 0.
+fn older(version: &str) -> Option<String> {
+    let end = version.rfind(|c: char| c.is_ascii_digit())? + 1;
+    let start = version[..end].rfind(|c: char| !c.is_ascii_digit()).map_or(0, |i| i + 1);
+    let n: u64 = version[start..end].parse().ok()?;
+    (n > 0).then(|| format!("{}{}{}", &version[..start], n - 1, &version[end..]))
+}
+
+/// About one package in six is outdated on a given node; which ones depends on the node.
+fn outdated_on(node: usize, name: &str) -> bool {
+    let hash = name.bytes().fold(node as u64 + 7, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    hash % 6 == 0
+}
+
+fn vary(node: usize, packages: Vec<Package>) -> Vec<Package> {
+    packages
+        .into_iter()
+        .map(|(name, source, version)| {
+            let version = if outdated_on(node, &name) { older(&version).unwrap_or(version) } else { version };
+            (name, source, version)
+        })
+        .collect()
+}
+
+fn curated(list: &str) -> Vec<Package> {
+    list.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.to_owned(), f.next()?.to_owned(), f.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// The Debian database's packages, as (name, source, version).
+fn debian_packages() -> Vec<Package> {
+    flotilla_inventory::dpkg::parse(DEBIAN_STATUS)
+        .items
+        .into_iter()
+        .map(|a| {
+            let source = a.source_name.unwrap_or_else(|| a.name.clone());
+            (a.name, source, a.version)
+        })
+        .collect()
+}
+
+/// Curated packages first, then Debian-derived ones (not already named) up to `total`.
+fn with_filler(mut packages: Vec<Package>, total: usize, derive: impl Fn(&Package) -> Option<Package>) -> Vec<Package> {
+    for package in debian_packages() {
+        if packages.len() >= total {
+            break;
+        }
+        if let Some(derived) = derive(&package)
+            && !packages.iter().any(|p| p.0 == derived.0)
+        {
+            packages.push(derived);
+        }
+    }
+    packages
+}
+
+/// Debian's upstream part of a version: no epoch, no revision.
+fn upstream(version: &str) -> &str {
+    let no_epoch = version.split_once(':').map_or(version, |(_, v)| v);
+    no_epoch.rsplit_once('-').map_or(no_epoch, |(u, _)| u)
+}
+
+fn dpkg_status(packages: &[Package]) -> String {
+    let mut text = String::new();
+    for (name, source, version) in packages {
+        let _ = write!(text, "Package: {name}\nStatus: install ok installed\nArchitecture: amd64\n");
+        if source != name {
+            let _ = writeln!(text, "Source: {source}");
+        }
+        let _ = write!(text, "Version: {version}\n\n");
+    }
+    text
+}
+
+fn apk_installed(packages: &[Package]) -> String {
+    let mut text = String::new();
+    for (name, origin, version) in packages {
+        let _ = write!(text, "P:{name}\nV:{version}\nA:x86_64\no:{origin}\n\n");
+    }
+    text
+}
+
+/// Writes the package database of distribution `label` for sample node `node` under `root`.
+pub fn write(root: &Path, label: &str, node: usize) -> anyhow::Result<()> {
+    let write_file = |rel: &str, text: String| -> anyhow::Result<()> {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().context("path has a parent")?)?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    match label {
+        "deb12" => write_file("var/lib/dpkg/status", dpkg_status(&vary(node, debian_packages()))),
+        "ubuntu2204" => {
+            let all = with_filler(curated(UBUNTU), 420, |(name, source, version)| {
+                Some((name.clone(), source.clone(), format!("{}-1build1", upstream(version))))
+            });
+            write_file("var/lib/dpkg/status", dpkg_status(&vary(node, all)))
+        }
+        "alpine319" => {
+            let all = with_filler(curated(ALPINE), 160, |(name, source, version)| {
+                let up = upstream(version);
+                // apk versions are digits, dots and a few suffixes: keep the Debian upstreams
+                // that already have that shape.
+                up.chars()
+                    .all(|c| c.is_ascii_digit() || c == '.')
+                    .then(|| (name.clone(), source.clone(), format!("{up}-r0")))
+            });
+            write_file("lib/apk/db/installed", apk_installed(&vary(node, all)))
+        }
+        "rocky9" => {
+            let all = with_filler(curated(ROCKY), 300, |(name, source, version)| {
+                let up = upstream(version);
+                (name.starts_with("lib") && up.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
+                    .then(|| (name.clone(), source.clone(), format!("{up}-1.el9")))
+            });
+            rpm_database(root, &vary(node, all))
+        }
+        other => bail!("no sample packages for {other}"),
+    }
+}
+
+/// A real rpm database holding `packages`, made with rpmbuild and `rpm --justdb`. Needs the
+/// rpm tools (`apt-get install rpm` on Debian); without them the node gets no rpm database
+/// and the demo says so.
+fn rpm_database(root: &Path, packages: &[Package]) -> anyhow::Result<()> {
+    let work = root.with_file_name("rpmbuild");
+    let mut spec = String::from(
+        "Name: demo-base\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\nBuildArch: noarch\n%description\nd\n",
+    );
+    let mut files = String::from("%files\n");
+    for (name, _source, full) in packages {
+        let (epoch, rest) = full.split_once(':').map_or((None, full.as_str()), |(e, r)| (Some(e), r));
+        let Some((version, release)) = rest.rsplit_once('-') else { continue };
+        let _ = writeln!(spec, "%package -n {name}\nVersion: {version}\nRelease: {release}\nSummary: s");
+        if let Some(epoch) = epoch {
+            let _ = writeln!(spec, "Epoch: {epoch}");
+        }
+        let _ = writeln!(spec, "%description -n {name}\nd");
+        let _ = writeln!(files, "%files -n {name}");
+    }
+    std::fs::create_dir_all(&work)?;
+    let spec_path = work.join("demo.spec");
+    std::fs::write(&spec_path, spec + &files)?;
+    let tool = |cmd: &mut Command, what: &str| -> anyhow::Result<()> {
+        let out =
+            cmd.output().with_context(|| format!("cannot run {what}: install the rpm tools (apt-get install rpm)"))?;
+        if !out.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        }
+        Ok(())
+    };
+    tool(
+        Command::new("rpmbuild").arg("--define").arg(format!("_topdir {}", work.display())).arg("-bb").arg(&spec_path),
+        "rpmbuild",
+    )?;
+    let rpms: Vec<_> = std::fs::read_dir(work.join("RPMS/noarch"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("demo-base-")))
+        .collect();
+    tool(Command::new("rpm").arg("--root").arg(root).args(["--dbpath", "/var/lib/rpm", "--initdb"]), "rpm --initdb")?;
+    tool(
+        Command::new("rpm")
+            .arg("--root")
+            .arg(root)
+            .args(["--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch"])
+            .args(&rpms),
+        "rpm -i --justdb",
+    )?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_versions_are_older() {
+        for (version, eco) in [("3.0.2-0ubuntu1.10", "deb"), ("1:3.0.7-24.el9", "rpm"), ("1.36.1-r15", "apk")] {
+            let old = older(version).expect("older");
+            let ordering = flotilla_vuln::compare(eco.parse().expect("eco"), &old, version).expect("valid");
+            assert_eq!(ordering, std::cmp::Ordering::Less, "{old} < {version}");
+        }
+        assert_eq!(older("1.0"), None);
+    }
+
+    #[test]
+    fn every_sample_database_is_valid_for_its_package_manager() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (label, rel, min) in [
+            ("deb12", "var/lib/dpkg/status", 700),
+            ("ubuntu2204", "var/lib/dpkg/status", 400),
+            ("alpine319", "lib/apk/db/installed", 100),
+        ] {
+            let root = dir.path().join(label);
+            write(&root, label, 3).expect("write");
+            let text = std::fs::read_to_string(root.join(rel)).expect("read");
+            let parsed = if rel.contains("apk") {
+                flotilla_inventory::apk::parse(&text)
+            } else {
+                flotilla_inventory::dpkg::parse(&text)
+            };
+            assert!(parsed.warnings.is_empty(), "{label}: {:?}", parsed.warnings);
+            assert!(parsed.items.len() >= min, "{label}: {}", parsed.items.len());
+            let eco = if rel.contains("apk") { flotilla_vuln::Ecosystem::Apk } else { flotilla_vuln::Ecosystem::Deb };
+            for item in &parsed.items {
+                assert!(flotilla_vuln::compare(eco, &item.version, &item.version).is_ok(), "{label}: {}", item.version);
+            }
+        }
+        let one = std::fs::read_to_string(dir.path().join("deb12/var/lib/dpkg/status")).expect("read");
+        write(&dir.path().join("other"), "deb12", 4).expect("write");
+        let two = std::fs::read_to_string(dir.path().join("other/var/lib/dpkg/status")).expect("read");
+        assert_ne!(one, two, "nodes differ");
+    }
+}
