@@ -40,6 +40,13 @@ const MAX_WATCHED_PATTERNS: usize = 100;
 
 /// Applies one report from `node` and says what the server now holds.
 pub async fn ingest(state: &AppState, node: &NodeId, report: InventoryReport) -> InventoryAck {
+    let started = std::time::Instant::now();
+    let ack = ingest_report(state, node, report).await;
+    state.metrics.inventory_ingest_seconds.observe(started.elapsed().as_secs_f64());
+    ack
+}
+
+async fn ingest_report(state: &AppState, node: &NodeId, report: InventoryReport) -> InventoryAck {
     state.metrics.inventory_reports.inc();
     let mut ack = InventoryAck { report_id: report.report_id.clone(), ..Default::default() };
     let stored = match state.store.inventory_types(node).await {

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +37,8 @@ pub struct Metrics {
     /// Inventory reports received, and the bytes of item data they carried (changed types).
     pub inventory_reports: Counter,
     pub inventory_item_bytes: Counter,
+    /// Time to apply one report (validation, history, the store transaction).
+    pub inventory_ingest_seconds: Histogram,
 }
 
 impl Metrics {
@@ -81,7 +84,14 @@ impl Metrics {
             "Bytes of inventory items received (only types that changed travel)",
             inventory_item_bytes.clone(),
         );
+        let inventory_ingest_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "flotilla_inventory_ingest_seconds",
+            "Time to apply one inventory report",
+            inventory_ingest_seconds.clone(),
+        );
         Metrics {
+            inventory_ingest_seconds,
             inventory_reports,
             inventory_item_bytes,
             registry,
