@@ -474,6 +474,23 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn missing_or_corrupt_rpm_databases_never_fail_the_collection() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("var/lib/rpm")).expect("mkdir");
+        // A directory without a database: rpm does not apply here.
+        let collected = collect(root.path(), &[]).await;
+        assert!(!collected.warnings.iter().any(|w| w.starts_with("rpm")), "{:?}", collected.warnings);
+        // A damaged database: a warning from rpm, the other collectors still report.
+        std::fs::write(root.path().join("var/lib/rpm/rpmdb.sqlite"), b"this is not sqlite").expect("write");
+        std::fs::create_dir_all(root.path().join("lib/apk/db")).expect("mkdir");
+        std::fs::write(root.path().join("lib/apk/db/installed"), "P:musl\nV:1.2.4-r4\n\n").expect("write");
+        let collected = collect(root.path(), &[]).await;
+        assert!(collected.warnings.iter().any(|w| w.starts_with("rpm")), "{:?}", collected.warnings);
+        assert_eq!(collected.types["Application"].len(), 1);
+        assert!(collected.types.contains_key("InstanceInformation"));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn custom_files_are_validated_one_by_one() {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join(CUSTOM_DIR);
