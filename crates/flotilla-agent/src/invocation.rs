@@ -273,6 +273,25 @@ impl Runner {
                 Ok(summary) => (InvocationOutcome::Success, 0, String::new(), summary + "\n"),
                 Err(e) => (InvocationOutcome::Failed, 1, e.clone(), e + "\n"),
             },
+            "assess:best-practices" | "assess:network-reachability" => {
+                let root = self.inventory.root().to_owned();
+                let network = action == "assess:network-reachability";
+                let checked = tokio::task::spawn_blocking(move || {
+                    if network {
+                        crate::assess::network_reachability(&root)
+                    } else {
+                        crate::assess::best_practices(&root)
+                    }
+                })
+                .await;
+                match checked
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| serde_json::to_string(&f).map_err(|e| e.to_string()))
+                {
+                    Ok(json) => (InvocationOutcome::Success, 0, String::new(), json + "\n"),
+                    Err(e) => (InvocationOutcome::Failed, 1, format!("the checks failed: {e}"), e + "\n"),
+                }
+            }
             other => {
                 let why = format!("this agent does not know the action {other}; upgrade the agent");
                 (InvocationOutcome::Failed, 1, why.clone(), why + "\n")

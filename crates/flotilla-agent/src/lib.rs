@@ -7,6 +7,7 @@
 //! Architecture invariant: the agent is lean. It never opens a database, serves nothing and
 //! accepts no inbound connection; its private key is generated here and never leaves the node.
 
+mod assess;
 mod channel;
 mod enroll;
 mod error;

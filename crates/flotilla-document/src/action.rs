@@ -30,6 +30,9 @@ pub const RUN_DOCUMENT: &str = "run:document";
 
 /// The action that collects the node's inventory now and uploads what changed.
 pub const INVENTORY_COLLECT: &str = "inventory:collect";
+/// Actions the agent performs itself, without a script and without inputs: inventory
+/// collection and the node-side checks of the assessment rules packages.
+pub const AGENT_ACTIONS: &[&str] = &[INVENTORY_COLLECT, "assess:best-practices", "assess:network-reachability"];
 
 /// Seconds a script may run when the step does not say (as SSM's `executionTimeout`).
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 3600;
@@ -132,7 +135,10 @@ pub(crate) fn read_action(
     match action {
         RUN_SHELL => reader(RUN_SHELL).shell(inputs).map(Action::Shell),
         RUN_DOCUMENT => reader(RUN_DOCUMENT).run_document(inputs).map(Action::RunDocument),
-        INVENTORY_COLLECT => reader(INVENTORY_COLLECT).entries(inputs, &[]).map(|_| Action::Agent(INVENTORY_COLLECT)),
+        agent if AGENT_ACTIONS.contains(&agent) => {
+            let name = AGENT_ACTIONS.iter().copied().find(|a| *a == agent).unwrap_or(INVENTORY_COLLECT);
+            reader(name).entries(inputs, &[]).map(|_| Action::Agent(name))
+        }
         other => Err(DocumentError::UnknownAction {
             at: Position::at(action_path),
             step: step.to_owned(),

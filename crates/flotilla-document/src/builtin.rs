@@ -11,11 +11,20 @@ pub const RUN_SHELL_SCRIPT: &str = "Flotilla-RunShellScript";
 /// Collects the node's inventory now (the scheduled collection, on demand).
 pub const COLLECT_INVENTORY: &str = "Flotilla-CollectInventory";
 const COLLECT_INVENTORY_YAML: &str = include_str!("builtin/Flotilla-CollectInventory.yaml");
+/// The node-side checks of the `security-best-practices` rules package.
+pub const ASSESS_BEST_PRACTICES: &str = "Flotilla-AssessBestPractices";
+/// The node-side checks of the `network-reachability` rules package.
+pub const ASSESS_NETWORK_REACHABILITY: &str = "Flotilla-AssessNetworkReachability";
 const RUN_SHELL_SCRIPT_YAML: &str = include_str!("builtin/Flotilla-RunShellScript.yaml");
 
 /// The built-in documents as (name, YAML text).
 pub fn builtin_documents() -> Vec<(&'static str, &'static str)> {
-    vec![(RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_YAML), (COLLECT_INVENTORY, COLLECT_INVENTORY_YAML)]
+    vec![
+        (RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_YAML),
+        (COLLECT_INVENTORY, COLLECT_INVENTORY_YAML),
+        (ASSESS_BEST_PRACTICES, include_str!("builtin/Flotilla-AssessBestPractices.yaml")),
+        (ASSESS_NETWORK_REACHABILITY, include_str!("builtin/Flotilla-AssessNetworkReachability.yaml")),
+    ]
 }
 
 #[cfg(test)]

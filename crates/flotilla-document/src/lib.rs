@@ -29,7 +29,9 @@ pub use action::{
     Action, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, ParameterArgument, RUN_DOCUMENT,
     RUN_SHELL, RunDocumentAction, ShellAction,
 };
-pub use builtin::{COLLECT_INVENTORY, RUN_SHELL_SCRIPT, builtin_documents};
+pub use builtin::{
+    ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY, COLLECT_INVENTORY, RUN_SHELL_SCRIPT, builtin_documents,
+};
 pub use document::{Document, DocumentError, DocumentType, Platform, Position, SCHEMA_VERSION, Step};
 pub use import::import_ssm;
 pub use parameter::{

@@ -55,6 +55,11 @@ impl Inventory {
         }
     }
 
+    /// The node's root, under which every collector and check reads.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// At (re)connect: the server's hashes and this node's settings.
     pub fn welcome(&self, hashes: HashMap<String, String>, config: Option<InventoryConfig>) {
         *lock(&self.server_hashes) = hashes;
