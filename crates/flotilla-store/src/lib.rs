@@ -6,11 +6,13 @@
 //! (`sqlx::query`), written once in the `$N` placeholder form both engines accept, so the
 //! back ends differ only in their connection set-up and migrations.
 
+mod assessments;
 mod error;
 mod inventory;
 mod records;
 mod sql;
 
+pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, FindingRecord};
 pub use error::StoreError;
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
@@ -38,7 +40,7 @@ pub enum Enrollment {
 
 /// The storage interface of the control plane.
 #[async_trait]
-pub trait Store: InventoryStore + Send + Sync + 'static {
+pub trait Store: InventoryStore + AssessmentStore + Send + Sync + 'static {
     /// Which engine this is (`sqlite` or `postgres`), for logs and readiness.
     fn backend(&self) -> &'static str;
     /// Cheap round trip, for readiness.

@@ -5,6 +5,7 @@
 //! Invariants: times are Unix milliseconds; tags and lists are JSON text; every multi-row
 //! change runs in one transaction.
 
+mod assessments;
 mod inventory;
 
 use std::path::Path;
@@ -27,11 +28,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql")),
     (2, "commands", include_str!("../migrations/sqlite/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/sqlite/0003_inventory.sql")),
+    (6, "assessments", include_str!("../migrations/sqlite/0006_assessments.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "commands", include_str!("../migrations/postgres/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/postgres/0003_inventory.sql")),
+    (6, "assessments", include_str!("../migrations/postgres/0006_assessments.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

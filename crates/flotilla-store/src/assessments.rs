@@ -1,0 +1,67 @@
+//! Assessment storage: runs, per-node progress and findings.
+
+use async_trait::async_trait;
+use flotilla_core::UnixMillis;
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssessmentRunRecord {
+    pub id: String,
+    pub targets: Vec<String>,
+    pub rules: Vec<String>,
+    /// The lowest severity that makes a node non-compliant.
+    pub noncompliant_at: String,
+    pub status: String,
+    pub node_count: i64,
+    /// Severity → number, as JSON text.
+    pub finding_counts: String,
+    pub command_ids: Vec<String>,
+    pub detail: String,
+    pub created_at: UnixMillis,
+    pub ended_at: Option<UnixMillis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssessmentNodeRecord {
+    pub node_id: String,
+    pub status: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingRecord {
+    pub run_id: String,
+    pub node_id: String,
+    pub rule: String,
+    pub advisory_id: String,
+    pub aliases: Vec<String>,
+    pub package: String,
+    pub installed_version: String,
+    pub fixed_version: Option<String>,
+    pub severity: String,
+    pub score: Option<String>,
+    pub title: String,
+}
+
+#[async_trait]
+pub trait AssessmentStore {
+    /// Stores a new run and its nodes (all Pending).
+    async fn create_assessment_run(&self, run: &AssessmentRunRecord, nodes: &[String]) -> Result<(), StoreError>;
+    /// Updates status, counts, command ids, detail and end of a run.
+    async fn update_assessment_run(&self, run: &AssessmentRunRecord) -> Result<(), StoreError>;
+    async fn get_assessment_run(&self, id: &str) -> Result<Option<AssessmentRunRecord>, StoreError>;
+    async fn list_assessment_runs(&self) -> Result<Vec<AssessmentRunRecord>, StoreError>;
+    /// Runs that were not finished (for start-up recovery).
+    async fn unfinished_assessment_runs(&self) -> Result<Vec<AssessmentRunRecord>, StoreError>;
+    async fn assessment_nodes(&self, run_id: &str) -> Result<Vec<AssessmentNodeRecord>, StoreError>;
+    /// Records one node's outcome and replaces its findings for the run, in one transaction.
+    async fn record_node_assessment(
+        &self,
+        run_id: &str,
+        node: &AssessmentNodeRecord,
+        findings: &[FindingRecord],
+    ) -> Result<(), StoreError>;
+    /// A run's findings, optionally of one node, in stored order.
+    async fn run_findings(&self, run_id: &str, node: Option<&str>) -> Result<Vec<FindingRecord>, StoreError>;
+}

@@ -1,0 +1,245 @@
+//! SQL for [`AssessmentStore`].
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{SqlStore, from_json, get, q, to_json};
+use crate::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, FindingRecord, StoreError};
+
+const RUN_COLUMNS: &str = "id, targets, rules, noncompliant_at, status, node_count, finding_counts, command_ids, detail, \
+                           created_at, ended_at";
+/// Rows per INSERT: 12 binds a row, well under both engines' limits.
+const ROWS_PER_INSERT: usize = 400;
+
+fn run_from_row(row: &AnyRow) -> Result<AssessmentRunRecord, StoreError> {
+    let id: String = get(row, "id")?;
+    let text = |c: &'static str| -> Result<String, StoreError> { get(row, c) };
+    Ok(AssessmentRunRecord {
+        targets: from_json(&text("targets")?, "run targets", &id)?,
+        rules: from_json(&text("rules")?, "run rules", &id)?,
+        command_ids: from_json(&text("command_ids")?, "run commands", &id)?,
+        noncompliant_at: text("noncompliant_at")?,
+        status: text("status")?,
+        node_count: get(row, "node_count")?,
+        finding_counts: text("finding_counts")?,
+        detail: text("detail")?,
+        created_at: get(row, "created_at")?,
+        ended_at: row.try_get("ended_at").ok().flatten(),
+        id,
+    })
+}
+
+fn finding_from_row(row: &AnyRow) -> Result<FindingRecord, StoreError> {
+    let run_id: String = get(row, "run_id")?;
+    let aliases: String = get(row, "aliases")?;
+    Ok(FindingRecord {
+        aliases: from_json(&aliases, "finding aliases", &run_id)?,
+        node_id: get(row, "node_id")?,
+        rule: get(row, "rule")?,
+        advisory_id: get(row, "advisory_id")?,
+        package: get(row, "package")?,
+        installed_version: get(row, "installed_version")?,
+        fixed_version: row.try_get("fixed_version").ok().flatten(),
+        severity: get(row, "severity")?,
+        score: row.try_get("score").ok().flatten(),
+        title: get(row, "title")?,
+        run_id,
+    })
+}
+
+#[async_trait]
+impl AssessmentStore for SqlStore {
+    async fn create_assessment_run(&self, run: &AssessmentRunRecord, nodes: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin an assessment run"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO assessment_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )))
+        .bind(&run.id)
+        .bind(to_json(&run.targets))
+        .bind(to_json(&run.rules))
+        .bind(&run.noncompliant_at)
+        .bind(&run.status)
+        .bind(run.node_count)
+        .bind(&run.finding_counts)
+        .bind(to_json(&run.command_ids))
+        .bind(&run.detail)
+        .bind(run.created_at)
+        .bind(run.ended_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("store an assessment run"))?;
+        for chunk in nodes.chunks(ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${}, 'Pending', '')", i + 2)).collect();
+            let sql =
+                format!("INSERT INTO assessment_nodes (run_id, node_id, status, detail) VALUES {}", values.join(","));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run.id);
+            for node in chunk {
+                query = query.bind(node);
+            }
+            query.execute(&mut *tx).await.map_err(q("store assessment nodes"))?;
+        }
+        tx.commit().await.map_err(q("commit an assessment run"))?;
+        Ok(())
+    }
+
+    async fn update_assessment_run(&self, run: &AssessmentRunRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE assessment_runs SET status = $2, node_count = $3, finding_counts = $4, command_ids = $5, \
+             detail = $6, ended_at = $7 WHERE id = $1",
+        )
+        .bind(&run.id)
+        .bind(&run.status)
+        .bind(run.node_count)
+        .bind(&run.finding_counts)
+        .bind(to_json(&run.command_ids))
+        .bind(&run.detail)
+        .bind(run.ended_at)
+        .execute(&self.pool)
+        .await
+        .map_err(q("update an assessment run"))?;
+        Ok(())
+    }
+
+    async fn get_assessment_run(&self, id: &str) -> Result<Option<AssessmentRunRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM assessment_runs WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read an assessment run"))?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn list_assessment_runs(&self) -> Result<Vec<AssessmentRunRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM assessment_runs ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list assessment runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn unfinished_assessment_runs(&self) -> Result<Vec<AssessmentRunRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM assessment_runs WHERE status NOT IN ('Completed', 'Failed') ORDER BY created_at"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list unfinished assessment runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn assessment_nodes(&self, run_id: &str) -> Result<Vec<AssessmentNodeRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT node_id, status, detail FROM assessment_nodes WHERE run_id = $1 ORDER BY node_id")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("read assessment nodes"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(AssessmentNodeRecord {
+                    node_id: get(row, "node_id")?,
+                    status: get(row, "status")?,
+                    detail: get(row, "detail")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_node_assessment(
+        &self,
+        run_id: &str,
+        node: &AssessmentNodeRecord,
+        findings: &[FindingRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin a node assessment"))?;
+        sqlx::query("UPDATE assessment_nodes SET status = $3, detail = $4 WHERE run_id = $1 AND node_id = $2")
+            .bind(run_id)
+            .bind(&node.node_id)
+            .bind(&node.status)
+            .bind(&node.detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("record a node assessment"))?;
+        sqlx::query("DELETE FROM findings WHERE run_id = $1 AND node_id = $2")
+            .bind(run_id)
+            .bind(&node.node_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("replace findings"))?;
+        for (chunk_index, chunk) in findings.chunks(ROWS_PER_INSERT).enumerate() {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 12;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9,
+                        b + 10,
+                        b + 11,
+                        b + 12
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO findings (run_id, node_id, seq, rule, advisory_id, aliases, package, installed_version, \
+                 fixed_version, severity, score, title) VALUES {}",
+                values.join(",")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (i, f) in chunk.iter().enumerate() {
+                query = query
+                    .bind(run_id)
+                    .bind(&node.node_id)
+                    .bind(i64::try_from(chunk_index * ROWS_PER_INSERT + i).unwrap_or(i64::MAX))
+                    .bind(&f.rule)
+                    .bind(&f.advisory_id)
+                    .bind(to_json(&f.aliases))
+                    .bind(&f.package)
+                    .bind(&f.installed_version)
+                    .bind(f.fixed_version.clone())
+                    .bind(&f.severity)
+                    .bind(f.score.clone())
+                    .bind(&f.title);
+            }
+            query.execute(&mut *tx).await.map_err(q("store findings"))?;
+        }
+        tx.commit().await.map_err(q("commit a node assessment"))?;
+        Ok(())
+    }
+
+    async fn run_findings(&self, run_id: &str, node: Option<&str>) -> Result<Vec<FindingRecord>, StoreError> {
+        let columns = "run_id, node_id, rule, advisory_id, aliases, package, installed_version, fixed_version, \
+                       severity, score, title";
+        let rows = match node {
+            Some(node) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {columns} FROM findings WHERE run_id = $1 AND node_id = $2 ORDER BY node_id, seq"
+                )))
+                .bind(run_id)
+                .bind(node)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {columns} FROM findings WHERE run_id = $1 ORDER BY node_id, seq"
+                )))
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(q("read findings"))?;
+        rows.iter().map(finding_from_row).collect()
+    }
+}
