@@ -6,6 +6,8 @@
 
 pub mod client;
 pub mod types;
+pub mod vulndb;
 
 pub use client::{Client, ClientError};
 pub use types::*;
+pub use vulndb::*;

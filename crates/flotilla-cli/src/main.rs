@@ -73,6 +73,9 @@ enum Command {
     ///
     /// Example: flotilla version-cmp --ecosystem deb 1:2.0~rc1-1 1:2.0-1
     VersionCmp(cmd::version_cmp::VersionCmpArgs),
+    /// The advisory database (OSV records) used for CVE assessment.
+    #[command(subcommand)]
+    Vulndb(cmd::vulndb::VulnDb),
 }
 
 fn main() -> ExitCode {
@@ -129,6 +132,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => cmd::commands::run(args, &conn.client()?, format).await,
         Command::Commands(c) => c.run(&conn.client()?, format).await,
         Command::Events(c) => c.run(&conn.client()?, format).await,
+        Command::Vulndb(c) => c.run(&conn.client()?, format).await,
     }
 }
 

@@ -25,6 +25,7 @@ mod pki;
 mod registry;
 mod retention;
 mod secret;
+pub mod vulndb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

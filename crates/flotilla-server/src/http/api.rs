@@ -78,7 +78,9 @@ struct ApiDoc;
 
 /// `GET /api/v1/openapi.json` (public: it describes, it does not reveal).
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::vulndb::VulnDbDoc::openapi());
+    Json(doc)
 }
 
 #[utoipa::path(get, path = "/api/v1/version", responses((status = 200, body = api::VersionInfo)))]
