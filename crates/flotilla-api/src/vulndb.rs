@@ -106,7 +106,12 @@ impl Client {
     }
 
     /// Advisories affecting `package` at `version` in `ecosystem` (e.g. `Debian:12`).
-    pub async fn vulndb_match(&self, ecosystem: &str, package: &str, version: &str) -> Result<Vec<VulnMatch>, ClientError> {
+    pub async fn vulndb_match(
+        &self,
+        ecosystem: &str,
+        package: &str,
+        version: &str,
+    ) -> Result<Vec<VulnMatch>, ClientError> {
         self.get(&format!(
             "/api/v1/vulndb/match?ecosystem={}&package={}&version={}",
             enc(ecosystem),

@@ -65,8 +65,12 @@ fn make_zip(path: &Path) {
     add("DSA-3029-1.json", newer.to_string().as_bytes());
     add(
         "TEST-2024-1.json",
-        record("TEST-2024-1", "2024-01-01T00:00:00Z", debian12_openssl(json!([{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}])))
-            .as_bytes(),
+        record(
+            "TEST-2024-1",
+            "2024-01-01T00:00:00Z",
+            debian12_openssl(json!([{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}])),
+        )
+        .as_bytes(),
     );
     add("malformed.json", b"{\"id\": \"BROKEN-1\", \"affected\": [");
     add(
@@ -77,14 +81,22 @@ fn make_zip(path: &Path) {
     add("empty.json", record("EMPTY-1", "2024-01-01T00:00:00Z", json!([])).as_bytes());
     add(
         "nointro.json",
-        record("NOINTRO-1", "2024-01-01T00:00:00Z", debian12_openssl(json!([{"fixed": "3.0.11-1~deb12u2"}]))).as_bytes(),
+        record("NOINTRO-1", "2024-01-01T00:00:00Z", debian12_openssl(json!([{"fixed": "3.0.11-1~deb12u2"}])))
+            .as_bytes(),
     );
     add(
         "badversion.json",
-        record("BADVER-1", "2024-01-01T00:00:00Z", debian12_openssl(json!([{"introduced": "0"}, {"fixed": "3.0 beta!"}])))
-            .as_bytes(),
+        record(
+            "BADVER-1",
+            "2024-01-01T00:00:00Z",
+            debian12_openssl(json!([{"introduced": "0"}, {"fixed": "3.0 beta!"}])),
+        )
+        .as_bytes(),
     );
-    add("../evil.json", record("EVIL-1", "2024-01-01T00:00:00Z", debian12_openssl(json!([{"introduced": "0"}]))).as_bytes());
+    add(
+        "../evil.json",
+        record("EVIL-1", "2024-01-01T00:00:00Z", debian12_openssl(json!([{"introduced": "0"}]))).as_bytes(),
+    );
     add("README.txt", b"not a record: ignored");
     // 33 MiB of spaces: a few KiB compressed, above the 32 MiB entry cap.
     zip.start_file("bomb.json", opts).expect("start");
@@ -117,12 +129,12 @@ fn import_status_and_match() {
         .map(|e| (e["ecosystem"].as_str().expect("name").to_owned(), e["advisories"].as_u64().expect("n")))
         .collect();
     for (eco, n) in [
-        ("Debian:9", 4),          // DLA-3008-1, DLA-3012-1, DLA-3022-1, DLA-3051-1
-        ("Debian:7", 1),          // DSA-3029-1
-        ("AlmaLinux:9", 8),       // every ALSA in almalinux9
-        ("AlmaLinux:8", 2),       // ALSA-2022:1988, ALSA-2023:0284
-        ("Ubuntu:22.04:LTS", 4),  // 2016-2781, 2022-0778, 2024-6387, USN-6859-1
-        ("Alpine:v3.16", 2),      // ALPINE-CVE-2025-26519, CVE-2022-27449
+        ("Debian:9", 4),             // DLA-3008-1, DLA-3012-1, DLA-3022-1, DLA-3051-1
+        ("Debian:7", 1),             // DSA-3029-1
+        ("AlmaLinux:9", 8),          // every ALSA in almalinux9
+        ("AlmaLinux:8", 2),          // ALSA-2022:1988, ALSA-2023:0284
+        ("Ubuntu:22.04:LTS", 4),     // 2016-2781, 2022-0778, 2024-6387, USN-6859-1
+        ("Alpine:v3.16", 2),         // ALPINE-CVE-2025-26519, CVE-2022-27449
         ("Ubuntu:Pro:14.04:LTS", 4), // 2016-2781, 2021-3156, 2022-0778, 2025-38094
     ] {
         assert!(per.contains(&(eco.to_string(), n)), "{eco}: {n} expected in {per:?}");
@@ -188,16 +200,23 @@ fn import_status_and_match() {
     assert!(reason("badversion.json").contains("invalid dpkg version \"3.0 beta!\""), "{reasons:?}");
     assert!(reason("../evil.json").contains("path traversal"), "{reasons:?}");
     assert!(reason("bomb.json").contains("zip bomb"), "{reasons:?}");
-    let rejected_ids: Vec<Option<&str>> = out["rejected"].as_array().expect("r").iter().map(|r| r["id"].as_str()).collect();
+    let rejected_ids: Vec<Option<&str>> =
+        out["rejected"].as_array().expect("r").iter().map(|r| r["id"].as_str()).collect();
     assert!(rejected_ids.contains(&Some("BADVER-1")), "the id is reported when known: {rejected_ids:?}");
 
     // The CLI.md example: our synthetic Debian 12 record (fixed 3.0.11-1~deb12u2) affects deb12u1.
     let rows = matches(&server, "Debian:12", "openssl", "3.0.11-1~deb12u1");
     assert_eq!(ids(&rows), ["TEST-2024-1"]);
-    assert_eq!((rows[0]["fixed_version"].as_str(), rows[0]["severity"].as_str()), (Some("3.0.11-1~deb12u2"), Some("Medium")));
+    assert_eq!(
+        (rows[0]["fixed_version"].as_str(), rows[0]["severity"].as_str()),
+        (Some("3.0.11-1~deb12u2"), Some("Medium"))
+    );
     // The newer DSA-3029-1 replaced the old one: +wheezy3 is now affected, fixed in +wheezy4.
     let rows = matches(&server, "Debian:7", "nginx", "1.2.1-2.2+wheezy3");
-    assert_eq!((ids(&rows), rows[0]["fixed_version"].as_str()), (vec!["DSA-3029-1".to_string()], Some("1.2.1-2.2+wheezy4")));
+    assert_eq!(
+        (ids(&rows), rows[0]["fixed_version"].as_str()),
+        (vec!["DSA-3029-1".to_string()], Some("1.2.1-2.2+wheezy4"))
+    );
     // The same zip again: all unchanged, the same rejections.
     let out = server.cli_json(&["vulndb", "import", zip_path.to_str().expect("path")]).expect("zip again");
     assert_eq!(counts(&out), (0, 0, 2, 7), "{out}");

@@ -6,7 +6,9 @@
 //! [`parse_record`] also compiles the advisory (see [`flotilla_vuln::Advisory::compile`]), so
 //! what it returns is exactly what the advisory database may store and match.
 
-use flotilla_vuln::{Advisory, AdvisoryError, Affected, CompiledAdvisory, Event, EventKind, Range, RangeKind, SeverityEntry};
+use flotilla_vuln::{
+    Advisory, AdvisoryError, Affected, CompiledAdvisory, Event, EventKind, Range, RangeKind, SeverityEntry,
+};
 use serde::Deserialize;
 
 /// Why a record was rejected.
@@ -151,8 +153,8 @@ pub fn to_advisory(value: serde_json::Value) -> Result<(Advisory, i64), OsvError
     let raw: RawRecord = serde_json::from_value(value).map_err(|source| OsvError::Schema { id: id_hint, source })?;
     let id = raw.id.filter(|id| !id.trim().is_empty()).ok_or(OsvError::MissingId)?;
     let modified = raw.modified.unwrap_or_default();
-    let modified_micros =
-        parse_time_micros(&modified).ok_or_else(|| OsvError::BadModified { id: id.clone(), value: modified.clone() })?;
+    let modified_micros = parse_time_micros(&modified)
+        .ok_or_else(|| OsvError::BadModified { id: id.clone(), value: modified.clone() })?;
     let mut affected = Vec::new();
     for a in raw.affected.unwrap_or_default() {
         let package = a.package.unwrap_or_default();

@@ -16,10 +16,8 @@ fn data_dir() -> PathBuf {
 fn all_records() -> Vec<Record> {
     let mut out = Vec::new();
     for distro in ["almalinux", "alpine", "debian", "ubuntu"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir().join(distro))
-            .expect("data dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(data_dir().join(distro)).expect("data dir").map(|e| e.expect("entry").path()).collect();
         files.sort();
         for f in files {
             let text = std::fs::read_to_string(&f).expect("read");
@@ -183,7 +181,9 @@ fn assess(os: &OsFacts, packages: &[InstalledPackage]) -> NodeVulnReport {
 fn summary(findings: &[flotilla_vuln::Finding]) -> Vec<(String, String, String, Option<String>, Severity)> {
     findings
         .iter()
-        .map(|f| (f.advisory_id.clone(), f.package.clone(), f.installed_version.clone(), f.fixed_version.clone(), f.severity))
+        .map(|f| {
+            (f.advisory_id.clone(), f.package.clone(), f.installed_version.clone(), f.fixed_version.clone(), f.severity)
+        })
         .collect()
 }
 
@@ -212,7 +212,13 @@ fn ubuntu_node_one_finding_per_cve_by_source_package() {
         [
             // UBUNTU-CVE-2024-6387 and USN-6859-1 (upstream UBUNTU-CVE-2024-6387) are one
             // vulnerability: one finding, the CVE-level record first; priority high.
-            (s("UBUNTU-CVE-2024-6387"), s("openssh"), s("1:8.9p1-3ubuntu0.6"), Some(s("1:8.9p1-3ubuntu0.10")), Severity::High),
+            (
+                s("UBUNTU-CVE-2024-6387"),
+                s("openssh"),
+                s("1:8.9p1-3ubuntu0.6"),
+                Some(s("1:8.9p1-3ubuntu0.10")),
+                Severity::High
+            ),
             // Unfixed, priority low.
             (s("UBUNTU-CVE-2016-2781"), s("coreutils"), s("8.32-4.1ubuntu1.2"), None, Severity::Low),
         ]
@@ -243,10 +249,8 @@ fn ubuntu_kernels_only_the_running_one_is_exposed() {
         [(s("UBUNTU-CVE-2025-38094"), s("linux"), s("3.13.0-205.256"), None, Severity::Medium)]
     );
     // Running kernel unknown: both count as exposed.
-    let report = assess(
-        &os("ubuntu", "14.04", None),
-        &[deb("linux-image-3.13.0-205-generic", "3.13.0-205.256", "linux", "")],
-    );
+    let report =
+        assess(&os("ubuntu", "14.04", None), &[deb("linux-image-3.13.0-205-generic", "3.13.0-205.256", "linux", "")]);
     assert_eq!(report.findings.len(), 1);
     assert!(report.not_running_kernel_findings.is_empty());
 }
@@ -272,7 +276,13 @@ fn almalinux_node_epochs_modules_and_kernels() {
         summary(&report.findings),
         [
             // Same severity, no score: by package name.
-            (s("ALSA-2023:5711"), s("nginx"), s("1:1.20.1-13.el9"), Some(s("1:1.20.1-14.el9_2.1.alma.1")), Severity::Medium),
+            (
+                s("ALSA-2023:5711"),
+                s("nginx"),
+                s("1:1.20.1-13.el9"),
+                Some(s("1:1.20.1-14.el9_2.1.alma.1")),
+                Severity::Medium
+            ),
             (
                 s("ALSA-2025:3261"),
                 s("nginx-core"),
@@ -343,7 +353,11 @@ fn unknown_os_is_not_assessable_and_bad_items_are_errors() {
 
     let report = assess(
         &os("debian", "7", None),
-        &[deb("nginx", "not a version", "", ""), deb("nginx-full", "1.2.1-2.2+wheezy2", "nginx", ""), rpm("x", "1-1", None)],
+        &[
+            deb("nginx", "not a version", "", ""),
+            deb("nginx-full", "1.2.1-2.2+wheezy2", "nginx", ""),
+            rpm("x", "1-1", None),
+        ],
     );
     assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
     assert!(report.errors[0].to_string().contains("invalid dpkg version"), "{}", report.errors[0]);

@@ -101,7 +101,11 @@ impl AdvisoryCache {
     /// The advisories with these `(id, modified_micros)`, reading and parsing only those not
     /// cached yet. A stored record that no longer parses is skipped (and logged): it was
     /// valid when imported, so only a rule change can cause it.
-    pub async fn load(&self, store: &dyn Store, ids: &[(String, i64)]) -> Result<Vec<Arc<CompiledAdvisory>>, ServiceError> {
+    pub async fn load(
+        &self,
+        store: &dyn Store,
+        ids: &[(String, i64)],
+    ) -> Result<Vec<Arc<CompiledAdvisory>>, ServiceError> {
         let mut out = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         {

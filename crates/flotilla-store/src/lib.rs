@@ -112,8 +112,11 @@ pub trait Store: Send + Sync + 'static {
     /// Imports records in one transaction: a new id is inserted; a known id with a newer
     /// `modified` replaces the record and all its index rows; otherwise nothing changes.
     /// Returns one outcome per record, in order.
-    async fn import_advisories(&self, records: &[AdvisoryRecord], now: UnixMillis)
-    -> Result<Vec<ImportOutcome>, StoreError>;
+    async fn import_advisories(
+        &self,
+        records: &[AdvisoryRecord],
+        now: UnixMillis,
+    ) -> Result<Vec<ImportOutcome>, StoreError>;
     /// Ids and `modified_micros` of the advisories indexed under any `(ecosystem, package)`
     /// of `keys`, each once, sorted by id.
     async fn advisory_ids_for(&self, keys: &[(String, String)]) -> Result<Vec<(String, i64)>, StoreError>;

@@ -113,7 +113,8 @@ pub(crate) async fn import(
         for chunk in index.chunks(INDEX_ROWS_PER_INSERT) {
             let values: Vec<String> =
                 (0..chunk.len()).map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
-            let sql = format!("INSERT INTO advisory_index (ecosystem, package, advisory_id) VALUES {}", values.join(", "));
+            let sql =
+                format!("INSERT INTO advisory_index (ecosystem, package, advisory_id) VALUES {}", values.join(", "));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (ecosystem, package) in chunk {
                 query = query.bind(ecosystem.clone()).bind(package.clone()).bind(r.id.clone());

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
 use flotilla_store::{
-    AdvisoryRecord, CommandRecord, DocumentVersion, Enrollment, ImportOutcome, InvocationRecord, SqlStore, Store, TargetGroup,
+    AdvisoryRecord, CommandRecord, DocumentVersion, Enrollment, ImportOutcome, InvocationRecord, SqlStore, Store,
+    TargetGroup,
 };
 
 fn activation(id: &str, limit: u32) -> Activation {
@@ -268,7 +269,7 @@ async fn advisories(store: &dyn Store) {
 
     // Newer: the record and ALL its index rows are replaced.
     let newer = advisory("DSA-1", 200, &[("Debian:12", "openssl3")]);
-    assert_eq!(store.import_advisories(&[newer.clone()], 3).await.expect("newer"), [Updated]);
+    assert_eq!(store.import_advisories(std::slice::from_ref(&newer), 3).await.expect("newer"), [Updated]);
     assert!(store.advisory_ids_for(&keys(&[("Debian:11", "openssl")])).await.expect("lookup").is_empty());
     assert_eq!(
         store.advisory_ids_for(&keys(&[("Debian:12", "openssl3")])).await.expect("lookup"),
@@ -282,15 +283,13 @@ async fn advisories(store: &dyn Store) {
     assert_eq!(store.import_advisories(&[big], 4).await.expect("big"), [New]);
     let mut wanted = many[1100..].to_vec();
     wanted.push(("Ubuntu:22.04:LTS".into(), "openssh".into()));
-    let ids: Vec<String> = store.advisory_ids_for(&wanted).await.expect("lookup").into_iter().map(|(id, _)| id).collect();
+    let ids: Vec<String> =
+        store.advisory_ids_for(&wanted).await.expect("lookup").into_iter().map(|(id, _)| id).collect();
     assert_eq!(ids, ["BIG-1", "USN-1"]);
 
     let stats = store.advisory_stats().await.expect("stats");
     assert_eq!(stats.total, 3);
-    assert_eq!(
-        stats.ecosystems,
-        [("Debian:12".to_string(), 1, 200), ("Ubuntu:22.04:LTS".to_string(), 2, 100)]
-    );
+    assert_eq!(stats.ecosystems, [("Debian:12".to_string(), 1, 200), ("Ubuntu:22.04:LTS".to_string(), 2, 100)]);
     assert_eq!(stats.newest, Some(("DSA-1".to_string(), "t200".to_string())));
 }
 

@@ -127,7 +127,13 @@ pub enum AdvisoryError {
     #[error("{id}: a range of {package} ({ecosystem}) has no `introduced` event")]
     NoIntroduced { id: String, package: String, ecosystem: String },
     #[error("{id}: {event} event of {package} ({ecosystem}): {source}")]
-    InvalidEventVersion { id: String, package: String, ecosystem: String, event: &'static str, source: VersionError },
+    InvalidEventVersion {
+        id: String,
+        package: String,
+        ecosystem: String,
+        event: &'static str,
+        source: Box<VersionError>,
+    },
 }
 
 /// A parsed version of one of the three orderings.
@@ -251,7 +257,7 @@ impl Advisory {
                                 package: entry.package.clone(),
                                 ecosystem: entry.ecosystem.clone(),
                                 event: event.kind.as_str(),
-                                source,
+                                source: Box::new(source),
                             }
                         })?)
                     };
@@ -490,8 +496,7 @@ mod tests {
         ));
         let err = advisory(vec![entry("Debian:12", &[(Introduced, "0"), (Fixed, "not a version!")])])
             .compile()
-            .err()
-            .expect("rejected");
+            .expect_err("rejected");
         assert!(matches!(err, AdvisoryError::InvalidEventVersion { event: "fixed", .. }), "{err}");
         assert!(err.to_string().contains("invalid dpkg version"), "{err}");
         // A record with one supported entry keeps it and drops the unknown one.

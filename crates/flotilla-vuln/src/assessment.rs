@@ -183,12 +183,8 @@ impl PreparedNode {
             if adv.advisory.withdrawn.is_some() {
                 continue;
             }
-            let names: BTreeSet<&str> = adv
-                .affected
-                .iter()
-                .filter(|a| keys.contains(&a.ecosystem.key()))
-                .map(|a| a.package.as_str())
-                .collect();
+            let names: BTreeSet<&str> =
+                adv.affected.iter().filter(|a| keys.contains(&a.ecosystem.key())).map(|a| a.package.as_str()).collect();
             for name in names {
                 let Some(cands) = self.candidates.get(name) else { continue };
                 for (i, cand) in cands.iter().enumerate() {
@@ -273,7 +269,8 @@ fn lookup_name_version(distro: Distro, p: &InstalledPackage) -> (String, String)
 /// `EPOCH:VERSION-RELEASE` when inventory keeps the epoch apart; rpm prints `(none)` or
 /// nothing for no epoch, which is epoch 0.
 pub fn rpm_version_with_epoch(p: &InstalledPackage) -> String {
-    let has_epoch = p.version.split_once(':').is_some_and(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
+    let has_epoch =
+        p.version.split_once(':').is_some_and(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
     match non_empty(&p.epoch) {
         Some(e) if !has_epoch && e != "(none)" && e.bytes().all(|b| b.is_ascii_digit()) => {
             format!("{e}:{}", p.version)
@@ -310,7 +307,8 @@ pub fn is_kernel_package(distro: Distro, p: &InstalledPackage) -> bool {
             .any(|abi| abi.starts_with(|c: char| c.is_ascii_digit())),
         // linux-lts, linux-virt, linux-edge, ...
         Ecosystem::Apk => {
-            p.name.starts_with("linux-") && !matches!(p.name.as_str(), "linux-headers" | "linux-firmware")
+            p.name.starts_with("linux-")
+                && !matches!(p.name.as_str(), "linux-headers" | "linux-firmware")
                 && !p.name.starts_with("linux-firmware-")
                 && !p.name.starts_with("linux-pam")
                 && !p.name.ends_with("-dev")

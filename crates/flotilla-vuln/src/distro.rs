@@ -224,9 +224,24 @@ mod tests {
     #[test]
     fn rejects_unknown_ecosystems() {
         for s in [
-            "", "Debian", "Debian:", "Debian:sid", "debian:12", "npm", "PyPI", "Ubuntu:22.04:XYZ", "Ubuntu:Foo:22.04",
-            "Ubuntu:22.4", "Alpine:3.19", "Alpine:v3", "AlmaLinux:9.3", "Rocky Linux", "Red Hat", "Red Hat::9",
-            "SUSE:Linux Enterprise Server 15", "Mageia:9",
+            "",
+            "Debian",
+            "Debian:",
+            "Debian:sid",
+            "debian:12",
+            "npm",
+            "PyPI",
+            "Ubuntu:22.04:XYZ",
+            "Ubuntu:Foo:22.04",
+            "Ubuntu:22.4",
+            "Alpine:3.19",
+            "Alpine:v3",
+            "AlmaLinux:9.3",
+            "Rocky Linux",
+            "Red Hat",
+            "Red Hat::9",
+            "SUSE:Linux Enterprise Server 15",
+            "Mageia:9",
         ] {
             assert!(OsvEcosystem::parse(s).is_err(), "{s:?} must be unknown");
         }

@@ -66,12 +66,12 @@ pub use assessment::{
     AdvisoryMatch, Finding, InstalledPackage, ItemError, NodeVulnReport, OsFacts, PreparedNode, assess_node,
     match_version,
 };
-pub use distro::{Distro, OsvEcosystem, UnknownOsvEcosystem, ecosystems_for_os};
-pub use severity::Severity;
 pub use deb::DebVersion;
+pub use distro::{Distro, OsvEcosystem, UnknownOsvEcosystem, ecosystems_for_os};
 pub use ecosystem::{Ecosystem, UnknownEcosystem};
 pub use error::VersionError;
 pub use rpm::RpmVersion;
+pub use severity::Severity;
 
 use std::cmp::Ordering;
 

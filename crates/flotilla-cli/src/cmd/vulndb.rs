@@ -233,8 +233,7 @@ fn read_capped(reader: impl Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> 
 async fn import_zip(b: &mut Batcher<'_>, path: &Path) -> anyhow::Result<()> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
-    let mut archive =
-        zip::ZipArchive::new(file).with_context(|| format!("{name} is not a readable zip archive"))?;
+    let mut archive = zip::ZipArchive::new(file).with_context(|| format!("{name} is not a readable zip archive"))?;
     let mut total: u64 = 0;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).with_context(|| format!("cannot read entry {i} of {name}"))?;

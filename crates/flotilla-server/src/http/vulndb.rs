@@ -70,6 +70,7 @@ async fn match_version(
     State(state): S,
     query: Result<Query<MatchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<api::VulnMatch>>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid(format!("{}: give ecosystem, package and version", e.body_text())))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::invalid(format!("{}: give ecosystem, package and version", e.body_text())))?;
     Ok(Json(vulndb::match_version(state.store.as_ref(), &q.ecosystem, &q.package, &q.version).await?))
 }
