@@ -98,6 +98,15 @@ impl AdvisoryCache {
         Self::default()
     }
 
+    /// How many parsed advisories it holds.
+    pub fn len(&self) -> usize {
+        self.parsed.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The advisories with these `(id, modified_micros)`, reading and parsing only those not
     /// cached yet. A stored record that no longer parses is skipped (and logged): it was
     /// valid when imported, so only a rule change can cause it.
