@@ -255,6 +255,16 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 /// The name and version the distribution's advisories use for `p`.
 fn lookup_name_version(distro: Distro, p: &InstalledPackage) -> (String, String) {
     match distro {
+        // Debian's signed kernel images come from `linux-signed-ARCH` at the `linux` version
+        // with its last `-` made `+` (6.1.76-1 → 6.1.76+1); Debian's advisories name `linux`.
+        Distro::Debian if non_empty(&p.source_name).is_some_and(|n| n.starts_with("linux-signed-")) => {
+            let v = non_empty(&p.source_version).unwrap_or(&p.version);
+            let v = match v.rsplit_once('+') {
+                Some((upstream, rev)) => format!("{upstream}-{rev}"),
+                None => v.to_owned(),
+            };
+            ("linux".to_owned(), v)
+        }
         Distro::Debian | Distro::Ubuntu => match (non_empty(&p.source_name), non_empty(&p.source_version)) {
             (Some(n), Some(v)) => (n.to_owned(), v.to_owned()),
             // dpkg omits the version in `Source:` when it equals the binary's.
@@ -292,6 +302,18 @@ const RPM_KERNEL_NOT_IMAGE: [&str; 9] = [
     "kernel-srpm-macros",
 ];
 
+/// The kernel ABI in a Debian/Ubuntu kernel binary package name: what follows the first `-`
+/// that is followed by a digit, in a `linux-…` name (`linux-image-6.1.0-18-amd64` → `6.1.0-18-amd64`).
+fn deb_kernel_abi(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("linux-")?;
+    let at = rest.char_indices().find(|&(i, c)| c == '-' && rest[i + 1..].starts_with(|d: char| d.is_ascii_digit()))?.0;
+    let kind = &rest[..at];
+    // Only the packages built per ABI (not linux-libc-dev, linux-firmware, linux-base).
+    ["image", "image-unsigned", "modules", "modules-extra", "headers", "tools", "cloud-tools", "buildinfo"]
+        .contains(&kind)
+        .then(|| &rest[at + 1..])
+}
+
 /// Whether `p` is one kernel build among the possibly several installed.
 pub fn is_kernel_package(distro: Distro, p: &InstalledPackage) -> bool {
     match distro.ordering() {
@@ -299,12 +321,9 @@ pub fn is_kernel_package(distro: Distro, p: &InstalledPackage) -> bool {
             (p.name == "kernel" || p.name.starts_with("kernel-") || p.name.starts_with("kernel-uek"))
                 && !RPM_KERNEL_NOT_IMAGE.contains(&p.name.as_str())
         }
-        // linux-image-6.1.0-18-amd64, linux-modules-5.15.0-91-generic; not the meta packages
-        // (linux-image-amd64) or linux-libc-dev.
-        Ecosystem::Deb => ["linux-image-", "linux-modules-", "linux-image-unsigned-"]
-            .iter()
-            .filter_map(|prefix| p.name.strip_prefix(prefix))
-            .any(|abi| abi.starts_with(|c: char| c.is_ascii_digit())),
+        // Packages of one kernel ABI: linux-image-6.1.0-18-amd64, linux-modules-5.15.0-91-generic,
+        // linux-headers-5.15.0-91; not the meta packages (linux-image-amd64) or linux-libc-dev.
+        Ecosystem::Deb => deb_kernel_abi(&p.name).is_some(),
         // linux-lts, linux-virt, linux-edge, ...
         Ecosystem::Apk => {
             p.name.starts_with("linux-")
@@ -326,8 +345,10 @@ pub fn kernel_is_running(distro: Distro, p: &InstalledPackage, running: Option<&
             let vr = p.version.split_once(':').map_or(p.version.as_str(), |(_, v)| v);
             running == vr || running.strip_prefix(vr).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('+'))
         }
-        // The ABI is in the binary name: linux-image-6.1.0-18-amd64 runs as 6.1.0-18-amd64.
-        Ecosystem::Deb => p.name.ends_with(&format!("-{running}")),
+        // The ABI is in the binary name: linux-image-6.1.0-18-amd64 runs as 6.1.0-18-amd64, and
+        // linux-headers-5.15.0-91 belongs to 5.15.0-91-generic.
+        Ecosystem::Deb => deb_kernel_abi(&p.name)
+            .is_some_and(|abi| running == abi || running.strip_prefix(abi).is_some_and(|rest| rest.starts_with('-'))),
         // linux-lts 6.6.14-r0 runs as 6.6.14-0-lts.
         Ecosystem::Apk => {
             let flavor = p.name.strip_prefix("linux-").unwrap_or(&p.name);
@@ -566,4 +587,92 @@ pub fn match_version<'a>(
     }
     out.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.advisory_id.cmp(&b.advisory_id)));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str, source: Option<(&str, &str)>, manager: &str) -> InstalledPackage {
+        InstalledPackage {
+            name: name.into(),
+            version: version.into(),
+            source_name: source.map(|s| s.0.to_owned()),
+            source_version: source.map(|s| s.1.to_owned()).filter(|v| !v.is_empty()),
+            package_manager: manager.into(),
+            ..InstalledPackage::default()
+        }
+    }
+
+    #[test]
+    fn deb_kernel_packages_and_the_running_one() {
+        let running = Some("5.15.0-91-generic");
+        for (name, kernel, is_running) in [
+            ("linux-image-5.15.0-91-generic", true, true),
+            ("linux-modules-5.15.0-91-generic", true, true),
+            ("linux-modules-extra-5.15.0-91-generic", true, true),
+            ("linux-headers-5.15.0-91", true, true),
+            ("linux-headers-5.15.0-91-generic", true, true),
+            ("linux-image-5.15.0-89-generic", true, false),
+            ("linux-headers-5.15.0-89", true, false),
+            ("linux-image-5.15.0-9-generic", true, false),
+            ("linux-image-generic", false, true),
+            ("linux-libc-dev", false, true),
+            ("linux-firmware", false, true),
+            ("linux-base", false, true),
+            ("libc6", false, true),
+        ] {
+            let p = pkg(name, "1.0-1", None, "dpkg");
+            assert_eq!(is_kernel_package(Distro::Ubuntu, &p), kernel, "{name}");
+            if kernel {
+                assert_eq!(kernel_is_running(Distro::Ubuntu, &p, running), is_running, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn rpm_and_apk_kernels() {
+        let running = Some("5.14.0-362.8.1.el9_3.x86_64");
+        let core = pkg("kernel-core", "5.14.0-362.8.1.el9_3", None, "rpm");
+        let old = pkg("kernel-core", "5.14.0-284.11.1.el9_2", None, "rpm");
+        assert!(is_kernel_package(Distro::AlmaLinux, &core));
+        assert!(kernel_is_running(Distro::AlmaLinux, &core, running));
+        assert!(!kernel_is_running(Distro::AlmaLinux, &old, running));
+        assert!(!is_kernel_package(Distro::AlmaLinux, &pkg("kernel-headers", "5.14.0-1", None, "rpm")));
+        assert!(!is_kernel_package(Distro::AlmaLinux, &pkg("kernelshark", "1-1", None, "rpm")));
+        let lts = pkg("linux-lts", "6.6.14-r0", Some(("linux-lts", "")), "apk");
+        assert!(is_kernel_package(Distro::Alpine, &lts));
+        assert!(kernel_is_running(Distro::Alpine, &lts, Some("6.6.14-0-lts")));
+        assert!(!kernel_is_running(Distro::Alpine, &lts, Some("6.6.13-0-lts")), "upgraded, not rebooted");
+        assert!(!is_kernel_package(Distro::Alpine, &pkg("linux-firmware-intel", "1-r0", None, "apk")));
+    }
+
+    #[test]
+    fn names_and_versions_advisories_use() {
+        let signed = pkg("linux-image-6.1.0-18-amd64", "6.1.76-1", Some(("linux-signed-amd64", "6.1.76+1")), "dpkg");
+        assert_eq!(lookup_name_version(Distro::Debian, &signed), ("linux".into(), "6.1.76-1".into()));
+        let ssh = pkg("openssh-server", "1:9.2p1-2+deb12u2", Some(("openssh", "")), "dpkg");
+        assert_eq!(lookup_name_version(Distro::Debian, &ssh), ("openssh".into(), "1:9.2p1-2+deb12u2".into()));
+        let binnmu = pkg("libfoo1", "1.0-1+b1", Some(("foo", "1.0-1")), "dpkg");
+        assert_eq!(lookup_name_version(Distro::Ubuntu, &binnmu), ("foo".into(), "1.0-1".into()));
+        let musl = pkg("musl-utils", "1.2.4-r2", Some(("musl", "")), "apk");
+        assert_eq!(lookup_name_version(Distro::Alpine, &musl), ("musl".into(), "1.2.4-r2".into()));
+        let mut ssl = pkg("openssl-libs", "3.0.7-24.el9", None, "rpm");
+        ssl.epoch = Some("1".into());
+        assert_eq!(lookup_name_version(Distro::AlmaLinux, &ssl), ("openssl-libs".into(), "1:3.0.7-24.el9".into()));
+        ssl.epoch = Some("(none)".into());
+        assert_eq!(rpm_version_with_epoch(&ssl), "3.0.7-24.el9");
+        ssl.version = "2:3.0.7-24.el9".into();
+        ssl.epoch = Some("1".into());
+        assert_eq!(rpm_version_with_epoch(&ssl), "2:3.0.7-24.el9", "the version's own epoch wins");
+    }
+
+    #[test]
+    fn cve_ids_from_every_field() {
+        assert_eq!(cve_of("UBUNTU-CVE-2024-6387").as_deref(), Some("CVE-2024-6387"));
+        assert_eq!(cve_of("DEBIAN-CVE-2022-1292").as_deref(), Some("CVE-2022-1292"));
+        assert_eq!(cve_of("ALPINE-CVE-2025-26519").as_deref(), Some("CVE-2025-26519"));
+        assert_eq!(cve_of("USN-6859-1"), None);
+        assert_eq!(cve_of("DSA-3029-1"), None);
+    }
 }
