@@ -200,6 +200,9 @@ pub struct CompiledAffected {
     pub ubuntu_priority: Option<String>,
     pub debian_urgency: Option<String>,
     pub severity: Vec<SeverityEntry>,
+    /// CVSS base score and level for this entry, computed once here (see `severity::rate`).
+    pub score: Option<f64>,
+    pub level: crate::Severity,
 }
 
 /// An advisory whose every range has been checked and parsed.
@@ -271,6 +274,13 @@ impl Advisory {
             } else {
                 Vec::new()
             };
+            let (score, level) = crate::severity::rate(
+                &self.severity,
+                &self.summary,
+                &entry.severity,
+                entry.ubuntu_priority.as_deref(),
+                entry.debian_urgency.as_deref(),
+            );
             affected.push(CompiledAffected {
                 ecosystem,
                 package: entry.package.clone(),
@@ -280,6 +290,8 @@ impl Advisory {
                 ubuntu_priority: entry.ubuntu_priority.clone(),
                 debian_urgency: entry.debian_urgency.clone(),
                 severity: entry.severity.clone(),
+                score,
+                level,
             });
         }
         if affected.is_empty()

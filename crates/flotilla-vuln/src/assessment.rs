@@ -31,7 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::advisory::{CompiledAdvisory, CompiledAffected, PackageVersion, RangeVerdict, evaluate_affected};
 use crate::distro::{Distro, OsvEcosystem, ecosystems_for_os};
-use crate::severity::{Severity, rate};
+use crate::severity::Severity;
 use crate::{Ecosystem, VersionError};
 
 /// The rule name of CVE findings.
@@ -485,7 +485,7 @@ fn finding_of(name: &str, cand: &Candidate, members: &[&Match<'_>]) -> Option<Fi
         let adv = &m.advisory.advisory;
         aliases.extend(cve_ids(adv));
         aliases.insert(adv.id.clone());
-        let (s, level) = rate(&adv.severity, &adv.summary, m.entry);
+        let (s, level) = (m.entry.score, m.entry.level);
         if let Some(s) = s {
             score = Some(score.map_or(s, |b: f64| b.max(s)));
         }
@@ -572,7 +572,7 @@ pub fn match_version<'a>(
             aliases.extend(a.aliases.iter().cloned());
             aliases.extend(a.upstream.iter().cloned());
             aliases.remove(&a.id);
-            let (score, severity) = rate(&a.severity, &a.summary, m.entry);
+            let (score, severity) = (m.entry.score, m.entry.level);
             let cve = aliases.iter().find(|x| x.starts_with("CVE-")).cloned().or_else(|| cve_of(&a.id));
             out.push(AdvisoryMatch {
                 advisory_id: a.id.clone(),

@@ -21,7 +21,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::advisory::{CompiledAffected, SeverityEntry};
+use crate::advisory::SeverityEntry;
 
 /// The reported severity levels, most severe first (so sorting puts High first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,18 +92,22 @@ pub fn summary_rating(summary: &str) -> Option<Severity> {
 }
 
 /// Score and level of an advisory for one matching entry (see the module documentation).
-pub fn rate(record: &[SeverityEntry], summary: &str, entry: &CompiledAffected) -> (Option<f64>, Severity) {
-    let entries = || record.iter().chain(entry.severity.iter());
+pub fn rate(
+    record: &[SeverityEntry],
+    summary: &str,
+    entry_severity: &[SeverityEntry],
+    ubuntu_priority: Option<&str>,
+    debian_urgency: Option<&str>,
+) -> (Option<f64>, Severity) {
+    let entries = || record.iter().chain(entry_severity.iter());
     let score = entries()
         .filter(|s| s.kind.starts_with("CVSS_V3") || s.kind == "CVSS_V4")
         .filter_map(|s| cvss_base_score(&s.score))
         .fold(None, |best: Option<f64>, s| Some(best.map_or(s, |b| b.max(s))));
-    let distro = entry
-        .ubuntu_priority
-        .as_deref()
+    let distro = ubuntu_priority
         .and_then(distro_rating)
         .or_else(|| entries().filter(|s| s.kind == "Ubuntu").find_map(|s| distro_rating(&s.score)))
-        .or_else(|| entry.debian_urgency.as_deref().and_then(distro_rating))
+        .or_else(|| debian_urgency.and_then(distro_rating))
         .or_else(|| summary_rating(summary));
     let level = distro.or(score.map(Severity::from_score)).unwrap_or(Severity::Medium);
     (score, level)
