@@ -228,6 +228,25 @@ fn import_status_and_match() {
     assert!(text.contains("new 0  updated 0  unchanged 2  rejected 7"), "{text}");
     assert!(text.contains("rejected ") && text.contains("(BADVER-1)"), "{text}");
 
+    // A directory of 300 records of about 20 KiB each (6 MiB): streamed in several batches,
+    // each bigger than axum's default 2 MB body limit.
+    let many = dir.path().join("many/nested");
+    std::fs::create_dir_all(&many).expect("dir");
+    let padding = "x".repeat(20 * 1024);
+    for i in 0..300 {
+        let mut r: Value = serde_json::from_str(&record(
+            &format!("BULK-{i}"),
+            "2024-01-01T00:00:00Z",
+            debian12_openssl(json!([{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}])),
+        ))
+        .expect("json");
+        r["details"] = json!(padding);
+        std::fs::write(many.join(format!("BULK-{i}.json")), r.to_string()).expect("write");
+    }
+    let out = server.cli_json(&["vulndb", "import", dir.path().join("many").to_str().expect("path")]).expect("bulk");
+    assert_eq!(counts(&out), (300, 0, 0, 0), "{out}");
+    assert_eq!(matches(&server, "Debian:12", "openssl", "3.0.11-1~deb12u1").as_array().map(Vec::len), Some(301));
+
     // Bad queries are one-line errors.
     let out = server
         .cli(&["vulndb", "match", "--ecosystem", "Debian:12", "--package", "openssl", "--version", "not a version"])

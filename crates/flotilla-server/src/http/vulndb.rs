@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flotilla_api as api;
@@ -24,6 +24,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/vulndb/records", post(import))
         .route("/api/v1/vulndb/status", get(status))
         .route("/api/v1/vulndb/match", get(match_version))
+        // axum's extractors stop at 2 MB by default; a batch may be bigger.
+        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT))
 }
 
 #[derive(OpenApi)]
