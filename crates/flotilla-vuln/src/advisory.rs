@@ -208,6 +208,9 @@ pub struct CompiledAffected {
 /// An advisory whose every range has been checked and parsed.
 #[derive(Debug, Clone)]
 pub struct CompiledAdvisory {
+    /// The record's own fields. Its `affected` is emptied once compiled (the compiled form
+    /// below replaces it): parsed advisories are cached per assessment run, and Ubuntu's and
+    /// Debian's `versions` lists would dominate that memory.
     pub advisory: Advisory,
     /// The entries of supported ecosystems.
     pub affected: Vec<CompiledAffected>,
@@ -299,7 +302,9 @@ impl Advisory {
         {
             return Err(AdvisoryError::UnknownEcosystem { id, source });
         }
-        Ok(CompiledAdvisory { advisory: self, affected })
+        let mut advisory = self;
+        advisory.affected = Vec::new();
+        Ok(CompiledAdvisory { advisory, affected })
     }
 }
 

@@ -76,3 +76,16 @@ async fn match_version(
         query.map_err(|e| ApiError::invalid(format!("{}: give ecosystem, package and version", e.body_text())))?;
     Ok(Json(vulndb::match_version(state.store.as_ref(), &q.ecosystem, &q.package, &q.version).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn openapi_documents_every_vulndb_route() {
+        let doc = super::VulnDbDoc::openapi();
+        for path in ["/api/v1/vulndb/records", "/api/v1/vulndb/status", "/api/v1/vulndb/match"] {
+            assert!(doc.paths.paths.contains_key(path), "{path} is documented");
+        }
+    }
+}
