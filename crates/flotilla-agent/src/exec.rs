@@ -314,7 +314,27 @@ mod tests {
             .await
         });
         let pgid = pid_rx.recv_timeout(Duration::from_secs(5)).expect("started");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Wait until the shell has started both sleeps (slow on a loaded machine).
+        let in_group = || {
+            std::fs::read_dir("/proc")
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                        .filter(|stat| {
+                            // pid (comm) state ppid pgrp ...: fields after the last ')'.
+                            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                                == Some(pgid.to_string().as_str())
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        for _ in 0..100 {
+            if in_group() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(kill_orphaned_group(pgid, "FLOTILLA_INVOCATION_ID=someone-else"), 0, "wrong marker: untouched");
         assert_eq!(kill_orphaned_group(pgid, "FLOTILLA_INVOCATION_ID=test-orphan"), 3, "sh and both sleeps");
         assert!(matches!(handle.await.expect("join").expect("run"), Outcome::Signalled(9)));

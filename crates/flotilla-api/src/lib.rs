@@ -7,7 +7,9 @@
 pub mod client;
 pub mod inventory;
 pub mod types;
+pub mod vulndb;
 
 pub use client::{Client, ClientError};
 pub use inventory::*;
 pub use types::*;
+pub use vulndb::*;

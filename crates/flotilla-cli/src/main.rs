@@ -76,6 +76,9 @@ enum Command {
     ///
     /// Example: flotilla version-cmp --ecosystem deb 1:2.0~rc1-1 1:2.0-1
     VersionCmp(cmd::version_cmp::VersionCmpArgs),
+    /// The advisory database (OSV records) used for CVE assessment.
+    #[command(subcommand)]
+    Vulndb(cmd::vulndb::VulnDb),
 }
 
 fn main() -> ExitCode {
@@ -133,6 +136,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Commands(c) => c.run(&conn.client()?, format).await,
         Command::Events(c) => c.run(&conn.client()?, format).await,
         Command::Inventory(c) => c.run(&conn.client()?, format).await,
+        Command::Vulndb(c) => c.run(&conn.client()?, format).await,
     }
 }
 

@@ -156,7 +156,9 @@ fn fleet_on_postgres() {
     let (mut agent, id) = enroll(&server, dir.path(), "pg-node", DEBIAN, &act);
     wait_until(Duration::from_secs(20), || Ok(status_of(&server, &id) == "Online")).expect("online on postgres");
     server.restart().expect("restart");
-    wait_until(Duration::from_secs(20), || Ok(agent.log_text().matches("connected to the server").count() >= 2))
+    // Backoff doubles while the server is down; on a loaded machine the restart can take
+    // several rounds.
+    wait_until(Duration::from_secs(60), || Ok(agent.log_text().matches("connected to the server").count() >= 2))
         .expect("reconnected");
     wait_until(Duration::from_secs(20), || Ok(status_of(&server, &id) == "Online")).expect("online again on postgres");
     agent.stop();

@@ -26,6 +26,7 @@ mod pki;
 mod registry;
 mod retention;
 mod secret;
+pub mod vulndb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,12 +11,14 @@ mod error;
 mod inventory;
 mod records;
 mod sql;
+mod vulndb;
 
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, FindingRecord};
 pub use error::StoreError;
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
 pub use sql::SqlStore;
+pub use vulndb::{AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory};
 
 use async_trait::async_trait;
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, Tags, UnixMillis};
@@ -108,4 +110,21 @@ pub trait Store: InventoryStore + AssessmentStore + Send + Sync + 'static {
     async fn delete_commands_ended_before(&self, cutoff: UnixMillis) -> Result<Vec<String>, StoreError>;
     /// Writes many invocation states in one transaction (results arrive in storms).
     async fn update_invocations(&self, invocations: &[InvocationRecord]) -> Result<(), StoreError>;
+
+    // ---- Advisory database (vulnerability assessment; SQL in `vulndb.rs`) ----
+
+    /// Imports records in one transaction: a new id is inserted; a known id with a newer
+    /// `modified` replaces the record and all its index rows; otherwise nothing changes.
+    /// Returns one outcome per record, in order.
+    async fn import_advisories(
+        &self,
+        records: &[AdvisoryRecord],
+        now: UnixMillis,
+    ) -> Result<Vec<ImportOutcome>, StoreError>;
+    /// Ids and `modified_micros` of the advisories indexed under any `(ecosystem, package)`
+    /// of `keys`, each once, sorted by id.
+    async fn advisory_ids_for(&self, keys: &[(String, String)]) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The stored records with these ids, sorted by id; unknown ids are skipped.
+    async fn get_advisories(&self, ids: &[String]) -> Result<Vec<StoredAdvisory>, StoreError>;
+    async fn advisory_stats(&self) -> Result<AdvisoryStats, StoreError>;
 }

@@ -29,12 +29,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "commands", include_str!("../migrations/sqlite/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/sqlite/0003_inventory.sql")),
     (6, "assessments", include_str!("../migrations/sqlite/0006_assessments.sql")),
+    (5, "vulndb", include_str!("../migrations/sqlite/0005_vulndb.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "commands", include_str!("../migrations/postgres/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/postgres/0003_inventory.sql")),
     (6, "assessments", include_str!("../migrations/postgres/0006_assessments.sql")),
+    (5, "vulndb", include_str!("../migrations/postgres/0005_vulndb.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
@@ -806,6 +808,28 @@ impl Store for SqlStore {
             .map_err(q("update an invocation"))?;
         }
         tx.commit().await.map_err(q("commit an invocation batch"))
+    }
+
+    // ---- Advisory database (SQL in `vulndb.rs`) ----
+
+    async fn import_advisories(
+        &self,
+        records: &[crate::AdvisoryRecord],
+        now: UnixMillis,
+    ) -> Result<Vec<crate::ImportOutcome>, StoreError> {
+        crate::vulndb::import(&self.pool, records, now).await
+    }
+
+    async fn advisory_ids_for(&self, keys: &[(String, String)]) -> Result<Vec<(String, i64)>, StoreError> {
+        crate::vulndb::ids_for(&self.pool, keys).await
+    }
+
+    async fn get_advisories(&self, ids: &[String]) -> Result<Vec<crate::StoredAdvisory>, StoreError> {
+        crate::vulndb::get(&self.pool, ids).await
+    }
+
+    async fn advisory_stats(&self) -> Result<crate::AdvisoryStats, StoreError> {
+        crate::vulndb::stats(&self.pool).await
     }
 }
 

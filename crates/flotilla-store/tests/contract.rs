@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
 use flotilla_store::{
-    CommandRecord, DocumentVersion, Enrollment, InventoryChange, InventorySetting, InvocationRecord, SqlStore, Store,
-    TargetGroup,
+    AdvisoryRecord, CommandRecord, DocumentVersion, Enrollment, ImportOutcome, InventoryChange, InventorySetting,
+    InvocationRecord, SqlStore, Store, TargetGroup,
 };
 
 fn activation(id: &str, limit: u32) -> Activation {
@@ -285,6 +285,72 @@ async fn inventory(store: &dyn Store) {
     assert!(!store.delete_inventory_setting("web").await.expect("delete"));
 }
 
+fn advisory(id: &str, micros: i64, index: &[(&str, &str)]) -> AdvisoryRecord {
+    AdvisoryRecord {
+        id: id.into(),
+        modified: format!("t{micros}"),
+        modified_micros: micros,
+        record: format!("{{\"id\":\"{id}\",\"v\":{micros}}}"),
+        index: index.iter().map(|(e, p)| (e.to_string(), p.to_string())).collect(),
+    }
+}
+
+fn keys(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(e, p)| (e.to_string(), p.to_string())).collect()
+}
+
+async fn advisories(store: &dyn Store) {
+    use ImportOutcome::*;
+    assert_eq!(store.advisory_stats().await.expect("stats").total, 0);
+    let a = advisory("DSA-1", 100, &[("Debian:12", "openssl"), ("Debian:11", "openssl")]);
+    let b = advisory("USN-1", 100, &[("Ubuntu:22.04:LTS", "openssh")]);
+    assert_eq!(store.import_advisories(&[a.clone(), b.clone()], 1).await.expect("import"), [New, New]);
+    // Same and older `modified`: unchanged, the stored text stays.
+    let older = AdvisoryRecord { record: "older".into(), ..advisory("DSA-1", 50, &[("Debian:12", "libssl")]) };
+    assert_eq!(store.import_advisories(&[a.clone(), older], 2).await.expect("again"), [Unchanged, Unchanged]);
+    let got = store.get_advisories(&["DSA-1".into(), "nope".into()]).await.expect("get");
+    assert_eq!((got.len(), got[0].record.as_str(), got[0].modified_micros), (1, a.record.as_str(), 100));
+    assert_eq!(
+        store.advisory_ids_for(&keys(&[("Debian:12", "libssl")])).await.expect("lookup"),
+        [],
+        "older record's index rows were not written"
+    );
+
+    // Lookups read only the requested (ecosystem, package) pairs, each advisory once.
+    let ids = store
+        .advisory_ids_for(&keys(&[("Debian:12", "openssl"), ("Debian:11", "openssl"), ("Debian:12", "zlib")]))
+        .await
+        .expect("lookup");
+    assert_eq!(ids, [("DSA-1".to_string(), 100)]);
+    assert!(store.advisory_ids_for(&keys(&[("Debian:13", "openssl")])).await.expect("lookup").is_empty());
+    assert!(store.advisory_ids_for(&[]).await.expect("empty").is_empty());
+
+    // Newer: the record and ALL its index rows are replaced.
+    let newer = advisory("DSA-1", 200, &[("Debian:12", "openssl3")]);
+    assert_eq!(store.import_advisories(std::slice::from_ref(&newer), 3).await.expect("newer"), [Updated]);
+    assert!(store.advisory_ids_for(&keys(&[("Debian:11", "openssl")])).await.expect("lookup").is_empty());
+    assert_eq!(
+        store.advisory_ids_for(&keys(&[("Debian:12", "openssl3")])).await.expect("lookup"),
+        [("DSA-1".to_string(), 200)]
+    );
+    assert_eq!(store.get_advisories(&["DSA-1".into()]).await.expect("get")[0].record, newer.record);
+
+    // Many names in one lookup (more than one statement's worth).
+    let many: Vec<(String, String)> = (0..1200).map(|i| ("Ubuntu:22.04:LTS".to_string(), format!("p{i}"))).collect();
+    let big = AdvisoryRecord { index: many.clone(), ..advisory("BIG-1", 1, &[]) };
+    assert_eq!(store.import_advisories(&[big], 4).await.expect("big"), [New]);
+    let mut wanted = many[1100..].to_vec();
+    wanted.push(("Ubuntu:22.04:LTS".into(), "openssh".into()));
+    let ids: Vec<String> =
+        store.advisory_ids_for(&wanted).await.expect("lookup").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["BIG-1", "USN-1"]);
+
+    let stats = store.advisory_stats().await.expect("stats");
+    assert_eq!(stats.total, 3);
+    assert_eq!(stats.ecosystems, [("Debian:12".to_string(), 1, 200), ("Ubuntu:22.04:LTS".to_string(), 2, 100)]);
+    assert_eq!(stats.newest, Some(("DSA-1".to_string(), "t200".to_string())));
+}
+
 async fn run_contract(store: &dyn Store) {
     store.ping().await.expect("ping");
     activations(store).await;
@@ -294,6 +360,7 @@ async fn run_contract(store: &dyn Store) {
     documents(store).await;
     commands(store).await;
     inventory(store).await;
+    advisories(store).await;
 }
 
 #[tokio::test]

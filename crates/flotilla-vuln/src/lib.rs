@@ -1,8 +1,9 @@
 //! Exact package version ordering for Linux distribution package managers.
 //!
-//! This crate owns one question: given two version strings of the same
+//! This crate owns two questions. First: given two version strings of the same
 //! packaging ecosystem, which one is newer according to the package manager
-//! itself? Vulnerability assessment depends on that answer being exactly the
+//! itself? Second (modules [`advisory`], [`distro`], [`severity`],
+//! [`assessment`]): which advisories affect a node's installed packages? Vulnerability assessment depends on that answer being exactly the
 //! one the distribution's tooling would give, so each ecosystem is a faithful
 //! port of the reference implementation rather than a "semver-like" guess:
 //!
@@ -39,18 +40,38 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The advisory modules' plain data fields are named after the OSV schema fields they hold
+// and documented there; their types and functions carry docs.
+#[allow(missing_docs)]
+pub mod advisory;
 pub mod apk;
+#[allow(missing_docs)]
+pub mod assessment;
 pub mod deb;
 mod digits;
+#[allow(missing_docs)]
+pub mod distro;
 mod ecosystem;
 mod error;
 pub mod rpm;
+#[allow(missing_docs)]
+pub mod severity;
 
+pub use advisory::{
+    Advisory, AdvisoryError, Affected, CompiledAdvisory, Event, EventKind, PackageVersion, Range, RangeKind,
+    SeverityEntry,
+};
 pub use apk::ApkVersion;
+pub use assessment::{
+    AdvisoryMatch, Finding, InstalledPackage, ItemError, NodeVulnReport, OsFacts, PreparedNode, assess_node,
+    match_version,
+};
 pub use deb::DebVersion;
+pub use distro::{Distro, OsvEcosystem, UnknownOsvEcosystem, ecosystems_for_os};
 pub use ecosystem::{Ecosystem, UnknownEcosystem};
 pub use error::VersionError;
 pub use rpm::RpmVersion;
+pub use severity::Severity;
 
 use std::cmp::Ordering;
 

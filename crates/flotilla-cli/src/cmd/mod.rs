@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod nodes;
 pub mod server;
 pub mod version_cmp;
+pub mod vulndb;
 
 /// Splits `KEY=VALUE`; the server validates the parts.
 pub fn key_value(s: &str) -> Result<(String, String), String> {

@@ -10,6 +10,7 @@ mod api;
 mod error;
 mod extract;
 mod inventory;
+mod vulndb;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(inventory::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/api/v1/openapi.json", get(api::openapi));
+    // Advisory imports carry big batches: their own body limit, added after the general one.
+    let vulndb = vulndb::routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(RequestBodyLimitLayer::new(vulndb::IMPORT_BODY_LIMIT));
     let rest = operator
         .merge(agent::routes())
         .route("/healthz", get(|| async { "ok\n" }))
@@ -50,6 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint: see /api/v1/openapi.json") })
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .merge(vulndb)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(TraceLayer::new_for_http())

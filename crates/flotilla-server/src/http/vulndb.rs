@@ -1,0 +1,91 @@
+//! `/api/v1/vulndb`: the advisory database (operator API; bearer token). Import gets its own
+//! body limit: OSV exports are streamed by the CLI in batches of a few MiB.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flotilla_api as api;
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use super::ApiError;
+use super::extract::Body;
+use crate::{AppState, vulndb};
+
+type S = State<Arc<AppState>>;
+
+/// Largest import request body.
+pub const IMPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/vulndb/records", post(import))
+        .route("/api/v1/vulndb/status", get(status))
+        .route("/api/v1/vulndb/match", get(match_version))
+        // axum's extractors stop at 2 MB by default; a batch may be bigger.
+        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(import, status, match_version),
+    components(schemas(
+        api::VulnImport,
+        api::VulnRecordText,
+        api::VulnImportResult,
+        api::VulnRejected,
+        api::VulnDbStatus,
+        api::VulnEcosystemStatus,
+        api::VulnNewest,
+        api::VulnMatch
+    ))
+)]
+pub struct VulnDbDoc;
+
+#[utoipa::path(post, path = "/api/v1/vulndb/records", request_body = api::VulnImport,
+    responses((status = 200, body = api::VulnImportResult, description = "Counts; each bad record is rejected alone, with its reason"),
+        (status = 400, body = api::ErrorBody)))]
+async fn import(State(state): S, Body(req): Body<api::VulnImport>) -> Result<Json<api::VulnImportResult>, ApiError> {
+    Ok(Json(vulndb::import(state.store.as_ref(), req).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/vulndb/status", responses((status = 200, body = api::VulnDbStatus)))]
+async fn status(State(state): S) -> Result<Json<api::VulnDbStatus>, ApiError> {
+    Ok(Json(vulndb::status(state.store.as_ref()).await?))
+}
+
+#[derive(Deserialize)]
+struct MatchQuery {
+    ecosystem: String,
+    package: String,
+    version: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/vulndb/match",
+    params(("ecosystem" = String, Query, description = "OSV ecosystem, e.g. Debian:12 or Ubuntu:22.04:LTS"),
+        ("package" = String, Query, description = "Package name as the advisories use it (Debian/Ubuntu: source package)"),
+        ("version" = String, Query, description = "Exact version, compared with the ecosystem's own ordering")),
+    responses((status = 200, body = [api::VulnMatch]), (status = 400, body = api::ErrorBody)))]
+async fn match_version(
+    State(state): S,
+    query: Result<Query<MatchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<api::VulnMatch>>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::invalid(format!("{}: give ecosystem, package and version", e.body_text())))?;
+    Ok(Json(vulndb::match_version(state.store.as_ref(), &q.ecosystem, &q.package, &q.version).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn openapi_documents_every_vulndb_route() {
+        let doc = super::VulnDbDoc::openapi();
+        for path in ["/api/v1/vulndb/records", "/api/v1/vulndb/status", "/api/v1/vulndb/match"] {
+            assert!(doc.paths.paths.contains_key(path), "{path} is documented");
+        }
+    }
+}
