@@ -4,11 +4,13 @@
 //! Invariant: these types are the public wire format. Fields are snake_case and only ever
 //! added; requests reject unknown fields so that a typo is an error, not a silent default.
 
+pub mod assess;
 pub mod client;
 pub mod inventory;
 pub mod types;
 pub mod vulndb;
 
+pub use assess::*;
 pub use client::{Client, ClientError};
 pub use inventory::*;
 pub use types::*;

@@ -69,6 +69,12 @@ enum Command {
     /// State changes published on the server's event bus.
     #[command(subcommand)]
     Events(cmd::events::Events),
+    /// Vulnerability assessment runs.
+    #[command(subcommand)]
+    Assess(cmd::assess::Assess),
+    /// Findings of assessments, most severe first.
+    #[command(subcommand)]
+    Findings(cmd::assess::Findings),
     /// What is on the nodes: packages, services, network, hardware, files, custom types.
     #[command(subcommand)]
     Inventory(cmd::inventory::Inventory),
@@ -136,6 +142,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Commands(c) => c.run(&conn.client()?, format).await,
         Command::Events(c) => c.run(&conn.client()?, format).await,
         Command::Inventory(c) => c.run(&conn.client()?, format).await,
+        Command::Assess(c) => c.run(&conn.client()?, format).await,
+        Command::Findings(c) => c.run(&conn.client()?, format).await,
         Command::Vulndb(c) => c.run(&conn.client()?, format).await,
     }
 }

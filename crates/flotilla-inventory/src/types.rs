@@ -125,6 +125,7 @@ impl InventoryType {
                 ("error", Text),
             ],
             "Finding" => &[
+                ("run_id", Text),
                 ("rule", Text),
                 ("advisory_id", Text),
                 ("aliases", List),

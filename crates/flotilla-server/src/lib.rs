@@ -7,6 +7,7 @@
 //! pure rules of `flotilla_core`; `gateway` owns agent streams and `registry` who is connected.
 
 pub mod artifact;
+mod assess;
 mod bootstrap;
 mod commands;
 pub mod config;
@@ -116,6 +117,7 @@ impl Server {
             tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
             tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
         ];
+        assess::resume(&state).await.context("cannot resume unfinished assessment runs")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, tasks, state, _lock: boot.lock })
     }

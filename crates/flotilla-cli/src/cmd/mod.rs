@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod activations;
+pub mod assess;
 pub mod commands;
 pub mod documents;
 pub mod events;

@@ -80,6 +80,7 @@ struct ApiDoc;
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::inventory::InventoryDoc::openapi());
+    doc.merge(super::assess::AssessDoc::openapi());
     doc.merge(super::vulndb::VulnDbDoc::openapi());
     Json(doc)
 }

@@ -7,6 +7,7 @@
 
 mod agent;
 mod api;
+mod assess;
 mod error;
 mod extract;
 mod inventory;
@@ -42,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
     let operator = api::routes()
         .merge(inventory::routes())
+        .merge(assess::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/api/v1/openapi.json", get(api::openapi));
     // Advisory imports carry big batches: their own body limit, added after the general one.

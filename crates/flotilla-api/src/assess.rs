@@ -1,0 +1,104 @@
+//! Vulnerability assessment runs and findings on the REST surface.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Client, ClientError, enc};
+
+/// Body of `POST /api/v1/assessments`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateAssessment {
+    /// Target expressions (default: all).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Rules packages: cve, security-best-practices, network-reachability (default: all three).
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// The lowest severity that makes a node non-compliant (default High).
+    #[serde(default)]
+    pub noncompliant_at: Option<String>,
+}
+
+/// One node of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AssessmentNode {
+    pub node_id: String,
+    /// Pending, Assessed, NotAssessable (its OS has no advisory data: not clean), Incomplete.
+    pub status: String,
+    pub detail: String,
+}
+
+/// An assessment run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AssessmentRun {
+    pub id: String,
+    /// Created, CollectingData, EvaluatingRules, Completed or Failed.
+    pub status: String,
+    pub targets: Vec<String>,
+    pub rules: Vec<String>,
+    pub noncompliant_at: String,
+    pub node_count: i64,
+    /// Severity -> number of findings.
+    pub finding_counts: BTreeMap<String, u64>,
+    /// The commands that ran the node-side checks.
+    pub command_ids: Vec<String>,
+    pub detail: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// Per-node progress (in `show`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<AssessmentNode>>,
+}
+
+/// One finding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FindingView {
+    pub node_id: String,
+    pub run_id: String,
+    pub rule: String,
+    pub advisory_id: String,
+    pub aliases: Vec<String>,
+    pub package: String,
+    pub installed_version: String,
+    pub fixed_version: Option<String>,
+    pub severity: String,
+    pub score: Option<String>,
+    pub title: String,
+}
+
+impl Client {
+    pub async fn create_assessment(&self, req: &CreateAssessment) -> Result<AssessmentRun, ClientError> {
+        self.call(reqwest::Method::POST, "/api/v1/assessments", Some(req)).await
+    }
+
+    pub async fn list_assessments(&self) -> Result<Vec<AssessmentRun>, ClientError> {
+        self.get("/api/v1/assessments").await
+    }
+
+    pub async fn get_assessment(&self, id: &str) -> Result<AssessmentRun, ClientError> {
+        self.get(&format!("/api/v1/assessments/{}", enc(id))).await
+    }
+
+    /// Findings: of one run, or each node's latest; optionally one node, one severity.
+    pub async fn list_findings(
+        &self,
+        node: Option<&str>,
+        severity: Option<&str>,
+        run: Option<&str>,
+    ) -> Result<Vec<FindingView>, ClientError> {
+        let query: Vec<String> = [("node", node), ("severity", severity), ("run", run)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", enc(v))))
+            .collect();
+        let path =
+            if query.is_empty() { "/api/v1/findings".into() } else { format!("/api/v1/findings?{}", query.join("&")) };
+        self.get(&path).await
+    }
+}

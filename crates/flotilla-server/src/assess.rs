@@ -1,0 +1,546 @@
+//! Vulnerability assessment runs: Created → CollectingData → EvaluatingRules → Completed | Failed.
+//!
+//! - `cve` is evaluated here, from each node's stored inventory (InstanceInformation and
+//!   Application) against the advisory database (`vulndb::assess_node`); no agent work.
+//! - `security-best-practices` and `network-reachability` run on the nodes, as commands of the
+//!   built-in documents (CollectingData); their output is the JSON array of findings.
+//! - On completion every node's findings (sorted by severity) replace its `Finding` inventory and
+//!   its `Compliance` item (type Vulnerability: non-compliant when a finding is at or above the
+//!   run's threshold); one `FindingReported` event per node and `AssessmentRunCompleted` are
+//!   published.
+//!
+//! Invariants: no cap on nodes per run, and no silent truncation: every node of the run ends
+//! with a status and every finding is stored. A node whose OS has no advisory data is
+//! NotAssessable, never clean. The driver is idempotent per node, so a run interrupted by a
+//! restart is resumed from its stored state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_api as api;
+use flotilla_core::NodeId;
+use flotilla_document::{ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY};
+use flotilla_store::{AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord};
+use flotilla_vuln::{InstalledPackage, OsFacts};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::vulndb::AdvisoryCache;
+use crate::{AppState, ServiceError, now_ms};
+
+pub const RULE_CVE: &str = "cve";
+pub const RULE_BEST_PRACTICES: &str = "security-best-practices";
+pub const RULE_NETWORK: &str = "network-reachability";
+const RULES: &[&str] = &[RULE_CVE, RULE_BEST_PRACTICES, RULE_NETWORK];
+/// Findings on installed kernels that are not the running one: reported apart.
+const RULE_INACTIVE_KERNEL: &str = "cve-inactive-kernel";
+/// Nodes evaluated at once (each is a few store reads and one write).
+const PARALLEL_NODES: usize = 8;
+const COMMAND_POLL: Duration = Duration::from_millis(300);
+
+fn document_of(rule: &str) -> Option<&'static str> {
+    match rule {
+        RULE_BEST_PRACTICES => Some(ASSESS_BEST_PRACTICES),
+        RULE_NETWORK => Some(ASSESS_NETWORK_REACHABILITY),
+        _ => None,
+    }
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "High" => 0,
+        "Medium" => 1,
+        "Low" => 2,
+        _ => 3,
+    }
+}
+
+fn parse_severity(text: &str) -> Result<&'static str, ServiceError> {
+    ["High", "Medium", "Low", "Informational"].into_iter().find(|s| s.eq_ignore_ascii_case(text)).ok_or_else(|| {
+        ServiceError::Invalid(format!("severity `{text}` is not one of High, Medium, Low, Informational"))
+    })
+}
+
+fn to_api(run: &AssessmentRunRecord, nodes: Option<Vec<AssessmentNodeRecord>>) -> api::AssessmentRun {
+    api::AssessmentRun {
+        id: run.id.clone(),
+        status: run.status.clone(),
+        targets: run.targets.clone(),
+        rules: run.rules.clone(),
+        noncompliant_at: run.noncompliant_at.clone(),
+        node_count: run.node_count,
+        finding_counts: serde_json::from_str(&run.finding_counts).unwrap_or_default(),
+        command_ids: run.command_ids.clone(),
+        detail: run.detail.clone(),
+        created_at: api::rfc3339(run.created_at),
+        ended_at: run.ended_at.map(api::rfc3339),
+        nodes: nodes.map(|list| {
+            list.into_iter()
+                .map(|n| api::AssessmentNode { node_id: n.node_id, status: n.status, detail: n.detail })
+                .collect()
+        }),
+    }
+}
+
+/// `POST /api/v1/assessments`: resolves the targets now and starts the run.
+pub async fn create(state: &Arc<AppState>, req: api::CreateAssessment) -> Result<api::AssessmentRun, ServiceError> {
+    let rules: Vec<String> =
+        if req.rules.is_empty() { RULES.iter().map(|r| (*r).to_owned()).collect() } else { req.rules };
+    if let Some(bad) = rules.iter().find(|r| !RULES.contains(&r.as_str())) {
+        return Err(ServiceError::Invalid(format!("unknown rules package `{bad}`: use {}", RULES.join(", "))));
+    }
+    let noncompliant_at = parse_severity(req.noncompliant_at.as_deref().unwrap_or("High"))?.to_owned();
+    let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
+    let nodes = crate::fleet::list_nodes(state, &targets).await?;
+    let node_ids: Vec<String> = nodes.into_iter().filter(|n| n.status != "Deregistered").map(|n| n.id).collect();
+    if node_ids.is_empty() {
+        return Err(ServiceError::Invalid(format!("the targets {} match no node", targets.join(" "))));
+    }
+    let run = AssessmentRunRecord {
+        id: format!("ar-{}", hex(&crate::secret::random_bytes::<8>())),
+        targets,
+        rules,
+        noncompliant_at,
+        status: "Created".into(),
+        node_count: i64::try_from(node_ids.len()).unwrap_or(i64::MAX),
+        finding_counts: "{}".into(),
+        command_ids: Vec::new(),
+        detail: String::new(),
+        created_at: now_ms(),
+        ended_at: None,
+    };
+    state.store.create_assessment_run(&run, &node_ids).await?;
+    state.events.publish("AssessmentRunCreated", None, None, &run.id);
+    tracing::info!(run = %run.id, nodes = node_ids.len(), rules = ?run.rules, "assessment run created");
+    spawn(state.clone(), run.id.clone());
+    Ok(to_api(&run, None))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn spawn(state: Arc<AppState>, id: String) {
+    tokio::spawn(async move {
+        if let Err(e) = drive(&state, &id).await {
+            tracing::error!(run = %id, "assessment run failed: {e}");
+            if let Ok(Some(mut run)) = state.store.get_assessment_run(&id).await {
+                run.status = "Failed".into();
+                run.detail = e.to_string();
+                run.ended_at = Some(now_ms());
+                let _ = state.store.update_assessment_run(&run).await;
+                state.events.publish("AssessmentRunCompleted", None, None, &format!("{id} Failed"));
+            }
+        }
+    });
+}
+
+/// At start-up: every unfinished run continues where it was.
+pub async fn resume(state: &Arc<AppState>) -> Result<(), ServiceError> {
+    for run in state.store.unfinished_assessment_runs().await? {
+        tracing::info!(run = %run.id, status = %run.status, "resuming assessment run");
+        spawn(state.clone(), run.id);
+    }
+    Ok(())
+}
+
+async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
+    let mut run = state
+        .store
+        .get_assessment_run(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no assessment run `{id}`")))?;
+    let agent_rules: Vec<String> = run.rules.iter().filter(|r| document_of(r).is_some()).cloned().collect();
+    if run.status == "Created" {
+        run.status = if agent_rules.is_empty() { "EvaluatingRules" } else { "CollectingData" }.into();
+        for rule in &agent_rules {
+            let document = document_of(rule).unwrap_or_default();
+            let command = crate::commands::create(
+                state,
+                api::CreateCommand {
+                    document: document.into(),
+                    targets: run.targets.clone(),
+                    max_concurrency: Some("100%".into()),
+                    max_errors: Some("100%".into()),
+                    comment: Some(format!("assessment {}: {rule}", run.id)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            run.command_ids.push(command.id);
+        }
+        state.store.update_assessment_run(&run).await?;
+    }
+    if run.status == "CollectingData" {
+        for command in &run.command_ids {
+            wait_for_command(state, command).await?;
+        }
+        run.status = "EvaluatingRules".into();
+        state.store.update_assessment_run(&run).await?;
+    }
+    // Node-side results, per rule: node → invocation.
+    let mut checks: Vec<(String, String, HashMap<String, InvocationRecord>)> = Vec::new();
+    for (rule, command) in agent_rules.iter().zip(&run.command_ids) {
+        let invocations = state.store.list_invocations(command).await?;
+        checks.push((rule.clone(), command.clone(), invocations.into_iter().map(|i| (i.node_id.clone(), i)).collect()));
+    }
+    let cache = AdvisoryCache::new();
+    let nodes = state.store.assessment_nodes(&run.id).await?;
+    let run_ref = &run;
+    let checks_ref = &checks;
+    let cache_ref = &cache;
+    let results: Vec<Result<BTreeMap<String, u64>, ServiceError>> = futures::stream::iter(nodes)
+        .map(|node| async move { evaluate_node(state, run_ref, &node.node_id, checks_ref, cache_ref).await })
+        .buffer_unordered(PARALLEL_NODES)
+        .collect()
+        .await;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for result in results {
+        for (severity, n) in result? {
+            *counts.entry(severity).or_default() += n;
+        }
+    }
+    run.finding_counts = serde_json::to_string(&counts).unwrap_or_else(|_| "{}".into());
+    run.status = "Completed".into();
+    run.ended_at = Some(now_ms());
+    state.store.update_assessment_run(&run).await?;
+    state.events.publish("AssessmentRunCompleted", None, None, &format!("{} Completed", run.id));
+    tracing::info!(run = %run.id, ?counts, "assessment run completed");
+    Ok(())
+}
+
+async fn wait_for_command(state: &AppState, id: &str) -> Result<(), ServiceError> {
+    loop {
+        let command = crate::commands::get(state, id).await?;
+        if matches!(command.status.as_str(), "Success" | "Failed" | "Cancelled" | "TimedOut") {
+            return Ok(());
+        }
+        tokio::time::sleep(COMMAND_POLL).await;
+    }
+}
+
+/// What an agent reports per check finding.
+#[derive(Deserialize)]
+struct CheckFinding {
+    rule: String,
+    id: String,
+    severity: String,
+    title: String,
+    detail: String,
+}
+
+async fn evaluate_node(
+    state: &AppState,
+    run: &AssessmentRunRecord,
+    node: &str,
+    checks: &[(String, String, HashMap<String, InvocationRecord>)],
+    cache: &AdvisoryCache,
+) -> Result<BTreeMap<String, u64>, ServiceError> {
+    let node_id: NodeId =
+        node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Internal(e.to_string()))?;
+    let mut findings: Vec<FindingRecord> = Vec::new();
+    let mut status = "Assessed";
+    let mut notes: Vec<String> = Vec::new();
+    let finding = |rule: &str, advisory_id: String, severity: &str, title: String| FindingRecord {
+        run_id: run.id.clone(),
+        node_id: node.to_owned(),
+        rule: rule.to_owned(),
+        advisory_id,
+        aliases: Vec::new(),
+        package: String::new(),
+        installed_version: String::new(),
+        fixed_version: None,
+        severity: severity.to_owned(),
+        score: None,
+        title,
+    };
+    if run.rules.iter().any(|r| r == RULE_CVE) {
+        match cve(state, &node_id, cache).await? {
+            CveOutcome::NoInventory => {
+                status = "NotAssessable";
+                notes.push("no inventory yet: collect it (Flotilla-CollectInventory) and assess again".into());
+            }
+            CveOutcome::UnknownOs(os) => {
+                status = "NotAssessable";
+                notes.push(format!("no advisory data for {os}: not assessed for CVEs (this is not a clean bill)"));
+            }
+            CveOutcome::Report(report) => {
+                for (list, rule) in
+                    [(&report.findings, RULE_CVE), (&report.not_running_kernel_findings, RULE_INACTIVE_KERNEL)]
+                {
+                    for f in list {
+                        findings.push(FindingRecord {
+                            aliases: f.aliases.clone(),
+                            package: f.package.clone(),
+                            installed_version: f.installed_version.clone(),
+                            fixed_version: f.fixed_version.clone(),
+                            score: f.score.map(|s| format!("{s:.1}")),
+                            ..finding(rule, f.advisory_id.clone(), f.severity.as_str(), f.title.clone())
+                        });
+                    }
+                }
+                if !report.errors.is_empty() {
+                    notes.push(format!(
+                        "{} package(s) not assessable: {}",
+                        report.errors.len(),
+                        report.errors.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                    ));
+                }
+            }
+        }
+    }
+    for (rule, command, invocations) in checks {
+        let Some(invocation) = invocations.get(node) else { continue };
+        if invocation.status != "Success" {
+            status = if status == "Assessed" { "Incomplete" } else { status };
+            notes.push(format!("{rule} checks did not run: invocation {} ({})", invocation.status, invocation.detail));
+            continue;
+        }
+        let text = if invocation.stdout_truncated {
+            String::from_utf8_lossy(&crate::commands::output(state, command, node, "stdout").await?).into_owned()
+        } else {
+            invocation.stdout.clone()
+        };
+        match serde_json::from_str::<Vec<CheckFinding>>(text.trim()) {
+            Ok(list) => findings.extend(list.into_iter().filter(|c| c.rule == *rule).map(|c| {
+                let title = format!("{} ({})", c.title, c.detail);
+                finding(rule, c.id, parse_severity(&c.severity).unwrap_or("Medium"), title)
+            })),
+            Err(e) => {
+                status = if status == "Assessed" { "Incomplete" } else { status };
+                notes.push(format!("{rule}: the agent's report is unreadable ({e}); upgrade the agent"));
+            }
+        }
+    }
+    findings.sort_by(|a, b| {
+        let score = |f: &FindingRecord| f.score.as_deref().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        severity_rank(&a.severity)
+            .cmp(&severity_rank(&b.severity))
+            .then(score(b).total_cmp(&score(a)))
+            .then(a.package.cmp(&b.package))
+            .then(a.advisory_id.cmp(&b.advisory_id))
+    });
+    let record = AssessmentNodeRecord { node_id: node.to_owned(), status: status.into(), detail: notes.join("; ") };
+    state.store.record_node_assessment(&run.id, &record, &findings).await?;
+
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &findings {
+        *counts.entry(f.severity.clone()).or_default() += 1;
+    }
+    write_inventory(state, &node_id, run, &findings, &counts, status).await?;
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    state.events.publish("FindingReported", None, Some(node), &format!("{} {}", run.id, summary.join(",")));
+    Ok(counts)
+}
+
+enum CveOutcome {
+    NoInventory,
+    UnknownOs(String),
+    Report(flotilla_vuln::NodeVulnReport),
+}
+
+async fn cve(state: &AppState, node: &NodeId, cache: &AdvisoryCache) -> Result<CveOutcome, ServiceError> {
+    let info = state.store.inventory_items(node, "InstanceInformation").await?;
+    let Some(info) = info.first().and_then(|i| serde_json::from_str::<Value>(i).ok()) else {
+        return Ok(CveOutcome::NoInventory);
+    };
+    let text = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let os = OsFacts {
+        id: text("os_id"),
+        version_id: text("os_version"),
+        kernel_release: Some(text("kernel")).filter(|k| !k.is_empty()),
+    };
+    let packages: Vec<InstalledPackage> = state
+        .store
+        .inventory_items(node, "Application")
+        .await?
+        .iter()
+        .filter_map(|i| serde_json::from_str::<flotilla_inventory::Application>(i).ok())
+        .map(|a| InstalledPackage {
+            name: a.name,
+            version: a.version,
+            arch: a.arch.unwrap_or_default(),
+            source_name: a.source_name,
+            source_version: a.source_version,
+            package_manager: a.package_manager,
+            epoch: a.epoch,
+        })
+        .collect();
+    let report = crate::vulndb::assess_node(state.store.as_ref(), cache, &os, &packages).await?;
+    if !report.assessable {
+        return Ok(CveOutcome::UnknownOs(format!("{} {}", os.id, os.version_id).trim().to_owned()));
+    }
+    Ok(CveOutcome::Report(report))
+}
+
+/// The node's `Finding` items become this run's findings; its `Compliance` item says whether
+/// any reaches the run's threshold.
+async fn write_inventory(
+    state: &AppState,
+    node: &NodeId,
+    run: &AssessmentRunRecord,
+    findings: &[FindingRecord],
+    counts: &BTreeMap<String, u64>,
+    status: &str,
+) -> Result<(), ServiceError> {
+    let items: Vec<(Option<String>, String)> = findings
+        .iter()
+        .map(|f| {
+            let item = serde_json::json!({
+                "run_id": f.run_id,
+                "rule": f.rule,
+                "advisory_id": f.advisory_id,
+                "aliases": f.aliases,
+                "package": f.package,
+                "installed_version": f.installed_version,
+                "fixed_version": f.fixed_version,
+                "severity": f.severity,
+                "score": f.score,
+                "title": f.title,
+            });
+            (Some(f.package.clone()), item.to_string())
+        })
+        .collect();
+    let threshold = severity_rank(&run.noncompliant_at);
+    let worst = findings.iter().map(|f| severity_rank(&f.severity)).min();
+    let compliance_status = match (status, worst) {
+        ("NotAssessable", _) => "NOT_ASSESSABLE",
+        (_, Some(rank)) if rank <= threshold => "NON_COMPLIANT",
+        _ => "COMPLIANT",
+    };
+    let severity = worst.map_or("None", |rank| ["High", "Medium", "Low", "Informational"][usize::from(rank.min(3))]);
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let compliance = serde_json::json!({
+        "compliance_type": "Vulnerability",
+        "status": compliance_status,
+        "severity": severity,
+        "detail": format!("run {}: {}", run.id, if summary.is_empty() { "no findings".into() } else { summary.join(", ") }),
+    });
+    let changes = [
+        InventoryChange::Replace {
+            type_name: "Finding".into(),
+            content_hash: format!("{}-{}", run.id, findings.len()),
+            items,
+        },
+        InventoryChange::Replace {
+            type_name: "Compliance".into(),
+            content_hash: format!("{}-{compliance_status}", run.id),
+            items: vec![(None, compliance.to_string())],
+        },
+    ];
+    let now = now_ms();
+    state.store.apply_inventory(node, &changes, now, now).await?;
+    Ok(())
+}
+
+pub async fn list(state: &AppState) -> Result<Vec<api::AssessmentRun>, ServiceError> {
+    Ok(state.store.list_assessment_runs().await?.iter().map(|r| to_api(r, None)).collect())
+}
+
+pub async fn show(state: &AppState, id: &str) -> Result<api::AssessmentRun, ServiceError> {
+    let run = state.store.get_assessment_run(id).await?.ok_or_else(|| {
+        ServiceError::NotFound(format!("no assessment run `{id}`: list them with `flotilla assess ls`"))
+    })?;
+    let nodes = state.store.assessment_nodes(id).await?;
+    Ok(to_api(&run, Some(nodes)))
+}
+
+/// `GET /api/v1/findings`: a run's findings, or every node's latest (its `Finding` inventory).
+pub async fn findings(
+    state: &AppState,
+    node: Option<&str>,
+    severity: Option<&str>,
+    run: Option<&str>,
+) -> Result<Vec<api::FindingView>, ServiceError> {
+    let severity = severity.map(parse_severity).transpose()?;
+    if let Some(node) = node {
+        let id: NodeId = node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Invalid(e.to_string()))?;
+        if state.store.get_node(&id).await?.is_none() {
+            return Err(ServiceError::NotFound(format!("no node `{node}`")));
+        }
+    }
+    let mut out: Vec<api::FindingView> = match run {
+        Some(run) => {
+            if state.store.get_assessment_run(run).await?.is_none() {
+                return Err(ServiceError::NotFound(format!("no assessment run `{run}`")));
+            }
+            state
+                .store
+                .run_findings(run, node)
+                .await?
+                .into_iter()
+                .map(|f| api::FindingView {
+                    node_id: f.node_id,
+                    run_id: f.run_id,
+                    rule: f.rule,
+                    advisory_id: f.advisory_id,
+                    aliases: f.aliases,
+                    package: f.package,
+                    installed_version: f.installed_version,
+                    fixed_version: f.fixed_version,
+                    severity: f.severity,
+                    score: f.score,
+                    title: f.title,
+                })
+                .collect()
+        }
+        None => latest(state, node).await?,
+    };
+    if let Some(severity) = severity {
+        out.retain(|f| f.severity == severity);
+    }
+    out.sort_by(|a, b| severity_rank(&a.severity).cmp(&severity_rank(&b.severity)).then(a.node_id.cmp(&b.node_id)));
+    Ok(out)
+}
+
+/// Each node's findings from its latest assessment, read from its `Finding` inventory.
+async fn latest(state: &AppState, node: Option<&str>) -> Result<Vec<api::FindingView>, ServiceError> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let batch = state.store.inventory_scan("Finding", None, after.as_deref(), 1000).await?;
+        let Some((last, _)) = batch.last() else { break };
+        after = Some(last.clone());
+        rows.extend(batch.into_iter().filter(|(n, _)| node.is_none_or(|want| want == n)));
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|(node_id, item)| {
+            let v: Value = serde_json::from_str(&item).ok()?;
+            let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            Some(api::FindingView {
+                run_id: s("run_id").unwrap_or_default(),
+                node_id,
+                rule: s("rule").unwrap_or_default(),
+                advisory_id: s("advisory_id").unwrap_or_default(),
+                aliases: v
+                    .get("aliases")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                package: s("package").unwrap_or_default(),
+                installed_version: s("installed_version").unwrap_or_default(),
+                fixed_version: s("fixed_version"),
+                severity: s("severity").unwrap_or_default(),
+                score: s("score"),
+                title: s("title").unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_rank_high_first() {
+        let mut list = vec!["Low", "Informational", "High", "Medium"];
+        list.sort_by_key(|s| severity_rank(s));
+        assert_eq!(list, ["High", "Medium", "Low", "Informational"]);
+        assert!(parse_severity("critical").is_err());
+        assert_eq!(parse_severity("medium").ok(), Some("Medium"));
+    }
+}

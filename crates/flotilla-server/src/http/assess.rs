@@ -1,0 +1,63 @@
+//! `/api/v1` assessment routes (bearer token, like the rest of `/api/v1`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use flotilla_api as api;
+use utoipa::OpenApi;
+
+use super::ApiError;
+use super::extract::{Body, query_values};
+use crate::{AppState, assess};
+
+type Result<T> = std::result::Result<T, ApiError>;
+type S = State<Arc<AppState>>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/assessments", get(list).post(create))
+        .route("/api/v1/assessments/{id}", get(show))
+        .route("/api/v1/findings", get(findings))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, list, show, findings),
+    components(schemas(api::CreateAssessment, api::AssessmentRun, api::AssessmentNode, api::FindingView))
+)]
+pub struct AssessDoc;
+
+#[utoipa::path(post, path = "/api/v1/assessments", request_body = api::CreateAssessment,
+    responses((status = 201, body = api::AssessmentRun), (status = 400, body = api::ErrorBody)))]
+async fn create(
+    State(state): S,
+    Body(req): Body<api::CreateAssessment>,
+) -> Result<(StatusCode, Json<api::AssessmentRun>)> {
+    Ok((StatusCode::CREATED, Json(assess::create(&state, req).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/assessments", responses((status = 200, body = [api::AssessmentRun])))]
+async fn list(State(state): S) -> Result<Json<Vec<api::AssessmentRun>>> {
+    Ok(Json(assess::list(&state).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/assessments/{id}",
+    responses((status = 200, body = api::AssessmentRun), (status = 404, body = api::ErrorBody)))]
+async fn show(State(state): S, Path(id): Path<String>) -> Result<Json<api::AssessmentRun>> {
+    Ok(Json(assess::show(&state, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/findings",
+    params(
+        ("node" = Option<String>, Query, description = "Only this node"),
+        ("severity" = Option<String>, Query, description = "High, Medium, Low or Informational"),
+        ("run" = Option<String>, Query, description = "This run's findings (default: each node's latest)")
+    ),
+    responses((status = 200, body = [api::FindingView]), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
+async fn findings(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::FindingView>>> {
+    let one = |k: &str| query_values(raw.as_deref(), k).into_iter().next();
+    Ok(Json(assess::findings(&state, one("node").as_deref(), one("severity").as_deref(), one("run").as_deref()).await?))
+}
