@@ -5,6 +5,7 @@
 // The demo starts Flotilla's own agent binaries, not node workloads.
 #![allow(clippy::disallowed_methods)]
 
+mod osv_sample;
 mod packages;
 
 use std::net::SocketAddr;
@@ -49,6 +50,59 @@ const DISTROS: &[(&str, &str)] = &[
     ),
     ("alpine319", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n"),
 ];
+
+/// Imports the OSV sample, assesses the fleet (once every node's inventory is in) and prints the
+/// findings, as an operator would.
+async fn first_assessment(client: &Client, nodes: usize) -> anyhow::Result<()> {
+    let records = osv_sample::RECORDS
+        .iter()
+        .map(|(source, text)| flotilla_api::VulnRecordText { source: (*source).into(), text: (*text).into() })
+        .collect();
+    let imported = client.vulndb_import(&flotilla_api::VulnImport { records }).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let query = flotilla_api::InventoryQuery {
+            type_name: "InstanceInformation".into(),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        if client.query_inventory(&query).await?.rows.len() >= nodes || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut run = client
+        .create_assessment(&flotilla_api::CreateAssessment {
+            rules: vec!["cve".into(), "security-best-practices".into()],
+            ..Default::default()
+        })
+        .await?;
+    while !matches!(run.status.as_str(), "Completed" | "Failed") && Instant::now() < deadline + Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        run = client.get_assessment(&run.id).await?;
+    }
+    println!(
+        "Imported {} OSV advisories from the sample; first assessment: flotilla assess run --rules cve,security-best-practices",
+        imported.new + imported.updated + imported.unchanged
+    );
+    let findings = client.list_findings(None, Some("High"), Some(&run.id)).await?;
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            vec![
+                f.node_id.clone(),
+                f.advisory_id.clone(),
+                f.package.clone(),
+                f.installed_version.clone(),
+                f.title.chars().take(50).collect(),
+            ]
+        })
+        .collect();
+    println!("{}: {} — High findings:", run.id, run.status);
+    println!("{}", table(&["NODE", "ADVISORY", "PACKAGE", "INSTALLED", "TITLE"], &rows));
+    Ok(())
+}
 
 /// Runs a first command on the sample fleet and prints its result, as an operator would.
 async fn first_command(client: &Client) -> anyhow::Result<()> {
@@ -208,6 +262,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         println!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)));
         first_command(&client).await?;
+        first_assessment(&client, samples.len()).await?;
         println!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url);
         println!("Point the CLI at it from another shell:");
         println!("  export FLOTILLA_URL={}", server.url);
@@ -215,6 +270,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  export FLOTILLA_CA={}", ca_path.display());
         println!("  flotilla nodes ls --target tag:env=prod");
         println!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'");
+        println!("  flotilla findings ls --severity High");
         println!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display());
         crate::cmd::server::wait_for_stop().await.context("cannot wait for Ctrl-C")?;
         Ok(())
