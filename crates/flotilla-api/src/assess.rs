@@ -20,6 +20,36 @@ pub struct CreateAssessment {
     /// The lowest severity that makes a node non-compliant (default High).
     #[serde(default)]
     pub noncompliant_at: Option<String>,
+    /// Take targets, rules, threshold and duration from this template.
+    #[serde(default)]
+    pub template: Option<String>,
+}
+
+/// An assessment template (`PUT /api/v1/assessment-templates/{name}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AssessmentTemplate {
+    /// Filled in replies; the path names the template.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<String>,
+    #[serde(default)]
+    pub noncompliant_at: Option<String>,
+    /// How long the node-side checks may take to be delivered (seconds, default 600).
+    #[serde(default)]
+    pub duration_seconds: Option<u32>,
+    /// A 5-field cron expression in UTC (e.g. `0 3 * * *`, daily at 03:00).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Replies only: when the schedule last fired and fires next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fired_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_at: Option<String>,
 }
 
 /// One node of a run.
@@ -74,6 +104,18 @@ pub struct FindingView {
 }
 
 impl Client {
+    pub async fn put_assessment_template(&self, t: &AssessmentTemplate) -> Result<AssessmentTemplate, ClientError> {
+        self.call(reqwest::Method::PUT, &format!("/api/v1/assessment-templates/{}", enc(&t.name)), Some(t)).await
+    }
+
+    pub async fn list_assessment_templates(&self) -> Result<Vec<AssessmentTemplate>, ClientError> {
+        self.get("/api/v1/assessment-templates").await
+    }
+
+    pub async fn delete_assessment_template(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<(), ()>(reqwest::Method::DELETE, &format!("/api/v1/assessment-templates/{}", enc(name)), None).await
+    }
+
     pub async fn create_assessment(&self, req: &CreateAssessment) -> Result<AssessmentRun, ClientError> {
         self.call(reqwest::Method::POST, "/api/v1/assessments", Some(req)).await
     }

@@ -281,6 +281,49 @@ Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9.9
     refused(&["assess", "run", "--noncompliant-at", "Critical"], "not one of");
     refused(&["assess", "show", "ar-0000000000000000"], "no assessment run");
     refused(&["findings", "ls", "--severity", "Severe"], "not one of");
+    refused(&["assess", "templates", "put", "bad", "--schedule", "every night"], "not a cron expression");
+    refused(&["assess", "templates", "put", "bad", "--duration", "1s"], "outside 30 s to 24 h");
+    refused(&["assess", "run", "--template", "nope"], "no assessment template `nope`");
     let runs = server.cli_json(&["assess", "ls"]).expect("ls");
     assert_eq!(runs.as_array().map(Vec::len), Some(3));
+
+    // Templates: a run takes its settings from one; a schedule fires it (every minute here).
+    let saved = server
+        .cli_json(&[
+            "assess",
+            "templates",
+            "put",
+            "alma-cve",
+            "--target",
+            &alma.id,
+            "--rules",
+            "cve",
+            "--duration",
+            "5m",
+        ])
+        .expect("template");
+    assert_eq!(saved["duration_seconds"], 300);
+    let from_template = assess(&server, &["--template", "alma-cve"]);
+    assert_eq!((from_template["node_count"].as_i64(), from_template["rules"][0].as_str()), (Some(1), Some("cve")));
+    server
+        .cli_json(&[
+            "assess",
+            "templates",
+            "put",
+            "minutely",
+            "--target",
+            &alma.id,
+            "--rules",
+            "cve",
+            "--schedule",
+            "* * * * *",
+        ])
+        .expect("scheduled template");
+    let listed = server.cli_json(&["assess", "templates", "ls"]).expect("templates");
+    assert!(listed.as_array().expect("array").iter().any(|t| t["name"] == "minutely" && t["next_run_at"].is_string()));
+    wait_until(Duration::from_secs(100), || {
+        let runs = server.cli_json(&["assess", "ls"])?;
+        Ok(runs.as_array().is_some_and(|r| r.len() == 5 && r[4]["status"] == "Completed"))
+    })
+    .expect("the schedule started a run");
 }

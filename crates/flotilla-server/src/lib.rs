@@ -116,6 +116,7 @@ impl Server {
             tokio::spawn(registry::liveness_worker(state.clone(), shutdown.clone())),
             tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
             tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
+            tokio::spawn(assess::schedule_worker(state.clone(), shutdown.clone())),
         ];
         assess::resume(&state).await.context("cannot resume unfinished assessment runs")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");

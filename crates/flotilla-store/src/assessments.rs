@@ -12,6 +12,7 @@ pub struct AssessmentRunRecord {
     pub rules: Vec<String>,
     /// The lowest severity that makes a node non-compliant.
     pub noncompliant_at: String,
+    pub duration_seconds: i64,
     pub status: String,
     pub node_count: i64,
     /// Severity → number, as JSON text.
@@ -44,8 +45,33 @@ pub struct FindingRecord {
     pub title: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssessmentTemplate {
+    pub name: String,
+    pub targets: Vec<String>,
+    pub rules: Vec<String>,
+    pub noncompliant_at: String,
+    pub duration_seconds: i64,
+    /// A 5-field cron expression (UTC), when the template runs on a schedule.
+    pub schedule: Option<String>,
+    pub last_fired_at: Option<UnixMillis>,
+    pub created_at: UnixMillis,
+}
+
 #[async_trait]
 pub trait AssessmentStore {
+    /// Creates or replaces a template (keeping when it last fired).
+    async fn put_assessment_template(&self, template: &AssessmentTemplate) -> Result<(), StoreError>;
+    async fn list_assessment_templates(&self) -> Result<Vec<AssessmentTemplate>, StoreError>;
+    async fn delete_assessment_template(&self, name: &str) -> Result<bool, StoreError>;
+    /// Records that the schedule fired at `now`, only if it still last fired at `previous`:
+    /// of several replicas, exactly one wins (true).
+    async fn claim_template_firing(
+        &self,
+        name: &str,
+        previous: Option<UnixMillis>,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
     /// Stores a new run and its nodes (all Pending).
     async fn create_assessment_run(&self, run: &AssessmentRunRecord, nodes: &[String]) -> Result<(), StoreError>;
     /// Updates status, counts, command ids, detail and end of a run.

@@ -13,7 +13,7 @@ mod records;
 mod sql;
 mod vulndb;
 
-pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, FindingRecord};
+pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use error::StoreError;
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};

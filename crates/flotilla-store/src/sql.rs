@@ -29,6 +29,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "commands", include_str!("../migrations/sqlite/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/sqlite/0003_inventory.sql")),
     (6, "assessments", include_str!("../migrations/sqlite/0006_assessments.sql")),
+    (7, "assessment_templates", include_str!("../migrations/sqlite/0007_assessment_templates.sql")),
     (5, "vulndb", include_str!("../migrations/sqlite/0005_vulndb.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -36,6 +37,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "commands", include_str!("../migrations/postgres/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/postgres/0003_inventory.sql")),
     (6, "assessments", include_str!("../migrations/postgres/0006_assessments.sql")),
+    (7, "assessment_templates", include_str!("../migrations/postgres/0007_assessment_templates.sql")),
     (5, "vulndb", include_str!("../migrations/postgres/0005_vulndb.sql")),
 ];
 

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
 use flotilla_store::{
-    AdvisoryRecord, CommandRecord, DocumentVersion, Enrollment, ImportOutcome, InventoryChange, InventorySetting,
-    InvocationRecord, SqlStore, Store, TargetGroup,
+    AdvisoryRecord, AssessmentNodeRecord, AssessmentRunRecord, AssessmentTemplate, CommandRecord, DocumentVersion,
+    Enrollment, FindingRecord, ImportOutcome, InventoryChange, InventorySetting, InvocationRecord, SqlStore, Store,
+    TargetGroup,
 };
 
 fn activation(id: &str, limit: u32) -> Activation {
@@ -351,6 +352,78 @@ async fn advisories(store: &dyn Store) {
     assert_eq!(stats.newest, Some(("DSA-1".to_string(), "t200".to_string())));
 }
 
+async fn assessments(store: &dyn Store) {
+    let mut run = AssessmentRunRecord {
+        id: "ar-1".into(),
+        targets: vec!["all".into()],
+        rules: vec!["cve".into()],
+        noncompliant_at: "High".into(),
+        duration_seconds: 600,
+        status: "Created".into(),
+        node_count: 3,
+        finding_counts: "{}".into(),
+        command_ids: vec![],
+        detail: String::new(),
+        created_at: 5,
+        ended_at: None,
+    };
+    let nodes: Vec<String> = (0..3).map(|i| format!("n-{i}")).collect();
+    store.create_assessment_run(&run, &nodes).await.expect("create");
+    assert_eq!(store.unfinished_assessment_runs().await.expect("unfinished").len(), 1);
+    let finding = |n: usize| FindingRecord {
+        run_id: "ar-1".into(),
+        node_id: "n-1".into(),
+        rule: "cve".into(),
+        advisory_id: format!("A-{n}"),
+        aliases: vec!["CVE-1".into()],
+        package: "openssl".into(),
+        installed_version: "1".into(),
+        fixed_version: if n == 0 { None } else { Some("2".into()) },
+        severity: "High".into(),
+        score: Some("9.8".into()),
+        title: "t".into(),
+    };
+    let node = AssessmentNodeRecord { node_id: "n-1".into(), status: "Assessed".into(), detail: String::new() };
+    let many: Vec<FindingRecord> = (0..450).map(finding).collect();
+    store.record_node_assessment("ar-1", &node, &many).await.expect("record");
+    // Recording again replaces (idempotent per node, so a resumed run does not duplicate).
+    store.record_node_assessment("ar-1", &node, &many[..2]).await.expect("record again");
+    let stored = store.run_findings("ar-1", Some("n-1")).await.expect("findings");
+    assert_eq!(stored, many[..2].to_vec());
+    assert!(store.run_findings("ar-1", Some("n-0")).await.expect("findings").is_empty());
+    let progress = store.assessment_nodes("ar-1").await.expect("nodes");
+    assert_eq!(progress.iter().map(|n| n.status.as_str()).collect::<Vec<_>>(), ["Pending", "Assessed", "Pending"]);
+    run.status = "Completed".into();
+    run.ended_at = Some(9);
+    run.command_ids = vec!["c-1".into()];
+    store.update_assessment_run(&run).await.expect("update");
+    assert_eq!(store.get_assessment_run("ar-1").await.expect("get"), Some(run.clone()));
+    assert!(store.unfinished_assessment_runs().await.expect("unfinished").is_empty());
+    assert_eq!(store.list_assessment_runs().await.expect("list"), vec![run]);
+
+    let template = AssessmentTemplate {
+        name: "nightly".into(),
+        targets: vec!["tag:env=prod".into()],
+        rules: vec!["cve".into()],
+        noncompliant_at: "High".into(),
+        duration_seconds: 600,
+        schedule: Some("0 3 * * *".into()),
+        last_fired_at: None,
+        created_at: 1,
+    };
+    store.put_assessment_template(&template).await.expect("put");
+    // Of two replicas claiming the same firing, one wins.
+    assert!(store.claim_template_firing("nightly", None, 100).await.expect("claim"));
+    assert!(!store.claim_template_firing("nightly", None, 100).await.expect("claim twice"));
+    assert!(store.claim_template_firing("nightly", Some(100), 200).await.expect("next"));
+    // Replacing a template keeps when it last fired.
+    store.put_assessment_template(&AssessmentTemplate { duration_seconds: 60, ..template.clone() }).await.expect("put");
+    let listed = store.list_assessment_templates().await.expect("list");
+    assert_eq!((listed[0].duration_seconds, listed[0].last_fired_at), (60, Some(200)));
+    assert!(store.delete_assessment_template("nightly").await.expect("delete"));
+    assert!(!store.delete_assessment_template("nightly").await.expect("delete"));
+}
+
 async fn run_contract(store: &dyn Store) {
     store.ping().await.expect("ping");
     activations(store).await;
@@ -361,6 +434,7 @@ async fn run_contract(store: &dyn Store) {
     commands(store).await;
     inventory(store).await;
     advisories(store).await;
+    assessments(store).await;
 }
 
 #[tokio::test]

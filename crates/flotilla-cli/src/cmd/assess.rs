@@ -20,6 +20,9 @@ pub enum Assess {
         /// The lowest severity that makes a node non-compliant (default High).
         #[arg(long)]
         noncompliant_at: Option<String>,
+        /// Take targets, rules, threshold and duration from this template.
+        #[arg(long)]
+        template: Option<String>,
         /// Wait until the run has completed and print it.
         #[arg(long)]
         wait: bool,
@@ -30,6 +33,51 @@ pub enum Assess {
     ///
     /// Example: flotilla assess show ar-0123456789abcdef
     Show { run: String },
+    /// Assessment templates: targets, rules packages, duration and an optional cron schedule.
+    #[command(subcommand)]
+    Templates(Templates),
+}
+
+#[derive(clap::Subcommand)]
+pub enum Templates {
+    /// Create or replace a template.
+    ///
+    /// Example: flotilla assess templates put nightly --target tag:env=prod --rules cve --schedule '0 3 * * *'
+    Put {
+        name: String,
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        rules: Vec<String>,
+        #[arg(long)]
+        noncompliant_at: Option<String>,
+        /// How long node-side checks may take to be delivered (e.g. 10m; default 10m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// A 5-field cron expression in UTC, e.g. '0 3 * * *' (daily at 03:00).
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+    /// List templates with their next scheduled run.
+    Ls,
+    /// Delete a template.
+    Rm { name: String },
+}
+
+const TEMPLATE_HEADERS: &[&str] = &["NAME", "TARGETS", "RULES", "SCHEDULE", "NEXT RUN"];
+
+fn template_rows(list: &[flotilla_api::AssessmentTemplate]) -> Vec<Vec<String>> {
+    list.iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.targets.join(" "),
+                t.rules.join(","),
+                t.schedule.clone().unwrap_or_else(|| "-".into()),
+                t.next_run_at.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect()
 }
 
 #[derive(clap::Subcommand)]
@@ -75,8 +123,9 @@ fn finished(status: &str) -> bool {
 impl Assess {
     pub async fn run(self, client: &Client, format: Format) -> anyhow::Result<()> {
         match self {
-            Assess::Run { targets, rules, noncompliant_at, wait } => {
-                let mut run = client.create_assessment(&CreateAssessment { targets, rules, noncompliant_at }).await?;
+            Assess::Run { targets, rules, noncompliant_at, template, wait } => {
+                let mut run =
+                    client.create_assessment(&CreateAssessment { targets, rules, noncompliant_at, template }).await?;
                 if wait {
                     while !finished(&run.status) {
                         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -93,6 +142,32 @@ impl Assess {
             Assess::Ls => {
                 let runs = client.list_assessments().await?;
                 print(format, &runs, RUN_HEADERS, run_rows(&runs))
+            }
+            Assess::Templates(Templates::Put { name, targets, rules, noncompliant_at, duration, schedule }) => {
+                let duration_seconds = duration
+                    .map(|d| u32::try_from(d.as_secs()))
+                    .transpose()
+                    .map_err(|_| anyhow::anyhow!("--duration is too long"))?;
+                let template = flotilla_api::AssessmentTemplate {
+                    name,
+                    targets,
+                    rules,
+                    noncompliant_at,
+                    duration_seconds,
+                    schedule,
+                    ..Default::default()
+                };
+                let saved = client.put_assessment_template(&template).await?;
+                print(format, &saved, TEMPLATE_HEADERS, template_rows(std::slice::from_ref(&saved)))
+            }
+            Assess::Templates(Templates::Ls) => {
+                let list = client.list_assessment_templates().await?;
+                print(format, &list, TEMPLATE_HEADERS, template_rows(&list))
+            }
+            Assess::Templates(Templates::Rm { name }) => {
+                client.delete_assessment_template(&name).await?;
+                eprintln!("deleted assessment template {name}");
+                Ok(())
             }
             Assess::Show { run } => {
                 let run = client.get_assessment(&run).await?;

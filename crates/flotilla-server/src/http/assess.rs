@@ -21,12 +21,20 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/assessments", get(list).post(create))
         .route("/api/v1/assessments/{id}", get(show))
         .route("/api/v1/findings", get(findings))
+        .route("/api/v1/assessment-templates", get(list_templates))
+        .route("/api/v1/assessment-templates/{name}", axum::routing::put(put_template).delete(delete_template))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, show, findings),
-    components(schemas(api::CreateAssessment, api::AssessmentRun, api::AssessmentNode, api::FindingView))
+    paths(create, list, show, findings, list_templates, put_template, delete_template),
+    components(schemas(
+        api::CreateAssessment,
+        api::AssessmentRun,
+        api::AssessmentNode,
+        api::FindingView,
+        api::AssessmentTemplate
+    ))
 )]
 pub struct AssessDoc;
 
@@ -60,4 +68,26 @@ async fn show(State(state): S, Path(id): Path<String>) -> Result<Json<api::Asses
 async fn findings(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::FindingView>>> {
     let one = |k: &str| query_values(raw.as_deref(), k).into_iter().next();
     Ok(Json(assess::findings(&state, one("node").as_deref(), one("severity").as_deref(), one("run").as_deref()).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/assessment-templates", responses((status = 200, body = [api::AssessmentTemplate])))]
+async fn list_templates(State(state): S) -> Result<Json<Vec<api::AssessmentTemplate>>> {
+    Ok(Json(assess::list_templates(&state).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/assessment-templates/{name}", request_body = api::AssessmentTemplate,
+    responses((status = 200, body = api::AssessmentTemplate), (status = 400, body = api::ErrorBody)))]
+async fn put_template(
+    State(state): S,
+    Path(name): Path<String>,
+    Body(req): Body<api::AssessmentTemplate>,
+) -> Result<Json<api::AssessmentTemplate>> {
+    Ok(Json(assess::put_template(&state, &name, req).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/assessment-templates/{name}",
+    responses((status = 200), (status = 404, body = api::ErrorBody)))]
+async fn delete_template(State(state): S, Path(name): Path<String>) -> Result<Json<()>> {
+    assess::delete_template(&state, &name).await?;
+    Ok(Json(()))
 }

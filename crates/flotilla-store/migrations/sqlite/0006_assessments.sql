@@ -4,6 +4,8 @@ CREATE TABLE assessment_runs (
     targets        TEXT NOT NULL,
     rules          TEXT NOT NULL,
     noncompliant_at TEXT NOT NULL,
+    -- How long node-side checks may wait for delivery.
+    duration_seconds BIGINT NOT NULL,
     status         TEXT NOT NULL,
     node_count     BIGINT NOT NULL,
     finding_counts TEXT NOT NULL,

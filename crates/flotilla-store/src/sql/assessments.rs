@@ -5,9 +5,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{SqlStore, from_json, get, q, to_json};
-use crate::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, FindingRecord, StoreError};
+use crate::{
+    AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord, StoreError,
+};
 
-const RUN_COLUMNS: &str = "id, targets, rules, noncompliant_at, status, node_count, finding_counts, command_ids, detail, \
+const RUN_COLUMNS: &str = "id, targets, rules, noncompliant_at, duration_seconds, status, node_count, finding_counts, command_ids, detail, \
                            created_at, ended_at";
 /// Rows per INSERT: 12 binds a row, well under both engines' limits.
 const ROWS_PER_INSERT: usize = 400;
@@ -20,6 +22,7 @@ fn run_from_row(row: &AnyRow) -> Result<AssessmentRunRecord, StoreError> {
         rules: from_json(&text("rules")?, "run rules", &id)?,
         command_ids: from_json(&text("command_ids")?, "run commands", &id)?,
         noncompliant_at: text("noncompliant_at")?,
+        duration_seconds: get(row, "duration_seconds")?,
         status: text("status")?,
         node_count: get(row, "node_count")?,
         finding_counts: text("finding_counts")?,
@@ -50,15 +53,98 @@ fn finding_from_row(row: &AnyRow) -> Result<FindingRecord, StoreError> {
 
 #[async_trait]
 impl AssessmentStore for SqlStore {
+    async fn put_assessment_template(&self, t: &AssessmentTemplate) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO assessment_templates (name, targets, rules, noncompliant_at, duration_seconds, schedule, \
+             last_fired_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (name) DO UPDATE SET targets = excluded.targets, rules = excluded.rules, \
+             noncompliant_at = excluded.noncompliant_at, duration_seconds = excluded.duration_seconds, \
+             schedule = excluded.schedule",
+        )
+        .bind(&t.name)
+        .bind(to_json(&t.targets))
+        .bind(to_json(&t.rules))
+        .bind(&t.noncompliant_at)
+        .bind(t.duration_seconds)
+        .bind(t.schedule.clone())
+        .bind(t.last_fired_at)
+        .bind(t.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(q("save an assessment template"))?;
+        Ok(())
+    }
+
+    async fn list_assessment_templates(&self) -> Result<Vec<AssessmentTemplate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, targets, rules, noncompliant_at, duration_seconds, schedule, last_fired_at, created_at \
+             FROM assessment_templates ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list assessment templates"))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = get(row, "name")?;
+                let targets: String = get(row, "targets")?;
+                let rules: String = get(row, "rules")?;
+                Ok(AssessmentTemplate {
+                    targets: from_json(&targets, "template targets", &name)?,
+                    rules: from_json(&rules, "template rules", &name)?,
+                    noncompliant_at: get(row, "noncompliant_at")?,
+                    duration_seconds: get(row, "duration_seconds")?,
+                    schedule: row.try_get("schedule").ok().flatten(),
+                    last_fired_at: row.try_get("last_fired_at").ok().flatten(),
+                    created_at: get(row, "created_at")?,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_assessment_template(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM assessment_templates WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("delete an assessment template"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_template_firing(&self, name: &str, previous: Option<i64>, now: i64) -> Result<bool, StoreError> {
+        let done = match previous {
+            Some(previous) => {
+                sqlx::query("UPDATE assessment_templates SET last_fired_at = $2 WHERE name = $1 AND last_fired_at = $3")
+                    .bind(name)
+                    .bind(now)
+                    .bind(previous)
+                    .execute(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE assessment_templates SET last_fired_at = $2 WHERE name = $1 AND last_fired_at IS NULL",
+                )
+                .bind(name)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+            }
+        }
+        .map_err(q("claim a template firing"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn create_assessment_run(&self, run: &AssessmentRunRecord, nodes: &[String]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("begin an assessment run"))?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO assessment_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO assessment_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )))
         .bind(&run.id)
         .bind(to_json(&run.targets))
         .bind(to_json(&run.rules))
         .bind(&run.noncompliant_at)
+        .bind(run.duration_seconds)
         .bind(&run.status)
         .bind(run.node_count)
         .bind(&run.finding_counts)
