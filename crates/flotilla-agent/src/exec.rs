@@ -78,8 +78,17 @@ fn kill_group(pid: Option<u32>) {
 /// checking each process carries `marker` (`NAME=VALUE`) in its environment: the group id may
 /// have been reused by an unrelated program since, and that one must live.
 pub fn kill_orphaned_group(pgid: u32, marker: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    let mut killed = 0;
+    let marked = marked_in_group(pgid, marker);
+    for pid in &marked {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    marked.len()
+}
+
+/// Processes of group `pgid` whose environment holds `marker`.
+fn marked_in_group(pgid: u32, marker: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut marked = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
@@ -90,11 +99,10 @@ pub fn kill_orphaned_group(pgid: u32, marker: &str) -> usize {
         }
         let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
         if environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-            killed += 1;
+            marked.push(pid);
         }
     }
-    killed
+    marked
 }
 
 async fn pump<R: AsyncRead + Unpin>(mut reader: R, sink: mpsc::Sender<Chunk>, wrap: fn(Vec<u8>) -> Chunk) {
@@ -314,23 +322,10 @@ mod tests {
             .await
         });
         let pgid = pid_rx.recv_timeout(Duration::from_secs(5)).expect("started");
-        // Wait until the shell has started both sleeps (slow on a loaded machine).
-        let in_group = || {
-            std::fs::read_dir("/proc")
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-                        .filter(|stat| {
-                            // pid (comm) state ppid pgrp ...: fields after the last ')'.
-                            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2))
-                                == Some(pgid.to_string().as_str())
-                        })
-                        .count()
-                })
-                .unwrap_or(0)
-        };
-        for _ in 0..100 {
-            if in_group() >= 3 {
+        // Wait until the shell and both sleeps run with the marker (slow on a loaded machine:
+        // a child seen before its exec still carries the test's own environment).
+        for _ in 0..200 {
+            if marked_in_group(pgid, "FLOTILLA_INVOCATION_ID=test-orphan").len() >= 3 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

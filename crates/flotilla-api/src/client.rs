@@ -1,5 +1,7 @@
 //! A typed client for `/api/v1` and `/agent/v1` over HTTPS, trusting the server's private CA.
 
+mod parameters;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

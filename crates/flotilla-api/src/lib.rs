@@ -7,11 +7,13 @@
 pub mod assess;
 pub mod client;
 pub mod inventory;
+pub mod parameters;
 pub mod types;
 pub mod vulndb;
 
 pub use assess::*;
 pub use client::{Client, ClientError};
 pub use inventory::*;
+pub use parameters::*;
 pub use types::*;
 pub use vulndb::*;

@@ -266,10 +266,17 @@ pub struct Event {
     /// Increasing per server process; ask for `?since=SEQ` to get only newer ones.
     pub seq: u64,
     pub time: String,
-    /// `command.status` or `invocation.status`.
+    /// `command.status`, `invocation.status` or `parameter.change` (status: Create, Update,
+    /// Label or Delete).
     #[serde(rename = "type")]
     pub kind: String,
     pub command_id: Option<String>,
     pub node_id: Option<String>,
     pub status: String,
+    /// For `parameter.change`: the parameter's name (never its value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// For `parameter.change`: the version concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
 }

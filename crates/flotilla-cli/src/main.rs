@@ -78,6 +78,12 @@ enum Command {
     /// What is on the nodes: packages, services, network, hardware, files, custom types.
     #[command(subcommand)]
     Inventory(cmd::inventory::Inventory),
+    /// The Parameter Store: configuration and secrets, versioned and labelled.
+    #[command(subcommand)]
+    Params(cmd::params::Params),
+    /// Master key versions of the key service that encrypts data at rest.
+    #[command(subcommand)]
+    Keys(cmd::params::Keys),
     /// Compare two package versions; prints <, = or >.
     ///
     /// Example: flotilla version-cmp --ecosystem deb 1:2.0~rc1-1 1:2.0-1
@@ -136,6 +142,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Activations(c) => c.run(&conn.client()?, format).await,
         Command::Nodes(c) => c.run(&conn.client()?, format).await,
         Command::Groups(c) => c.run(&conn.client()?, format).await,
+        Command::Params(c) => c.run(&conn.client()?, format).await,
+        Command::Keys(c) => c.run(&conn.client()?, format).await,
         Command::VersionCmp(args) => cmd::version_cmp::run(args),
         Command::Documents(c) => c.run(&conn.client()?, format).await,
         Command::Run(args) => cmd::commands::run(args, &conn.client()?, format).await,

@@ -7,6 +7,7 @@ pub mod activation;
 pub mod backoff;
 pub mod command;
 pub mod node;
+pub mod parameter;
 pub mod tag;
 pub mod target;
 

@@ -23,6 +23,7 @@ mod parameter;
 mod plan;
 mod shell;
 mod source;
+mod store_ref;
 mod template;
 
 pub use action::{
@@ -42,6 +43,7 @@ pub use plan::{
     ShellStep,
 };
 pub use source::{FieldPath, Location, MAX_DOCUMENT_BYTES, Segment};
+pub use store_ref::{STORE_ENV_PREFIX, externalize_store_references};
 
 #[cfg(test)]
 mod tidy {

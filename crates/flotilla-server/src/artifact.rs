@@ -2,8 +2,13 @@
 //! `object_store` crate so that a local directory (the default) and S3-compatible stores are
 //! one interface.
 //!
-//! Invariant: object names are relative, `/`-separated paths built by Flotilla, never taken
-//! raw from a client.
+//! Invariants: object names are relative, `/`-separated paths built by Flotilla, never taken
+//! raw from a client. Every object is encrypted by the key service before it leaves the
+//! process (`put`) and authenticated on the way back (`get`), bound to its name: no plaintext
+//! artifact touches the disk or a bucket, and a modified, truncated or moved object is an
+//! error ([`ArtifactError::Tampered`]), never data. Objects written before encryption at rest
+//! (no envelope) are refused as [`ArtifactError::NotEncrypted`] rather than served unverified;
+//! they were only command outputs, which retention deletes in time.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +17,8 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::keys::{Binding, KeyError, KeyService, is_envelope};
 
 /// Why an artifact operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,27 +33,39 @@ pub enum ArtifactError {
     Delete { name: String, source: object_store::Error },
     #[error("`{0}` is not a valid artifact name")]
     BadName(String),
+    #[error(
+        "artifact {name} failed its integrity check ({source}); it was modified on disk or copied from another object and is not returned"
+    )]
+    Tampered { name: String, source: KeyError },
+    #[error(
+        "artifact {name} is not encrypted (written before encryption at rest); it is not served: delete it, or re-run what produced it"
+    )]
+    NotEncrypted { name: String },
+    #[error("cannot encrypt or decrypt artifact {name}: {source}")]
+    Crypto { name: String, source: KeyError },
 }
 
 /// Objects by name.
 #[derive(Clone)]
 pub struct ArtifactStore {
     inner: Arc<dyn ObjectStore>,
+    keys: KeyService,
 }
 
 impl ArtifactStore {
     /// A store in a local directory (created if missing).
-    pub fn local(dir: &Path) -> Result<Self, ArtifactError> {
+    pub fn local(dir: &Path, keys: KeyService) -> Result<Self, ArtifactError> {
         let open = |source| ArtifactError::Open { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir)
             .map_err(|e| open(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(open)?.with_automatic_cleanup(true);
-        Ok(ArtifactStore { inner: Arc::new(fs) })
+        Ok(ArtifactStore { inner: Arc::new(fs), keys })
     }
 
     /// Any object store (S3-compatible and others).
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        ArtifactStore { inner }
+    #[allow(dead_code)] // the S3 back end is configured by a later issue
+    pub fn new(inner: Arc<dyn ObjectStore>, keys: KeyService) -> Self {
+        ArtifactStore { inner, keys }
     }
 
     fn path(name: &str) -> Result<ObjectPath, ArtifactError> {
@@ -56,8 +75,14 @@ impl ArtifactStore {
         ObjectPath::parse(name).map_err(|_| ArtifactError::BadName(name.to_owned()))
     }
 
+    /// Encrypts `bytes` (bound to `name`) and stores them.
     pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), ArtifactError> {
         let path = Self::path(name)?;
+        let bytes = self
+            .keys
+            .seal(Binding::Artifact(name), bytes)
+            .await
+            .map_err(|source| ArtifactError::Crypto { name: name.to_owned(), source })?;
         self.inner
             .put(&path, PutPayload::from(bytes))
             .await
@@ -76,11 +101,22 @@ impl ArtifactStore {
         Ok(objects.len())
     }
 
+    /// Reads, authenticates and decrypts the object `name`.
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, ArtifactError> {
         let path = Self::path(name)?;
         let get = |source| ArtifactError::Get { name: name.to_owned(), source };
         let result = self.inner.get(&path).await.map_err(get)?;
-        Ok(result.bytes().await.map_err(get)?.to_vec())
+        let stored = result.bytes().await.map_err(get)?.to_vec();
+        if !is_envelope(&stored) {
+            return Err(ArtifactError::NotEncrypted { name: name.to_owned() });
+        }
+        self.keys.open(Binding::Artifact(name), stored).await.map_err(|source| match source {
+            KeyError::Tampered { .. } | KeyError::Malformed { .. } => {
+                tracing::error!(artifact = %name, "artifact failed its integrity check: {source}");
+                ArtifactError::Tampered { name: name.to_owned(), source }
+            }
+            source => ArtifactError::Crypto { name: name.to_owned(), source },
+        })
     }
 }
 
@@ -88,10 +124,36 @@ impl ArtifactStore {
 mod tests {
     use super::*;
 
+    fn test_keys(dir: &Path) -> KeyService {
+        let (ring, _) = crate::keys::LocalKeyring::open_or_create(&dir.join("master.key"), 1).expect("keyring");
+        KeyService::new(Arc::new(ring))
+    }
+
+    #[tokio::test]
+    async fn objects_are_encrypted_bound_to_their_name_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("artifacts");
+        let store = ArtifactStore::local(&root, test_keys(dir.path())).expect("open");
+        store.put("commands/c-1/n-1/stdout", b"MARKER-plaintext".to_vec()).await.expect("put");
+        let on_disk = std::fs::read(root.join("commands/c-1/n-1/stdout")).expect("read");
+        assert!(!on_disk.windows(6).any(|w| w == b"MARKER"), "no plaintext on disk");
+        let mut flipped = on_disk.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x80;
+        std::fs::write(root.join("commands/c-1/n-1/stdout"), &flipped).expect("write");
+        assert!(matches!(store.get("commands/c-1/n-1/stdout").await, Err(ArtifactError::Tampered { .. })));
+        // A valid object copied onto another name does not open there.
+        std::fs::create_dir_all(root.join("commands/c-2/n-1")).expect("mkdir");
+        std::fs::write(root.join("commands/c-2/n-1/stdout"), &on_disk).expect("copy");
+        assert!(matches!(store.get("commands/c-2/n-1/stdout").await, Err(ArtifactError::Tampered { .. })));
+        std::fs::write(root.join("commands/c-2/n-1/stdout"), b"legacy plaintext").expect("write");
+        assert!(matches!(store.get("commands/c-2/n-1/stdout").await, Err(ArtifactError::NotEncrypted { .. })));
+    }
+
     #[tokio::test]
     async fn round_trip_on_a_local_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = ArtifactStore::local(&dir.path().join("artifacts")).expect("open");
+        let store = ArtifactStore::local(&dir.path().join("artifacts"), test_keys(dir.path())).expect("open");
         let bytes: Vec<u8> = (0..=255u8).chain([0xff, 0xfe, 0x00]).collect();
         store.put("commands/c-1/n-1/stdout", bytes.clone()).await.expect("put");
         assert_eq!(store.get("commands/c-1/n-1/stdout").await.expect("get"), bytes, "binary-exact");

@@ -2,8 +2,9 @@
 //! and the admin token.
 //!
 //! Invariants: one server process per data dir (an OS file lock, released by the kernel if
-//! the process dies); secrets are written with mode 0600 and never logged; a malformed
-//! master key stops the server rather than letting it run with the wrong key.
+//! the process dies); secrets are written with mode 0600 and never logged; a malformed,
+//! missing or wrong master key stops the server rather than letting it run with the wrong key
+//! (the database records each master key version's check value; see `keys`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,9 @@ use anyhow::{Context, bail};
 use flotilla_store::{SqlStore, Store};
 
 use crate::config::ServerConfig;
+use crate::keys::{KeyService, LocalKeyring, verify_against_store};
 use crate::pki::Pki;
-use crate::secret::{random_bytes, random_token, sha256_hex};
+use crate::secret::{random_token, sha256_hex};
 
 /// Holds the data dir's lock for the life of the server.
 pub struct DataDirLock {
@@ -25,6 +27,7 @@ pub struct Prepared {
     pub store: Arc<dyn Store>,
     pub pki: Pki,
     pub lock: DataDirLock,
+    pub keys: KeyService,
 }
 
 /// Writes a secret file readable by its owner only.
@@ -57,23 +60,30 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
     }
 }
 
-fn ensure_master_key(dir: &Path) -> anyhow::Result<()> {
-    let path = dir.join("master.key");
-    if path.exists() {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read the master key {}", path.display()))?;
-        let hex = text.trim();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// Opens the master keyring (creating it on a first start) and checks it against what the
+/// database has seen. A missing keyring is created only when the database has never recorded
+/// a master key: otherwise the data it protects would be unreadable, so start-up stops.
+async fn open_keys(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<KeyService> {
+    let path = config.master_key_path();
+    if !path.exists() {
+        let recorded = store.list_master_keys().await?;
+        if let Some(first) = recorded.first() {
             bail!(
-                "the master key {} is malformed (expected 64 hex digits): restore it from backup; the server will not start with a wrong key",
-                path.display()
+                "the master key file {} is missing, but this database holds data encrypted under master key {} \
+                 version {}: restore the file from backup (or point master_key_file at it); the server will not \
+                 start without its key",
+                path.display(),
+                first.key_id,
+                first.version
             );
         }
-        return Ok(());
     }
-    let key: [u8; 32] = random_bytes();
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, format!("{hex}\n").as_bytes())
+    let (keyring, created) = LocalKeyring::open_or_create(&path, crate::now_ms())?;
+    if created {
+        tracing::info!(path = %path.display(), "created a new master key");
+    }
+    verify_against_store(&keyring, store, &path, crate::now_ms()).await?;
+    Ok(KeyService::new(Arc::new(keyring)))
 }
 
 fn server_names(config: &ServerConfig) -> Vec<String> {
@@ -100,13 +110,13 @@ pub async fn prepare(config: &ServerConfig) -> anyhow::Result<Prepared> {
         format!("cannot create the data dir {}: fix its permissions or choose another with --data-dir", dir.display())
     })?;
     let lock = lock_data_dir(&dir)?;
-    ensure_master_key(&dir)?;
     let pki = Pki::load_or_create(&dir, &server_names(config))?;
 
     let store: Arc<dyn Store> = match &config.database_url {
         Some(url) => Arc::new(SqlStore::open_url(url).await?),
         None => Arc::new(SqlStore::open_sqlite(&dir.join("flotilla.db")).await?),
     };
+    let keys = open_keys(config, store.as_ref()).await?;
 
     // admin.token is the source of truth for the admin's credential: created once, and
     // re-registered at every start so a rebuilt database still honours it.
@@ -124,5 +134,5 @@ pub async fn prepare(config: &ServerConfig) -> anyhow::Result<Prepared> {
         bail!("{} holds a token too short to be safe: delete it to have a new one made", token_path.display());
     }
     store.put_api_token("admin", &sha256_hex(token.as_bytes()), crate::now_ms()).await?;
-    Ok(Prepared { store, pki, lock })
+    Ok(Prepared { store, pki, lock, keys })
 }

@@ -11,6 +11,7 @@ use flotilla_api as api;
 use flotilla_core::command::{MaxConcurrency, MaxErrors};
 use flotilla_store::{CommandRecord, InvocationRecord};
 
+use crate::artifact::ArtifactError;
 use crate::engine::Event;
 use crate::secret::random_bytes;
 use crate::{AppState, ServiceError, documents, fleet, now_ms};
@@ -91,6 +92,12 @@ pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Co
             step.timeout_seconds = t;
         }
     }
+    // Malformed `{{param:...}}` references are refused now; whether the parameters exist is
+    // checked when each invocation is sent (they may be created in between).
+    for step in &steps {
+        crate::parameters::check_references(&step.name, &step.script, step.env.values())
+            .map_err(ServiceError::Invalid)?;
+    }
     let nodes = fleet::list_nodes(state, &req.targets).await?;
     if nodes.is_empty() {
         return Err(ServiceError::Invalid(format!(
@@ -157,7 +164,11 @@ pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Res
     if !invocations.iter().any(|i| i.node_id == node) {
         return Err(ServiceError::NotFound(format!("command `{id}` has no invocation on node `{node}`")));
     }
-    state.artifacts.get(&format!("commands/{id}/{node}/{stream}")).await.map_err(|_| {
-        ServiceError::NotFound(format!("no output yet for node `{node}` in command `{id}`: it has not finished"))
+    state.artifacts.get(&format!("commands/{id}/{node}/{stream}")).await.map_err(|e| match e {
+        e @ (ArtifactError::Tampered { .. } | ArtifactError::NotEncrypted { .. }) => {
+            ServiceError::Integrity(e.to_string())
+        }
+        ArtifactError::Crypto { .. } => ServiceError::Internal(e.to_string()),
+        _ => ServiceError::NotFound(format!("no output yet for node `{node}` in command `{id}`: it has not finished")),
     })
 }

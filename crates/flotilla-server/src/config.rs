@@ -20,6 +20,10 @@ pub struct ServerConfig {
     /// `postgres://...` to use PostgreSQL; empty means SQLite in the data dir.
     /// Env: `FLOTILLA_DATABASE_URL`.
     pub database_url: Option<String>,
+    /// The master key file (the keyring of every master key version); empty means
+    /// `master.key` in the data dir, created on first start. Point it at a file kept off the
+    /// data dir's backups to separate keys from data. Env: `FLOTILLA_MASTER_KEY_FILE`.
+    pub master_key_file: Option<PathBuf>,
     /// Extra DNS names or IP addresses for the server certificate (localhost, 127.0.0.1, ::1 and
     /// the host name are always included). Env: `FLOTILLA_TLS_NAMES` (comma-separated).
     pub tls_names: Vec<String>,
@@ -43,6 +47,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             data_dir: PathBuf::from("flotilla-data"),
             database_url: None,
+            master_key_file: None,
             tls_names: Vec::new(),
             heartbeat_interval: Duration::from_secs(30),
             missed_heartbeats: 3,
@@ -79,6 +84,9 @@ impl ServerConfig {
                 },
                 "FLOTILLA_DATA_DIR" => config.data_dir = PathBuf::from(value.clone()),
                 "FLOTILLA_DATABASE_URL" => config.database_url = Some(value.clone()).filter(|v| !v.is_empty()),
+                "FLOTILLA_MASTER_KEY_FILE" => {
+                    config.master_key_file = Some(PathBuf::from(value.clone())).filter(|p| !p.as_os_str().is_empty())
+                }
                 "FLOTILLA_TLS_NAMES" => {
                     config.tls_names =
                         value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
@@ -100,6 +108,11 @@ impl ServerConfig {
         }
         problems.extend(config.check());
         if problems.is_empty() { Ok(config) } else { Err(ConfigError(problems)) }
+    }
+
+    /// Where the master keyring lives.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     fn check(&self) -> Vec<String> {

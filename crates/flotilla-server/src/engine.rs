@@ -94,6 +94,20 @@ struct Active {
     acks: Vec<(NodeId, String)>,
     /// Status changes (node, new status) not yet counted and published.
     transitions: Vec<(String, InvocationStatus)>,
+    /// Invocations to send (first delivery or re-send), drained by [`deliver`] right after
+    /// the step that chose them: sending needs `{{param:...}}` resolution, which is async.
+    outbox: Vec<(String, Delivery)>,
+    /// Whether any step mentions a Parameter Store reference (then each send resolves them).
+    has_references: bool,
+}
+
+/// Why an invocation is in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Just dispatched: not sent means NodeNotConnected.
+    First,
+    /// Re-sent to a reconnected node: sent means Reconnected.
+    Resend,
 }
 
 fn status_of(inv: &InvocationRecord) -> InvocationStatus {
@@ -103,7 +117,7 @@ fn status_of(inv: &InvocationRecord) -> InvocationStatus {
 impl Active {
     fn load(record: CommandRecord, invocations: Vec<InvocationRecord>) -> Result<Active, String> {
         let planned: Vec<PlannedStep> = serde_json::from_str(&record.plan).map_err(|e| format!("bad plan: {e}"))?;
-        let steps = planned
+        let steps: Vec<ShellStep> = planned
             .into_iter()
             .map(|s| ShellStep {
                 name: s.name,
@@ -117,7 +131,10 @@ impl Active {
         let concurrency = MaxConcurrency::from_str(&record.max_concurrency).map_err(|e| e.to_string())?;
         let errors = MaxErrors::from_str(&record.max_errors).map_err(|e| e.to_string())?;
         let total = u32::try_from(invocations.len()).unwrap_or(u32::MAX);
+        let has_references = crate::parameters::mentions_references(&steps);
         Ok(Active {
+            outbox: Vec::new(),
+            has_references,
             plan: RatePlan::new(total, concurrency, errors),
             invocations: invocations.into_iter().map(|i| (i.node_id.clone(), i)).collect(),
             record,
@@ -163,14 +180,69 @@ impl Active {
         }
     }
 
-    fn run_message(&self, node: &str) -> ServerMessage {
+    fn run_message(&self, node: &str, steps: Vec<ShellStep>) -> ServerMessage {
         ServerMessage {
             seq: 0,
             body: Some(server_message::Body::Run(RunInvocation {
                 invocation_id: invocation_id(&self.record.id, node),
                 command_id: self.record.id.clone(),
-                steps: self.steps.clone(),
+                steps,
             })),
+        }
+    }
+}
+
+/// Sends what the last step put in the outbox. `{{param:...}}` references are resolved here,
+/// at send time, into the message only (never into the stored command, its plan or a log);
+/// when one cannot be resolved the invocation fails with the reason as its detail rather than
+/// running with a missing value.
+async fn deliver(state: &AppState, command: &mut Active) {
+    let outbox = std::mem::take(&mut command.outbox);
+    if outbox.is_empty() {
+        return;
+    }
+    let steps = if command.has_references {
+        crate::parameters::resolve_steps(state, &command.steps).await
+    } else {
+        Ok(command.steps.clone())
+    };
+    for (node, delivery) in outbox {
+        let status = command.invocations.get(&node).map(status_of);
+        let still_wanted = match delivery {
+            Delivery::First => status == Some(InvocationStatus::InProgress),
+            Delivery::Resend => matches!(status, Some(InvocationStatus::InProgress | InvocationStatus::Delayed)),
+        };
+        if !still_wanted {
+            continue;
+        }
+        match &steps {
+            Ok(steps) => {
+                let message = command.run_message(&node, steps.clone());
+                let sent = NodeId::from_str(&node).is_ok_and(|id| state.registry.send(&id, message));
+                match (delivery, sent) {
+                    (Delivery::First, false) => {
+                        command.apply(&node, InvocationEvent::NodeNotConnected);
+                    }
+                    (Delivery::Resend, true) => {
+                        command.apply(&node, InvocationEvent::Reconnected);
+                    }
+                    _ => {}
+                }
+            }
+            Err(detail) if delivery == Delivery::Resend && status == Some(InvocationStatus::InProgress) => {
+                // It may already be running from an earlier send: failing it here could
+                // contradict the result the agent reports; without a re-send it ends by its
+                // result or by the lost-agent timeout.
+                tracing::warn!(command_id = %command.record.id, node_id = %node, "invocation not re-sent: {detail}");
+            }
+            Err(detail) => {
+                tracing::warn!(command_id = %command.record.id, node_id = %node, "invocation not sent: {detail}");
+                command.apply(&node, InvocationEvent::Finished { exit_code: 1 });
+                if let Some(inv) = command.invocations.get_mut(&node) {
+                    inv.detail = detail.chars().take(1024).collect();
+                    command.dirty.insert(node.clone());
+                }
+            }
         }
     }
 }
@@ -198,12 +270,18 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<Event>, shutdo
                 return;
             }
             event = events.recv() => match event {
-                Some(event) => handle(&state, &mut active, event).await,
+                Some(event) => {
+                    handle(&state, &mut active, event).await;
+                    for command in active.values_mut() {
+                        deliver(&state, command).await;
+                    }
+                }
                 None => return,
             },
             _ = ticker.tick() => {
                 for command in active.values_mut() {
                     step(&state, command);
+                    deliver(&state, command).await;
                 }
                 flush(&state, &mut active).await;
             }
@@ -244,9 +322,7 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
                 if matches!(status, Some(InvocationStatus::InProgress | InvocationStatus::Delayed)) {
                     // Re-send: the agent either runs it (first delivery), ignores it (running),
                     // or re-sends its spooled result (finished while disconnected).
-                    if state.registry.send(&node, command.run_message(node.as_str())) {
-                        command.apply(node.as_str(), InvocationEvent::Reconnected);
-                    }
+                    command.outbox.push((node.to_string(), Delivery::Resend));
                 }
             }
         }
@@ -372,10 +448,7 @@ fn step(state: &AppState, command: &mut Active) {
             if let Some(inv) = command.invocations.get_mut(&node) {
                 inv.dispatched_at = Some(now);
             }
-            let sent = NodeId::from_str(&node).is_ok_and(|id| state.registry.send(&id, command.run_message(&node)));
-            if !sent {
-                command.apply(&node, InvocationEvent::NodeNotConnected);
-            }
+            command.outbox.push((node, Delivery::First));
         }
     }
     let status = command_status(&command.counts(), command.record.stopped_for_errors, command.record.cancel_requested);

@@ -21,4 +21,7 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+    /// Stored data failed its integrity check (tampered or moved ciphertext).
+    #[error("{0}")]
+    Integrity(String),
 }

@@ -1,4 +1,5 @@
-//! The internal event bus: every command and invocation status change is published here, for
+//! The internal event bus: every command and invocation status change, and every Parameter
+//! Store change (name and version only), is published here, for
 //! subscribers in the server (notifications and event rules come later) and, through a bounded
 //! window of recent events, for operators (`GET /api/v1/events`).
 //!
@@ -28,16 +29,39 @@ impl EventBus {
     }
 
     pub fn publish(&self, kind: &str, command_id: Option<&str>, node_id: Option<&str>, status: &str) {
-        let mut guard = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0 += 1;
         let event = api::Event {
-            seq: guard.0,
+            seq: 0,
             time: api::rfc3339(now_ms()),
             kind: kind.to_owned(),
             command_id: command_id.map(str::to_owned),
             node_id: node_id.map(str::to_owned),
             status: status.to_owned(),
+            parameter: None,
+            version: None,
         };
+        self.push(event);
+    }
+
+    /// A Parameter Store change (`Create`, `Update`, `Label`, `Delete`): the name and version,
+    /// never the value.
+    pub fn publish_parameter(&self, operation: &str, name: &str, version: Option<i64>) {
+        let event = api::Event {
+            seq: 0,
+            time: api::rfc3339(now_ms()),
+            kind: "parameter.change".to_owned(),
+            command_id: None,
+            node_id: None,
+            status: operation.to_owned(),
+            parameter: Some(name.to_owned()),
+            version,
+        };
+        self.push(event);
+    }
+
+    fn push(&self, mut event: api::Event) {
+        let mut guard = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0 += 1;
+        event.seq = guard.0;
         if guard.1.len() == RECENT {
             guard.1.pop_front();
         }

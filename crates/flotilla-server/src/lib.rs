@@ -20,9 +20,11 @@ mod fleet;
 mod gateway;
 mod http;
 mod inventory;
+pub mod keys;
 mod listener;
 mod metrics;
 mod output;
+mod parameters;
 mod pki;
 mod registry;
 mod retention;
@@ -46,6 +48,7 @@ pub use error::ServiceError;
 pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub artifacts: artifact::ArtifactStore,
+    pub keys: keys::KeyService,
     pub output: output::OutputSpool,
     pub engine: engine::Engine,
     pub events: events::EventBus,
@@ -93,13 +96,14 @@ impl Server {
         };
         let url = format!("https://{host}:{}", addr.port());
         let shutdown = CancellationToken::new();
-        let artifacts = artifact::ArtifactStore::local(&config.data_dir.join("artifacts"))?;
+        let artifacts = artifact::ArtifactStore::local(&config.data_dir.join("artifacts"), boot.keys.clone())?;
         let output = output::OutputSpool::new(&config.data_dir.join("spool"))
             .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
         let (engine, engine_events) = engine::Engine::new();
         let state = Arc::new(AppState {
             store,
             artifacts,
+            keys: boot.keys,
             output,
             engine,
             events: events::EventBus::new(),

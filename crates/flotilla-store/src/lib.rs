@@ -9,6 +9,7 @@
 mod assessments;
 mod error;
 mod inventory;
+mod parameter;
 mod records;
 mod sql;
 mod vulndb;
@@ -16,6 +17,7 @@ mod vulndb;
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use error::StoreError;
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
+pub use parameter::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory};
@@ -42,7 +44,7 @@ pub enum Enrollment {
 
 /// The storage interface of the control plane.
 #[async_trait]
-pub trait Store: InventoryStore + AssessmentStore + Send + Sync + 'static {
+pub trait Store: InventoryStore + AssessmentStore + ParameterStore + Send + Sync + 'static {
     /// Which engine this is (`sqlite` or `postgres`), for logs and readiness.
     fn backend(&self) -> &'static str;
     /// Cheap round trip, for readiness.

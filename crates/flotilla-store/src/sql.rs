@@ -7,6 +7,7 @@
 
 mod assessments;
 mod inventory;
+mod parameters;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -28,17 +29,19 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql")),
     (2, "commands", include_str!("../migrations/sqlite/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/sqlite/0003_inventory.sql")),
+    (4, "parameters", include_str!("../migrations/sqlite/0004_parameters.sql")),
+    (5, "vulndb", include_str!("../migrations/sqlite/0005_vulndb.sql")),
     (6, "assessments", include_str!("../migrations/sqlite/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../migrations/sqlite/0007_assessment_templates.sql")),
-    (5, "vulndb", include_str!("../migrations/sqlite/0005_vulndb.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "commands", include_str!("../migrations/postgres/0002_commands.sql")),
     (3, "inventory", include_str!("../migrations/postgres/0003_inventory.sql")),
+    (4, "parameters", include_str!("../migrations/postgres/0004_parameters.sql")),
+    (5, "vulndb", include_str!("../migrations/postgres/0005_vulndb.sql")),
     (6, "assessments", include_str!("../migrations/postgres/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../migrations/postgres/0007_assessment_templates.sql")),
-    (5, "vulndb", include_str!("../migrations/postgres/0005_vulndb.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

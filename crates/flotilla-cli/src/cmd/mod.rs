@@ -8,6 +8,7 @@ pub mod events;
 pub mod groups;
 pub mod inventory;
 pub mod nodes;
+pub mod params;
 pub mod server;
 pub mod version_cmp;
 pub mod vulndb;

@@ -82,6 +82,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     doc.merge(super::inventory::InventoryDoc::openapi());
     doc.merge(super::assess::AssessDoc::openapi());
     doc.merge(super::vulndb::VulnDbDoc::openapi());
+    doc.merge(super::parameters::ParameterDoc::openapi());
     Json(doc)
 }
 

@@ -50,6 +50,10 @@ impl From<ServiceError> for ApiError {
                     Self::new(StatusCode::FORBIDDEN, "registration_limit_reached", message)
                 }
             },
+            ServiceError::Integrity(_) => {
+                tracing::error!("integrity check failed: {message}");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "integrity_check_failed", message)
+            }
             ServiceError::Store(_) | ServiceError::Internal(_) => {
                 // Logged here, where it is handled: a human must look.
                 tracing::error!("request failed: {message}");

@@ -11,6 +11,7 @@ mod assess;
 mod error;
 mod extract;
 mod inventory;
+mod parameters;
 mod vulndb;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let operator = api::routes()
         .merge(inventory::routes())
         .merge(assess::routes())
+        .merge(parameters::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/api/v1/openapi.json", get(api::openapi));
     // Advisory imports carry big batches: their own body limit, added after the general one.
