@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use flotilla_api as api;
-use flotilla_core::command::{MaxConcurrency, MaxErrors};
+use flotilla_core::command::{InvocationStatus, MaxConcurrency, MaxErrors};
 use flotilla_store::{CommandRecord, InvocationRecord};
 
 use crate::artifact::ArtifactError;
@@ -161,8 +161,14 @@ pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Res
         return Err(ServiceError::Invalid(format!("unknown stream `{stream}`: use stdout or stderr")));
     }
     let invocations = state.store.list_invocations(id).await?;
-    if !invocations.iter().any(|i| i.node_id == node) {
+    let Some(invocation) = invocations.iter().find(|i| i.node_id == node) else {
         return Err(ServiceError::NotFound(format!("command `{id}` has no invocation on node `{node}`")));
+    };
+    let bytes = if stream == "stdout" { invocation.stdout_bytes } else { invocation.stderr_bytes };
+    let finished = InvocationStatus::from_str(&invocation.status).is_ok_and(InvocationStatus::is_terminal);
+    if finished && bytes == 0 {
+        // The engine stores no artifact for an empty stream.
+        return Ok(Vec::new());
     }
     state.artifacts.get(&format!("commands/{id}/{node}/{stream}")).await.map_err(|e| match e {
         e @ (ArtifactError::Tampered { .. } | ArtifactError::NotEncrypted { .. }) => {

@@ -31,6 +31,8 @@ use crate::output::{INLINE_STDERR_CHARS, INLINE_STDOUT_CHARS, inline, invocation
 use crate::{AppState, ServiceError, now_ms};
 
 const TICK: Duration = Duration::from_millis(200);
+/// Events handled before the affected commands are advanced.
+const EVENT_BATCH: usize = 4096;
 
 /// One planned step, as stored with the command and sent to every node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -269,18 +271,30 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<Event>, shutdo
                 flush(&state, &mut active).await;
                 return;
             }
-            event = events.recv() => match event {
-                Some(event) => {
-                    handle(&state, &mut active, event).await;
-                    for command in active.values_mut() {
-                        deliver(&state, command).await;
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                // Take whatever else is already queued before advancing the commands: the rate
+                // plan looks at every invocation of a command, so advancing once per batch and
+                // not once per event keeps a fan-out to N nodes linear in N, not quadratic.
+                let mut touched = BTreeSet::new();
+                touched.extend(handle(&state, &mut active, event).await);
+                for _ in 0..EVENT_BATCH {
+                    let Ok(event) = events.try_recv() else { break };
+                    touched.extend(handle(&state, &mut active, event).await);
+                }
+                for id in touched {
+                    if let Some(command) = active.get_mut(&id) {
+                        advance(&state, command);
                     }
                 }
-                None => return,
-            },
+                for command in active.values_mut() {
+                    deliver(&state, command).await;
+                }
+            }
             _ = ticker.tick() => {
                 for command in active.values_mut() {
-                    step(&state, command);
+                    expire(command);
+                    advance(&state, command);
                     deliver(&state, command).await;
                 }
                 flush(&state, &mut active).await;
@@ -307,13 +321,12 @@ async fn load(state: &AppState, active: &mut HashMap<String, Active>, id: &str) 
     }
 }
 
-async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: Event) {
+/// Applies one event; returns the command it changed, which the caller then advances.
+async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: Event) -> Option<String> {
     match event {
         Event::Start(id) => {
             load(state, active, &id).await;
-            if let Some(command) = active.get_mut(&id) {
-                step(state, command);
-            }
+            return Some(id);
         }
         Event::Connected(node) => {
             for command in active.values_mut() {
@@ -334,11 +347,11 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
                 }
             }
         }
-        Event::Result(node, result) => record_result(state, active, &node, result).await,
+        Event::Result(node, result) => return record_result(state, active, &node, result).await,
         Event::Accepted(node, accepted) => {
-            let Some((command_id, owner)) = split_invocation_id(&accepted.invocation_id) else { return };
+            let (command_id, owner) = split_invocation_id(&accepted.invocation_id)?;
             if owner != node.as_str() {
-                return;
+                return None;
             }
             if let Some(command) = active.get_mut(command_id) {
                 command.apply(owner, InvocationEvent::AgentAccepted);
@@ -349,7 +362,7 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
                         i64::try_from(accepted.started_at_unix_ms).ok().filter(|t| *t > 0).or(Some(now_ms()));
                     command.dirty.insert(owner.to_owned());
                 }
-                step(state, command);
+                return Some(command_id.to_owned());
             }
         }
         Event::Cancel(id, reply) => {
@@ -381,7 +394,7 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
                         }
                         command.apply(&node, InvocationEvent::CancelRequested);
                     }
-                    step(state, command);
+                    advance(state, command);
                     // The caller reads the command back from the store: make the cancel visible.
                     flush_one(state, command).await;
                     Ok(())
@@ -398,10 +411,11 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
             let _ = reply.send(outcome);
         }
     }
+    None
 }
 
-/// Moves one command forward: timeouts, error stop, dispatch, command status.
-fn step(state: &AppState, command: &mut Active) {
+/// Applies delivery and lost-agent timeouts (on the tick: they are measured in seconds).
+fn expire(command: &mut Active) {
     let now = now_ms();
     let timeout = command.record.delivery_timeout_ms;
     let nodes: Vec<String> = command.invocations.keys().cloned().collect();
@@ -423,11 +437,17 @@ fn step(state: &AppState, command: &mut Active) {
             _ => {}
         }
     }
+}
+
+/// Moves one command forward: error stop, dispatch, command status.
+fn advance(state: &AppState, command: &mut Active) {
+    let now = now_ms();
     let counts = command.counts();
     if !command.record.stopped_for_errors && command.plan.threshold_exceeded(&counts) {
         command.record.stopped_for_errors = true;
         command.record_dirty = true;
         tracing::info!(command_id = %command.record.id, "error threshold exceeded: not starting any more invocations");
+        let nodes: Vec<String> = command.invocations.keys().cloned().collect();
         for node in &nodes {
             command.apply(node, InvocationEvent::ErrorThresholdExceeded);
         }
@@ -469,28 +489,35 @@ async fn record_result(
     active: &mut HashMap<String, Active>,
     node: &NodeId,
     result: InvocationResult,
-) {
-    let Some((command_id, owner)) = split_invocation_id(&result.invocation_id) else { return };
+) -> Option<String> {
+    let (command_id, owner) = split_invocation_id(&result.invocation_id)?;
     if owner != node.as_str() {
-        return tracing::warn!(node_id = %node, invocation = %result.invocation_id, "result for another node ignored");
+        tracing::warn!(node_id = %node, invocation = %result.invocation_id, "result for another node ignored");
+        return None;
     }
     let Some(command) = active.get_mut(command_id) else {
         // Finished or unknown: the agent may forget it.
         state.registry.send(node, ack(&result.invocation_id));
         state.output.remove(&result.invocation_id).await;
-        return;
+        return None;
     };
     let (stdout, stderr) = state.output.read(&result.invocation_id).await;
     if (stdout.len() as u64) < result.stdout_bytes || (stderr.len() as u64) < result.stderr_bytes {
         // Chunks were lost with a connection; the agent re-sends everything after reconnecting.
         tracing::debug!(invocation = %result.invocation_id, "result before all its output; waiting for a re-send");
-        return;
+        return None;
     }
+    // An empty stream has no artifact (its byte count, 0, says all): most fleet commands print
+    // nothing on stderr, and a write per node and stream is what a big fan-out waits on.
     for (stream, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
+        if bytes.is_empty() {
+            continue;
+        }
         let name = format!("commands/{command_id}/{owner}/{stream}");
         if let Err(e) = state.artifacts.put(&name, bytes.clone()).await {
             // Without the full output stored the result is not acknowledged; the agent retries.
-            return tracing::error!(invocation = %result.invocation_id, "cannot store output: {e}");
+            tracing::error!(invocation = %result.invocation_id, "cannot store output: {e}");
+            return None;
         }
     }
     let event = match InvocationOutcome::try_from(result.outcome) {
@@ -521,8 +548,9 @@ async fn record_result(
     command.lost_since.remove(owner);
     // Acknowledged after the next flush: an ack for a result that is not yet durable could
     // lose it, and flushing per result would turn a storm of results into a storm of writes.
+    let command_id = command_id.to_owned();
     command.acks.push((node.clone(), result.invocation_id));
-    step(state, command);
+    Some(command_id)
 }
 
 fn ack(invocation_id: &str) -> ServerMessage {
