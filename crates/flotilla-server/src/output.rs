@@ -5,12 +5,25 @@
 //! twice and a gap (chunks lost with a connection) is never papered over: the agent re-sends
 //! everything from offset 0 after a reconnect. An agent can only write output for its own
 //! invocations (the id names the node).
+//!
+//! The spool is encrypted like everything else at rest, but with a key that lives only in this
+//! process's memory: the spool never needs to outlive the process, because after a server
+//! restart every agent reconnects and re-sends its unacknowledged output from offset 0. So a
+//! restart simply clears the directory. Each chunk is one frame, `len (u32 BE) ‖ nonce (12) ‖
+//! AES-256-GCM ciphertext + tag`, authenticated with its invocation, stream and offset; reading
+//! stops at the first frame that does not open, and the engine then waits for the re-send
+//! (the byte count falls short of the result's).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use flotilla_core::NodeId;
 use flotilla_proto::v1::{OutputChunk, OutputStream};
 use tokio::io::AsyncWriteExt;
+
+use crate::secret::random_bytes;
 
 /// Inline copy limits, as AWS Run Command (`StandardOutputContent`, `StandardErrorContent`).
 pub const INLINE_STDOUT_CHARS: usize = 24_000;
@@ -24,6 +37,8 @@ pub enum OutputError {
     Stream,
     #[error("cannot spool output in {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("output chunk of {0} bytes is too large to spool")]
+    TooLarge(usize),
 }
 
 /// The invocation id for a node's part of a command: `COMMAND.NODE`.
@@ -38,16 +53,30 @@ pub fn split_invocation_id(id: &str) -> Option<(&str, &str)> {
 
 pub struct OutputSpool {
     dir: PathBuf,
+    key: LessSafeKey,
+    /// Plaintext bytes spooled per file: the files hold frames, not the bytes themselves.
+    lengths: Mutex<HashMap<PathBuf, u64>>,
 }
 
 impl OutputSpool {
+    /// Opens the spool in `dir`, dropping whatever an earlier process left there (it was
+    /// encrypted under a key that died with that process; the agents re-send it).
     pub fn new(dir: &Path) -> std::io::Result<Self> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
         std::fs::create_dir_all(dir)?;
-        Ok(OutputSpool { dir: dir.to_path_buf() })
+        let key = UnboundKey::new(&AES_256_GCM, &random_bytes::<32>())
+            .map_err(|_| std::io::Error::other("cannot create the spool key"))?;
+        Ok(OutputSpool { dir: dir.to_path_buf(), key: LessSafeKey::new(key), lengths: Mutex::new(HashMap::new()) })
     }
 
-    pub fn path(&self, invocation: &str, stream: &str) -> PathBuf {
+    fn path(&self, invocation: &str, stream: &str) -> PathBuf {
         self.dir.join(format!("{invocation}.{stream}"))
+    }
+
+    fn lengths(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, u64>> {
+        self.lengths.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub async fn append(&self, node: &NodeId, chunk: &OutputChunk) -> Result<(), OutputError> {
@@ -61,34 +90,94 @@ impl OutputSpool {
             _ => return Err(OutputError::Stream),
         };
         let path = self.path(&chunk.invocation_id, stream);
-        let io = |source| OutputError::Io { path: path.clone(), source };
-        let have = match tokio::fs::metadata(&path).await {
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
-        };
         let end = chunk.offset.saturating_add(chunk.data.len() as u64);
-        if chunk.offset > have || end <= have {
-            return Ok(()); // a gap (re-sent later from 0) or a duplicate
-        }
+        // Claim the range before writing, so a duplicate arriving meanwhile is skipped.
+        let have = {
+            let mut lengths = self.lengths();
+            let have = lengths.get(&path).copied().unwrap_or(0);
+            if chunk.offset > have || end <= have {
+                return Ok(()); // a gap (re-sent later from 0) or a duplicate
+            }
+            lengths.insert(path.clone(), end);
+            have
+        };
         let skip = usize::try_from(have - chunk.offset).unwrap_or(usize::MAX);
-        let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await.map_err(io)?;
-        file.write_all(chunk.data.get(skip..).unwrap_or_default()).await.map_err(io)?;
-        // tokio completes file writes in the background: without this flush the next chunk's
-        // length check could run before this write lands.
+        let data = chunk.data.get(skip..).unwrap_or_default();
+        let written = self.write_frame(&path, &chunk.invocation_id, stream, have, data).await;
+        if written.is_err() {
+            self.lengths().insert(path, have);
+        }
+        written
+    }
+
+    async fn write_frame(
+        &self,
+        path: &Path,
+        invocation: &str,
+        stream: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), OutputError> {
+        let io = |source| OutputError::Io { path: path.to_path_buf(), source };
+        let nonce = random_bytes::<NONCE_LEN>();
+        let mut sealed = data.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(invocation, stream, offset)),
+                &mut sealed,
+            )
+            .map_err(|_| OutputError::TooLarge(data.len()))?;
+        let len = u32::try_from(sealed.len()).map_err(|_| OutputError::TooLarge(data.len()))?;
+        let mut frame = Vec::with_capacity(4 + NONCE_LEN + sealed.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&nonce);
+        frame.extend_from_slice(&sealed);
+        let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await.map_err(io)?;
+        file.write_all(&frame).await.map_err(io)?;
+        // tokio completes file writes in the background: without this flush a read right
+        // after the result could miss this frame.
         file.flush().await.map_err(io)
+    }
+
+    /// The bytes of one stream so far: every frame that opens, in order.
+    async fn read_stream(&self, invocation: &str, stream: &str) -> Vec<u8> {
+        let frames = tokio::fs::read(self.path(invocation, stream)).await.unwrap_or_default();
+        let mut out = Vec::new();
+        let mut rest = frames.as_slice();
+        while let Some((len, after)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_be_bytes(*len) as usize;
+            let Some((nonce, after)) = after.split_first_chunk::<NONCE_LEN>() else { break };
+            let Some((sealed, after)) = after.split_at_checked(len) else { break };
+            let mut buf = sealed.to_vec();
+            let aad = aad(invocation, stream, out.len() as u64);
+            let Ok(plain) = self.key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &mut buf)
+            else {
+                tracing::warn!(invocation, stream, "spooled output failed its integrity check; waiting for a re-send");
+                break;
+            };
+            out.extend_from_slice(plain);
+            rest = after;
+        }
+        out
     }
 
     /// Both streams' bytes so far (missing files are empty).
     pub async fn read(&self, invocation: &str) -> (Vec<u8>, Vec<u8>) {
-        let stdout = tokio::fs::read(self.path(invocation, "stdout")).await.unwrap_or_default();
-        let stderr = tokio::fs::read(self.path(invocation, "stderr")).await.unwrap_or_default();
-        (stdout, stderr)
+        (self.read_stream(invocation, "stdout").await, self.read_stream(invocation, "stderr").await)
     }
 
     pub async fn remove(&self, invocation: &str) {
-        let _ = tokio::fs::remove_file(self.path(invocation, "stdout")).await;
-        let _ = tokio::fs::remove_file(self.path(invocation, "stderr")).await;
+        for stream in ["stdout", "stderr"] {
+            let path = self.path(invocation, stream);
+            self.lengths().remove(&path);
+            let _ = tokio::fs::remove_file(path).await;
+        }
     }
+}
+
+fn aad(invocation: &str, stream: &str, offset: u64) -> Vec<u8> {
+    format!("spool\0{invocation}\0{stream}\0{offset}").into_bytes()
 }
 
 /// The inline copy: lossy UTF-8 (NUL replaced, since database text cannot hold it), at most
@@ -120,8 +209,39 @@ mod tests {
         spool.append(&node, &chunk(20, b"gap")).await.expect("gap");
         spool.append(&node, &chunk(3, b"lo world")).await.expect("overlap");
         assert_eq!(spool.read(&id).await.0, b"hello world");
+        let on_disk = std::fs::read(dir.path().join(format!("{id}.stdout"))).expect("spool file");
+        assert!(!on_disk.windows(5).any(|w| w == b"hello"), "the spool holds ciphertext only");
         let other = NodeId::from_random([4; 9]);
         assert!(matches!(spool.append(&other, &chunk(0, b"x")).await, Err(OutputError::Foreign(_))));
+        spool.remove(&id).await;
+        assert_eq!(spool.read(&id).await.0, b"");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_frame_ends_the_stream_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = OutputSpool::new(dir.path()).expect("spool");
+        let node = NodeId::from_random([5; 9]);
+        let id = invocation_id("c-2", node.as_str());
+        for (offset, data) in [(0, &b"first "[..]), (6, &b"second"[..])] {
+            let chunk = OutputChunk {
+                invocation_id: id.clone(),
+                stream: OutputStream::Stdout as i32,
+                offset,
+                data: data.to_vec(),
+            };
+            spool.append(&node, &chunk).await.expect("append");
+        }
+        let path = dir.path().join(format!("{id}.stdout"));
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(spool.read(&id).await.0, b"first ");
+        // A new process cannot read an old spool: it starts empty.
+        drop(spool);
+        let again = OutputSpool::new(dir.path()).expect("reopen");
+        assert_eq!(again.read(&id).await.0, b"");
     }
 
     #[test]
