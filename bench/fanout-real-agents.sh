@@ -4,12 +4,12 @@
 #   flotilla run Flotilla-RunShellScript --param commands=true --target all --wait
 # over several rounds and prints the median. Stops everything it started by process id.
 #
-# Usage: bench/fanout-real-agents.sh [N=50] [ROUNDS=5]   (uses target/release if built, else target/debug)
+# Usage: bench/fanout-real-agents.sh [N=50] [ROUNDS=5]   (FLOTILLA_BIN_DIR, else $CARGO_TARGET_DIR/release or target/release if built, else target/debug)
 set -euo pipefail
 N=${1:-50}
 ROUNDS=${2:-5}
 cd "$(dirname "$0")/.."
-BIN=target/release
+BIN=${FLOTILLA_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 [ -x "$BIN/flotilla" ] && [ -x "$BIN/flotilla-agent" ] || BIN=target/debug
 WORK=$(mktemp -d)
 PIDS=()

@@ -8,16 +8,16 @@
 #   - fleet queries over all stored nodes: an indexed one (name= and version<) and a scan (~).
 # Stops everything it started by process id.
 #
-# Usage: bench/inventory-real-agents.sh [N=50] [P=1000]   (target/release if built, else target/debug)
+# Usage: bench/inventory-real-agents.sh [N=50] [P=1000]   (FLOTILLA_BIN_DIR, else $CARGO_TARGET_DIR/release or target/release if built, else target/debug)
 set -euo pipefail
 N=${1:-50}
 P=${2:-1000}
 cd "$(dirname "$0")/.."
-BIN=target/release
+BIN=${FLOTILLA_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 [ -x "$BIN/flotilla" ] && [ -x "$BIN/flotilla-agent" ] || BIN=target/debug
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP_SERVER_LOG:-}" ] && cp "$WORK/server.log" "$KEEP_SERVER_LOG"; rm -rf "$WORK"; }
 trap cleanup EXIT
 now() { date +%s.%N; }
 metric() { curl -sS --cacert "$FLOTILLA_CA" "$FLOTILLA_URL/metrics" | awk -v m="$1" '$1==m {print $2}'; }

@@ -11,7 +11,7 @@ mod parameters;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use async_trait::async_trait;
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags, UnixMillis};
@@ -80,6 +80,35 @@ impl Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite only: write transactions queue here, in this process and in order, rather than
+    /// in SQLite's busy handler, which sleeps up to 100 ms between tries and so turns a burst
+    /// of concurrent writers (every agent reporting at once) into mostly sleeping.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -87,6 +116,15 @@ fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 impl SqlStore {
+    /// Begins a write transaction, after the writers queued before it on SQLite.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = match &self.writer {
+            Some(writer) => Some(writer.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn })
+    }
+
     /// Opens (creating if missing) the SQLite database file at `path`, in WAL mode, and
     /// applies pending migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
@@ -138,7 +176,8 @@ impl SqlStore {
             Backend::Postgres => POSTGRES_MIGRATIONS,
         });
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
-        Ok(SqlStore { pool, backend })
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(SqlStore { pool, backend, writer })
     }
 
     /// Closes every connection; used on shutdown so SQLite checkpoints its WAL.
@@ -350,7 +389,7 @@ impl Store for SqlStore {
     }
 
     async fn enroll_node(&self, activation_id: &str, n: &Node) -> Result<Enrollment, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin an enrollment"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin an enrollment"))?;
         let taken = sqlx::query(
             "UPDATE activations SET registrations = registrations + 1 \
              WHERE id = $1 AND registrations < registration_limit",
@@ -427,7 +466,7 @@ impl Store for SqlStore {
     }
 
     async fn nodes_lost(&self, ids: &[NodeId]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin marking nodes lost"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin marking nodes lost"))?;
         for id in ids {
             sqlx::query("UPDATE nodes SET status = 'ConnectionLost' WHERE id = $1 AND status = 'Online'")
                 .bind(id.as_str())
@@ -460,7 +499,7 @@ impl Store for SqlStore {
     }
 
     async fn touch_nodes(&self, seen: &[(NodeId, UnixMillis)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin a last-seen update"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin a last-seen update"))?;
         for (id, at) in seen {
             sqlx::query("UPDATE nodes SET last_seen = $1 WHERE id = $2 AND (last_seen IS NULL OR last_seen < $1)")
                 .bind(*at)
@@ -557,7 +596,7 @@ impl Store for SqlStore {
 
     async fn put_document(&self, doc: &DocumentVersion) -> Result<i64, StoreError> {
         let name = doc.name.as_str();
-        let mut tx = self.pool.begin().await.map_err(q("begin a document update"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin a document update"))?;
         let head = sqlx::query("SELECT latest_version FROM document_heads WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -655,7 +694,7 @@ impl Store for SqlStore {
     }
 
     async fn create_command(&self, c: &CommandRecord, nodes: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin creating a command"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin creating a command"))?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO commands ({COMMAND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         )))
@@ -743,7 +782,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_commands_ended_before(&self, cutoff: UnixMillis) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin deleting old commands"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin deleting old commands"))?;
         sqlx::query(
             "DELETE FROM invocations WHERE command_id IN \
              (SELECT id FROM commands WHERE ended_at IS NOT NULL AND ended_at < $1)",
@@ -787,7 +826,7 @@ impl Store for SqlStore {
         if list.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(q("begin an invocation batch"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin an invocation batch"))?;
         for i in list {
             sqlx::query(
                 "UPDATE invocations SET status = $1, exit_code = $2, dispatched_at = $3, started_at = $4, ended_at = $5, \
@@ -822,7 +861,7 @@ impl Store for SqlStore {
         records: &[crate::AdvisoryRecord],
         now: UnixMillis,
     ) -> Result<Vec<crate::ImportOutcome>, StoreError> {
-        crate::vulndb::import(&self.pool, records, now).await
+        crate::vulndb::import(self.begin_write().await.map_err(q("begin an advisory import"))?, records, now).await
     }
 
     async fn advisory_ids_for(&self, keys: &[(String, String)]) -> Result<Vec<(String, i64)>, StoreError> {

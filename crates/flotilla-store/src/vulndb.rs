@@ -57,11 +57,10 @@ const INDEX_ROWS_PER_INSERT: usize = 300;
 const NAMES_PER_LOOKUP: usize = 500;
 
 pub(crate) async fn import(
-    pool: &AnyPool,
+    mut tx: crate::sql::WriteTx,
     records: &[AdvisoryRecord],
     now: i64,
 ) -> Result<Vec<ImportOutcome>, StoreError> {
-    let mut tx = pool.begin().await.map_err(q("begin an advisory import"))?;
     let mut outcomes = Vec::with_capacity(records.len());
     for r in records {
         let existing = sqlx::query("SELECT modified_micros FROM advisories WHERE id = $1")

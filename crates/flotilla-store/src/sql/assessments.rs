@@ -136,7 +136,7 @@ impl AssessmentStore for SqlStore {
     }
 
     async fn create_assessment_run(&self, run: &AssessmentRunRecord, nodes: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin an assessment run"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin an assessment run"))?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO assessment_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )))
@@ -240,7 +240,7 @@ impl AssessmentStore for SqlStore {
         node: &AssessmentNodeRecord,
         findings: &[FindingRecord],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin a node assessment"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin a node assessment"))?;
         sqlx::query("UPDATE assessment_nodes SET status = $3, detail = $4 WHERE run_id = $1 AND node_id = $2")
             .bind(run_id)
             .bind(&node.node_id)

@@ -41,7 +41,7 @@ impl InventoryStore for SqlStore {
         collected_at: UnixMillis,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin an inventory update"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin an inventory update"))?;
         for change in changes {
             let type_name = match change {
                 InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => type_name,

@@ -67,7 +67,7 @@ impl ParameterStore for SqlStore {
         keep: usize,
     ) -> Result<ParameterPut, StoreError> {
         let name = record.name.as_str();
-        let mut tx = self.pool.begin().await.map_err(q("begin a parameter put"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin a parameter put"))?;
         let head = sqlx::query("SELECT latest_version FROM parameter_heads WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -251,7 +251,7 @@ impl ParameterStore for SqlStore {
         labels: &[String],
         max_per_version: usize,
     ) -> Result<ParameterLabel, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin labelling a parameter"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin labelling a parameter"))?;
         let exists = sqlx::query("SELECT version FROM parameter_versions WHERE name = $1 AND version = $2")
             .bind(name)
             .bind(version)
@@ -289,7 +289,7 @@ impl ParameterStore for SqlStore {
     }
 
     async fn delete_parameter(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin deleting a parameter"))?;
+        let mut tx = self.begin_write().await.map_err(q("begin deleting a parameter"))?;
         let done = sqlx::query("DELETE FROM parameter_heads WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
