@@ -281,7 +281,7 @@ FL_CLI_CPU=$(printf '%s\n' "${fl_cli_cpu[@]}" | median)
 FL_MED=$(printf '%s\n' "${fl_times[@]}" | median)
 FL_SRV=$(printf '%s\n' "${fl_server[@]}" | median)
 
-# The CLI's --wait polls (from 20 ms, doubling up to 1 s). For a poll-free view: the same CLI without --wait
+# The CLI's --wait polls (every 50 ms for 2 s, then backing off to 1 s). For a poll-free view: the same CLI without --wait
 # creates the command, then a client polls GET /api/v1/commands/ID every POLL_MS over one
 # keep-alive connection; timed from before the CLI starts to the terminal status.
 FL_FAST=$(python3 - "$BIN/flotilla" "$ROUNDS" "$K" "$POLL_MS" "${RUN[@]}" <<'EOF'

@@ -129,16 +129,20 @@ pub async fn run(args: RunArgs, client: &Client, format: Format) -> anyhow::Resu
         return print_command(format, &command);
     }
     let live = std::io::stderr().is_terminal() && matches!(format, Format::Table);
-    // Most fleet commands end within a second: poll fast first, then back off so a long
-    // command on a big fleet (each poll returns every invocation) costs the server little.
-    let mut poll = Duration::from_millis(20);
+    // Most fleet commands end within a second or two: poll every 50 ms for 2 s, then back off
+    // to 1 s, so a long command on a big fleet (each poll returns every invocation) costs the
+    // server little.
+    let started = std::time::Instant::now();
+    let mut poll = Duration::from_millis(50);
     while !TERMINAL.contains(&command.status.as_str()) {
         if live {
             eprint!("\r{} {}   {}\x1b[K", command.id, command.status, counts_line(&command));
             let _ = std::io::stderr().flush();
         }
         tokio::time::sleep(poll).await;
-        poll = (poll * 2).min(Duration::from_secs(1));
+        if started.elapsed() > Duration::from_secs(2) {
+            poll = (poll * 2).min(Duration::from_secs(1));
+        }
         command = client.get_command(&command.id).await?;
     }
     if live {
