@@ -88,9 +88,14 @@ pub async fn status(store: &dyn Store) -> Result<api::VulnDbStatus, ServiceError
 
 /// Parsed advisories by id, reused across the nodes of one assessment run. A record whose
 /// `modified` changed since it was cached is read again.
+///
+/// It also remembers which advisories each `(ecosystem, package)` key has (most have none):
+/// across a fleet the same packages recur on every node, so after the first nodes an
+/// assessment asks the store only for keys it has not seen in this run.
 #[derive(Default)]
 pub struct AdvisoryCache {
     parsed: Mutex<HashMap<String, (i64, Arc<CompiledAdvisory>)>>,
+    by_key: Mutex<HashMap<(String, String), Vec<(String, i64)>>>,
 }
 
 impl AdvisoryCache {
@@ -105,6 +110,35 @@ impl AdvisoryCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Ids and `modified_micros` of the advisories under any of `keys`, each once, sorted;
+    /// the store is asked only for keys this cache has not looked up before.
+    pub async fn ids_for(
+        &self,
+        store: &dyn Store,
+        keys: &[(String, String)],
+    ) -> Result<Vec<(String, i64)>, ServiceError> {
+        let poisoned = || ServiceError::Internal("advisory cache poisoned".into());
+        let missing: Vec<(String, String)> = {
+            let known = self.by_key.lock().map_err(|_| poisoned())?;
+            keys.iter().filter(|k| !known.contains_key(*k)).cloned().collect()
+        };
+        if !missing.is_empty() {
+            let hits = store.advisory_ids_by_key(&missing).await?;
+            let mut known = self.by_key.lock().map_err(|_| poisoned())?;
+            for key in missing {
+                known.entry(key).or_default();
+            }
+            for hit in hits {
+                known.entry((hit.ecosystem, hit.package)).or_default().push((hit.id, hit.modified_micros));
+            }
+        }
+        let known = self.by_key.lock().map_err(|_| poisoned())?;
+        let mut out: Vec<(String, i64)> = keys.iter().filter_map(|k| known.get(k)).flatten().cloned().collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// The advisories with these `(id, modified_micros)`, reading and parsing only those not
@@ -167,7 +201,7 @@ pub async fn assess_node(
     let Some(node) = PreparedNode::new(os, packages) else {
         return Ok(NodeVulnReport { assessable: false, ..NodeVulnReport::default() });
     };
-    let ids = store.advisory_ids_for(&node.lookups()).await?;
+    let ids = cache.ids_for(store, &node.lookups()).await?;
     let advisories = cache.load(store, &ids).await?;
     Ok(node.assess(advisories.iter().map(Arc::as_ref)))
 }

@@ -20,7 +20,7 @@ pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInv
 pub use parameter::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
 pub use sql::SqlStore;
-pub use vulndb::{AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory};
+pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory};
 
 use async_trait::async_trait;
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, Tags, UnixMillis};
@@ -126,6 +126,8 @@ pub trait Store: InventoryStore + AssessmentStore + ParameterStore + Send + Sync
     /// Ids and `modified_micros` of the advisories indexed under any `(ecosystem, package)`
     /// of `keys`, each once, sorted by id.
     async fn advisory_ids_for(&self, keys: &[(String, String)]) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The same lookup, saying which key each advisory was found under (a hit per key).
+    async fn advisory_ids_by_key(&self, keys: &[(String, String)]) -> Result<Vec<AdvisoryKeyHit>, StoreError>;
     /// The stored records with these ids, sorted by id; unknown ids are skipped.
     async fn get_advisories(&self, ids: &[String]) -> Result<Vec<StoredAdvisory>, StoreError>;
     async fn advisory_stats(&self) -> Result<AdvisoryStats, StoreError>;

@@ -868,6 +868,10 @@ impl Store for SqlStore {
         crate::vulndb::ids_for(&self.pool, keys).await
     }
 
+    async fn advisory_ids_by_key(&self, keys: &[(String, String)]) -> Result<Vec<crate::AdvisoryKeyHit>, StoreError> {
+        crate::vulndb::ids_by_key(&self.pool, keys).await
+    }
+
     async fn get_advisories(&self, ids: &[String]) -> Result<Vec<crate::StoredAdvisory>, StoreError> {
         crate::vulndb::get(&self.pool, ids).await
     }

@@ -29,6 +29,15 @@ pub enum ImportOutcome {
     Unchanged,
 }
 
+/// An advisory indexed under one `(ecosystem, package)` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisoryKeyHit {
+    pub ecosystem: String,
+    pub package: String,
+    pub id: String,
+    pub modified_micros: i64,
+}
+
 /// A stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAdvisory {
@@ -128,17 +137,25 @@ pub(crate) async fn import(
 
 /// Ids (with `modified_micros`) of the advisories indexed under any of `keys`, each once.
 pub(crate) async fn ids_for(pool: &AnyPool, keys: &[(String, String)]) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut out: Vec<(String, i64)> =
+        ids_by_key(pool, keys).await?.into_iter().map(|hit| (hit.id, hit.modified_micros)).collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+pub(crate) async fn ids_by_key(pool: &AnyPool, keys: &[(String, String)]) -> Result<Vec<AdvisoryKeyHit>, StoreError> {
     let mut by_ecosystem: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (ecosystem, package) in keys {
         by_ecosystem.entry(ecosystem).or_default().push(package);
     }
-    let mut out: Vec<(String, i64)> = Vec::new();
+    let mut out = Vec::new();
     for (ecosystem, names) in by_ecosystem {
         for chunk in names.chunks(NAMES_PER_LOOKUP) {
             let params: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
-                "SELECT DISTINCT a.id, a.modified_micros FROM advisory_index i JOIN advisories a ON a.id = i.advisory_id \
-                 WHERE i.ecosystem = $1 AND i.package IN ({})",
+                "SELECT DISTINCT i.package, a.id, a.modified_micros FROM advisory_index i \
+                 JOIN advisories a ON a.id = i.advisory_id WHERE i.ecosystem = $1 AND i.package IN ({})",
                 params.join(", ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(ecosystem.to_owned());
@@ -146,15 +163,15 @@ pub(crate) async fn ids_for(pool: &AnyPool, keys: &[(String, String)]) -> Result
                 query = query.bind((*name).to_owned());
             }
             for row in query.fetch_all(pool).await.map_err(q("look up advisories by package"))? {
-                out.push((
-                    row.try_get("id").map_err(q("decode a row"))?,
-                    row.try_get("modified_micros").map_err(q("decode a row"))?,
-                ));
+                out.push(AdvisoryKeyHit {
+                    ecosystem: ecosystem.to_owned(),
+                    package: row.try_get("package").map_err(q("decode a row"))?,
+                    id: row.try_get("id").map_err(q("decode a row"))?,
+                    modified_micros: row.try_get("modified_micros").map_err(q("decode a row"))?,
+                });
             }
         }
     }
-    out.sort();
-    out.dedup();
     Ok(out)
 }
 

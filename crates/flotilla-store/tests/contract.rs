@@ -323,6 +323,17 @@ async fn advisories(store: &dyn Store) {
         .await
         .expect("lookup");
     assert_eq!(ids, [("DSA-1".to_string(), 100)]);
+    // By key: one hit per key the advisory is indexed under.
+    let mut hits: Vec<(String, String)> = store
+        .advisory_ids_by_key(&keys(&[("Debian:12", "openssl"), ("Debian:11", "openssl"), ("Debian:12", "zlib")]))
+        .await
+        .expect("lookup by key")
+        .into_iter()
+        .map(|h| (format!("{} {}", h.ecosystem, h.package), h.id))
+        .collect();
+    hits.sort();
+    let expected = [("Debian:11 openssl", "DSA-1"), ("Debian:12 openssl", "DSA-1")];
+    assert_eq!(hits, expected.map(|(k, id)| (k.to_string(), id.to_string())));
     assert!(store.advisory_ids_for(&keys(&[("Debian:13", "openssl")])).await.expect("lookup").is_empty());
     assert!(store.advisory_ids_for(&[]).await.expect("empty").is_empty());
 
