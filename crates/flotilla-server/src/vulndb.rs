@@ -92,10 +92,13 @@ pub async fn status(store: &dyn Store) -> Result<api::VulnDbStatus, ServiceError
 /// It also remembers which advisories each `(ecosystem, package)` key has (most have none):
 /// across a fleet the same packages recur on every node, so after the first nodes an
 /// assessment asks the store only for keys it has not seen in this run.
+/// `(ecosystem key, package)`, as the advisory index names it.
+type LookupKey = (String, String);
+
 #[derive(Default)]
 pub struct AdvisoryCache {
     parsed: Mutex<HashMap<String, (i64, Arc<CompiledAdvisory>)>>,
-    by_key: Mutex<HashMap<(String, String), Vec<(String, i64)>>>,
+    by_key: Mutex<HashMap<LookupKey, Vec<(String, i64)>>>,
 }
 
 impl AdvisoryCache {
@@ -120,7 +123,7 @@ impl AdvisoryCache {
         keys: &[(String, String)],
     ) -> Result<Vec<(String, i64)>, ServiceError> {
         let poisoned = || ServiceError::Internal("advisory cache poisoned".into());
-        let missing: Vec<(String, String)> = {
+        let missing: Vec<LookupKey> = {
             let known = self.by_key.lock().map_err(|_| poisoned())?;
             keys.iter().filter(|k| !known.contains_key(*k)).cloned().collect()
         };
