@@ -111,6 +111,12 @@ impl std::ops::DerefMut for WriteTx {
     }
 }
 
+/// Most bind parameters in one statement. Not an engine limit: sqlx's SQLite driver finds each
+/// parameter's argument through `sqlite3_bind_parameter_name`, a linear scan of the statement's
+/// parameter list, so binding is quadratic in the count — a 2,500-parameter INSERT spent more
+/// time there than in SQLite writing the rows. Multi-row statements are sized from this.
+pub(crate) const MAX_BINDS: usize = 200;
+
 fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
@@ -802,8 +808,7 @@ impl Store for SqlStore {
 
     async fn invocation_counts(&self, command_ids: &[String]) -> Result<Vec<(String, String, u32)>, StoreError> {
         let mut out = Vec::new();
-        // Bounded IN lists keep every statement well under both engines' parameter limits.
-        for chunk in command_ids.chunks(500) {
+        for chunk in command_ids.chunks(MAX_BINDS) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT command_id, status, COUNT(*) AS n FROM invocations WHERE command_id IN ({}) GROUP BY command_id, status",

@@ -60,10 +60,10 @@ fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
-/// Index rows per INSERT statement (3 parameters each; well under every engine's limit).
-const INDEX_ROWS_PER_INSERT: usize = 300;
-/// Names per lookup statement.
-const NAMES_PER_LOOKUP: usize = 500;
+/// Index rows per INSERT statement (3 parameters each).
+const INDEX_ROWS_PER_INSERT: usize = crate::sql::MAX_BINDS / 3;
+/// Names per lookup statement (plus the ecosystem).
+const NAMES_PER_LOOKUP: usize = crate::sql::MAX_BINDS - 1;
 
 pub(crate) async fn import(
     mut tx: crate::sql::WriteTx,

@@ -11,8 +11,10 @@ use crate::{
 
 const RUN_COLUMNS: &str = "id, targets, rules, noncompliant_at, duration_seconds, status, node_count, finding_counts, command_ids, detail, \
                            created_at, ended_at";
-/// Rows per INSERT: 12 binds a row, well under both engines' limits.
-const ROWS_PER_INSERT: usize = 400;
+/// Finding rows per INSERT (12 binds a row).
+const FINDINGS_PER_INSERT: usize = super::MAX_BINDS / 12;
+/// Node rows per INSERT (one bind a row, plus the run id).
+const NODES_PER_INSERT: usize = super::MAX_BINDS - 1;
 
 fn run_from_row(row: &AnyRow) -> Result<AssessmentRunRecord, StoreError> {
     let id: String = get(row, "id")?;
@@ -155,7 +157,7 @@ impl AssessmentStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(q("store an assessment run"))?;
-        for chunk in nodes.chunks(ROWS_PER_INSERT) {
+        for chunk in nodes.chunks(NODES_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${}, 'Pending', '')", i + 2)).collect();
             let sql =
                 format!("INSERT INTO assessment_nodes (run_id, node_id, status, detail) VALUES {}", values.join(","));
@@ -255,7 +257,7 @@ impl AssessmentStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(q("replace findings"))?;
-        for (chunk_index, chunk) in findings.chunks(ROWS_PER_INSERT).enumerate() {
+        for (chunk_index, chunk) in findings.chunks(FINDINGS_PER_INSERT).enumerate() {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     let b = i * 12;
@@ -286,7 +288,7 @@ impl AssessmentStore for SqlStore {
                 query = query
                     .bind(run_id)
                     .bind(&node.node_id)
-                    .bind(i64::try_from(chunk_index * ROWS_PER_INSERT + i).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(chunk_index * FINDINGS_PER_INSERT + i).unwrap_or(i64::MAX))
                     .bind(&f.rule)
                     .bind(&f.advisory_id)
                     .bind(to_json(&f.aliases))

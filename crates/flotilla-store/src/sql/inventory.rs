@@ -7,8 +7,8 @@ use sqlx::Row;
 use super::{SqlStore, from_json, get, q, to_json};
 use crate::{InventoryChange, InventorySetting, InventoryStore, StoreError, StoredInventoryType};
 
-/// Rows per INSERT: well under both engines' bind limits (5 binds a row).
-const ROWS_PER_INSERT: usize = 500;
+/// Rows per INSERT (5 binds a row).
+const ROWS_PER_INSERT: usize = super::MAX_BINDS / 5;
 
 #[async_trait]
 impl InventoryStore for SqlStore {
