@@ -28,6 +28,7 @@ run_bench() { # NAME, loadgen arguments...
   local out="$ROOT/bench/results/$name-$DB_KIND.json"
   "$BIN/flotilla-loadgen" "$@" "${db_args[@]}" --json > "$out.tmp"
   mv "$out.tmp" "$out"
+  cat "$out" >> "$ROOT/bench/results/history.jsonl"
   python3 - "$out" <<'PY'
 import json, sys
 def rows(prefix, v, out):

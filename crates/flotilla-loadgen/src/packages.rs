@@ -159,7 +159,7 @@ pub fn applications(index: usize, count: usize) -> Vec<Application> {
     let mut apps = Vec::with_capacity(count);
     for (i, (name, vulnerable, fixed)) in ADVISED.iter().enumerate() {
         // Node-dependent: about half the nodes carry each vulnerable version.
-        let version = if (index + i) % 2 == 0 { vulnerable } else { fixed };
+        let version = if (index + i).is_multiple_of(2) { vulnerable } else { fixed };
         apps.push(app((*name).to_owned(), version));
     }
     for (name, version) in BASE {
@@ -169,7 +169,7 @@ pub fn applications(index: usize, count: usize) -> Vec<Application> {
     while apps.len() < count {
         let stem = STEMS[j % STEMS.len()];
         let name = format!("{stem}-module{}", j / STEMS.len());
-        let minor = if (j + index) % 20 == 0 { index % 7 + 1 } else { 0 };
+        let minor = if (j + index).is_multiple_of(20) { index % 7 + 1 } else { 0 };
         let version = format!("{}.{}.{}-{}+deb9u{minor}", 1 + j % 5, j % 13, j % 7, 1 + j % 3);
         apps.push(app(name, &version));
         j += 1;

@@ -122,6 +122,8 @@ impl ServerProcess {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
+        // Not a node process: the server under test, which we own and kill by its handle.
+        #[allow(clippy::disallowed_methods)]
         let mut command = tokio::process::Command::new(&self.binary);
         // The server's own log level unless asked otherwise: its logging is part of its cost.
         if let Ok(level) = std::env::var("FLOTILLA_LOADGEN_SERVER_LOG") {

@@ -25,17 +25,32 @@ fn command(concurrency: &str) -> CreateCommand {
 }
 
 /// Waits until the command is final; returns its invocations' statuses.
-async fn finished(admin: &flotilla_api::Client, id: &str, timeout: Duration) -> (String, Vec<String>) {
-    let mut last = String::new();
+async fn finished(
+    admin: &flotilla_api::Client,
+    id: &str,
+    timeout: Duration,
+    log: impl Fn() -> String,
+) -> (String, Vec<String>) {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        if let Ok(c) = admin.get_command(id).await {
-            last = c.status.clone();
-            if ["Success", "Failed", "Cancelled"].contains(&c.status.as_str()) {
-                return (c.status, c.invocations.unwrap_or_default().into_iter().map(|i| i.status).collect());
-            }
+        let c = admin.get_command(id).await.expect("command");
+        let invocations = c.invocations.unwrap_or_default();
+        if ["Success", "Failed", "Cancelled"].contains(&c.status.as_str()) {
+            return (c.status, invocations.into_iter().map(|i| i.status).collect());
         }
-        assert!(std::time::Instant::now() < deadline, "command {id} still {last} after {timeout:?}");
+        if std::time::Instant::now() > deadline {
+            let stuck: Vec<String> = invocations
+                .iter()
+                .filter(|i| !FINAL.contains(&i.status.as_str()))
+                .map(|i| format!("{}={}", i.node_id, i.status))
+                .collect();
+            panic!(
+                "command {id} still {} after {timeout:?}; counts {:?}; not final: {stuck:?}\nserver log:\n{}",
+                c.status,
+                c.counts,
+                log()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -55,7 +70,7 @@ async fn ten_percent_of_agents_reconnecting_during_a_fan_out() {
             fleet.drop_connection(i);
         }
     }
-    let (status, invocations) = finished(&s.admin, &cmd.id, Duration::from_secs(90)).await;
+    let (status, invocations) = finished(&s.admin, &cmd.id, Duration::from_secs(90), || s.server.log_text()).await;
     assert_eq!(invocations.len(), n);
     assert!(invocations.iter().all(|st| FINAL.contains(&st.as_str())), "{invocations:?}");
     assert_eq!(status, "Success", "every agent answered: {invocations:?}");
@@ -77,7 +92,7 @@ async fn server_restart_during_a_fan_out_loses_nothing_and_runs_nothing_twice() 
     tokio::time::sleep(Duration::from_millis(700)).await;
     let before = fleet.stats().executions_by_id().len();
     tokio::task::block_in_place(|| s.server.restart()).expect("server restarts");
-    let (status, invocations) = finished(&s.admin, &cmd.id, Duration::from_secs(180)).await;
+    let (status, invocations) = finished(&s.admin, &cmd.id, Duration::from_secs(120), || s.server.log_text()).await;
     assert_eq!(invocations.len(), n);
     assert!(invocations.iter().all(|st| FINAL.contains(&st.as_str())), "{invocations:?}");
     assert_eq!(status, "Success", "no invocation lost: {invocations:?}");
