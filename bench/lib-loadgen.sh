@@ -17,11 +17,13 @@ build() {
 run_bench() { # NAME, loadgen arguments...
   local name=$1; shift
   build
-  local db_args=() dbname=""
+  local db_args=()
   if [ "$DB_KIND" = postgres ]; then
-    dbname="flotilla_bench_$$_$(date +%s)"
+    # Global, not local: the EXIT trap that drops it runs after this function returned.
+    BENCH_DBNAME="flotilla_bench_$$_$(date +%s)"
+    local dbname=$BENCH_DBNAME
     psql -h 127.0.0.1 -U postgres -q -c "CREATE DATABASE $dbname" postgres
-    trap 'psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" postgres >/dev/null 2>&1 || true' EXIT
+    trap 'psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS $BENCH_DBNAME WITH (FORCE)" postgres >/dev/null 2>&1 || true' EXIT
     db_args=(--db "postgres://postgres@127.0.0.1:5432/$dbname")
   fi
   mkdir -p "$ROOT/bench/results"
