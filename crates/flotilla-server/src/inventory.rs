@@ -38,8 +38,20 @@ const MAX_PAGE: u32 = 1000;
 const MIN_INTERVAL_SECONDS: u32 = 10;
 const MAX_WATCHED_PATTERNS: usize = 100;
 
+/// Reports decoded and applied at once, per store engine. A fleet reporting together (every
+/// agent collects at connect) would otherwise hold every pooled connection in a transaction:
+/// SQLite has one writer, so they queued in busy waits while everything else (and most of
+/// those reports) timed out waiting for a connection; and each report decoded meanwhile was
+/// held in memory. Measured with flotilla-loadgen (bench/RESULTS.md, "Load generator").
+fn ingest_permits(backend: &str) -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(if backend == "sqlite" { 2 } else { 8 }))
+}
+
 /// Applies one report from `node` and says what the server now holds.
 pub async fn ingest(state: &AppState, node: &NodeId, report: InventoryReport) -> InventoryAck {
+    // The semaphore is never closed, so acquiring cannot fail; without a permit we still ingest.
+    let _permit = ingest_permits(state.store.backend()).acquire().await.ok();
     let started = std::time::Instant::now();
     let ack = ingest_report(state, node, report).await;
     state.metrics.inventory_ingest_seconds.observe(started.elapsed().as_secs_f64());

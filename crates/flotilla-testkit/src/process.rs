@@ -91,6 +91,11 @@ impl TestServer {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The server's process id while it runs (for its /proc figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the server (SIGKILL: the harshest stop an agent must survive).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
