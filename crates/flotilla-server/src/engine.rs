@@ -161,6 +161,20 @@ impl Active {
         counts
     }
 
+    /// The agent reports on `node`'s invocation, which proves it was dispatched. If the store
+    /// still says Pending, the server died between sending it and recording that (dispatches
+    /// are written on the next tick): record the dispatch now, so the report applies instead of
+    /// being refused and the invocation re-sent.
+    fn ensure_dispatched(&mut self, node: &str) {
+        if self.invocations.get(node).map(status_of) == Some(InvocationStatus::Pending) {
+            tracing::info!(command_id = %self.record.id, node_id = %node, "report for an invocation recorded as Pending; recording its dispatch");
+            self.apply(node, InvocationEvent::Dispatched);
+            if let Some(inv) = self.invocations.get_mut(node) {
+                inv.dispatched_at = inv.dispatched_at.or(Some(now_ms()));
+            }
+        }
+    }
+
     /// Applies an event to one invocation; true when its status changed.
     fn apply(&mut self, node: &str, event: InvocationEvent) -> bool {
         let Some(inv) = self.invocations.get_mut(node) else { return false };
@@ -354,6 +368,7 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
                 return None;
             }
             if let Some(command) = active.get_mut(command_id) {
+                command.ensure_dispatched(owner);
                 command.apply(owner, InvocationEvent::AgentAccepted);
                 if let Some(inv) = command.invocations.get_mut(owner)
                     && inv.started_at.is_none()
@@ -529,6 +544,7 @@ async fn record_result(
         Ok(InvocationOutcome::Cancelled) => InvocationEvent::CancelRequested,
         Ok(InvocationOutcome::Terminated) | Ok(InvocationOutcome::Unspecified) | Err(_) => InvocationEvent::AgentLost,
     };
+    command.ensure_dispatched(owner);
     command.apply(owner, event);
     if let Some(inv) = command.invocations.get_mut(owner) {
         let (out, out_cut) = inline(&stdout, INLINE_STDOUT_CHARS);
