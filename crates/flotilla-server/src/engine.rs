@@ -149,15 +149,16 @@ impl Active {
         })
     }
 
+    /// One pass over the invocations (this runs once or twice per batch of events).
     fn counts(&self) -> Counts {
-        let mut counts = Counts::from_statuses(self.invocations.values().map(status_of));
-        counts.acknowledged = u32::try_from(
-            self.invocations
-                .values()
-                .filter(|i| status_of(i) == InvocationStatus::InProgress && i.started_at.is_some())
-                .count(),
-        )
-        .unwrap_or(u32::MAX);
+        let mut counts = Counts::default();
+        for inv in self.invocations.values() {
+            let status = status_of(inv);
+            counts.add(status);
+            if status == InvocationStatus::InProgress && inv.started_at.is_some() {
+                counts.acknowledged = counts.acknowledged.saturating_add(1);
+            }
+        }
         counts
     }
 
@@ -458,7 +459,9 @@ fn expire(command: &mut Active) {
 fn advance(state: &AppState, command: &mut Active) {
     let now = now_ms();
     let counts = command.counts();
+    let mut changed = false;
     if !command.record.stopped_for_errors && command.plan.threshold_exceeded(&counts) {
+        changed = true;
         command.record.stopped_for_errors = true;
         command.record_dirty = true;
         tracing::info!(command_id = %command.record.id, "error threshold exceeded: not starting any more invocations");
@@ -469,7 +472,7 @@ fn advance(state: &AppState, command: &mut Active) {
     }
     if !command.record.cancel_requested
         && !command.record.stopped_for_errors
-        && let Decision::Dispatch(n) = command.plan.next_dispatch(&command.counts())
+        && let Decision::Dispatch(n) = command.plan.next_dispatch(&counts)
     {
         let pending: Vec<String> = command
             .invocations
@@ -479,6 +482,7 @@ fn advance(state: &AppState, command: &mut Active) {
             .take(usize::try_from(n).unwrap_or(usize::MAX))
             .collect();
         for node in pending {
+            changed = true;
             command.apply(&node, InvocationEvent::Dispatched);
             if let Some(inv) = command.invocations.get_mut(&node) {
                 inv.dispatched_at = Some(now);
@@ -486,7 +490,8 @@ fn advance(state: &AppState, command: &mut Active) {
             command.outbox.push((node, Delivery::First));
         }
     }
-    let status = command_status(&command.counts(), command.record.stopped_for_errors, command.record.cancel_requested);
+    let counts = if changed { command.counts() } else { counts };
+    let status = command_status(&counts, command.record.stopped_for_errors, command.record.cancel_requested);
     if status.as_str() != command.record.status {
         command.record.status = status.as_str().to_owned();
         if status.is_terminal() {
