@@ -9,20 +9,9 @@ set -euo pipefail
 N=${1:-50}
 ROUNDS=${2:-5}
 cd "$(dirname "$0")/.."
-BIN=${FLOTILLA_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
-[ -x "$BIN/flotilla" ] && [ -x "$BIN/flotilla-agent" ] || BIN=target/debug
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+source bench/lib-real-agents.sh
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BIN/flotilla" server --data-dir "$WORK/server" --listen "127.0.0.1:$PORT" > "$WORK/server.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do [ -s "$WORK/server/admin.token" ] && break; sleep 0.1; done
-export FLOTILLA_URL="https://127.0.0.1:$PORT" FLOTILLA_TOKEN=$(cat "$WORK/server/admin.token") FLOTILLA_CA="$WORK/server/ca.pem"
-for _ in $(seq 1 100); do "$BIN/flotilla" nodes ls >/dev/null 2>&1 && break; sleep 0.1; done
-read -r ACT CODE < <("$BIN/flotilla" activations create --limit "$N" -o json | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["id"], a["code"])')
+start_server "$N"
 for i in $(seq 1 "$N"); do
   d="$WORK/agents/$i"; mkdir -p "$d/root/etc"
   printf 'ID=debian\nVERSION_ID=12\nNAME="Debian GNU/Linux"\n' > "$d/root/etc/os-release"; echo "bench-$i" > "$d/root/etc/hostname"

@@ -5,7 +5,6 @@
 // The demo starts Flotilla's own agent binaries, not node workloads.
 #![allow(clippy::disallowed_methods)]
 
-mod osv_sample;
 mod packages;
 
 use std::net::SocketAddr;
@@ -54,7 +53,7 @@ const DISTROS: &[(&str, &str)] = &[
 /// Imports the OSV sample, assesses the fleet (once every node's inventory is in) and prints the
 /// findings, as an operator would.
 async fn first_assessment(client: &Client, nodes: usize) -> anyhow::Result<()> {
-    let records = osv_sample::RECORDS
+    let records = flotilla_osv::sample::RECORDS
         .iter()
         .map(|(source, text)| flotilla_api::VulnRecordText { source: (*source).into(), text: (*text).into() })
         .collect();

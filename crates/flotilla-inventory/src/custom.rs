@@ -65,11 +65,11 @@ mod tests {
     #[test]
     fn valid_files() {
         let one = br#"{"SchemaVersion":"1.0","TypeName":"Custom:RackInfo","Content":{"Row":"3","Slot":"12"}}"#;
-        let (kind, items) = parse(one).unwrap();
+        let (kind, items) = parse(one).expect("test input is valid");
         assert_eq!(kind.as_str(), "Custom:RackInfo");
         assert_eq!(items.len(), 1);
         let many = br#"{"SchemaVersion":"1.0","TypeName":"Custom:Disks","Content":[{"A":"1"},{"A":"2"}]}"#;
-        assert_eq!(parse(many).unwrap().1.len(), 2);
+        assert_eq!(parse(many).expect("test input is valid").1.len(), 2);
     }
 
     #[test]
@@ -88,7 +88,7 @@ mod tests {
             parse(br#"{"SchemaVersion":"1.0","TypeName":"Custom:A","Content":[{"n":1}]}"#),
             Err(CustomError::NotStrings(0))
         ));
-        let big = vec![b' '; usize::try_from(MAX_FILE_BYTES).unwrap() + 1];
+        let big = vec![b' '; usize::try_from(MAX_FILE_BYTES).expect("test input is valid") + 1];
         assert!(matches!(parse(&big), Err(CustomError::TooLarge(_))));
     }
 }

@@ -159,7 +159,7 @@ Package: d\nStatus: install ok installed\nVersion: 4\n";
 
     #[test]
     fn truncated_file_keeps_what_is_whole() {
-        let cut = &GOOD[..GOOD.find("Package: tzdata").unwrap() + 20];
+        let cut = &GOOD[..GOOD.find("Package: tzdata").expect("test input is valid") + 20];
         let parsed = parse(cut);
         assert_eq!(parsed.items.len(), 2);
         assert_eq!(parsed.warnings.len(), 1);

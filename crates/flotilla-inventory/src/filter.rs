@@ -205,7 +205,7 @@ mod tests {
     use super::*;
 
     fn app() -> InventoryType {
-        InventoryType::parse("Application").unwrap()
+        InventoryType::parse("Application").expect("test input is valid")
     }
 
     fn package(pm: &str, name: &str, version: &str) -> Value {
@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn versions_use_the_package_managers_ordering() {
-        let older = Filter::parse("version<3.0.11", &app()).unwrap();
+        let older = Filter::parse("version<3.0.11", &app()).expect("test input is valid");
         assert!(older.matches(&package("dpkg", "openssl", "3.0.9-1")));
         // Lexically "3.0.11" < "3.0.9"; dpkg says otherwise.
         assert!(!older.matches(&package("dpkg", "openssl", "3.0.11-1~deb12u2")));
@@ -223,7 +223,7 @@ mod tests {
         assert!(older.matches(&package("rpm", "openssl", "3.0.7-27.el9")));
         assert!(!older.matches(&package("rpm", "openssl", "1:3.0.7-27.el9")));
         assert!(older.matches(&package("apk", "openssl", "3.0.11_rc1-r0")));
-        let at_least = Filter::parse("version >= 3.0.11", &app()).unwrap();
+        let at_least = Filter::parse("version >= 3.0.11", &app()).expect("test input is valid");
         assert!(at_least.matches(&package("apk", "openssl", "3.0.11-r0")));
         // A version the ordering rejects never matches an ordering comparison.
         assert!(!older.matches(&package("dpkg", "x", "not a version!")));
@@ -233,8 +233,8 @@ mod tests {
     #[test]
     fn text_lists_and_numbers() {
         let item = json!({"name": "eth0", "mac": "aa:bb", "addresses": ["10.0.0.1", "fe80::1"], "mtu": 1500});
-        let network = InventoryType::parse("Network").unwrap();
-        let check = |text: &str| Filter::parse(text, &network).unwrap().matches(&item);
+        let network = InventoryType::parse("Network").expect("test input is valid");
+        let check = |text: &str| Filter::parse(text, &network).expect("test input is valid").matches(&item);
         assert!(check("name=eth0"));
         assert!(!check("name!=eth0"));
         assert!(check("name~th"));
@@ -244,15 +244,18 @@ mod tests {
         assert!(check("mtu>=1500") && !check("mtu>1500") && check("mtu<9000"));
         assert!(check("mac!=x"), "present and different");
         let missing = json!({"name": "lo"});
-        assert!(Filter::parse("mac!=x", &network).unwrap().matches(&missing));
-        assert!(!Filter::parse("mac=x", &network).unwrap().matches(&missing));
+        assert!(Filter::parse("mac!=x", &network).expect("test input is valid").matches(&missing));
+        assert!(!Filter::parse("mac=x", &network).expect("test input is valid").matches(&missing));
     }
 
     #[test]
     fn key_lookup_only_for_equality_on_the_key() {
-        assert_eq!(Filter::parse("name=openssl", &app()).unwrap().key_lookup(&app()), Some("openssl"));
-        assert_eq!(Filter::parse("name~openssl", &app()).unwrap().key_lookup(&app()), None);
-        assert_eq!(Filter::parse("arch=amd64", &app()).unwrap().key_lookup(&app()), None);
+        assert_eq!(
+            Filter::parse("name=openssl", &app()).expect("test input is valid").key_lookup(&app()),
+            Some("openssl")
+        );
+        assert_eq!(Filter::parse("name~openssl", &app()).expect("test input is valid").key_lookup(&app()), None);
+        assert_eq!(Filter::parse("arch=amd64", &app()).expect("test input is valid").key_lookup(&app()), None);
     }
 
     #[test]
@@ -265,13 +268,13 @@ mod tests {
         let unknown = error("colour=red");
         assert!(unknown.to_string().contains("source_name"), "{unknown}");
         assert!(matches!(error("install_time>soon"), FilterError::NotANumber { .. }));
-        let hardware = InventoryType::parse("Hardware").unwrap();
+        let hardware = InventoryType::parse("Hardware").expect("test input is valid");
         assert!(matches!(Filter::parse("disks=x", &hardware), Err(FilterError::OperatorNotForField { .. })));
-        let network = InventoryType::parse("Network").unwrap();
+        let network = InventoryType::parse("Network").expect("test input is valid");
         assert!(matches!(Filter::parse("addresses<x", &network), Err(FilterError::OperatorNotForField { .. })));
         // Custom types: any attribute, text comparison.
-        let custom = InventoryType::parse("Custom:Rack").unwrap();
-        assert!(Filter::parse("Row=3", &custom).unwrap().matches(&json!({"Row": "3"})));
+        let custom = InventoryType::parse("Custom:Rack").expect("test input is valid");
+        assert!(Filter::parse("Row=3", &custom).expect("test input is valid").matches(&json!({"Row": "3"})));
     }
 
     proptest::proptest! {

@@ -322,16 +322,16 @@ mod tests {
 
     #[test]
     fn items_are_checked_against_the_schema() {
-        let app = InventoryType::parse("Application").unwrap();
+        let app = InventoryType::parse("Application").expect("test input is valid");
         let good = serde_json::json!({"name": "a", "version": "1", "release": null, "epoch": null, "arch": "amd64",
             "source_name": null, "source_version": null, "package_manager": "dpkg", "install_time": null});
         assert_eq!(app.validate_items(std::slice::from_ref(&good)), Ok(()));
         let mut extra = good.clone();
         extra["colour"] = "red".into();
         assert!(app.validate_items(&[good, extra]).unwrap_err().contains("item 1"));
-        let custom = InventoryType::parse("Custom:Rack").unwrap();
+        let custom = InventoryType::parse("Custom:Rack").expect("test input is valid");
         assert!(custom.validate_items(&[serde_json::json!({"row": "3"})]).is_ok());
         assert!(custom.validate_items(&[serde_json::json!({"row": 3})]).is_err());
-        assert!(InventoryType::parse("Finding").unwrap().validate_items(&[]).is_err());
+        assert!(InventoryType::parse("Finding").expect("test input is valid").validate_items(&[]).is_err());
     }
 }

@@ -8,7 +8,6 @@
 
 pub mod agent;
 pub mod credentials;
-pub mod osv_sample;
 pub mod packages;
 pub mod scenario;
 pub mod server;

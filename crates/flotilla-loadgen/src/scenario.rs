@@ -385,7 +385,7 @@ pub async fn inventory(target: &mut Target, s: &Settings) -> anyhow::Result<Valu
 
 /// Imports the repository's OSV sample; returns (new + updated + unchanged, rejected).
 pub async fn import_osv_sample(client: &Client) -> anyhow::Result<(u64, usize)> {
-    let records = crate::osv_sample::RECORDS
+    let records = flotilla_osv::sample::RECORDS
         .iter()
         .map(|(source, text)| VulnRecordText { source: (*source).to_owned(), text: (*text).to_owned() })
         .collect();

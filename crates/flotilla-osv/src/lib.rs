@@ -6,6 +6,8 @@
 //! [`parse_record`] also compiles the advisory (see [`flotilla_vuln::Advisory::compile`]), so
 //! what it returns is exactly what the advisory database may store and match.
 
+pub mod sample;
+
 use flotilla_vuln::{
     Advisory, AdvisoryError, Affected, CompiledAdvisory, Event, EventKind, Range, RangeKind, SeverityEntry,
 };
