@@ -182,6 +182,7 @@ impl Runner {
             started_at_unix_ms: r.started_at_unix_ms,
             ended_at_unix_ms: r.ended_at_unix_ms,
             detail: r.detail.clone(),
+            ..Default::default()
         };
         send(&self.outbox, agent_message::Body::Result(result)).await;
     }

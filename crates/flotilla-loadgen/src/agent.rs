@@ -556,6 +556,7 @@ impl Agent {
                 started_at_unix_ms: done.started_ms,
                 ended_at_unix_ms: now_ms(),
                 detail: String::new(),
+                ..Default::default()
             };
             self.unacked.insert(done.id, Finished { result });
         }

@@ -204,6 +204,7 @@ impl Active {
                 invocation_id: invocation_id(&self.record.id, node),
                 command_id: self.record.id.clone(),
                 steps,
+                ..Default::default()
             })),
         }
     }
