@@ -60,6 +60,10 @@ pub struct AssessmentNode {
     /// Pending, Assessed, NotAssessable (its OS has no advisory data: not clean), Incomplete.
     pub status: String,
     pub detail: String,
+    /// Days old the advisory data for this node's release was, when older than the server's
+    /// `advisory_max_age` (absent when fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisories_age_days: Option<i64>,
 }
 
 /// An assessment run.
@@ -101,6 +105,10 @@ pub struct FindingView {
     pub severity: String,
     pub score: Option<String>,
     pub title: String,
+    /// Days old the advisory data behind this finding was, when older than the server's
+    /// `advisory_max_age` (absent when fresh): a stale database misses recent advisories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisories_age_days: Option<i64>,
 }
 
 impl Client {

@@ -327,3 +327,102 @@ Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9.9
     })
     .expect("the schedule started a run");
 }
+
+const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+
+/// An OSV record for `package` in `ecosystem`, fixed in `fixed`, last modified `age` ago.
+fn osv_record(dir: &Path, id: &str, ecosystem: &str, package: &str, fixed: &str, age: Duration) -> PathBuf {
+    let modified = humantime::format_rfc3339_seconds(std::time::SystemTime::now() - age).to_string();
+    let record = serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": id,
+        "modified": modified,
+        "published": modified,
+        "summary": format!("{package} - security update"),
+        "affected": [{
+            "package": {"name": package, "ecosystem": ecosystem},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}],
+        }],
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+    });
+    let path = dir.join(format!("{id}.json"));
+    std::fs::write(&path, record.to_string()).expect("write record");
+    path
+}
+
+#[test]
+fn empty_or_stale_advisories_never_report_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let act = server.cli_json(&["activations", "create", "--limit", "1"]).expect("activation");
+    let act = (act["id"].as_str().expect("id").to_owned(), act["code"].as_str().expect("code").to_owned());
+    let debian = node(&server, dir.path(), &act, "debian", DEBIAN, |root| {
+        write(
+            root,
+            "var/lib/dpkg/status",
+            "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\n\
+Version: 3.0.11-1~deb12u1\n\nPackage: curl\nStatus: install ok installed\nArchitecture: amd64\n\
+Version: 7.88.1-10+deb12u5\n\n",
+        );
+    });
+    wait_until(Duration::from_secs(30), || {
+        let types = server.cli_json(&["inventory", "show", &debian.id, "--type", "Application"])?;
+        Ok(types.as_array().is_some_and(|t| !t.is_empty()))
+    })
+    .expect("inventory stored");
+    let compliance = || -> Value {
+        let types = server.cli_json(&["inventory", "show", &debian.id, "--type", "Compliance"]).expect("show");
+        types[0]["items"][0].clone()
+    };
+    let only_node = |run: &Value| run["nodes"][0].clone();
+
+    // An empty database: not assessable, with the reason and what to do; never COMPLIANT.
+    let run = assess(&server, &["--rules", "cve"]);
+    let n = only_node(&run);
+    assert_eq!(n["status"], "NotAssessable", "{run}");
+    assert_eq!(n["detail"], "no advisories for Debian:12: import them with `flotilla vulndb import`", "{run}");
+    assert_eq!(compliance()["status"], "NOT_ASSESSABLE");
+    assert!(run["detail"].as_str().is_some_and(|d| d.contains("1 node(s) not assessable")), "{run}");
+
+    // Records for another release only: still nothing to say about Debian 12.
+    let records = dir.path().join("records");
+    std::fs::create_dir_all(&records).expect("mkdir");
+    let day = Duration::from_secs(86_400);
+    let alpine = osv_record(&records, "ALPINE-TEST-1", "Alpine:v3.19", "musl", "1.2.5-r0", day);
+    assert!(server.cli(&["vulndb", "import", &alpine.to_string_lossy()]).expect("import").status.success());
+    let run = assess(&server, &["--rules", "cve"]);
+    assert_eq!(only_node(&run)["status"], "NotAssessable", "{run}");
+    assert_ne!(compliance()["status"], "COMPLIANT");
+
+    // A Debian 12 record 30 days old: assessed, and the run, the node, its findings and its
+    // compliance item all say how old the data was.
+    let old = osv_record(&records, "DEBIAN-TEST-1", "Debian:12", "openssl", "3.0.13-1~deb12u1", day * 30 + day / 24);
+    assert!(server.cli(&["vulndb", "import", &old.to_string_lossy()]).expect("import").status.success());
+    let run = assess(&server, &["--rules", "cve"]);
+    let n = only_node(&run);
+    assert_eq!((n["status"].as_str(), n["advisories_age_days"].as_i64()), (Some("Assessed"), Some(30)), "{run}");
+    assert!(n["detail"].as_str().is_some_and(|d| d.contains("advisories 30 days old for Debian:12")), "{run}");
+    assert!(run["detail"].as_str().is_some_and(|d| d.starts_with("advisories 30 days old")), "{run}");
+    let listed = server.cli(&["findings", "ls", "--run", run["id"].as_str().expect("id"), "-o", "json"]).expect("ls");
+    let findings: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(findings.as_array().map(Vec::len), Some(1), "{findings}");
+    assert_eq!(findings[0]["advisory_id"], "DEBIAN-TEST-1");
+    assert_eq!(findings[0]["advisories_age_days"], 30);
+    assert!(String::from_utf8_lossy(&listed.stderr).contains("advisories up to 30 days old"));
+    let latest = server.cli_json(&["findings", "ls", "--node", &debian.id]).expect("latest");
+    assert_eq!(latest[0]["advisories_age_days"], 30, "{latest}");
+    let c = compliance();
+    assert_eq!(c["status"], "NON_COMPLIANT", "{c}");
+    assert!(c["detail"].as_str().is_some_and(|d| d.contains("advisories 30 days old")), "{c}");
+
+    // A fresh record for the release: the same finding, no caveat.
+    let fresh = osv_record(&records, "DEBIAN-TEST-2", "Debian:12", "curl", "7.88.1-10+deb12u1", Duration::ZERO);
+    assert!(server.cli(&["vulndb", "import", &fresh.to_string_lossy()]).expect("import").status.success());
+    let run = assess(&server, &["--rules", "cve"]);
+    let n = only_node(&run);
+    assert_eq!(n["status"], "Assessed");
+    assert!(n.get("advisories_age_days").is_none(), "{run}");
+    assert_eq!(run["detail"], "", "{run}");
+    let findings = server.cli_json(&["findings", "ls", "--run", run["id"].as_str().expect("id")]).expect("findings");
+    assert!(findings.as_array().expect("array").iter().all(|f| f.get("advisories_age_days").is_none()), "{findings}");
+}

@@ -11,7 +11,9 @@
 //!
 //! Invariants: no cap on nodes per run, and no silent truncation: every node of the run ends
 //! with a status and every finding is stored. A node whose OS has no advisory data is
-//! NotAssessable, never clean. The driver is idempotent per node, so a run interrupted by a
+//! NotAssessable, never clean, and so is a node whose release has no record in the advisory
+//! database (an empty database assesses nothing). Advisory data older than `advisory_max_age`
+//! still assesses, but the run, the node and each of its findings carry its age. The driver is idempotent per node, so a run interrupted by a
 //! restart is resumed from its stored state.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +24,7 @@ use flotilla_api as api;
 use flotilla_core::NodeId;
 use flotilla_document::{ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY};
 use flotilla_store::{AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord};
-use flotilla_vuln::{InstalledPackage, OsFacts};
+use flotilla_vuln::{Coverage, EcosystemHoldings, InstalledPackage, OsFacts, Staleness};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,7 +84,12 @@ fn to_api(run: &AssessmentRunRecord, nodes: Option<Vec<AssessmentNodeRecord>>) -
         ended_at: run.ended_at.map(api::rfc3339),
         nodes: nodes.map(|list| {
             list.into_iter()
-                .map(|n| api::AssessmentNode { node_id: n.node_id, status: n.status, detail: n.detail })
+                .map(|n| api::AssessmentNode {
+                    node_id: n.node_id,
+                    status: n.status,
+                    detail: n.detail,
+                    advisories_age_days: n.advisories_age_days,
+                })
                 .collect()
         }),
     }
@@ -214,22 +221,36 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
         let invocations = state.store.list_invocations(command).await?;
         checks.push((rule.clone(), command.clone(), invocations.into_iter().map(|i| (i.node_id.clone(), i)).collect()));
     }
-    let cache = AdvisoryCache::new();
+    let cve = CveContext {
+        cache: AdvisoryCache::new(),
+        holdings: advisory_holdings(state).await?,
+        now_micros: now_ms().saturating_mul(1000),
+        max_age_micros: i64::try_from(state.config.advisory_max_age.as_micros()).unwrap_or(i64::MAX),
+    };
     let nodes = state.store.assessment_nodes(&run.id).await?;
     let run_ref = &run;
     let checks_ref = &checks;
-    let cache_ref = &cache;
-    let results: Vec<Result<BTreeMap<String, u64>, ServiceError>> = futures::stream::iter(nodes)
-        .map(|node| async move { evaluate_node(state, run_ref, &node.node_id, checks_ref, cache_ref).await })
+    let cve_ref = &cve;
+    let results: Vec<Result<NodeOutcome, ServiceError>> = futures::stream::iter(nodes)
+        .map(|node| async move { evaluate_node(state, run_ref, &node.node_id, checks_ref, cve_ref).await })
         .buffer_unordered(PARALLEL_NODES)
         .collect()
         .await;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stale: BTreeMap<String, u64> = BTreeMap::new();
+    let mut not_assessable = 0;
     for result in results {
-        for (severity, n) in result? {
+        let outcome = result?;
+        for (severity, n) in outcome.counts {
             *counts.entry(severity).or_default() += n;
         }
+        if let Some(s) = outcome.stale {
+            let days = stale.entry(s.ecosystems.join(", ")).or_default();
+            *days = (*days).max(s.days);
+        }
+        not_assessable += u64::from(outcome.not_assessable);
     }
+    run.detail = run_detail(&stale, not_assessable, state.config.advisory_max_age);
     run.finding_counts = serde_json::to_string(&counts).unwrap_or_else(|_| "{}".into());
     run.status = "Completed".into();
     run.ended_at = Some(now_ms());
@@ -237,6 +258,49 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
     state.events.publish("AssessmentRunCompleted", None, None, &format!("{} Completed", run.id));
     tracing::info!(run = %run.id, ?counts, "assessment run completed");
     Ok(())
+}
+
+/// The run's caveats, for its `detail`: advisory data past its maximum age (per set of
+/// ecosystems, the oldest first in the text) and how many nodes could not be assessed.
+fn run_detail(stale: &BTreeMap<String, u64>, not_assessable: u64, max_age: Duration) -> String {
+    let mut parts = Vec::new();
+    if let Some(worst) = stale.values().max() {
+        let each: Vec<String> = stale.iter().map(|(ecosystems, days)| format!("{ecosystems}: {days} days")).collect();
+        parts.push(format!(
+            "advisories {worst} days old ({}; older than advisory_max_age {}): import fresh ones with `flotilla vulndb import`",
+            each.join(", "),
+            humantime::format_duration(max_age)
+        ));
+    }
+    if not_assessable > 0 {
+        parts.push(format!("{not_assessable} node(s) not assessable: see `flotilla assess show` for why"));
+    }
+    parts.join("; ")
+}
+
+/// What the database holds per ecosystem key, read once per run.
+async fn advisory_holdings(state: &AppState) -> Result<Vec<EcosystemHoldings>, ServiceError> {
+    let stats = state.store.advisory_stats().await?;
+    Ok(stats
+        .ecosystems
+        .into_iter()
+        .map(|(key, advisories, newest_modified_micros)| EcosystemHoldings { key, advisories, newest_modified_micros })
+        .collect())
+}
+
+/// Shared by every node of a run's `cve` rule.
+struct CveContext {
+    cache: AdvisoryCache,
+    holdings: Vec<EcosystemHoldings>,
+    now_micros: i64,
+    max_age_micros: i64,
+}
+
+/// One node's part of a run.
+struct NodeOutcome {
+    counts: BTreeMap<String, u64>,
+    stale: Option<Staleness>,
+    not_assessable: bool,
 }
 
 async fn wait_for_command(state: &AppState, id: &str) -> Result<(), ServiceError> {
@@ -264,13 +328,14 @@ async fn evaluate_node(
     run: &AssessmentRunRecord,
     node: &str,
     checks: &[(String, String, HashMap<String, InvocationRecord>)],
-    cache: &AdvisoryCache,
-) -> Result<BTreeMap<String, u64>, ServiceError> {
+    cve_context: &CveContext,
+) -> Result<NodeOutcome, ServiceError> {
     let node_id: NodeId =
         node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Internal(e.to_string()))?;
     let mut findings: Vec<FindingRecord> = Vec::new();
     let mut status = "Assessed";
     let mut notes: Vec<String> = Vec::new();
+    let mut stale: Option<Staleness> = None;
     let finding = |rule: &str, advisory_id: String, severity: &str, title: String| FindingRecord {
         run_id: run.id.clone(),
         node_id: node.to_owned(),
@@ -285,7 +350,7 @@ async fn evaluate_node(
         title,
     };
     if run.rules.iter().any(|r| r == RULE_CVE) {
-        match cve(state, &node_id, cache).await? {
+        match cve(state, &node_id, cve_context).await? {
             CveOutcome::NoInventory => {
                 status = "NotAssessable";
                 notes.push("no inventory yet: collect it (Flotilla-CollectInventory) and assess again".into());
@@ -294,7 +359,24 @@ async fn evaluate_node(
                 status = "NotAssessable";
                 notes.push(format!("no advisory data for {os}: not assessed for CVEs (this is not a clean bill)"));
             }
-            CveOutcome::Report(report) => {
+            CveOutcome::NoAdvisories(ecosystems) => {
+                status = "NotAssessable";
+                notes.push(format!(
+                    "no advisories for {}: import them with `flotilla vulndb import`",
+                    ecosystems.join(" or ")
+                ));
+            }
+            CveOutcome::Report(report, staleness) => {
+                if let Some(s) = &staleness {
+                    notes.push(format!(
+                        "advisories {} days old for {} (older than advisory_max_age {}): import fresh ones with \
+                         `flotilla vulndb import`",
+                        s.days,
+                        s.ecosystems.join(", "),
+                        humantime::format_duration(state.config.advisory_max_age)
+                    ));
+                }
+                stale = staleness;
                 for (list, rule) in
                     [(&report.findings, RULE_CVE), (&report.not_running_kernel_findings, RULE_INACTIVE_KERNEL)]
                 {
@@ -350,26 +432,34 @@ async fn evaluate_node(
             .then(a.package.cmp(&b.package))
             .then(a.advisory_id.cmp(&b.advisory_id))
     });
-    let record = AssessmentNodeRecord { node_id: node.to_owned(), status: status.into(), detail: notes.join("; ") };
+    let age_days = stale.as_ref().map(|s| i64::try_from(s.days).unwrap_or(i64::MAX));
+    let record = AssessmentNodeRecord {
+        node_id: node.to_owned(),
+        status: status.into(),
+        detail: notes.join("; "),
+        advisories_age_days: age_days,
+    };
     state.store.record_node_assessment(&run.id, &record, &findings).await?;
 
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for f in &findings {
         *counts.entry(f.severity.clone()).or_default() += 1;
     }
-    write_inventory(state, &node_id, run, &findings, &counts, status).await?;
+    write_inventory(state, &node_id, run, &findings, &counts, status, age_days).await?;
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
     state.events.publish("FindingReported", None, Some(node), &format!("{} {}", run.id, summary.join(",")));
-    Ok(counts)
+    Ok(NodeOutcome { counts, stale, not_assessable: status == "NotAssessable" })
 }
 
 enum CveOutcome {
     NoInventory,
     UnknownOs(String),
-    Report(flotilla_vuln::NodeVulnReport),
+    /// The node's release is known but the database holds no record for it.
+    NoAdvisories(Vec<String>),
+    Report(flotilla_vuln::NodeVulnReport, Option<Staleness>),
 }
 
-async fn cve(state: &AppState, node: &NodeId, cache: &AdvisoryCache) -> Result<CveOutcome, ServiceError> {
+async fn cve(state: &AppState, node: &NodeId, context: &CveContext) -> Result<CveOutcome, ServiceError> {
     let info = state.store.inventory_items(node, "InstanceInformation").await?;
     let Some(info) = info.first().and_then(|i| serde_json::from_str::<Value>(i).ok()) else {
         return Ok(CveOutcome::NoInventory);
@@ -379,6 +469,16 @@ async fn cve(state: &AppState, node: &NodeId, cache: &AdvisoryCache) -> Result<C
         id: text("os_id"),
         version_id: text("os_version"),
         kernel_release: Some(text("kernel")).filter(|k| !k.is_empty()),
+    };
+    let unknown = || CveOutcome::UnknownOs(format!("{} {}", os.id, os.version_id).trim().to_owned());
+    let Some(ecosystems) = flotilla_vuln::ecosystems_for_os(&os.id, &os.version_id) else {
+        return Ok(unknown());
+    };
+    let keys: Vec<String> = ecosystems.iter().map(|e| e.key().to_owned()).collect();
+    let staleness = match flotilla_vuln::coverage(&keys, &context.holdings, context.now_micros, context.max_age_micros)
+    {
+        Coverage::NoAdvisories { ecosystems } => return Ok(CveOutcome::NoAdvisories(ecosystems)),
+        Coverage::Covered { stale } => stale,
     };
     let packages: Vec<InstalledPackage> = state
         .store
@@ -396,11 +496,11 @@ async fn cve(state: &AppState, node: &NodeId, cache: &AdvisoryCache) -> Result<C
             epoch: a.epoch,
         })
         .collect();
-    let report = crate::vulndb::assess_node(state.store.as_ref(), cache, &os, &packages).await?;
+    let report = crate::vulndb::assess_node(state.store.as_ref(), &context.cache, &os, &packages).await?;
     if !report.assessable {
-        return Ok(CveOutcome::UnknownOs(format!("{} {}", os.id, os.version_id).trim().to_owned()));
+        return Ok(unknown());
     }
-    Ok(CveOutcome::Report(report))
+    Ok(CveOutcome::Report(report, staleness))
 }
 
 /// The node's `Finding` items become this run's findings; its `Compliance` item says whether
@@ -412,6 +512,7 @@ async fn write_inventory(
     findings: &[FindingRecord],
     counts: &BTreeMap<String, u64>,
     status: &str,
+    advisories_age_days: Option<i64>,
 ) -> Result<(), ServiceError> {
     let items: Vec<(Option<String>, String)> = findings
         .iter()
@@ -427,6 +528,7 @@ async fn write_inventory(
                 "severity": f.severity,
                 "score": f.score,
                 "title": f.title,
+                "advisories_age_days": advisories_age_days,
             });
             (Some(f.package.clone()), item.to_string())
         })
@@ -440,11 +542,17 @@ async fn write_inventory(
     };
     let severity = worst.map_or("None", |rank| ["High", "Medium", "Low", "Informational"][usize::from(rank.min(3))]);
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let mut detail =
+        format!("run {}: {}", run.id, if summary.is_empty() { "no findings".into() } else { summary.join(", ") });
+    if let Some(days) = advisories_age_days {
+        detail.push_str(&format!(" (advisories {days} days old)"));
+    }
     let compliance = serde_json::json!({
         "compliance_type": "Vulnerability",
         "status": compliance_status,
         "severity": severity,
-        "detail": format!("run {}: {}", run.id, if summary.is_empty() { "no findings".into() } else { summary.join(", ") }),
+        "detail": detail,
+        "advisories_age_days": advisories_age_days,
     });
     let changes = [
         InventoryChange::Replace {
@@ -602,12 +710,20 @@ pub async fn findings(
             if state.store.get_assessment_run(run).await?.is_none() {
                 return Err(ServiceError::NotFound(format!("no assessment run `{run}`")));
             }
+            let ages: HashMap<String, i64> = state
+                .store
+                .assessment_nodes(run)
+                .await?
+                .into_iter()
+                .filter_map(|n| Some((n.node_id, n.advisories_age_days?)))
+                .collect();
             state
                 .store
                 .run_findings(run, node)
                 .await?
                 .into_iter()
                 .map(|f| api::FindingView {
+                    advisories_age_days: ages.get(&f.node_id).copied(),
                     node_id: f.node_id,
                     run_id: f.run_id,
                     rule: f.rule,
@@ -662,6 +778,7 @@ async fn latest(state: &AppState, node: Option<&str>) -> Result<Vec<api::Finding
                 severity: s("severity").unwrap_or_default(),
                 score: s("score"),
                 title: s("title").unwrap_or_default(),
+                advisories_age_days: v.get("advisories_age_days").and_then(Value::as_i64),
             })
         })
         .collect())

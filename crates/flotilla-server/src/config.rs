@@ -36,7 +36,21 @@ pub struct ServerConfig {
     /// Env: `FLOTILLA_COMMAND_RETENTION`.
     #[serde(with = "humantime_serde")]
     pub command_retention: Duration,
+    /// Advisory data whose newest record (OSV `modified`) for a node's release is older than
+    /// this still assesses, but the run, the node and its findings say how many days old it
+    /// was, e.g. "7d". Env: `FLOTILLA_ADVISORY_MAX_AGE`.
+    #[serde(with = "humantime_serde")]
+    pub advisory_max_age: Duration,
+    /// How long replaced inventory snapshots are kept in the artifact store, e.g. "30d".
+    /// Env: `FLOTILLA_INVENTORY_HISTORY_RETENTION`.
+    #[serde(with = "humantime_serde")]
+    pub inventory_history_retention: Duration,
 }
+
+/// Advisories older than a week are flagged: the distributions publish daily.
+pub const DEFAULT_ADVISORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Inventory history kept for a month by default.
+pub const DEFAULT_INVENTORY_HISTORY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Default API/agent port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -52,6 +66,8 @@ impl Default for ServerConfig {
             heartbeat_interval: Duration::from_secs(30),
             missed_heartbeats: 3,
             command_retention: Duration::from_secs(90 * 24 * 3600),
+            advisory_max_age: DEFAULT_ADVISORY_MAX_AGE,
+            inventory_history_retention: DEFAULT_INVENTORY_HISTORY_RETENTION,
         }
     }
 }
@@ -99,6 +115,14 @@ impl ServerConfig {
                     Ok(v) => config.command_retention = v,
                     Err(e) => bad(format!("not a duration like 90d ({e})")),
                 },
+                "FLOTILLA_ADVISORY_MAX_AGE" => match humantime::parse_duration(&value) {
+                    Ok(v) => config.advisory_max_age = v,
+                    Err(e) => bad(format!("not a duration like 7d ({e})")),
+                },
+                "FLOTILLA_INVENTORY_HISTORY_RETENTION" => match humantime::parse_duration(&value) {
+                    Ok(v) => config.inventory_history_retention = v,
+                    Err(e) => bad(format!("not a duration like 30d ({e})")),
+                },
                 "FLOTILLA_MISSED_HEARTBEATS" => match value.parse() {
                     Ok(v) => config.missed_heartbeats = v,
                     Err(e) => bad(format!("not a whole number ({e})")),
@@ -123,6 +147,15 @@ impl ServerConfig {
         }
         if self.command_retention < Duration::from_secs(1) {
             problems.push("command_retention must be at least 1s".into());
+        }
+        if self.advisory_max_age < Duration::from_secs(3600) {
+            problems.push(format!("advisory_max_age = {:?} is too short: use at least 1h", self.advisory_max_age));
+        }
+        if self.inventory_history_retention < Duration::from_secs(3600) {
+            problems.push(format!(
+                "inventory_history_retention = {:?} is too short: use at least 1h",
+                self.inventory_history_retention
+            ));
         }
         if self.missed_heartbeats == 0 {
             problems.push("missed_heartbeats must be at least 1".into());

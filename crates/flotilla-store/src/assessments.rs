@@ -28,6 +28,8 @@ pub struct AssessmentNodeRecord {
     pub node_id: String,
     pub status: String,
     pub detail: String,
+    /// Days old the advisory data was, when older than the server's maximum age.
+    pub advisories_age_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,6 +33,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "vulndb", include_str!("../migrations/sqlite/0005_vulndb.sql")),
     (6, "assessments", include_str!("../migrations/sqlite/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../migrations/sqlite/0007_assessment_templates.sql")),
+    (8, "advisory_age", include_str!("../migrations/sqlite/0008_advisory_age.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -42,6 +43,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "vulndb", include_str!("../migrations/postgres/0005_vulndb.sql")),
     (6, "assessments", include_str!("../migrations/postgres/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../migrations/postgres/0007_assessment_templates.sql")),
+    (8, "advisory_age", include_str!("../migrations/postgres/0008_advisory_age.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

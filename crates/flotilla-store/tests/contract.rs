@@ -394,7 +394,12 @@ async fn assessments(store: &dyn Store) {
         score: Some("9.8".into()),
         title: "t".into(),
     };
-    let node = AssessmentNodeRecord { node_id: "n-1".into(), status: "Assessed".into(), detail: String::new() };
+    let node = AssessmentNodeRecord {
+        node_id: "n-1".into(),
+        status: "Assessed".into(),
+        detail: String::new(),
+        advisories_age_days: Some(146),
+    };
     let many: Vec<FindingRecord> = (0..450).map(finding).collect();
     store.record_node_assessment("ar-1", &node, &many).await.expect("record");
     // Recording again replaces (idempotent per node, so a resumed run does not duplicate).
@@ -404,6 +409,7 @@ async fn assessments(store: &dyn Store) {
     assert!(store.run_findings("ar-1", Some("n-0")).await.expect("findings").is_empty());
     let progress = store.assessment_nodes("ar-1").await.expect("nodes");
     assert_eq!(progress.iter().map(|n| n.status.as_str()).collect::<Vec<_>>(), ["Pending", "Assessed", "Pending"]);
+    assert_eq!(progress.iter().map(|n| n.advisories_age_days).collect::<Vec<_>>(), [None, Some(146), None]);
     run.status = "Completed".into();
     run.ended_at = Some(9);
     run.command_ids = vec!["c-1".into()];

@@ -3,7 +3,8 @@
 //! This crate owns two questions. First: given two version strings of the same
 //! packaging ecosystem, which one is newer according to the package manager
 //! itself? Second (modules [`advisory`], [`distro`], [`severity`],
-//! [`assessment`]): which advisories affect a node's installed packages? Vulnerability assessment depends on that answer being exactly the
+//! [`assessment`], [`coverage`]): which advisories affect a node's installed packages, and
+//! can the advisory database speak for that node at all? Vulnerability assessment depends on that answer being exactly the
 //! one the distribution's tooling would give, so each ecosystem is a faithful
 //! port of the reference implementation rather than a "semver-like" guess:
 //!
@@ -47,6 +48,8 @@ pub mod advisory;
 pub mod apk;
 #[allow(missing_docs)]
 pub mod assessment;
+#[allow(missing_docs)]
+pub mod coverage;
 pub mod deb;
 mod digits;
 #[allow(missing_docs)]
@@ -66,6 +69,7 @@ pub use assessment::{
     AdvisoryMatch, Finding, InstalledPackage, ItemError, NodeVulnReport, OsFacts, PreparedNode, assess_node,
     match_version,
 };
+pub use coverage::{Coverage, EcosystemHoldings, Staleness, coverage};
 pub use deb::DebVersion;
 pub use distro::{Distro, OsvEcosystem, UnknownOsvEcosystem, ecosystems_for_os};
 pub use ecosystem::{Ecosystem, UnknownEcosystem};

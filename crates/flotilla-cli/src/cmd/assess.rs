@@ -134,6 +134,7 @@ impl Assess {
                     run = client.get_assessment(&run.id).await?;
                 }
                 print(format, &run, RUN_HEADERS, run_rows(std::slice::from_ref(&run)))?;
+                caveats(&run);
                 if run.status == "Failed" {
                     anyhow::bail!("assessment run {} failed: {}", run.id, run.detail);
                 }
@@ -181,9 +182,19 @@ impl Assess {
                     print!("{}", crate::output::table(RUN_HEADERS, &run_rows(std::slice::from_ref(&run))));
                     println!();
                 }
-                print(format, &run, &["NODE", "STATUS", "DETAIL"], rows)
+                print(format, &run, &["NODE", "STATUS", "DETAIL"], rows)?;
+                caveats(&run);
+                Ok(())
             }
         }
+    }
+}
+
+/// A completed run's caveats (stale advisories, nodes not assessable) go to stderr, so they
+/// reach the operator without changing `-o json` output.
+fn caveats(run: &AssessmentRun) {
+    if run.status == "Completed" && !run.detail.is_empty() {
+        eprintln!("note: {}", run.detail);
     }
 }
 
@@ -212,6 +223,13 @@ impl Findings {
             &list,
             &["NODE", "SEVERITY", "SCORE", "RULE", "ADVISORY", "PACKAGE", "INSTALLED", "FIXED", "TITLE"],
             rows,
-        )
+        )?;
+        if let Some(days) = list.iter().filter_map(|f| f.advisories_age_days).max() {
+            eprintln!(
+                "warning: these findings come from advisories up to {days} days old: recent vulnerabilities may be \
+                 missing; import fresh advisories with `flotilla vulndb import` and assess again"
+            );
+        }
+        Ok(())
     }
 }

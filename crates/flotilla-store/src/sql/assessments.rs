@@ -219,18 +219,21 @@ impl AssessmentStore for SqlStore {
     }
 
     async fn assessment_nodes(&self, run_id: &str) -> Result<Vec<AssessmentNodeRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT node_id, status, detail FROM assessment_nodes WHERE run_id = $1 ORDER BY node_id")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(q("read assessment nodes"))?;
+        let rows = sqlx::query(
+            "SELECT node_id, status, detail, advisories_age_days FROM assessment_nodes WHERE run_id = $1 \
+                 ORDER BY node_id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read assessment nodes"))?;
         rows.iter()
             .map(|row| {
                 Ok(AssessmentNodeRecord {
                     node_id: get(row, "node_id")?,
                     status: get(row, "status")?,
                     detail: get(row, "detail")?,
+                    advisories_age_days: row.try_get("advisories_age_days").map_err(q("decode a row"))?,
                 })
             })
             .collect()
@@ -243,14 +246,18 @@ impl AssessmentStore for SqlStore {
         findings: &[FindingRecord],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin a node assessment"))?;
-        sqlx::query("UPDATE assessment_nodes SET status = $3, detail = $4 WHERE run_id = $1 AND node_id = $2")
-            .bind(run_id)
-            .bind(&node.node_id)
-            .bind(&node.status)
-            .bind(&node.detail)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("record a node assessment"))?;
+        sqlx::query(
+            "UPDATE assessment_nodes SET status = $3, detail = $4, advisories_age_days = $5 \
+             WHERE run_id = $1 AND node_id = $2",
+        )
+        .bind(run_id)
+        .bind(&node.node_id)
+        .bind(&node.status)
+        .bind(&node.detail)
+        .bind(node.advisories_age_days)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("record a node assessment"))?;
         sqlx::query("DELETE FROM findings WHERE run_id = $1 AND node_id = $2")
             .bind(run_id)
             .bind(&node.node_id)
