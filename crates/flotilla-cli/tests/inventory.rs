@@ -348,3 +348,28 @@ fn sha256(text: &str) -> String {
         .expect("sha256sum");
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
 }
+
+#[test]
+fn inventory_history_is_kept_for_its_retention_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[("FLOTILLA_INVENTORY_HISTORY_RETENTION", "4s")])
+        .expect("server");
+    let act = server.cli_json(&["activations", "create"]).expect("activation");
+    let f = Fleet {
+        dir,
+        server,
+        activation: (act["id"].as_str().expect("id").to_owned(), act["code"].as_str().expect("code").to_owned()),
+    };
+    let (_agent, node) = f.node("deb", DEBIAN, |root| write(root, "var/lib/dpkg/status", &dpkg_status("3.0.9-1", 5)));
+    assert_eq!(f.items(&node, "Application").len(), 7);
+    write(&f.dir.path().join("deb/root"), "var/lib/dpkg/status", &dpkg_status("3.0.11-1~deb12u2", 5));
+    f.collect(&node);
+    let history = f.server.data_dir.join("artifacts/inventory").join(&node).join("Application");
+    let snapshots = || std::fs::read_dir(&history).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(snapshots(), 1, "the replaced snapshot is kept first");
+    wait_until(Duration::from_secs(30), || Ok(snapshots() == 0)).expect("history past its retention is deleted");
+    // The current inventory is not history: it stays.
+    let now = f.query("Application", &["name=openssl"]);
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].1[0]["version"], "3.0.11-1~deb12u2");
+}

@@ -101,6 +101,20 @@ impl ArtifactStore {
         Ok(objects.len())
     }
 
+    /// Deletes every object under `prefix/` written before `cutoff_ms` (Unix milliseconds);
+    /// returns how many.
+    pub async fn delete_older_than(&self, prefix: &str, cutoff_ms: i64) -> Result<usize, ArtifactError> {
+        let path = Self::path(prefix)?;
+        let err = |source| ArtifactError::Delete { name: prefix.to_owned(), source };
+        let objects: Vec<object_store::ObjectMeta> = self.inner.list(Some(&path)).try_collect().await.map_err(err)?;
+        let mut deleted = 0;
+        for object in objects.iter().filter(|o| o.last_modified.timestamp_millis() < cutoff_ms) {
+            self.inner.delete(&object.location).await.map_err(err)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     /// Reads, authenticates and decrypts the object `name`.
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, ArtifactError> {
         let path = Self::path(name)?;

@@ -151,11 +151,8 @@ impl ServerConfig {
         if self.advisory_max_age < Duration::from_secs(3600) {
             problems.push(format!("advisory_max_age = {:?} is too short: use at least 1h", self.advisory_max_age));
         }
-        if self.inventory_history_retention < Duration::from_secs(3600) {
-            problems.push(format!(
-                "inventory_history_retention = {:?} is too short: use at least 1h",
-                self.inventory_history_retention
-            ));
+        if self.inventory_history_retention < Duration::from_secs(1) {
+            problems.push("inventory_history_retention must be at least 1s".into());
         }
         if self.missed_heartbeats == 0 {
             problems.push("missed_heartbeats must be at least 1".into());

@@ -7,7 +7,11 @@
 //! - Before a stored type is replaced or deleted, its items are written to the artifact store
 //!   (`inventory/NODE/TYPE/COLLECTED_AT-HASH.json`), so history is kept outside the hot tables.
 //! - The server never trusts an "unchanged" claim it cannot verify: when it does not hold that
-//!   hash it asks the agent to send the type again.
+//!   hash it asks the agent to send the type again. Items that are sent are hashed here and
+//!   refused when they do not match the hash the agent claims for them, so the hash the server
+//!   holds (and later answers "unchanged" against) is always the hash of what it stored.
+//! - Replaced snapshots are kept for `inventory_history_retention` (retention.rs deletes older
+//!   ones).
 //! - Types the server writes itself (`Finding`, `Compliance`) are never sent by, nor deleted
 //!   because of, an agent.
 
@@ -105,6 +109,10 @@ async fn ingest_report(state: &AppState, node: &NodeId, report: InventoryReport)
             continue;
         }
         state.metrics.inventory_item_bytes.inc_by(data.items_json.len() as u64);
+        if let Err(why) = check_hash(&data.items_json, &data.content_hash) {
+            ack.rejected.insert(data.name, why);
+            continue;
+        }
         match decode(&kind, &data.items_json) {
             Ok(items) => {
                 changes.push(InventoryChange::Replace { type_name: data.name, content_hash: data.content_hash, items })
@@ -150,6 +158,20 @@ async fn ingest_report(state: &AppState, node: &NodeId, report: InventoryReport)
     }
     ack.hashes = now_held;
     ack
+}
+
+/// The agent names a type's content by the hex SHA-256 of its items as sent; a mismatch (a
+/// damaged or forged report) must not be stored under a hash it does not have.
+fn check_hash(items_json: &[u8], claimed: &str) -> Result<(), String> {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, items_json);
+    let actual: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    if actual.eq_ignore_ascii_case(claimed) {
+        Ok(())
+    } else {
+        Err(format!(
+            "content hash {claimed:?} does not match the items sent (their SHA-256 is {actual}); nothing was stored"
+        ))
+    }
 }
 
 /// Parses and checks a type's items; each becomes (key field value, JSON text).
@@ -410,4 +432,21 @@ pub async fn delete_settings(state: &AppState, group: &str) -> Result<(), Servic
         return Err(ServiceError::NotFound(format!("no inventory settings for group `{group}`")));
     }
     push_settings(state).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_hash;
+
+    #[test]
+    fn items_are_stored_only_under_their_own_hash() {
+        // FIPS 180-2's test vector: SHA-256("abc").
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(check_hash(b"abc", abc), Ok(()));
+        assert_eq!(check_hash(b"abc", &abc.to_uppercase()), Ok(()));
+        let refused = check_hash(b"abd", abc).expect_err("one changed byte is refused");
+        assert!(refused.contains("does not match") && refused.contains("nothing was stored"), "{refused}");
+        assert!(check_hash(b"abc", "").is_err(), "an empty claim is refused");
+        assert!(check_hash(b"", abc).is_err(), "items dropped in transit are refused");
+    }
 }
