@@ -10,8 +10,9 @@ use crate::output::{Format, print};
 pub enum Assess {
     /// Start an assessment run over the target nodes.
     ///
-    /// Example: flotilla assess run --target tag:env=prod --rules cve,security-best-practices --wait
+    /// Example: flotilla assess run --target 'tag:env=prod&!tag:canary' --rules cve,security-best-practices --wait
     Run {
+        /// Targets as for `flotilla run` (default all); repeatable: a union.
         #[arg(long = "target")]
         targets: Vec<String>,
         /// Comma-separated rules packages (default: cve,security-best-practices,network-reachability).
@@ -45,6 +46,7 @@ pub enum Templates {
     /// Example: flotilla assess templates put nightly --target tag:env=prod --rules cve --schedule '0 3 * * *'
     Put {
         name: String,
+        /// Targets as for `flotilla run` (default all); repeatable: a union.
         #[arg(long = "target")]
         targets: Vec<String>,
         #[arg(long, value_delimiter = ',')]

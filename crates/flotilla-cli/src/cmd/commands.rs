@@ -19,7 +19,8 @@ pub struct RunArgs {
     /// NAME=VALUE; repeat a StringList parameter to add items.
     #[arg(long = "param", value_parser = super::key_value)]
     params: Vec<(String, String)>,
-    /// A node id, tag:KEY=VALUE, tag:KEY, group:NAME or all (repeatable: a union).
+    /// A node id, tag:KEY=VALUE, tag:KEY, group:NAME or all, joined by & (all must hold), each
+    /// optionally prefixed by ! (must not hold); repeatable: a union.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// N or N% of the targets in flight at once (default 50).

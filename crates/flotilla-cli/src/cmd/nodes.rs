@@ -8,9 +8,10 @@ use crate::output::{Format, print, tags_cell};
 pub enum Nodes {
     /// List nodes, optionally only those matching targets (a union).
     ///
-    /// Example: flotilla nodes ls --target tag:env=prod --target tag:role=db
+    /// Example: flotilla nodes ls --target 'tag:env=prod&tag:role=web' --target tag:role=db
     Ls {
-        /// A node id, tag:KEY=VALUE (VALUE may be a comma list), tag:KEY, group:NAME or all.
+        /// A node id, tag:KEY=VALUE (VALUE may be a comma list), tag:KEY, group:NAME or all;
+        /// join terms with & (all must hold), prefix one with ! (must not hold).
         #[arg(long = "target")]
         targets: Vec<String>,
     },
