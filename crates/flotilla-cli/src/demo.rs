@@ -18,6 +18,7 @@ use flotilla_server::Server;
 use tokio::process::{Child, Command};
 
 use crate::cmd::nodes;
+use crate::output::outln;
 use crate::output::table;
 
 #[derive(clap::Args)]
@@ -81,10 +82,10 @@ async fn first_assessment(client: &Client, nodes: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         run = client.get_assessment(&run.id).await?;
     }
-    println!(
+    outln!(
         "Imported {} OSV advisories from the sample; first assessment: flotilla assess run --rules cve,security-best-practices",
         imported.new + imported.updated + imported.unchanged
-    );
+    )?;
     let findings = client.list_findings(None, Some("High"), Some(&run.id)).await?;
     let rows: Vec<Vec<String>> = findings
         .iter()
@@ -98,8 +99,8 @@ async fn first_assessment(client: &Client, nodes: usize) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    println!("{}: {} — High findings:", run.id, run.status);
-    println!("{}", table(&["NODE", "ADVISORY", "PACKAGE", "INSTALLED", "TITLE"], &rows));
+    outln!("{}: {} — High findings:", run.id, run.status)?;
+    outln!("{}", table(&["NODE", "ADVISORY", "PACKAGE", "INSTALLED", "TITLE"], &rows))?;
     Ok(())
 }
 
@@ -121,9 +122,9 @@ async fn first_command(client: &Client) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         command = client.get_command(&command.id).await?;
     }
-    println!(
+    outln!(
         "First command: flotilla run Flotilla-RunShellScript --param commands=uptime --target all --max-concurrency 50%"
-    );
+    )?;
     let rows: Vec<Vec<String>> = command
         .invocations
         .iter()
@@ -132,8 +133,8 @@ async fn first_command(client: &Client) -> anyhow::Result<()> {
             vec![i.node_id.clone(), i.status.clone(), i.output.stdout.lines().last().unwrap_or("").trim().to_owned()]
         })
         .collect();
-    println!("{}: {}", command.id, command.status);
-    println!("{}", table(&["NODE", "STATUS", "OUTPUT"], &rows));
+    outln!("{}: {}", command.id, command.status)?;
+    outln!("{}", table(&["NODE", "STATUS", "OUTPUT"], &rows))?;
     Ok(())
 }
 
@@ -259,18 +260,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        println!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)));
+        outln!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)))?;
         first_command(&client).await?;
         first_assessment(&client, samples.len()).await?;
-        println!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url);
-        println!("Point the CLI at it from another shell:");
-        println!("  export FLOTILLA_URL={}", server.url);
-        println!("  export FLOTILLA_TOKEN=$(cat {})", server.data_dir.join("admin.token").display());
-        println!("  export FLOTILLA_CA={}", ca_path.display());
-        println!("  flotilla nodes ls --target tag:env=prod");
-        println!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'");
-        println!("  flotilla findings ls --severity High");
-        println!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display());
+        outln!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url)?;
+        outln!("Point the CLI at it from another shell:")?;
+        outln!("  export FLOTILLA_URL={}", server.url)?;
+        outln!("  export FLOTILLA_TOKEN=$(cat {})", server.data_dir.join("admin.token").display())?;
+        outln!("  export FLOTILLA_CA={}", ca_path.display())?;
+        outln!("  flotilla nodes ls --target tag:env=prod")?;
+        outln!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'")?;
+        outln!("  flotilla findings ls --severity High")?;
+        outln!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display())?;
         crate::cmd::server::wait_for_stop().await.context("cannot wait for Ctrl-C")?;
         Ok(())
     }

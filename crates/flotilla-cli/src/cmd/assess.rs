@@ -5,6 +5,7 @@ use std::time::Duration;
 use flotilla_api::{AssessmentRun, Client, CreateAssessment, FindingView};
 
 use crate::output::{Format, print};
+use crate::output::{out, outln};
 
 #[derive(clap::Subcommand)]
 pub enum Assess {
@@ -180,8 +181,8 @@ impl Assess {
                     .map(|n| vec![n.node_id.clone(), n.status.clone(), n.detail.clone()])
                     .collect();
                 if matches!(format, Format::Table) {
-                    print!("{}", crate::output::table(RUN_HEADERS, &run_rows(std::slice::from_ref(&run))));
-                    println!();
+                    out!("{}", crate::output::table(RUN_HEADERS, &run_rows(std::slice::from_ref(&run))))?;
+                    outln!()?;
                 }
                 print(format, &run, &["NODE", "STATUS", "DETAIL"], rows)
             }

@@ -2,7 +2,8 @@
 
 use flotilla_api::{Client, Node, TagNode, UntagNode};
 
-use crate::output::{Format, print, tags_cell};
+use crate::output::outln;
+use crate::output::{Format, print, printable, tags_cell};
 
 #[derive(clap::Subcommand)]
 pub enum Nodes {
@@ -77,7 +78,7 @@ fn show(format: Format, node: &Node) -> anyhow::Result<()> {
                 ("activation", node.activation_id.clone()),
             ];
             for (k, v) in fields {
-                println!("{:<11} {v}", format!("{k}:"));
+                outln!("{:<11} {}", format!("{k}:"), printable(&v))?;
             }
             Ok(())
         }
