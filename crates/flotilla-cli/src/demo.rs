@@ -187,6 +187,11 @@ fn plan(fleet_dir: &Path, count: usize) -> anyhow::Result<Vec<Sample>> {
         }
         samples.push(Sample { hostname, root, state: dir.join("state"), tags: [("env", env), ("role", role)] });
     }
+    if samples.iter().any(|s| s.hostname.ends_with("rocky9"))
+        && let Some(note) = packages::rpm_missing_note()
+    {
+        eprintln!("{note}");
+    }
     Ok(samples)
 }
 

@@ -26,9 +26,14 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    // No rpmbuild (nor any other tool) on the demo's PATH: the sample fleet must not need one.
+    // The agents find `rpm` on their own fixed PATH, as on a real node.
+    let empty_path = dir.path().join("empty-path");
+    std::fs::create_dir_all(&empty_path).expect("mkdir");
     let demo = Command::new(bin_path("flotilla"))
         .args(["demo", "--nodes", "4", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&data)
+        .env("PATH", &empty_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -79,6 +84,22 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
     for n in nodes {
         assert_eq!(n["status"], "Online", "{n}");
         assert!(n["tags"]["env"].is_string() && n["tags"]["role"].is_string(), "{n}");
+    }
+    // Every distribution has its packages, the Rocky node's read from its rpm database by the
+    // real `rpm` (which scripts/test.sh installs; the demo itself needs no rpmbuild).
+    for n in nodes {
+        let id = n["id"].as_str().expect("id");
+        let out = Command::new(bin_path("flotilla"))
+            .args(["inventory", "show", id, "--type", "Application", "-o", "json"])
+            .env("FLOTILLA_URL", format!("https://127.0.0.1:{port}"))
+            .env("FLOTILLA_TOKEN", token.trim())
+            .env("FLOTILLA_CA", server_dir.join("ca.pem"))
+            .env("FLOTILLA_CONFIG_DIR", dir.path())
+            .output()
+            .expect("inventory show");
+        let types: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let count = types[0]["item_count"].as_i64().unwrap_or(0);
+        assert!(count >= 100, "{} has {count} packages: {}", n["platform"]["id"], String::from_utf8_lossy(&out.stderr));
     }
 
     // Ctrl-C stops the demo and every agent it started.
