@@ -18,6 +18,7 @@ use flotilla_server::Server;
 use tokio::process::{Child, Command};
 
 use crate::cmd::nodes;
+use crate::output::outln;
 use crate::output::table;
 
 #[derive(clap::Args)]
@@ -81,10 +82,10 @@ async fn first_assessment(client: &Client, nodes: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         run = client.get_assessment(&run.id).await?;
     }
-    println!(
+    outln!(
         "Imported {} OSV advisories from the sample; first assessment: flotilla assess run --rules cve,security-best-practices",
         imported.new + imported.updated + imported.unchanged
-    );
+    )?;
     let findings = client.list_findings(None, Some("High"), Some(&run.id)).await?;
     let rows: Vec<Vec<String>> = findings
         .iter()
@@ -98,8 +99,8 @@ async fn first_assessment(client: &Client, nodes: usize) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    println!("{}: {} — High findings:", run.id, run.status);
-    println!("{}", table(&["NODE", "ADVISORY", "PACKAGE", "INSTALLED", "TITLE"], &rows));
+    outln!("{}: {} — High findings:", run.id, run.status)?;
+    outln!("{}", table(&["NODE", "ADVISORY", "PACKAGE", "INSTALLED", "TITLE"], &rows))?;
     Ok(())
 }
 
@@ -121,9 +122,9 @@ async fn first_command(client: &Client) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         command = client.get_command(&command.id).await?;
     }
-    println!(
+    outln!(
         "First command: flotilla run Flotilla-RunShellScript --param commands=uptime --target all --max-concurrency 50%"
-    );
+    )?;
     let rows: Vec<Vec<String>> = command
         .invocations
         .iter()
@@ -132,8 +133,8 @@ async fn first_command(client: &Client) -> anyhow::Result<()> {
             vec![i.node_id.clone(), i.status.clone(), i.output.stdout.lines().last().unwrap_or("").trim().to_owned()]
         })
         .collect();
-    println!("{}: {}", command.id, command.status);
-    println!("{}", table(&["NODE", "STATUS", "OUTPUT"], &rows));
+    outln!("{}: {}", command.id, command.status)?;
+    outln!("{}", table(&["NODE", "STATUS", "OUTPUT"], &rows))?;
     Ok(())
 }
 
@@ -186,19 +187,72 @@ fn plan(fleet_dir: &Path, count: usize) -> anyhow::Result<Vec<Sample>> {
         }
         samples.push(Sample { hostname, root, state: dir.join("state"), tags: [("env", env), ("role", role)] });
     }
+    if samples.iter().any(|s| s.hostname.ends_with("rocky9"))
+        && let Some(note) = packages::rpm_missing_note()
+    {
+        eprintln!("{note}");
+    }
     Ok(samples)
+}
+
+/// How long the server may take to stop after Ctrl-C before the demo exits anyway: its data
+/// dir is throwaway and SQLite survives an abrupt end, while an operator waits for the prompt.
+const SERVER_STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when it
+/// is first polled, so a Ctrl-C at any moment after it reaches the demo's clean-up.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 500 {
         bail!("--nodes must be between 1 and 500");
     }
+    let stop = stop_signal()?;
     let agent_bin = agent_binary()?;
-    let data_dir = fresh_data_dir(args.data_dir)?;
+    let data_dir = fresh_data_dir(args.data_dir.clone())?;
+    // Everything start-up creates lives here, outside the start-up future, so that a Ctrl-C
+    // that drops that future half-way still finds every process to stop.
+    let mut server: Option<Server> = None;
+    let mut children: Vec<Child> = Vec::new();
+    let result = tokio::select! {
+        result = start_and_serve(&args, &agent_bin, &data_dir, &mut server, &mut children) => result,
+        () = stop => Ok(()),
+    };
+    eprintln!("stopping {} agents and the server", children.len());
+    for child in &mut children {
+        let _ = child.kill().await;
+    }
+    if let Some(server) = server
+        && tokio::time::timeout(SERVER_STOP_GRACE, server.stop()).await.is_err()
+    {
+        eprintln!("the server did not stop within {SERVER_STOP_GRACE:?}; exiting anyway");
+    }
+    result
+}
+
+/// Starts the server and the sample fleet, shows the first results, then waits forever (the
+/// caller stops it).
+async fn start_and_serve(
+    args: &DemoArgs,
+    agent_bin: &Path,
+    data_dir: &Path,
+    server_slot: &mut Option<Server>,
+    children: &mut Vec<Child>,
+) -> anyhow::Result<()> {
     let mut config = crate::cmd::server::config(None, Some(data_dir.join("server")), Some(args.listen))?;
     // A short heartbeat so that a stopped agent shows ConnectionLost within seconds.
     config.heartbeat_interval = Duration::from_secs(5);
-    let server = Server::start(config).await?;
+    let server = server_slot.insert(Server::start(config).await?);
     let token = std::fs::read_to_string(server.data_dir.join("admin.token")).context("cannot read admin.token")?;
     let ca_path = server.data_dir.join("ca.pem");
     let ca_pem = std::fs::read(&ca_path).context("cannot read ca.pem")?;
@@ -214,71 +268,63 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     let code = activation.code.clone().unwrap_or_default();
     let samples = plan(&data_dir.join("fleet"), args.nodes)?;
-    let mut children: Vec<Child> = Vec::new();
-    let result = async {
-        for sample in &samples {
-            let out = Command::new(&agent_bin)
-                .arg("register")
-                .args(["--server", &server.url, "--activation-id", &activation.id, "--activation-code", &code])
-                .arg("--ca")
-                .arg(&ca_path)
-                .arg("--state-dir")
-                .arg(&sample.state)
-                .arg("--root")
-                .arg(&sample.root)
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .context("cannot run flotilla-agent register")?;
-            if !out.status.success() {
-                bail!("enrolling {} failed: {}", sample.hostname, String::from_utf8_lossy(&out.stderr).trim());
-            }
-            let node_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            let tags = sample.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            client.tag_node(&node_id, &TagNode { tags }).await?;
-            let log = std::fs::File::create(sample.state.with_file_name("agent.log"))?;
-            let child = Command::new(&agent_bin)
-                .arg("run")
-                .arg("--state-dir")
-                .arg(&sample.state)
-                .arg("--root")
-                .arg(&sample.root)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .context("cannot start flotilla-agent")?;
-            children.push(child);
+    for sample in &samples {
+        let out = Command::new(agent_bin)
+            .arg("register")
+            .args(["--server", &server.url, "--activation-id", &activation.id, "--activation-code", &code])
+            .arg("--ca")
+            .arg(&ca_path)
+            .arg("--state-dir")
+            .arg(&sample.state)
+            .arg("--root")
+            .arg(&sample.root)
+            .stdin(Stdio::null())
+            // Interrupted mid-registration, the registering process goes too.
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("cannot run flotilla-agent register")?;
+        if !out.status.success() {
+            bail!("enrolling {} failed: {}", sample.hostname, String::from_utf8_lossy(&out.stderr).trim());
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let nodes = loop {
-            let nodes = client.list_nodes(&[]).await?;
-            if nodes.iter().filter(|n| n.status == "Online").count() == samples.len() || Instant::now() > deadline {
-                break nodes;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        println!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)));
-        first_command(&client).await?;
-        first_assessment(&client, samples.len()).await?;
-        println!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url);
-        println!("Point the CLI at it from another shell:");
-        println!("  export FLOTILLA_URL={}", server.url);
-        println!("  export FLOTILLA_TOKEN=$(cat {})", server.data_dir.join("admin.token").display());
-        println!("  export FLOTILLA_CA={}", ca_path.display());
-        println!("  flotilla nodes ls --target tag:env=prod");
-        println!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'");
-        println!("  flotilla findings ls --severity High");
-        println!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display());
-        crate::cmd::server::wait_for_stop().await.context("cannot wait for Ctrl-C")?;
-        Ok(())
+        let node_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let tags = sample.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        client.tag_node(&node_id, &TagNode { tags }).await?;
+        let log = std::fs::File::create(sample.state.with_file_name("agent.log"))?;
+        let child = Command::new(agent_bin)
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&sample.state)
+            .arg("--root")
+            .arg(&sample.root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start flotilla-agent")?;
+        children.push(child);
     }
-    .await;
-    eprintln!("stopping {} agents and the server", children.len());
-    for child in &mut children {
-        let _ = child.kill().await;
-    }
-    server.stop().await;
-    result
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let nodes = loop {
+        let nodes = client.list_nodes(&[]).await?;
+        if nodes.iter().filter(|n| n.status == "Online").count() == samples.len() || Instant::now() > deadline {
+            break nodes;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    outln!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)))?;
+    first_command(&client).await?;
+    first_assessment(&client, samples.len()).await?;
+    outln!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url)?;
+    outln!("Point the CLI at it from another shell:")?;
+    outln!("  export FLOTILLA_URL={}", server.url)?;
+    outln!("  export FLOTILLA_TOKEN=$(cat {})", server.data_dir.join("admin.token").display())?;
+    outln!("  export FLOTILLA_CA={}", ca_path.display())?;
+    outln!("  flotilla nodes ls --target 'tag:env=prod&tag:role=web'")?;
+    outln!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'")?;
+    outln!("  flotilla findings ls --severity High")?;
+    outln!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display())?;
+    std::future::pending::<()>().await;
+    Ok(())
 }

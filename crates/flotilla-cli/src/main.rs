@@ -26,6 +26,9 @@ pub struct Cli {
     /// CA certificate to trust for the server (default: FLOTILLA_CA, then the login profile).
     #[arg(long, global = true, env = "FLOTILLA_CA")]
     ca: Option<PathBuf>,
+    /// Allow an http:// server URL, which sends the API token in clear (default: refused).
+    #[arg(long, global = true, env = "FLOTILLA_INSECURE_HTTP")]
+    insecure_http: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -124,21 +127,24 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): stop quietly, as a tool killed by SIGPIPE would.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             // One line: what failed and why, the causes joined.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            // Server messages may quote what an agent sent: no raw control characters.
+            eprintln!("error: {}", output::printable(&format!("{e:#}").replace('\n', " ")));
             ExitCode::FAILURE
         }
     }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let conn = profile::Connection { url: cli.url, token: cli.token, ca: cli.ca };
+    let conn = profile::Connection { url: cli.url, token: cli.token, ca: cli.ca, insecure_http: cli.insecure_http };
     let format = cli.output;
     match cli.command {
         Command::Server(args) => cmd::server::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Login(args) => profile::login(args).await,
+        Command::Login(args) => profile::login(args, conn.insecure_http).await,
         Command::Activations(c) => c.run(&conn.client()?, format).await,
         Command::Nodes(c) => c.run(&conn.client()?, format).await,
         Command::Groups(c) => c.run(&conn.client()?, format).await,

@@ -1,9 +1,13 @@
 //! Where the CLI finds its server: flags or `FLOTILLA_URL`/`FLOTILLA_TOKEN`/`FLOTILLA_CA`, else
 //! the profile that `flotilla login` wrote (`$FLOTILLA_CONFIG_DIR` or
 //! `~/.config/flotilla/profile.json`, mode 0600, with the CA certificate inlined).
+//!
+//! Invariant: no request leaves for an `http://` URL, wherever the URL came from, unless the
+//! operator passed `--insecure-http` for this command: the token would travel in clear.
 
 use std::path::PathBuf;
 
+use crate::output::outln;
 use anyhow::{Context, bail};
 use flotilla_api::Client;
 use serde::{Deserialize, Serialize};
@@ -46,15 +50,38 @@ pub struct Connection {
     pub url: Option<String>,
     pub token: Option<String>,
     pub ca: Option<PathBuf>,
+    /// `--insecure-http`: allow an `http://` server URL.
+    pub insecure_http: bool,
+}
+
+/// Refuses a plain-HTTP `url` (named by `origin`, e.g. "--url or FLOTILLA_URL") unless
+/// `insecure_http`.
+fn check_scheme(url: &str, origin: &str, insecure_http: bool) -> anyhow::Result<()> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("https") => Ok(()),
+        Some("http") if insecure_http => Ok(()),
+        Some("http") => bail!(
+            "refusing the server URL {url} (from {origin}): plain http would send the API token in clear; \
+             use the server's https:// URL, or pass --insecure-http if the network between you is trusted"
+        ),
+        _ => bail!("the server URL `{url}` (from {origin}) is not an https:// URL: write it as https://HOST:PORT"),
+    }
 }
 
 impl Connection {
     pub fn client(&self) -> anyhow::Result<Client> {
         let profile = load_profile();
-        let url = self.url.clone().or_else(|| profile.as_ref().map(|p| p.url.clone()));
-        let Some(url) = url else {
-            bail!("no server configured: set FLOTILLA_URL and FLOTILLA_TOKEN, or run `flotilla login`");
+        let (url, origin) = match (&self.url, &profile) {
+            (Some(url), _) => (url.clone(), "--url or FLOTILLA_URL".to_owned()),
+            (None, Some(p)) => {
+                (p.url.clone(), format!("the login profile {}", profile_path().unwrap_or_default().display()))
+            }
+            (None, None) => {
+                bail!("no server configured: set FLOTILLA_URL and FLOTILLA_TOKEN, or run `flotilla login`")
+            }
         };
+        check_scheme(&url, &origin, self.insecure_http)?;
         let token = self.token.clone().or_else(|| profile.as_ref().map(|p| p.token.clone()));
         let ca_pem = match &self.ca {
             Some(path) => Some(
@@ -66,7 +93,8 @@ impl Connection {
     }
 }
 
-pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+pub async fn login(args: LoginArgs, insecure_http: bool) -> anyhow::Result<()> {
+    check_scheme(&args.url, "login --url", insecure_http)?;
     let ca_pem = match &args.ca {
         Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?),
         None => None,
@@ -90,12 +118,12 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
         file.write_all(serde_json::to_string_pretty(&profile)?.as_bytes())?;
     }
-    println!(
+    outln!(
         "logged in to {} (flotilla {}, {} store); profile saved in {}",
         args.url,
         version.version,
         version.store,
         path.display()
-    );
+    )?;
     Ok(())
 }

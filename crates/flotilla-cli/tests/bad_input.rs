@@ -311,3 +311,157 @@ fn data_dir_problems_stop_the_server_with_a_clear_error() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("heartbeat_intervall"), "{}", stderr(&out));
 }
+
+/// Issue 12, item 11: a closed output pipe ends the CLI quietly (status 141, nothing on
+/// stderr), for tables and JSON alike, instead of a panic.
+#[test]
+fn closed_output_pipe_ends_the_cli_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    for args in [
+        &["nodes", "ls"][..],
+        &["nodes", "ls", "-o", "json"],
+        &["activations", "ls"],
+        &["version-cmp", "--ecosystem", "deb", "1", "2"],
+    ] {
+        let mut child = std::process::Command::new(bin_path("flotilla"))
+            .args(args)
+            .env("FLOTILLA_URL", &server.url)
+            .env("FLOTILLA_TOKEN", &server.token)
+            .env("FLOTILLA_CA", &server.ca)
+            .env("FLOTILLA_CONFIG_DIR", dir.path().join("profile"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The reader goes away before the CLI has written anything (it still has to start its
+        // runtime and ask the server): like `| head -0`, without the race.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} is quiet: {err}");
+        assert!(matches!(out.status.code(), Some(0 | 141)), "{args:?}: {}", out.status);
+    }
+}
+
+/// Issue 12, item 13: an http:// server URL is refused before anything is sent, wherever it
+/// comes from, unless --insecure-http is given.
+#[test]
+fn plain_http_urls_are_refused_unless_insecure_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let config_dir = dir.path().join("profile");
+    let cli = |args: &[&str], env_url: Option<&str>| {
+        let mut cmd = std::process::Command::new(bin_path("flotilla"));
+        cmd.args(args).env("FLOTILLA_TOKEN", "secret-token").env("FLOTILLA_CONFIG_DIR", &config_dir);
+        cmd.env_remove("FLOTILLA_URL").env_remove("FLOTILLA_CA").env_remove("FLOTILLA_INSECURE_HTTP");
+        if let Some(u) = env_url {
+            cmd.env("FLOTILLA_URL", u);
+        }
+        cmd.stdin(std::process::Stdio::null()).output().expect("run the cli")
+    };
+    let nothing_connected = |listener: &std::net::TcpListener| {
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a refused URL must not be contacted"
+        );
+    };
+
+    let refused = |out: &std::process::Output, origin: &str| {
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(out);
+        assert!(err.contains("in clear") && err.contains("--insecure-http") && err.contains(origin), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    };
+    refused(&cli(&["nodes", "ls"], Some(&url)), "FLOTILLA_URL");
+    refused(&cli(&["nodes", "ls", "--url", &url], None), "--url");
+    refused(&cli(&["login", "--url", &url, "--token", "t"], None), "login --url");
+    std::fs::create_dir_all(&config_dir).expect("dir");
+    std::fs::write(
+        config_dir.join("profile.json"),
+        serde_json::to_string(&json!({"url": url, "token": "secret-token", "ca_pem": null})).expect("json"),
+    )
+    .expect("profile");
+    refused(&cli(&["nodes", "ls"], None), "login profile");
+    nothing_connected(&listener);
+
+    // With the flag the CLI does connect, and the token does travel in clear: what the
+    // refusal protects against.
+    listener.set_nonblocking(false).expect("blocking");
+    let url2 = url.clone();
+    let config2 = config_dir.clone();
+    let child = std::thread::spawn(move || {
+        std::process::Command::new(bin_path("flotilla"))
+            .args(["nodes", "ls", "--insecure-http"])
+            .env("FLOTILLA_URL", &url2)
+            .env("FLOTILLA_TOKEN", "secret-token")
+            .env("FLOTILLA_CONFIG_DIR", &config2)
+            .env_remove("FLOTILLA_CA")
+            .output()
+            .expect("run the cli")
+    });
+    let (mut conn, _) = listener.accept().expect("the CLI connects with --insecure-http");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n[]");
+    drop(conn);
+    let out = child.join().expect("join");
+    assert!(String::from_utf8_lossy(&request).contains("secret-token"), "sent in clear");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Issue 12, item 13: strings an agent controls reach the terminal with their control
+/// characters escaped; JSON keeps them exactly.
+#[test]
+fn agent_strings_are_escaped_in_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let act = activation(&server, &["--limit", "1"]);
+    let (id, code) = (act["id"].as_str().expect("id"), act["code"].as_str().expect("code"));
+    let hostname = "web\u{1b}[2J\u{1b}]0;pwned\u{7}-01";
+    let os_name = "Debian\u{1b}[31m GNU/Linux\u{9b}1m";
+    let agent_dir = dir.path().join("evil");
+    write_root(&agent_dir.join("root"), &format!("NAME=\"{os_name}\"\nVERSION_ID=\"12\"\nID=debian\n"), hostname)
+        .expect("root");
+    let (mut agent, out) = Agent::enroll(&server, &agent_dir, id, code).expect("register");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let node = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    agent.start().expect("start");
+    wait_until(Duration::from_secs(20), || Ok(server.cli_json(&["nodes", "show", &node])?["status"] == "Online"))
+        .unwrap_or_else(|e| panic!("{e}: {}", agent.log_text()));
+
+    // JSON: exact.
+    let shown = server.cli_json(&["nodes", "show", &node]).expect("show");
+    assert_eq!(shown["hostname"], hostname);
+    assert_eq!(shown["platform"]["name"], os_name);
+
+    // Tables: escaped, never raw.
+    let is_raw = |c: char| c.is_control() && c != '\n';
+    for args in [
+        vec!["nodes", "ls"],
+        vec!["nodes", "show", &node],
+        vec!["inventory", "show", &node, "--type", "InstanceInformation"],
+        vec!["inventory", "query", "--type", "InstanceInformation"],
+    ] {
+        let out = server.cli(&args).expect("cli");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!text.chars().any(is_raw), "{args:?} printed a control character: {text:?}");
+        if args[0] == "nodes" {
+            assert!(text.contains("web\\x1b[2J\\x1b]0;pwned\\x07-01"), "{args:?}: {text}");
+            assert!(text.contains("Debian\\x1b[31m GNU/Linux\\x9b1m"), "{args:?}: {text}");
+        }
+    }
+    agent.stop();
+}

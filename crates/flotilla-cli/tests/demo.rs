@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flotilla_testkit::bin_path;
 use serde_json::Value;
@@ -26,9 +26,14 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    // No rpmbuild (nor any other tool) on the demo's PATH: the sample fleet must not need one.
+    // The agents find `rpm` on their own fixed PATH, as on a real node.
+    let empty_path = dir.path().join("empty-path");
+    std::fs::create_dir_all(&empty_path).expect("mkdir");
     let demo = Command::new(bin_path("flotilla"))
         .args(["demo", "--nodes", "4", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&data)
+        .env("PATH", &empty_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -80,6 +85,22 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
         assert_eq!(n["status"], "Online", "{n}");
         assert!(n["tags"]["env"].is_string() && n["tags"]["role"].is_string(), "{n}");
     }
+    // Every distribution has its packages, the Rocky node's read from its rpm database by the
+    // real `rpm` (which scripts/test.sh installs; the demo itself needs no rpmbuild).
+    for n in nodes {
+        let id = n["id"].as_str().expect("id");
+        let out = Command::new(bin_path("flotilla"))
+            .args(["inventory", "show", id, "--type", "Application", "-o", "json"])
+            .env("FLOTILLA_URL", format!("https://127.0.0.1:{port}"))
+            .env("FLOTILLA_TOKEN", token.trim())
+            .env("FLOTILLA_CA", server_dir.join("ca.pem"))
+            .env("FLOTILLA_CONFIG_DIR", dir.path())
+            .output()
+            .expect("inventory show");
+        let types: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let count = types[0]["item_count"].as_i64().unwrap_or(0);
+        assert!(count >= 100, "{} has {count} packages: {}", n["platform"]["id"], String::from_utf8_lossy(&out.stderr));
+    }
 
     // Ctrl-C stops the demo and every agent it started.
     let status = Command::new("kill").args(["-INT", &demo.0.id().to_string()]).status().expect("kill");
@@ -100,4 +121,79 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
     let fleet = data.join("fleet");
     let leftover = Command::new("pgrep").arg("-f").arg(fleet.to_string_lossy().as_ref()).output().expect("pgrep");
     assert!(leftover.stdout.is_empty(), "agents left running: {}", String::from_utf8_lossy(&leftover.stdout));
+}
+
+/// Where in its life the demo gets Ctrl-C.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// Its data dir exists: the server is starting.
+    ServerStarting,
+    /// The first agent runs: the others are registering.
+    AgentsRegistering,
+    /// The first command's result is shown: the OSV sample is being imported and assessed.
+    SampleImporting,
+    /// Start-up is over.
+    Running,
+}
+
+/// Issue 12, item 11: Ctrl-C at any moment stops the demo within 5 s and leaves no process
+/// whose command line names its data dir (server, registering or running agents).
+#[test]
+fn demo_stops_on_ctrl_c_at_any_moment() {
+    for moment in [Moment::ServerStarting, Moment::AgentsRegistering, Moment::SampleImporting, Moment::Running] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("demo");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let demo = Command::new(bin_path("flotilla"))
+            .args(["demo", "--nodes", "4", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start demo");
+        let mut demo = KillOnDrop(demo);
+        let stdout = demo.0.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first_agent_log = || {
+            std::fs::read_dir(data.join("fleet"))
+                .map(|d| d.filter_map(Result::ok).any(|e| e.path().join("agent.log").exists()))
+                .unwrap_or(false)
+        };
+        let mut printed: Vec<String> = Vec::new();
+        let reached = |printed: &[String]| match moment {
+            Moment::ServerStarting => data.exists(),
+            Moment::AgentsRegistering => first_agent_log(),
+            Moment::SampleImporting => printed.iter().any(|l| l.starts_with("First command")),
+            Moment::Running => printed.iter().any(|l| l.contains("Press Ctrl-C")),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !reached(&printed) {
+            assert!(Instant::now() < deadline, "{moment:?} was not reached: {printed:?}");
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(5)) {
+                printed.push(line);
+            }
+        }
+        let status = Command::new("kill").args(["-INT", &demo.0.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let stop_by = Instant::now() + Duration::from_secs(5);
+        let exited = loop {
+            if let Some(status) = demo.0.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < stop_by, "the demo did not stop within 5 s of Ctrl-C at {moment:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exited.success(), "{moment:?}: {exited}");
+        let leftover = Command::new("pgrep").arg("-af").arg(data.to_string_lossy().as_ref()).output().expect("pgrep");
+        assert!(
+            leftover.stdout.is_empty(),
+            "processes left after Ctrl-C at {moment:?}: {}",
+            String::from_utf8_lossy(&leftover.stdout)
+        );
+    }
 }

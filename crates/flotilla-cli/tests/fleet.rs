@@ -165,3 +165,110 @@ fn fleet_on_postgres() {
     server.kill();
     rt.block_on(db.drop_database()).expect("drop");
 }
+
+/// Issue 12, item 8: `&` intersects, `!` negates, several `--target` flags stay a union, groups
+/// take the same syntax, and what matches nothing or cannot be a tag is refused.
+#[test]
+fn targets_intersect_and_negate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let act = create_activation(&server, &["--limit", "4"]);
+    let mut agents = Vec::new();
+    for (name, tags) in [
+        ("web-prod", ["env=prod", "role=web"]),
+        ("web-canary", ["env=prod", "role=web"]),
+        ("db-prod", ["env=prod", "role=db"]),
+        ("web-staging", ["env=staging", "role=web"]),
+    ] {
+        let (agent, id) = enroll(&server, dir.path(), name, DEBIAN, &act);
+        let mut args = vec!["nodes", "tag", &id];
+        args.extend(tags);
+        let out = server.cli(&args).expect("tag");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if name == "web-canary" {
+            server.cli(&["nodes", "tag", &id, "canary=yes"]).expect("tag");
+        }
+        agents.push((agent, id));
+    }
+    wait_until(Duration::from_secs(20), || {
+        Ok(nodes(&server, &[]).iter().filter(|n| n["status"] == "Online").count() == 4)
+    })
+    .expect("all online");
+
+    assert_eq!(hostnames(&server, &["tag:env=prod&tag:role=web"]), ["web-canary", "web-prod"], "intersection");
+    assert_eq!(hostnames(&server, &["tag:env=prod&!tag:canary"]), ["db-prod", "web-prod"], "negation");
+    assert_eq!(hostnames(&server, &["!tag:env=prod"]), ["web-staging"], "a lone negation: every node except");
+    assert_eq!(
+        hostnames(&server, &["tag:env=prod&tag:role=db", "tag:env=staging&tag:role=web"]),
+        ["db-prod", "web-staging"],
+        "a union of intersections"
+    );
+    assert_eq!(hostnames(&server, &["tag:role=web&!tag:canary&!tag:env=staging"]), ["web-prod"]);
+    let canary_id = agents[1].1.clone();
+    assert_eq!(hostnames(&server, &[&format!("tag:role=web&!{canary_id}")]), ["web-prod", "web-staging"]);
+
+    // README's example: web AND prod.
+    let out = server.cli(&["groups", "put", "web-prod", "--target", "tag:role=web&tag:env=prod"]).expect("group");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hostnames(&server, &["group:web-prod"]), ["web-canary", "web-prod"], "group with an intersection");
+    assert_eq!(hostnames(&server, &["group:web-prod&!tag:canary"]), ["web-prod"], "a group inside an intersection");
+    let out = server.cli(&["groups", "put", "not-web-prod", "--target", "!group:web-prod"]).expect("group");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hostnames(&server, &["group:not-web-prod"]), ["db-prod", "web-staging"]);
+
+    // A command on an intersection reaches exactly those nodes.
+    let command = server
+        .cli_json(&[
+            "run",
+            "Flotilla-RunShellScript",
+            "--param",
+            "commands=hostname",
+            "--target",
+            "tag:env=prod&!tag:canary",
+            "--wait",
+        ])
+        .expect("run");
+    let mut reached: Vec<String> = command["invocations"]
+        .as_array()
+        .expect("invocations")
+        .iter()
+        .map(|i| i["node_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    reached.sort();
+    let mut want = vec![agents[0].1.clone(), agents[2].1.clone()];
+    want.sort();
+    assert_eq!(reached, want);
+
+    // Refusals: an empty intersection, a tag value holding `&` or `!`, an empty term. Nothing
+    // is created by any of them.
+    let commands_before = server.cli_json(&["commands", "ls"]).expect("ls").as_array().map(Vec::len);
+    let refused = |args: &[&str], want: &str| {
+        let out = server.cli(args).expect("cli");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(want), "{args:?}: want `{want}` in: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    };
+    let run = |target: &'static str| -> Vec<&'static str> {
+        vec!["run", "Flotilla-RunShellScript", "--param", "commands=true", "--target", target]
+    };
+    refused(&run("tag:env=staging&tag:role=db"), "match no node");
+    refused(&["assess", "run", "--target", "tag:env=staging&tag:role=db"], "match no node");
+    refused(&run("tag:team=R&D"), "tag keys and values cannot contain `&`");
+    refused(&["nodes", "ls", "--target", "tag:team=R&D"], "tag keys and values cannot contain `&`");
+    refused(&["nodes", "ls", "--target", "tag:env=pr!od"], "cannot contain `&` or `!`");
+    refused(&["nodes", "ls", "--target", "tag:env=prod&&tag:role=web"], "a term is empty");
+    refused(&["groups", "put", "bad", "--target", "tag:team=R&D"], "tag keys and values cannot contain `&`");
+    refused(&["groups", "put", "bad", "--target", "tag:env=prod&!group:missing"], "unknown group");
+    refused(&["assess", "templates", "put", "bad", "--target", "tag:team=R&D"], "cannot contain `&`");
+    assert_eq!(server.cli_json(&["commands", "ls"]).expect("ls").as_array().map(Vec::len), commands_before);
+    let groups: Vec<String> = server
+        .cli_json(&["groups", "ls"])
+        .expect("groups")
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|g| g["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(groups, ["not-web-prod", "web-prod"], "refused groups are not stored");
+}

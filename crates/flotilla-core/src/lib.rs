@@ -14,7 +14,7 @@ pub mod target;
 pub use activation::{Activation, ActivationRefusal};
 pub use node::{Node, NodeId, NodeIdError, NodeInfo, NodeStatus, Platform};
 pub use tag::{TagError, Tags};
-pub use target::{Target, TargetError};
+pub use target::{Literal, Target, TargetError, Term};
 
 /// Milliseconds since the Unix epoch: the one time representation of the domain.
 pub type UnixMillis = i64;

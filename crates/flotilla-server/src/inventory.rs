@@ -255,7 +255,7 @@ async fn config_for(state: &AppState, nodes: &[NodeId]) -> Result<HashMap<NodeId
     let candidates: Vec<flotilla_core::Node> = all.into_iter().filter(|n| wanted.contains(&n.id)).collect();
     let groups = crate::fleet::saved_groups(state).await?;
     for setting in &settings {
-        let target = [Target::Group(setting.group_name.clone())];
+        let target = [Target::group(setting.group_name.clone())];
         // A group deleted since its settings were saved simply matches nobody.
         let Ok(members) = crate::fleet::resolve(&target, &candidates, &groups) else { continue };
         for member in members {

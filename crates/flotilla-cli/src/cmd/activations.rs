@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use flotilla_api::{Activation, Client, CreateActivation};
 
+use crate::output::outln;
 use crate::output::{Format, print, tags_cell};
 
 #[derive(clap::Subcommand)]
@@ -63,8 +64,8 @@ impl Activations {
                 let a = client.create_activation(&req).await?;
                 match format {
                     Format::Table => {
-                        println!("id:   {}", a.id);
-                        println!("code: {}", a.code.as_deref().unwrap_or(""));
+                        outln!("id:   {}", a.id)?;
+                        outln!("code: {}", a.code.as_deref().unwrap_or(""))?;
                         eprintln!("The code is shown only now. Enroll a node with:");
                         eprintln!(
                             "  flotilla-agent register --server {} --ca ca.pem --activation-id {} --activation-code {}",

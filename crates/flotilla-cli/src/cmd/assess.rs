@@ -5,13 +5,15 @@ use std::time::Duration;
 use flotilla_api::{AssessmentRun, Client, CreateAssessment, FindingView};
 
 use crate::output::{Format, print};
+use crate::output::{out, outln};
 
 #[derive(clap::Subcommand)]
 pub enum Assess {
     /// Start an assessment run over the target nodes.
     ///
-    /// Example: flotilla assess run --target tag:env=prod --rules cve,security-best-practices --wait
+    /// Example: flotilla assess run --target 'tag:env=prod&!tag:canary' --rules cve,security-best-practices --wait
     Run {
+        /// Targets as for `flotilla run` (default all); repeatable: a union.
         #[arg(long = "target")]
         targets: Vec<String>,
         /// Comma-separated rules packages (default: cve,security-best-practices,network-reachability).
@@ -45,6 +47,7 @@ pub enum Templates {
     /// Example: flotilla assess templates put nightly --target tag:env=prod --rules cve --schedule '0 3 * * *'
     Put {
         name: String,
+        /// Targets as for `flotilla run` (default all); repeatable: a union.
         #[arg(long = "target")]
         targets: Vec<String>,
         #[arg(long, value_delimiter = ',')]
@@ -179,8 +182,8 @@ impl Assess {
                     .map(|n| vec![n.node_id.clone(), n.status.clone(), n.detail.clone()])
                     .collect();
                 if matches!(format, Format::Table) {
-                    print!("{}", crate::output::table(RUN_HEADERS, &run_rows(std::slice::from_ref(&run))));
-                    println!();
+                    out!("{}", crate::output::table(RUN_HEADERS, &run_rows(std::slice::from_ref(&run))))?;
+                    outln!()?;
                 }
                 print(format, &run, &["NODE", "STATUS", "DETAIL"], rows)?;
                 caveats(&run);

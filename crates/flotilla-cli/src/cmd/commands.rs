@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use flotilla_api::{Client, Command, CreateCommand};
 
-use crate::output::{Format, print};
+use crate::output::{Format, print, printable};
+use crate::output::{out, outln};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -19,7 +20,8 @@ pub struct RunArgs {
     /// NAME=VALUE; repeat a StringList parameter to add items.
     #[arg(long = "param", value_parser = super::key_value)]
     params: Vec<(String, String)>,
-    /// A node id, tag:KEY=VALUE, tag:KEY, group:NAME or all (repeatable: a union).
+    /// A node id, tag:KEY=VALUE, tag:KEY, group:NAME or all, joined by & (all must hold), each
+    /// optionally prefixed by ! (must not hold); repeatable: a union.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// N or N% of the targets in flight at once (default 50).
@@ -80,9 +82,14 @@ fn counts_line(c: &Command) -> String {
 fn print_command(format: Format, c: &Command) -> anyhow::Result<()> {
     match format {
         Format::Table => {
-            println!("command:  {} ({} v{})", c.id, c.document, c.document_version);
-            println!("status:   {}    {}", c.status, counts_line(c));
-            println!("targets:  {}   concurrency {}  errors {}", c.targets.join(" "), c.max_concurrency, c.max_errors);
+            outln!("command:  {} ({} v{})", c.id, printable(&c.document), c.document_version)?;
+            outln!("status:   {}    {}", c.status, counts_line(c))?;
+            outln!(
+                "targets:  {}   concurrency {}  errors {}",
+                printable(&c.targets.join(" ")),
+                c.max_concurrency,
+                c.max_errors
+            )?;
             let rows: Vec<Vec<String>> = c
                 .invocations
                 .iter()
@@ -99,8 +106,8 @@ fn print_command(format: Format, c: &Command) -> anyhow::Result<()> {
                 })
                 .collect();
             if !rows.is_empty() {
-                println!();
-                print!("{}", crate::output::table(&["NODE", "STATUS", "EXIT", "OUTPUT"], &rows));
+                outln!()?;
+                out!("{}", crate::output::table(&["NODE", "STATUS", "EXIT", "OUTPUT"], &rows))?;
             }
             Ok(())
         }
@@ -183,7 +190,7 @@ impl Commands {
                 };
                 match format {
                     Format::Table => {
-                        print!("{}", inv.output.stdout);
+                        out!("{}", inv.output.stdout)?;
                         if !inv.output.stderr.is_empty() {
                             eprint!("{}", inv.output.stderr);
                         }

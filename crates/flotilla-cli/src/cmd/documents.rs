@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use flotilla_api::{Client, PutDocument};
 
+use crate::output::outln;
 use crate::output::{Format, print};
 
 #[derive(clap::Subcommand)]
@@ -68,13 +69,16 @@ impl Documents {
         let show = |d: flotilla_api::Document| -> anyhow::Result<()> {
             match format {
                 Format::Table => {
-                    println!(
+                    outln!(
                         "name:     {} (version {}, default {}, latest {})",
-                        d.name, d.version, d.default_version, d.latest_version
-                    );
-                    println!("format:   {}", d.format);
-                    println!("created:  {}", d.created_at);
-                    println!("---\n{}", d.content.trim_end());
+                        d.name,
+                        d.version,
+                        d.default_version,
+                        d.latest_version
+                    )?;
+                    outln!("format:   {}", d.format)?;
+                    outln!("created:  {}", d.created_at)?;
+                    outln!("---\n{}", d.content.trim_end())?;
                     Ok(())
                 }
                 _ => print(format, &d, &[], vec![]),

@@ -6,11 +6,12 @@ use crate::output::{Format, print};
 
 #[derive(clap::Subcommand)]
 pub enum Groups {
-    /// Create or replace a group.
+    /// Create or replace a group: the union of its targets, each in the `--target` syntax.
     ///
-    /// Example: flotilla groups put web-prod --target tag:role=web --target tag:env=prod
+    /// Example: flotilla groups put web-prod --target 'tag:role=web&tag:env=prod'
     Put {
         name: String,
+        /// A target as everywhere else (`&` all must hold, `!` must not); repeatable: a union.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
     },

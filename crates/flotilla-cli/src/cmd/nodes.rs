@@ -2,15 +2,17 @@
 
 use flotilla_api::{Client, Node, TagNode, UntagNode};
 
-use crate::output::{Format, print, tags_cell};
+use crate::output::outln;
+use crate::output::{Format, print, printable, tags_cell};
 
 #[derive(clap::Subcommand)]
 pub enum Nodes {
     /// List nodes, optionally only those matching targets (a union).
     ///
-    /// Example: flotilla nodes ls --target tag:env=prod --target tag:role=db
+    /// Example: flotilla nodes ls --target 'tag:env=prod&tag:role=web' --target tag:role=db
     Ls {
-        /// A node id, tag:KEY=VALUE (VALUE may be a comma list), tag:KEY, group:NAME or all.
+        /// A node id, tag:KEY=VALUE (VALUE may be a comma list), tag:KEY, group:NAME or all;
+        /// join terms with & (all must hold), prefix one with ! (must not hold).
         #[arg(long = "target")]
         targets: Vec<String>,
     },
@@ -76,7 +78,7 @@ fn show(format: Format, node: &Node) -> anyhow::Result<()> {
                 ("activation", node.activation_id.clone()),
             ];
             for (k, v) in fields {
-                println!("{:<11} {v}", format!("{k}:"));
+                outln!("{:<11} {}", format!("{k}:"), printable(&v))?;
             }
             Ok(())
         }

@@ -3,6 +3,7 @@
 
 use flotilla_api::{Client, KeyVersion, LabelParameter, Parameter, PutParameter};
 
+use crate::output::outln;
 use crate::output::{Format, print};
 
 #[derive(clap::Subcommand)]
@@ -111,7 +112,7 @@ impl Params {
                 let p = client.put_parameter(&PutParameter { name, value, kind, description, overwrite, tier }).await?;
                 match format {
                     Format::Table => {
-                        println!("{} version {}", p.name, p.version);
+                        outln!("{} version {}", p.name, p.version)?;
                         Ok(())
                     }
                     _ => print(format, &p, HEADERS, rows(std::slice::from_ref(&p))),

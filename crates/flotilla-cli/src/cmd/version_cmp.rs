@@ -1,5 +1,6 @@
 //! `flotilla version-cmp`: compare two package versions with an ecosystem's exact ordering.
 
+use crate::output::outln;
 use std::cmp::Ordering;
 
 #[derive(clap::Args)]
@@ -19,6 +20,6 @@ pub fn run(args: VersionCmpArgs) -> anyhow::Result<()> {
         Ordering::Equal => "=",
         Ordering::Greater => ">",
     };
-    println!("{sign}");
+    outln!("{sign}")?;
     Ok(())
 }

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use flotilla_api::{Client, VulnImport, VulnImportResult, VulnMatch, VulnRecordText, VulnRejected};
 
-use crate::output::{Format, print, table};
+use crate::output::{Format, print, printable, table};
+use crate::output::{out, outln};
 
 /// Largest OSV record accepted from an archive entry or a file (the biggest real ones are
 /// a few MiB: Ubuntu kernel records).
@@ -61,16 +62,16 @@ impl VulnDb {
                 let result = import(client, &paths).await?;
                 match format {
                     Format::Table => {
-                        println!(
+                        outln!(
                             "new {}  updated {}  unchanged {}  rejected {}",
                             result.new,
                             result.updated,
                             result.unchanged,
                             result.rejected.len()
-                        );
+                        )?;
                         for r in &result.rejected {
                             let id = r.id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default();
-                            println!("rejected {}{id}: {}", r.source, r.reason);
+                            outln!("rejected {}{id}: {}", printable(&r.source), printable(&r.reason))?;
                         }
                         Ok(())
                     }
@@ -92,12 +93,12 @@ impl VulnDb {
                                 ]
                             })
                             .collect();
-                        print!("{}", table(&["ECOSYSTEM", "ADVISORIES", "NEWEST_MODIFIED"], &rows));
+                        out!("{}", table(&["ECOSYSTEM", "ADVISORIES", "NEWEST_MODIFIED"], &rows))?;
                         let newest = status
                             .newest
                             .map(|n| format!("{} (modified {})", n.id, n.modified))
                             .unwrap_or_else(|| "none".into());
-                        println!("total {} advisories; newest {newest}", status.advisories);
+                        outln!("total {} advisories; newest {newest}", status.advisories)?;
                         Ok(())
                     }
                     _ => print(format, &status, &[], vec![]),

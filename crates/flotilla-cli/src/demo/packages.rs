@@ -1,22 +1,25 @@
 //! Package databases for the demo's sandbox roots: a real Debian 12 dpkg database, and
 //! representative Ubuntu 22.04, Alpine 3.19 and Rocky 9 package sets (see `README.md` here),
-//! written in each package manager's real format. Each node gets hundreds of packages, and
-//! some of them older than on the other nodes (chosen per node, deterministically), so that
-//! fleet queries and assessments have varied, partly outdated work.
-
-// rpmbuild and rpm build the Rocky nodes' real rpm databases.
-#![allow(clippy::disallowed_methods)]
+//! written in each package manager's real format. Each node gets hundreds of packages; on the
+//! dpkg and apk nodes some are older than on the other nodes (chosen per node,
+//! deterministically), so that fleet queries and assessments have varied, partly outdated
+//! work. The Rocky nodes share one pre-built rpm database (`rocky9-rpmdb.sqlite`, made by
+//! `make-rocky9-rpmdb.sh`): writing it needs no rpm tool; reading it (the agent does) needs
+//! the real `rpm`.
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, bail};
 
 const DEBIAN_STATUS: &str = include_str!("debian12-status");
 const UBUNTU: &str = include_str!("ubuntu2204");
 const ALPINE: &str = include_str!("alpine319");
-const ROCKY: &str = include_str!("rocky9");
+/// A real rpm database (rpm 4.18, sqlite back end) of the packages in `rocky9-rpmdb.list`.
+const ROCKY_RPMDB: &[u8] = include_bytes!("rocky9-rpmdb.sqlite");
+
+/// Where the agent looks for tools (its fixed PATH, `flotilla-agent`'s `exec`).
+const AGENT_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 /// (name, source, version).
 type Package = (String, String, String);
@@ -136,67 +139,33 @@ pub fn write(root: &Path, label: &str, node: usize) -> anyhow::Result<()> {
             write_file("lib/apk/db/installed", apk_installed(&vary(node, all)))
         }
         "rocky9" => {
-            let all = with_filler(curated(ROCKY), 300, |(name, source, version)| {
-                let up = upstream(version);
-                (name.starts_with("lib") && up.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
-                    .then(|| (name.clone(), source.clone(), format!("{up}-1.el9")))
-            });
-            rpm_database(root, &vary(node, all))
+            let path = root.join("var/lib/rpm/rpmdb.sqlite");
+            std::fs::create_dir_all(path.parent().context("path has a parent")?)?;
+            std::fs::write(&path, ROCKY_RPMDB).with_context(|| format!("cannot write {}", path.display()))
         }
         other => bail!("no sample packages for {other}"),
     }
 }
 
-/// A real rpm database holding `packages`, made with rpmbuild and `rpm --justdb`. Needs the
-/// rpm tools (`apt-get install rpm` on Debian); without them the node gets no rpm database
-/// and the demo says so.
-fn rpm_database(root: &Path, packages: &[Package]) -> anyhow::Result<()> {
-    let work = root.with_file_name("rpmbuild");
-    let mut spec = String::from(
-        "Name: demo-base\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\nBuildArch: noarch\n%description\nd\n",
-    );
-    let mut files = String::from("%files\n");
-    for (name, _source, full) in packages {
-        let (epoch, rest) = full.split_once(':').map_or((None, full.as_str()), |(e, r)| (Some(e), r));
-        let Some((version, release)) = rest.rsplit_once('-') else { continue };
-        let _ = writeln!(spec, "%package -n {name}\nVersion: {version}\nRelease: {release}\nSummary: s");
-        if let Some(epoch) = epoch {
-            let _ = writeln!(spec, "Epoch: {epoch}");
-        }
-        let _ = writeln!(spec, "%description -n {name}\nd");
-        let _ = writeln!(files, "%files -n {name}");
-    }
-    std::fs::create_dir_all(&work)?;
-    let spec_path = work.join("demo.spec");
-    std::fs::write(&spec_path, spec + &files)?;
-    let tool = |cmd: &mut Command, what: &str| -> anyhow::Result<()> {
-        let out =
-            cmd.output().with_context(|| format!("cannot run {what}: install the rpm tools (apt-get install rpm)"))?;
-        if !out.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
-        }
-        Ok(())
-    };
-    tool(
-        Command::new("rpmbuild").arg("--define").arg(format!("_topdir {}", work.display())).arg("-bb").arg(&spec_path),
-        "rpmbuild",
-    )?;
-    let rpms: Vec<_> = std::fs::read_dir(work.join("RPMS/noarch"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("demo-base-")))
-        .collect();
-    tool(Command::new("rpm").arg("--root").arg(root).args(["--dbpath", "/var/lib/rpm", "--initdb"]), "rpm --initdb")?;
-    tool(
-        Command::new("rpm")
-            .arg("--root")
-            .arg(root)
-            .args(["--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch"])
-            .args(&rpms),
-        "rpm -i --justdb",
-    )?;
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(())
+/// Whether an executable `rpm` is in one of `dirs`.
+fn rpm_in(dirs: &[&Path]) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    dirs.iter()
+        .any(|dir| std::fs::metadata(dir.join("rpm")).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// Why the Rocky nodes will show no packages on this machine, if they will: the agent reads
+/// rpm databases with the real `rpm` tool, found on its fixed PATH.
+pub fn rpm_missing_note() -> Option<String> {
+    let dirs: Vec<&Path> = AGENT_PATH.iter().map(Path::new).collect();
+    (!rpm_in(&dirs)).then(|| {
+        format!(
+            "note: the Rocky Linux nodes will show no packages: the agent reads their rpm database with the `rpm` \
+             tool, which is not installed here (looked in {}); install it (Debian/Ubuntu: apt-get install rpm) \
+             and start the demo again",
+            AGENT_PATH.join(":")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -236,9 +205,29 @@ mod tests {
                 assert!(flotilla_vuln::compare(eco, &item.version, &item.version).is_ok(), "{label}: {}", item.version);
             }
         }
+        write(&dir.path().join("rocky9"), "rocky9", 2).expect("write rocky9");
+        let db = std::fs::read(dir.path().join("rocky9/var/lib/rpm/rpmdb.sqlite")).expect("read");
+        assert!(db.starts_with(b"SQLite format 3\0"), "an rpm sqlite database");
         let one = std::fs::read_to_string(dir.path().join("deb12/var/lib/dpkg/status")).expect("read");
         write(&dir.path().join("other"), "deb12", 4).expect("write");
         let two = std::fs::read_to_string(dir.path().join("other/var/lib/dpkg/status")).expect("read");
         assert_ne!(one, two, "nodes differ");
+    }
+
+    #[test]
+    fn rpm_is_looked_for_as_an_executable_in_the_agents_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (empty, plain, tool) = (dir.path().join("empty"), dir.path().join("plain"), dir.path().join("tool"));
+        let subdir = dir.path().join("subdir");
+        for d in [&empty, &plain, &tool, &subdir.join("rpm")] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(plain.join("rpm"), "not executable").expect("write");
+        std::fs::write(tool.join("rpm"), "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(tool.join("rpm"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(!rpm_in(&[&empty, &plain]));
+        assert!(rpm_in(&[&empty, &tool]));
+        assert!(!rpm_in(&[&subdir]), "a directory named rpm is not the tool");
     }
 }

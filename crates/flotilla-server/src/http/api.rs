@@ -116,7 +116,7 @@ async fn delete_activation(State(state): S, Path(id): Path<String>) -> Result<Js
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes",
-    params(("target" = Option<Vec<String>>, Query, description = "Target expressions (repeatable, a union): node id, tag:KEY=VALUE, tag:KEY, group:NAME, all")),
+    params(("target" = Option<Vec<String>>, Query, description = "Target expressions (repeatable, a union): node id, tag:KEY=VALUE, tag:KEY, group:NAME, all; terms joined by & must all hold, a term prefixed by ! must not")),
     responses((status = 200, body = [api::Node]), (status = 400, body = api::ErrorBody)))]
 async fn list_nodes(State(state): S, RawQuery(query): RawQuery) -> Result<Json<Vec<api::Node>>> {
     let targets = query_values(query.as_deref(), "target");
