@@ -36,7 +36,8 @@ pub use builtin::{
 pub use document::{Document, DocumentError, DocumentType, Platform, Position, SCHEMA_VERSION, Step};
 pub use import::import_ssm;
 pub use parameter::{
-    AllowedPattern, BoundParameters, ParameterError, ParameterSpec, ParameterType, ParameterValue, parse_cli_params,
+    AllowedPattern, BoundParameters, ENV_VAR_PREFIX, ParameterError, ParameterSpec, ParameterType, ParameterValue,
+    parse_cli_params,
 };
 pub use plan::{
     COMMANDS_PARAMETER, ITEM_ENV_PREFIX, MAX_NESTING_DEPTH, PARAM_ENV_PREFIX, Plan, PlanError, PlannedStep, Resolver,
