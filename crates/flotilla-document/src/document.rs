@@ -2,7 +2,10 @@
 //!
 //! Invariants of every `Document` value (there is no way to build one except by parsing):
 //! - `schemaVersion` is "2.2" and the type is `Command`; the 1.2 `runtimeConfig` layout is
-//!   refused with a pointer to 2.2.
+//!   refused with a pointer to the AWS import (which reads 1.2, 2.0 and 2.2 into this model).
+//! - Which parameters are script text where a whole script line names them is fixed when the
+//!   document is read, by its dialect: Flotilla's (`commands` StringList) or AWS's (see
+//!   [`Document::is_script_parameter`]).
 //! - Top-level keys, parameter attributes, step keys and action inputs are closed sets: an
 //!   unknown one is named in the error, never silently ignored.
 //! - Parameters obey the `parameter` module's invariants; steps are non-empty, in order, with

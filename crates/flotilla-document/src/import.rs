@@ -451,6 +451,59 @@ mod tests {
         assert_eq!(run.document_parameters["commands"], ParameterArgument::List(vec!["uptime".into()]));
     }
 
+    fn plan_one(text: &str, given: &[&str]) -> Result<crate::ShellStep, String> {
+        let document = import_ssm(text).map_err(|e| e.to_string())?;
+        let bound =
+            document.bind(&crate::parse_cli_params(given).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let child = "schemaVersion: '2.2'\nparameters:\n  commands: {type: StringList}\nmainSteps:\n- action: run:shell\n  \
+                     name: run\n  inputs: {commands: ['{{ commands }}']}\n";
+        let resolve = |name: &str, _: Option<&str>| (name == "Child").then(|| Document::parse(child).ok()).flatten();
+        let mut plan = document.plan(&bound, &resolve).map_err(|e| e.to_string())?;
+        Ok(plan.steps.remove(0).action)
+    }
+
+    #[test]
+    fn whole_line_parameters_are_script_text_as_aws_means_them() {
+        let shell = |commands: &str, parameters: &str| {
+            format!(
+                "schemaVersion: '2.2'\nparameters:\n{parameters}mainSteps:\n- action: aws:runShellScript\n  name: s\n  \
+                 inputs:\n    runCommand: {commands}\n"
+            )
+        };
+        type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a str);
+        let cases: &[Case<'_>] = &[
+            // A String forming a whole line is the script, whatever its name; embedded it is a value.
+            (
+                "['{{ script }}', 'echo {{ script }}']",
+                "  script: {type: String}\n",
+                &["script=ls; id"],
+                "ls; id\necho \"${FLOTILLA_PARAM_script}\"",
+            ),
+            ("'{{commands}}'", "  commands: {type: StringList}\n", &["commands=a", "commands=b"], "a\nb"),
+            // ENV_VAR: never script text, and available to every step as SSM_<name>.
+            ("['{{ v }}']", "  v: {type: String, interpolationType: ENV_VAR}\n", &["v=ls; id"], "\"${SSM_v}\""),
+        ];
+        for (commands, parameters, given, script) in cases {
+            let step = plan_one(&shell(commands, parameters), given).expect(commands);
+            assert_eq!(step.script, *script, "{commands}");
+        }
+        let step =
+            plan_one(&shell("['true']", "  v: {type: String, interpolationType: ENV_VAR}\n"), &["v=x"]).expect("env");
+        assert_eq!(step.env.get("SSM_v").map(String::as_str), Some("x"));
+
+        // Forwarded whole to a child's script it stays the script; spliced into it, it is refused.
+        let forward = |argument: &str| {
+            format!(
+                "schemaVersion: '2.2'\nparameters:\n  script: {{type: String}}\nmainSteps:\n- action: aws:runDocument\n  \
+                 name: d\n  inputs:\n    documentType: SSMDocument\n    documentPath: Child\n    documentParameters:\n      \
+                 commands: {argument}\n"
+            )
+        };
+        assert_eq!(plan_one(&forward("'{{ script }}'"), &["script=ls; id"]).expect("forwarded").script, "ls; id");
+        let error = plan_one(&forward("['echo {{ script }}']"), &["script=ls; id"]).expect_err("spliced");
+        assert!(error.contains("splices parameter `script`"), "{error}");
+    }
+
     /// (AWS document, path, line, message fragment).
     const REFUSED: &[(&str, &str, Option<u32>, &str)] = &[
         ("schemaVersion: '3.0'\nmainSteps: []\n", "schemaVersion", Some(1), "schemaVersion `3.0` cannot be imported"),

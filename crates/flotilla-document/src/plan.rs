@@ -12,17 +12,21 @@
 //!   re-parses an expansion, so `; rm -rf /`, `$(...)`, backticks, quotes and newlines in a value
 //!   stay data.
 //! - A StringList referenced as a whole `commands` element expands to one line per item. Each
-//!   item is a line of script only when the parameter is the document's own `commands` parameter
-//!   of type StringList: that is the declared, intended way an operator hands over a script
-//!   (`Flotilla-RunShellScript`, like AWS-RunShellScript). For any other StringList each line is
+//!   item is a line of script only when the parameter is one of the document's script parameters
+//!   ([`Document::is_script_parameter`]: in Flotilla documents the `commands` StringList, the
+//!   declared, intended way an operator hands over a script (`Flotilla-RunShellScript`); in
+//!   imported AWS documents, as AWS means it, a String or StringList forming a whole `runCommand`
+//!   line, whose String value is then script text too). For any other StringList each line is
 //!   `"${FLOTILLA_ITEM_<name>_<i>}"`, so an item is at most one command word, never syntax.
+//! - An `interpolationType: ENV_VAR` parameter is never script text: its references become
+//!   `SSM_<name>` variable references and every shell step of the document carries `SSM_<name>`.
 //! - Outside scripts (`workingDirectory`, `timeoutSeconds`, `env` values, `documentName`,
 //!   `documentVersion`, `documentParameters`) values are substituted literally, because they are
 //!   data there; `workingDirectory` must then be absolute without NUL (empty means none) and
 //!   `timeoutSeconds` a whole number in 5..=172800 (empty means 3600).
-//! - Through `run:document` the rule holds at every level: a parent may fill a child's `commands`
-//!   StringList only with text its author wrote or with its own operator-given `commands` passed
-//!   whole; splicing any other parameter into it is refused, since the child would run it as code.
+//! - Through `run:document` the rule holds at every level: a parent may fill a child's script
+//!   parameter only with text its author wrote or with its own script parameter passed whole;
+//!   splicing any other parameter into it is refused, since the child would run it as code.
 //! - `{{param:/path}}`-style references are not parameters and are left as written for the
 //!   server to resolve; whoever resolves them inside scripts must apply this same rule.
 //!
