@@ -151,8 +151,7 @@ fn translate(aws: &Value) -> Result<(Value, Vec<Origin>), DocumentError> {
     let version = tree::scalar(tree::required(&entries, "schemaVersion", &root)?, &version_path)?;
     let schema = match version.as_str() {
         "1.2" => Schema::V1_2,
-        // YAML reads an unquoted `2.0` as the number 2.
-        "2.0" | "2" => Schema::V2_0,
+        "2.0" => Schema::V2_0,
         "2.2" => Schema::V2_2,
         _ => {
             return Err(DocumentError::UnsupportedAwsSchemaVersion { at: Position::at(&version_path), found: version });
@@ -502,6 +501,28 @@ mod tests {
         assert_eq!(plan_one(&forward("'{{ script }}'"), &["script=ls; id"]).expect("forwarded").script, "ls; id");
         let error = plan_one(&forward("['echo {{ script }}']"), &["script=ls; id"]).expect_err("spliced");
         assert!(error.contains("splices parameter `script`"), "{error}");
+    }
+
+    #[test]
+    fn schema_versions_may_be_written_as_numbers() {
+        for version in ["1.2", "2.0", "2.2"] {
+            let text = if version == "1.2" {
+                format!(
+                    "schemaVersion: {version}\nruntimeConfig:\n  aws:runShellScript:\n    properties:\n    - runCommand: [uptime]\n"
+                )
+            } else {
+                format!(
+                    "schemaVersion: {version}\nmainSteps:\n- {{action: aws:runShellScript, name: s, inputs: {{runCommand: [uptime]}}}}\n"
+                )
+            };
+            let document = import_ssm(&text).unwrap_or_else(|e| panic!("{version}: {e}"));
+            let Action::Shell(shell) = &document.steps()[0].action else { panic!("run:shell") };
+            assert_eq!(shell.commands, ["uptime"], "{version}");
+            if version == "1.2" {
+                // Without an `id`, the step is named by its position and plugin.
+                assert_eq!(document.steps()[0].name, "0.aws-runShellScript");
+            }
+        }
     }
 
     /// (AWS document, path, line, message fragment).
