@@ -122,13 +122,15 @@ pub enum ParameterRuleError {
     #[error("the value is empty; give a value of at least one character")]
     EmptyValue,
     #[error(
-        "the value contains a parameter reference (`{{{{param:...}}}}`); references do not nest, store the value itself"
+        "the value contains a parameter reference (`{{{{param:...}}}}` or `{{{{ssm:...}}}}`); references do not nest, \
+         store the value itself"
     )]
     NestedReference,
     #[error("the description is {chars} characters, over {MAX_DESCRIPTION_CHARS}; shorten it")]
     DescriptionTooLong { chars: usize },
     #[error(
-        "`{text}` is not a parameter reference: {reason}; write {{{{param:/path}}}} or {{{{param:/path:VERSION_OR_LABEL}}}}"
+        "`{text}` is not a parameter reference: {reason}; write {{{{param:/path}}}}, {{{{ssm:/path}}}} or \
+         {{{{ssm-secure:/path}}}}, optionally with :VERSION_OR_LABEL"
     )]
     InvalidReference { text: String, reason: String },
 }
@@ -280,26 +282,83 @@ impl fmt::Display for Selector {
     }
 }
 
-/// A `{{param:/name}}`, `{{param:/name:3}}` or `{{param:/name:label}}` found in some text.
+/// Which spelling a Parameter Store reference uses. All three name the same store; they differ
+/// in the types they accept, as in AWS: `ssm:` takes String and StringList parameters,
+/// `ssm-secure:` only SecureString ones, and Flotilla's own `param:` any type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReferenceKind {
+    Param,
+    Ssm,
+    SsmSecure,
+}
+
+impl ReferenceKind {
+    /// The prefix inside the braces, with its colon.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Param => "param:",
+            Self::Ssm => "ssm:",
+            Self::SsmSecure => "ssm-secure:",
+        }
+    }
+
+    /// Whether a parameter of type `kind` may be resolved through this spelling; `Err` says
+    /// what to write instead.
+    pub fn accepts(self, kind: ParameterType) -> Result<(), &'static str> {
+        match (self, kind) {
+            (Self::Ssm, ParameterType::SecureString) => {
+                Err("it is a SecureString, which `{{ssm:...}}` does not resolve; write {{ssm-secure:...}}")
+            }
+            (Self::SsmSecure, ParameterType::String | ParameterType::StringList) => Err(
+                "it is not a SecureString, and `{{ssm-secure:...}}` takes only SecureString parameters; write {{ssm:...}}",
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A Parameter Store reference found in some text: `{{param:/name}}`, `{{param:/name:3}}`,
+/// `{{param:/name:label}}`, the AWS spellings `{{ssm:name}}`, `{{ssm:/name:3}}` and
+/// `{{ssm-secure:/name}}`, with optional blanks inside the braces.
+///
+/// AWS names may lack the leading `/` (`{{ssm:DNS-IP}}`); Flotilla names always have one, so
+/// such a name is read as the root-level `/DNS-IP`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
     /// Byte range of the whole `{{...}}` in the text.
     pub start: usize,
     pub end: usize,
+    pub kind: ReferenceKind,
+    /// The full name, with its leading `/`.
     pub name: String,
     pub selector: Selector,
 }
 
-const REFERENCE_OPEN: &str = "{{param:";
+/// Longest prefix first, so `ssm-secure:` is not read as `ssm` followed by text.
+const REFERENCE_KINDS: [ReferenceKind; 3] = [ReferenceKind::SsmSecure, ReferenceKind::Ssm, ReferenceKind::Param];
 
-/// Every `{{param:...}}` in `text`, in order. Malformed ones (bad name, bad selector, no `}}`)
-/// are errors rather than text, so a typo never reaches a node as a literal.
+/// The next reference opening at or after `from`: (start of `{{`, kind, start of the body).
+fn next_open(text: &str, mut from: usize) -> Option<(usize, ReferenceKind, usize)> {
+    while let Some(offset) = text.get(from..).and_then(|rest| rest.find("{{")) {
+        let start = from + offset;
+        let inner = start + 2;
+        let rest = text.get(inner..).unwrap_or_default();
+        let blanks = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+        let after = rest.get(blanks..).unwrap_or_default();
+        if let Some(kind) = REFERENCE_KINDS.into_iter().find(|k| after.starts_with(k.prefix())) {
+            return Some((start, kind, inner + blanks + kind.prefix().len()));
+        }
+        from = inner;
+    }
+    None
+}
+
+/// Every Parameter Store reference in `text`, in order. Malformed ones (bad name, bad
+/// selector, no `}}`) are errors rather than text, so a typo never reaches a node as a literal.
 pub fn parse_references(text: &str) -> Result<Vec<Reference>, ParameterRuleError> {
     let mut found = Vec::new();
     let mut from = 0;
-    while let Some(offset) = text.get(from..).and_then(|rest| rest.find(REFERENCE_OPEN)) {
-        let start = from + offset;
-        let body_start = start + REFERENCE_OPEN.len();
+    while let Some((start, kind, body_start)) = next_open(text, from) {
         let Some(close) = text.get(body_start..).and_then(|rest| rest.find("}}")) else {
             return Err(ParameterRuleError::InvalidReference {
                 text: text.get(start..).unwrap_or_default().chars().take(60).collect(),
@@ -314,8 +373,12 @@ pub fn parse_references(text: &str) -> Result<Vec<Reference>, ParameterRuleError
             Some((name, sel)) => (name, Selector::parse(sel).map_err(|e| invalid(e.to_string()))?),
             None => (body, Selector::Latest),
         };
-        validate_name(name).map_err(|e| invalid(e.to_string()))?;
-        found.push(Reference { start, end, name: name.to_owned(), selector });
+        let name = match kind {
+            ReferenceKind::Ssm | ReferenceKind::SsmSecure if !name.starts_with('/') => format!("/{name}"),
+            _ => name.to_owned(),
+        };
+        validate_name(&name).map_err(|e| invalid(e.to_string()))?;
+        found.push(Reference { start, end, kind, name, selector });
         from = end;
     }
     Ok(found)
@@ -325,13 +388,19 @@ pub fn parse_references(text: &str) -> Result<Vec<Reference>, ParameterRuleError
 pub fn find_references(text: &str) -> Vec<Reference> {
     parse_references(text).unwrap_or_else(|_| {
         // A malformed reference still counts as one for the nesting rule.
-        vec![Reference { start: 0, end: 0, name: String::new(), selector: Selector::Latest }]
+        vec![Reference {
+            start: 0,
+            end: 0,
+            kind: ReferenceKind::Param,
+            name: String::new(),
+            selector: Selector::Latest,
+        }]
     })
 }
 
-/// True when `text` mentions `{{param:` at all (cheap check before parsing).
+/// True when `text` opens any Parameter Store reference at all (cheap check before parsing).
 pub fn mentions_reference(text: &str) -> bool {
-    text.contains(REFERENCE_OPEN)
+    text.contains("{{") && next_open(text, 0).is_some()
 }
 
 /// Whether `name` is listed under `path`: directly (one level) or anywhere below (recursive).
@@ -411,15 +480,47 @@ mod tests {
     fn references() {
         let text = "echo {{param:/a/b}} and {{param:/c:3}} or {{ param:/x }} {{param:/d:prod}}";
         let refs = parse_references(text).expect("parse");
-        assert_eq!(refs.len(), 3);
+        // Blanks inside the braces are allowed, as AWS allows them in `{{ ssm:/x }}`.
+        assert_eq!(refs.len(), 4);
         assert_eq!((refs[0].name.as_str(), &refs[0].selector), ("/a/b", &Selector::Latest));
         assert_eq!(&text[refs[0].start..refs[0].end], "{{param:/a/b}}");
         assert_eq!(refs[1].selector, Selector::Version(3));
-        assert_eq!(refs[2].selector, Selector::Label("prod".into()));
+        assert_eq!(refs[2].name, "/x");
+        assert_eq!(refs[3].selector, Selector::Label("prod".into()));
         assert!(parse_references("{{param:/a").is_err());
         assert!(parse_references("{{param:a}}").is_err());
         assert!(parse_references("{{param:/a:0}}").is_err());
-        assert!(parse_references("{{ name }} {{ssm:/x}}").expect("none").is_empty());
+        assert!(parse_references("{{ name }} {{ .State }} {{ssmx:/a}} {{ params:/b }}").expect("none").is_empty());
+    }
+
+    #[test]
+    fn aws_references_name_the_same_store() {
+        type Case<'a> = (&'a str, ReferenceKind, &'a str, Selector, &'a str);
+        let cases: &[Case<'_>] = &[
+            ("{{ssm:/a/b}}", ReferenceKind::Ssm, "/a/b", Selector::Latest, "{{ssm:/a/b}}"),
+            ("x {{ ssm:DNS-IP }} y", ReferenceKind::Ssm, "/DNS-IP", Selector::Latest, "{{ ssm:DNS-IP }}"),
+            ("{{ssm:name:3}}", ReferenceKind::Ssm, "/name", Selector::Version(3), "{{ssm:name:3}}"),
+            ("{{ssm:/n:prod}}", ReferenceKind::Ssm, "/n", Selector::Label("prod".into()), "{{ssm:/n:prod}}"),
+            ("{{ssm-secure:/db/pw}}", ReferenceKind::SsmSecure, "/db/pw", Selector::Latest, "{{ssm-secure:/db/pw}}"),
+            ("{{ ssm-secure:pw:2 }}", ReferenceKind::SsmSecure, "/pw", Selector::Version(2), "{{ ssm-secure:pw:2 }}"),
+            ("{{ param:/x }}", ReferenceKind::Param, "/x", Selector::Latest, "{{ param:/x }}"),
+        ];
+        for (text, kind, name, selector, whole) in cases {
+            let refs = parse_references(text).expect(text);
+            assert_eq!(refs.len(), 1, "{text}");
+            assert_eq!((refs[0].kind, refs[0].name.as_str(), &refs[0].selector), (*kind, *name, selector), "{text}");
+            assert_eq!(&text[refs[0].start..refs[0].end], *whole);
+            assert!(mentions_reference(text), "{text}");
+        }
+        for bad in ["{{ssm:/a", "{{ssm:a b}}", "{{ssm-secure:/x:0}}", "{{ssm:}}", "{{ssm:aws/x}}"] {
+            assert!(parse_references(bad).is_err(), "{bad}");
+        }
+        assert!(!mentions_reference("{{ name }} {{ .State }}"));
+        assert_eq!(validate_value("{{ssm:/x}}", Tier::Standard), Err(ParameterRuleError::NestedReference));
+        assert!(ReferenceKind::Ssm.accepts(ParameterType::SecureString).is_err());
+        assert!(ReferenceKind::SsmSecure.accepts(ParameterType::String).is_err());
+        assert!(ReferenceKind::SsmSecure.accepts(ParameterType::SecureString).is_ok());
+        assert!(ReferenceKind::Param.accepts(ParameterType::SecureString).is_ok());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! Invariants of every `Document` value (there is no way to build one except by parsing):
 //! - `schemaVersion` is "2.2" and the type is `Command`; the 1.2 `runtimeConfig` layout is
-//!   refused with a pointer to 2.2.
+//!   refused with a pointer to the AWS import (which reads 1.2, 2.0 and 2.2 into this model).
+//! - Which parameters are script text where a whole script line names them is fixed when the
+//!   document is read, by its dialect: Flotilla's (`commands` StringList) or AWS's (see
+//!   [`Document::is_script_parameter`]).
 //! - Top-level keys, parameter attributes, step keys and action inputs are closed sets: an
 //!   unknown one is named in the error, never silently ignored.
 //! - Parameters obey the `parameter` module's invariants; steps are non-empty, in order, with
@@ -10,13 +13,14 @@
 //!   `action` module's invariants.
 //! - A failed rule reports the field path and, where the parser can tell, the line and column.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_yaml::Value;
 
-use crate::action::{self, Action};
+use crate::action::{self, Action, ParameterArgument};
 use crate::parameter::{self, BoundParameters, ParameterError, ParameterSpec, ParameterType};
+use crate::plan::COMMANDS_PARAMETER;
 use crate::source::{self, FieldPath, Format, Location, tree};
 
 /// The only schema version Flotilla reads (and writes).
@@ -64,6 +68,18 @@ pub struct Document {
     document_type: DocumentType,
     parameters: BTreeMap<String, ParameterSpec>,
     steps: Vec<Step>,
+    /// Parameters whose value is script text where a whole script line references them.
+    script_parameters: BTreeSet<String>,
+}
+
+/// Whose rules decide which parameters are script text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// Flotilla's own: only a StringList named `commands` (the operator hands over a script).
+    Flotilla,
+    /// AWS's: substitution is textual, so any String or StringList parameter that forms a whole
+    /// `runCommand` line is script text, unless it is `interpolationType: ENV_VAR`.
+    Ssm,
 }
 
 /// Where in a document a rule failed.
@@ -111,8 +127,9 @@ pub enum DocumentError {
     #[error("{at}: `{key}` is required here; add it")]
     MissingKey { at: Position, key: &'static str },
     #[error(
-        "{at}: `runtimeConfig` is the schema 1.2 layout, which Flotilla does not run; set schemaVersion \
-         to \"2.2\" and write each plugin as a step under `mainSteps` (id becomes name, properties become inputs)"
+        "{at}: `runtimeConfig` is the AWS schema 1.2 layout; import the document as an AWS one \
+         (`flotilla documents import-ssm`), or set schemaVersion to \"2.2\" and write each plugin as a step under \
+         `mainSteps` (id becomes name, properties become inputs)"
     )]
     RuntimeConfig { at: Position },
     #[error("{at}: schemaVersion `{found}` is not supported; Flotilla command documents use schemaVersion \"2.2\"")]
@@ -149,15 +166,33 @@ pub enum DocumentError {
     )]
     UnknownAction { at: Position, step: String, action: String, hint: &'static str },
     #[error(
-        "{at}: step `{step}` uses `{action}`, which cannot be imported; only aws:runShellScript and \
-         aws:runDocument convert to Flotilla actions, so rewrite this step as a shell script"
+        "{at}: step `{step}` uses `{action}`, which cannot be imported; only aws:runShellScript, \
+         aws:runDocument and aws:softwareInventory convert to Flotilla actions (steps for another platform are \
+         skipped), so rewrite this step as a shell script"
     )]
     UnsupportedAwsAction { at: Position, step: String, action: String },
     #[error(
-        "{at}: AWS documents with schemaVersion `{found}` cannot be imported; only schema 2.2 command \
-         documents convert, so update the document to 2.2 (mainSteps) first"
+        "{at}: AWS documents with schemaVersion `{found}` cannot be imported; command documents use schema \
+         1.2, 2.0 or 2.2, so set one of those (2.2 is AWS's current one)"
     )]
     UnsupportedAwsSchemaVersion { at: Position, found: String },
+    #[error(
+        "{at}: step `{step}` uses `{action}`, which runs only on Windows, and {why}; Flotilla nodes run Linux, \
+         so remove the step{fix}"
+    )]
+    WindowsOnlyPlugin { at: Position, step: String, action: String, why: &'static str, fix: &'static str },
+    #[error(
+        "{at}: a precondition needs schemaVersion 2.2 (AWS evaluates preconditions only from 2.2); set \
+         schemaVersion to \"2.2\" or remove the precondition"
+    )]
+    PreconditionBefore22 { at: Position },
+    #[error(
+        "{at}: no step of this document runs on Linux (skipped as for another platform: {skipped}); Flotilla \
+         nodes run Linux, so there is nothing to run: add a Linux step"
+    )]
+    NoLinuxSteps { at: Position, skipped: String },
+    #[error("{at}: interpolationType `{found}` is not supported; the only value is ENV_VAR (or leave it out)")]
+    UnsupportedInterpolation { at: Position, found: String },
     #[error(
         "{at}: step `{step}` runs a document from `{found}`; only documentType SSMDocument with a plain \
          document name can be imported (create that document in Flotilla and name it here)"
@@ -228,6 +263,10 @@ macro_rules! with_at {
             | DocumentError::UnknownAction { at: $at, .. }
             | DocumentError::UnsupportedAwsAction { at: $at, .. }
             | DocumentError::UnsupportedAwsSchemaVersion { at: $at, .. }
+            | DocumentError::WindowsOnlyPlugin { at: $at, .. }
+            | DocumentError::PreconditionBefore22 { at: $at, .. }
+            | DocumentError::NoLinuxSteps { at: $at, .. }
+            | DocumentError::UnsupportedInterpolation { at: $at, .. }
             | DocumentError::UnsupportedDocumentSource { at: $at, .. }
             | DocumentError::UnknownInput { at: $at, .. }
             | DocumentError::MissingInput { at: $at, .. }
@@ -271,7 +310,7 @@ impl Document {
     /// Parses and checks a document written in YAML or JSON.
     pub fn parse(text: &str) -> Result<Self, DocumentError> {
         let (tree, format) = source::load(text)?;
-        Self::from_tree(&tree).map_err(|e| e.located(text, format, FieldPath::clone))
+        Self::from_tree(&tree, Dialect::Flotilla).map_err(|e| e.located(text, format, FieldPath::clone))
     }
 
     /// Checks values given for the document's parameters and fills in defaults.
@@ -301,7 +340,15 @@ impl Document {
         &self.steps
     }
 
-    pub(crate) fn from_tree(tree: &Value) -> Result<Self, DocumentError> {
+    /// Whether a whole script line `{{ name }}` is script text (the value's lines become lines
+    /// of the script) rather than a value kept in the environment. Flotilla documents: only a
+    /// StringList named `commands`. Imported AWS documents: every String or StringList
+    /// parameter used as a whole `runCommand` line, except `interpolationType: ENV_VAR` ones.
+    pub fn is_script_parameter(&self, name: &str) -> bool {
+        self.script_parameters.contains(name)
+    }
+
+    pub(crate) fn from_tree(tree: &Value, dialect: Dialect) -> Result<Self, DocumentError> {
         let root = FieldPath::root();
         let entries = tree::entries(tree, &root)?;
         if tree::get(&entries, "runtimeConfig").is_some() {
@@ -347,7 +394,49 @@ impl Document {
             }
             steps.push(step);
         }
-        Ok(Self { description, document_type: DocumentType::Command, parameters, steps })
+        let script_parameters = script_parameters(dialect, &parameters, &steps);
+        Ok(Self { description, document_type: DocumentType::Command, parameters, steps, script_parameters })
+    }
+}
+
+fn script_parameters(
+    dialect: Dialect,
+    parameters: &BTreeMap<String, ParameterSpec>,
+    steps: &[Step],
+) -> BTreeSet<String> {
+    let textual = |name: &str| {
+        parameters
+            .get(name)
+            .is_some_and(|spec| !spec.env_var && matches!(spec.kind, ParameterType::String | ParameterType::StringList))
+    };
+    match dialect {
+        Dialect::Flotilla => parameters
+            .iter()
+            .filter(|(name, spec)| name.as_str() == COMMANDS_PARAMETER && spec.kind == ParameterType::StringList)
+            .map(|(name, _)| name.clone())
+            .collect(),
+        // Forwarded whole to another document, a value is what the child makes of it: script
+        // text only where the child's own rules say so.
+        Dialect::Ssm => steps
+            .iter()
+            .flat_map(|step| -> Vec<&String> {
+                match &step.action {
+                    Action::Shell(shell) => shell.commands.iter().collect(),
+                    Action::RunDocument(run) => run
+                        .document_parameters
+                        .values()
+                        .flat_map(|argument| match argument {
+                            ParameterArgument::One(text) => std::slice::from_ref(text),
+                            ParameterArgument::List(items) => items.as_slice(),
+                        })
+                        .collect(),
+                    Action::Agent(_) => Vec::new(),
+                }
+            })
+            .filter_map(|line| crate::template::whole_reference(line))
+            .filter(|name| textual(name))
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
@@ -383,7 +472,7 @@ fn read_step(
     Ok(Step { name, precondition, action })
 }
 
-fn read_precondition(value: &Value, path: &FieldPath) -> Result<Platform, DocumentError> {
+pub(crate) fn read_precondition(value: &Value, path: &FieldPath) -> Result<Platform, DocumentError> {
     let entries = tree::entries(value, path)?;
     tree::only_keys(&entries, &["StringEquals"], path)?;
     let operands_path = path.key("StringEquals");

@@ -143,7 +143,16 @@ pub struct ParameterSpec {
     pub max_items: Option<usize>,
     pub min_chars: Option<usize>,
     pub max_chars: Option<usize>,
+    /// `interpolationType: ENV_VAR` (AWS): scripts see the value only as the environment
+    /// variable `SSM_<name>`, in every shell step of the document, and a `{{ name }}` in a
+    /// script becomes a reference to that variable, never text, even as a whole line.
+    pub env_var: bool,
 }
+
+/// Prefix of the variable an `interpolationType: ENV_VAR` parameter is exposed as (AWS's name).
+pub const ENV_VAR_PREFIX: &str = "SSM_";
+/// The one `interpolationType` value AWS defines.
+const ENV_VAR_INTERPOLATION: &str = "ENV_VAR";
 
 /// Why given parameter values were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -335,6 +344,7 @@ const SPEC_KEYS: &[&str] = &[
     "minChars",
     "maxChars",
     "displayType",
+    "interpolationType",
 ];
 const DISPLAY_TYPES: &[&str] = &["textarea", "textfield"];
 
@@ -421,7 +431,24 @@ fn read_spec(name: &str, value: &Value, path: &FieldPath) -> Result<ParameterSpe
         max_items: bound("maxItems", is_list)?,
         min_chars: bound("minChars", is_text)?,
         max_chars: bound("maxChars", is_text)?,
+        env_var: false,
     };
+    if let Some(v) = tree::get(&entries, "interpolationType") {
+        let interpolation_path = path.key("interpolationType");
+        let found = tree::scalar(v, &interpolation_path)?;
+        if found != ENV_VAR_INTERPOLATION {
+            return Err(DocumentError::UnsupportedInterpolation { at: Position::at(&interpolation_path), found });
+        }
+        // A list has no single value to put in one variable.
+        if is_list {
+            return Err(DocumentError::AttributeNotForType {
+                at: Position::at(&interpolation_path),
+                attribute: "interpolationType",
+                kind,
+            });
+        }
+        spec.env_var = true;
+    }
     for (min_key, min, max_key, max) in [
         ("minItems", spec.min_items, "maxItems", spec.max_items),
         ("minChars", spec.min_chars, "maxChars", spec.max_chars),
@@ -468,6 +495,7 @@ mod tests {
             max_items: None,
             min_chars: None,
             max_chars: None,
+            env_var: false,
         }
     }
 

@@ -12,17 +12,21 @@
 //!   re-parses an expansion, so `; rm -rf /`, `$(...)`, backticks, quotes and newlines in a value
 //!   stay data.
 //! - A StringList referenced as a whole `commands` element expands to one line per item. Each
-//!   item is a line of script only when the parameter is the document's own `commands` parameter
-//!   of type StringList: that is the declared, intended way an operator hands over a script
-//!   (`Flotilla-RunShellScript`, like AWS-RunShellScript). For any other StringList each line is
+//!   item is a line of script only when the parameter is one of the document's script parameters
+//!   ([`Document::is_script_parameter`]: in Flotilla documents the `commands` StringList, the
+//!   declared, intended way an operator hands over a script (`Flotilla-RunShellScript`); in
+//!   imported AWS documents, as AWS means it, a String or StringList forming a whole `runCommand`
+//!   line, whose String value is then script text too). For any other StringList each line is
 //!   `"${FLOTILLA_ITEM_<name>_<i>}"`, so an item is at most one command word, never syntax.
+//! - An `interpolationType: ENV_VAR` parameter is never script text: its references become
+//!   `SSM_<name>` variable references and every shell step of the document carries `SSM_<name>`.
 //! - Outside scripts (`workingDirectory`, `timeoutSeconds`, `env` values, `documentName`,
 //!   `documentVersion`, `documentParameters`) values are substituted literally, because they are
 //!   data there; `workingDirectory` must then be absolute without NUL (empty means none) and
 //!   `timeoutSeconds` a whole number in 5..=172800 (empty means 3600).
-//! - Through `run:document` the rule holds at every level: a parent may fill a child's `commands`
-//!   StringList only with text its author wrote or with its own operator-given `commands` passed
-//!   whole; splicing any other parameter into it is refused, since the child would run it as code.
+//! - Through `run:document` the rule holds at every level: a parent may fill a child's script
+//!   parameter only with text its author wrote or with its own script parameter passed whole;
+//!   splicing any other parameter into it is refused, since the child would run it as code.
 //! - `{{param:/path}}`-style references are not parameters and are left as written for the
 //!   server to resolve; whoever resolves them inside scripts must apply this same rule.
 //!
@@ -34,7 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::action::{self, Action, ParameterArgument, RunDocumentAction, ShellAction};
 use crate::document::{Document, Platform};
-use crate::parameter::{BoundParameters, ParameterError, ParameterType, ParameterValue};
+use crate::parameter::{BoundParameters, ENV_VAR_PREFIX, ParameterError, ParameterType, ParameterValue};
 use crate::shell::Scanner;
 use crate::template::{self, Piece};
 
@@ -199,14 +203,29 @@ impl Values<'_> {
         Ok(out)
     }
 
-    /// Whether `name` is this document's own script-carrying `commands` parameter.
+    /// Whether `name` is one of this document's script-text parameters.
     fn is_code(&self, name: &str) -> bool {
-        name == COMMANDS_PARAMETER && declares_commands(self.document)
+        self.document.is_script_parameter(name)
     }
-}
 
-fn declares_commands(document: &Document) -> bool {
-    document.parameters().get(COMMANDS_PARAMETER).is_some_and(|spec| spec.kind == ParameterType::StringList)
+    /// The variable a single value travels in: `SSM_<name>` for an `interpolationType: ENV_VAR`
+    /// parameter (AWS's name, so scripts written for AWS find it), else `FLOTILLA_PARAM_<name>`.
+    fn variable(&self, name: &str) -> String {
+        let env_var = self.document.parameters().get(name).is_some_and(|spec| spec.env_var);
+        if env_var { format!("{ENV_VAR_PREFIX}{name}") } else { format!("{PARAM_ENV_PREFIX}{name}") }
+    }
+
+    /// `SSM_<name>` for every `interpolationType: ENV_VAR` parameter, as AWS sets them for
+    /// every step whether or not its script names them.
+    fn env_var_parameters(&self) -> Result<BTreeMap<String, String>, PlanError> {
+        let mut env = BTreeMap::new();
+        for (name, spec) in self.document.parameters() {
+            if spec.env_var {
+                env.insert(format!("{ENV_VAR_PREFIX}{name}"), self.scalar(name)?);
+            }
+        }
+        Ok(env)
+    }
 }
 
 /// Quoted and cut, as parameter errors show values.
@@ -287,20 +306,28 @@ impl Planner<'_> {
             name: name.clone(),
             version: version.clone(),
         })?;
-        let child_code = declares_commands(&child);
         let mut given = BTreeMap::new();
         for (parameter, argument) in &run.document_parameters {
             let elements: Vec<&String> = match argument {
                 ParameterArgument::One(text) => vec![text],
                 ParameterArgument::List(items) => items.iter().collect(),
             };
-            let into_code = child_code && parameter == COMMANDS_PARAMETER;
+            let into_code = child.is_script_parameter(parameter);
             let mut passed = Vec::new();
             for element in elements {
-                if let Some(reference) = template::whole_reference(element)
+                let whole = template::whole_reference(element);
+                // The parent's own script, passed whole, stays the script the operator gave.
+                if let Some(reference) = whole.filter(|r| values.is_code(r)) {
+                    match values.get(reference)? {
+                        ParameterValue::StringList(items) => passed.extend(items.iter().cloned()),
+                        other => passed.extend(other.scalar_text()),
+                    }
+                    continue;
+                }
+                if let Some(reference) = whole
                     && let ParameterValue::StringList(items) = values.get(reference)?
                 {
-                    if into_code && !values.is_code(reference) {
+                    if into_code {
                         return Err(PlanError::ValueWouldBecomeCode {
                             step: step.to_owned(),
                             document: name.clone(),
@@ -373,18 +400,26 @@ fn plan_shell(shell: &ShellAction, values: &Values<'_>) -> Result<ShellStep, Pla
     let step = values.step;
     let mut script = Script { text: String::new(), scanner: Scanner::default(), env: BTreeMap::new(), lines: 0 };
     for element in &shell.commands {
-        if let Some(name) = template::whole_reference(element)
-            && let ParameterValue::StringList(items) = values.get(name)?
-        {
-            for (i, item) in items.iter().enumerate() {
-                script.new_line();
-                if values.is_code(name) {
-                    script.code(item);
-                } else {
-                    script.value(step, name, format!("{ITEM_ENV_PREFIX}{name}_{i}"), item.clone())?;
+        if let Some(name) = template::whole_reference(element) {
+            match values.get(name)? {
+                ParameterValue::StringList(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        script.new_line();
+                        if values.is_code(name) {
+                            script.code(item);
+                        } else {
+                            script.value(step, name, format!("{ITEM_ENV_PREFIX}{name}_{i}"), item.clone())?;
+                        }
+                    }
+                    continue;
                 }
+                ParameterValue::String(text) if values.is_code(name) => {
+                    script.new_line();
+                    script.code(text);
+                    continue;
+                }
+                _ => {}
             }
-            continue;
         }
         script.new_line();
         for piece in template::pieces(element) {
@@ -392,11 +427,12 @@ fn plan_shell(shell: &ShellAction, values: &Values<'_>) -> Result<ShellStep, Pla
                 Piece::Text(text) => script.code(text),
                 Piece::Param(name) => {
                     let value = values.scalar(name)?;
-                    script.value(step, name, format!("{PARAM_ENV_PREFIX}{name}"), value)?;
+                    script.value(step, name, values.variable(name), value)?;
                 }
             }
         }
     }
+    script.env.extend(values.env_var_parameters()?);
     for (name, value) in &shell.env {
         script.env.insert(name.clone(), values.substitute(value)?);
     }

@@ -1,6 +1,6 @@
 //! Parameter Store service: put (versions, overwrite, the 100-version window), get by version
-//! or label, list by path, history, labels, delete; and the resolution of `{{param:...}}`
-//! references for the engine.
+//! or label, list by path, history, labels, delete; and the resolution of Parameter Store
+//! references (`{{param:...}}` and AWS's `{{ssm:...}}` / `{{ssm-secure:...}}`) for the engine.
 //!
 //! Invariants: rules come from `flotilla_core::parameter` and are checked before anything is
 //! stored; a SecureString value is sealed by the key service bound to (name, version) before it
@@ -200,9 +200,16 @@ pub async fn get(
     to_api(state, record, decrypt).await
 }
 
-/// The clear value a reference names, for the engine at send time.
-pub async fn resolve(state: &AppState, name: &str, selector: &Selector) -> Result<String, ServiceError> {
-    let record = find(state, name, selector).await?;
+/// The clear value a reference names, for the engine at send time. The reference's spelling
+/// decides which types it may name (`ssm-secure:` only SecureString, `ssm:` anything else), as
+/// in AWS, so a document written for AWS gets the value it would get there or a refusal.
+pub async fn resolve(state: &AppState, reference: &rules::Reference) -> Result<String, ServiceError> {
+    let record = find(state, &reference.name, &reference.selector).await?;
+    let kind = ParameterType::from_str(&record.kind).map_err(invalid)?;
+    reference
+        .kind
+        .accepts(kind)
+        .map_err(|why| ServiceError::Invalid(format!("parameter `{}` cannot be used here: {why}", reference.name)))?;
     open(state, &record).await
 }
 
@@ -302,7 +309,8 @@ pub async fn rotate_key(state: &AppState) -> Result<api::KeyVersion, ServiceErro
     Ok(key_to_api(info))
 }
 
-/// Checks the `{{param:...}}` references of one planned step (syntax and placement only).
+/// Checks the Parameter Store references (`{{param:...}}`, `{{ssm:...}}`, `{{ssm-secure:...}}`)
+/// of one planned step (syntax and placement only).
 pub fn check_references<'a>(step: &str, script: &str, env: impl Iterator<Item = &'a String>) -> Result<(), String> {
     let fail = |e: String| format!("step `{step}`: {e}");
     let (_, vars) = flotilla_document::externalize_store_references(script, 0).map_err(fail)?;
@@ -315,7 +323,7 @@ pub fn check_references<'a>(step: &str, script: &str, env: impl Iterator<Item = 
     Ok(())
 }
 
-/// True when any part of the steps mentions a `{{param:...}}` reference (the fast path: most
+/// True when any part of the steps mentions a Parameter Store reference (the fast path: most
 /// commands have none and are sent without touching the store).
 pub fn mentions_references(steps: &[flotilla_proto::v1::ShellStep]) -> bool {
     steps.iter().any(|s| {
@@ -325,7 +333,7 @@ pub fn mentions_references(steps: &[flotilla_proto::v1::ShellStep]) -> bool {
     })
 }
 
-/// Resolves every `{{param:...}}` in the steps, for one send to a node. References in script
+/// Resolves every Parameter Store reference in the steps, for one send to a node. References in script
 /// text become `FLOTILLA_STORE_<i>` variable references (the value goes in the environment,
 /// never into the script); in environment values and the working directory, which are data,
 /// the value is substituted. The result lives only in the message sent over the agent's
@@ -335,7 +343,8 @@ pub async fn resolve_steps(
     state: &AppState,
     steps: &[flotilla_proto::v1::ShellStep],
 ) -> Result<Vec<flotilla_proto::v1::ShellStep>, String> {
-    let mut cache: std::collections::HashMap<(String, String), String> = std::collections::HashMap::new();
+    let mut cache: std::collections::HashMap<(rules::ReferenceKind, String, String), String> =
+        std::collections::HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
     for step in steps {
         let mut step = step.clone();
@@ -363,7 +372,7 @@ pub async fn resolve_steps(
 
 async fn substitute(
     state: &AppState,
-    cache: &mut std::collections::HashMap<(String, String), String>,
+    cache: &mut std::collections::HashMap<(rules::ReferenceKind, String, String), String>,
     text: &str,
 ) -> Result<String, String> {
     let references = rules::parse_references(text).map_err(|e| e.to_string())?;
@@ -371,13 +380,14 @@ async fn substitute(
     let mut at = 0;
     for reference in references {
         out.push_str(text.get(at..reference.start).unwrap_or_default());
-        let key = (reference.name.clone(), reference.selector.to_string());
+        let key = (reference.kind, reference.name.clone(), reference.selector.to_string());
         let value = match cache.get(&key) {
             Some(v) => v.clone(),
             None => {
-                let v = resolve(state, &reference.name, &reference.selector).await.map_err(|e| {
-                    format!("cannot resolve {{{{param:{}}}}} ({}): {e}", reference.name, reference.selector)
-                })?;
+                let written = text.get(reference.start..reference.end).unwrap_or_default();
+                let v = resolve(state, &reference)
+                    .await
+                    .map_err(|e| format!("cannot resolve {written} ({}): {e}", reference.selector))?;
                 cache.insert(key, v.clone());
                 v
             }

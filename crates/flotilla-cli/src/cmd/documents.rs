@@ -39,7 +39,7 @@ pub enum Documents {
         #[arg(long)]
         file: PathBuf,
     },
-    /// Import an AWS SSM Command document (schema 2.2) unchanged.
+    /// Import an AWS SSM Command document (schema 1.2, 2.0 or 2.2; JSON or YAML) unchanged.
     ///
     /// Example: flotilla documents import-ssm --file AWS-RunShellScript.json --name Ops-RunShellScript
     ImportSsm {
