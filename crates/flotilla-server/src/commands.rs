@@ -83,7 +83,7 @@ pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Co
     }
     if req.targets.is_empty() {
         return Err(ServiceError::Invalid(
-            "no target: give at least one --target (a node id, tag:KEY=VALUE, group:NAME or all)".into(),
+            "no target: give at least one --target (a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all; join terms with & and negate one with !)".into(),
         ));
     }
     let (version, mut steps) = documents::plan(state, &req.document, req.document_version, &req.parameters).await?;
