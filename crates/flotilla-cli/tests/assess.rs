@@ -409,6 +409,12 @@ Version: 7.88.1-10+deb12u5\n\n",
     assert_eq!(findings[0]["advisory_id"], "DEBIAN-TEST-1");
     assert_eq!(findings[0]["advisories_age_days"], 30);
     assert!(String::from_utf8_lossy(&listed.stderr).contains("advisories up to 30 days old"));
+    // The run's report and the node's are kept in the artifact store, encrypted.
+    let reports = server.data_dir.join("artifacts/assessments").join(run["id"].as_str().expect("id"));
+    for report in [reports.join("run.json"), reports.join("nodes").join(format!("{}.json", debian.id))] {
+        let bytes = std::fs::read(&report).unwrap_or_else(|e| panic!("{}: {e}", report.display()));
+        assert!(!String::from_utf8_lossy(&bytes).contains("DEBIAN-TEST-1"), "{} is not encrypted", report.display());
+    }
     let latest = server.cli_json(&["findings", "ls", "--node", &debian.id]).expect("latest");
     assert_eq!(latest[0]["advisories_age_days"], 30, "{latest}");
     let c = compliance();

@@ -4,6 +4,9 @@
 //!   Application) against the advisory database (`vulndb::assess_node`); no agent work.
 //! - `security-best-practices` and `network-reachability` run on the nodes, as commands of the
 //!   built-in documents (CollectingData); their output is the JSON array of findings.
+//! - Reports go to the artifact store (encrypted like every artifact): each node's outcome and
+//!   findings as `assessments/RUN/nodes/NODE.json` when it is evaluated, and the run with every
+//!   node's status as `assessments/RUN/run.json` on completion.
 //! - On completion every node's findings (sorted by severity) replace its `Finding` inventory and
 //!   its `Compliance` item (type Vulnerability: non-compliant when a finding is at or above the
 //!   run's threshold); one `FindingReported` event per node and `AssessmentRunCompleted` are
@@ -254,6 +257,9 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
     run.finding_counts = serde_json::to_string(&counts).unwrap_or_else(|_| "{}".into());
     run.status = "Completed".into();
     run.ended_at = Some(now_ms());
+    let summary = to_api(&run, Some(state.store.assessment_nodes(&run.id).await?));
+    let report = serde_json::to_vec_pretty(&summary).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    put_report(state, &format!("assessments/{}/run.json", run.id), report).await?;
     state.store.update_assessment_run(&run).await?;
     state.events.publish("AssessmentRunCompleted", None, None, &format!("{} Completed", run.id));
     tracing::info!(run = %run.id, ?counts, "assessment run completed");
@@ -439,6 +445,16 @@ async fn evaluate_node(
         detail: notes.join("; "),
         advisories_age_days: age_days,
     };
+    let report = serde_json::json!({
+        "run_id": run.id,
+        "node_id": node,
+        "status": record.status,
+        "detail": record.detail,
+        "advisories_age_days": age_days,
+        "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
+    });
+    let report = serde_json::to_vec_pretty(&report).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    put_report(state, &format!("assessments/{}/nodes/{node}.json", run.id), report).await?;
     state.store.record_node_assessment(&run.id, &record, &findings).await?;
 
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -517,19 +533,8 @@ async fn write_inventory(
     let items: Vec<(Option<String>, String)> = findings
         .iter()
         .map(|f| {
-            let item = serde_json::json!({
-                "run_id": f.run_id,
-                "rule": f.rule,
-                "advisory_id": f.advisory_id,
-                "aliases": f.aliases,
-                "package": f.package,
-                "installed_version": f.installed_version,
-                "fixed_version": f.fixed_version,
-                "severity": f.severity,
-                "score": f.score,
-                "title": f.title,
-                "advisories_age_days": advisories_age_days,
-            });
+            let mut item = finding_json(f);
+            item["advisories_age_days"] = serde_json::json!(advisories_age_days);
             (Some(f.package.clone()), item.to_string())
         })
         .collect();
@@ -569,6 +574,32 @@ async fn write_inventory(
     let now = now_ms();
     state.store.apply_inventory(node, &changes, now, now).await?;
     Ok(())
+}
+
+/// Keeps a report in the artifact store. A run whose history cannot be kept fails (and is
+/// resumed from its stored state after a restart) rather than completing without it.
+async fn put_report(state: &AppState, name: &str, report: Vec<u8>) -> Result<(), ServiceError> {
+    state
+        .artifacts
+        .put(name, report)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("cannot keep the assessment report {name}: {e}")))
+}
+
+/// A finding as the node's `Finding` inventory and the reports hold it.
+fn finding_json(f: &FindingRecord) -> Value {
+    serde_json::json!({
+        "run_id": f.run_id,
+        "rule": f.rule,
+        "advisory_id": f.advisory_id,
+        "aliases": f.aliases,
+        "package": f.package,
+        "installed_version": f.installed_version,
+        "fixed_version": f.fixed_version,
+        "severity": f.severity,
+        "score": f.score,
+        "title": f.title,
+    })
 }
 
 fn next_run(schedule: &str, after: i64) -> Result<Option<i64>, String> {
