@@ -97,7 +97,8 @@ fn kill_group(pid: Option<u32>) {
 /// child inherits the marker and is found by the next scan). Returns how many were killed.
 /// The marker names one invocation id, so an unrelated program is never hit.
 pub fn kill_marked(marker: &str) -> usize {
-    let mut killed = 0;
+    // A killed process may still show in the next scan while it dies: count it once.
+    let mut killed = std::collections::HashSet::new();
     // Bounded: a fork bomb outrunning the scans must not hold the agent forever.
     for _ in 0..20 {
         let marked = marked_processes(marker);
@@ -106,11 +107,11 @@ pub fn kill_marked(marker: &str) -> usize {
         }
         for pid in &marked {
             if nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL).is_ok() {
-                killed += 1;
+                killed.insert(*pid);
             }
         }
     }
-    killed
+    killed.len()
 }
 
 /// Live processes whose environment holds `marker` (zombies have no environment left).
