@@ -1,7 +1,8 @@
 //! The agent's trust guarantees, tested on the real `flotilla-agent` binary against the
 //! testkit's scripted fake server: at most once (identical Runs at once, a Run re-sent after
 //! its acknowledgement and after a restart), bounded output, private files under any umask,
-//! no process surviving its invocation (even after `setsid`), and refusals that are retried.
+//! no process surviving its invocation (even after `setsid`), watched files that never lead
+//! outside the root, and refusals that are retried.
 
 // Tests drive the real binaries.
 #![allow(clippy::disallowed_methods)]
@@ -11,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use flotilla_proto::v1::{
-    AgentMessage, InvocationOutcome, InvocationResult, OutputStream, ResultAck, RunInvocation, ShellStep,
-    agent_message, server_message,
+    AgentMessage, InventoryConfig, InvocationOutcome, InvocationResult, OutputStream, ResultAck, RunInvocation,
+    ShellStep, agent_message, server_message,
 };
 use flotilla_testkit::{Agent, FakeServer};
 
@@ -259,4 +260,47 @@ fn a_deregistered_agent_still_stops() {
     assert_eq!(agent.wait_exit(WAIT), Some(3), "{}", agent.log_text());
     assert!(agent.log_text().contains("deregistered"));
     assert_eq!(server.sessions(), 0);
+}
+
+#[test]
+fn watched_files_and_their_links_never_lead_outside_the_root() {
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("shadow"), "host secret").expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, mut agent) = setup(dir.path());
+    let etc = agent.root.join("etc");
+    std::fs::write(etc.join("inside.conf"), "inside").expect("write");
+    std::os::unix::fs::symlink(host.path().join("shadow"), etc.join("abs.conf")).expect("absolute link");
+    let up = format!("../../../../../../..{}", host.path().join("shadow").display());
+    std::os::unix::fs::symlink(up, etc.join("up.conf")).expect("link above the root");
+    std::os::unix::fs::symlink(host.path(), etc.join("hostdir")).expect("link to a host directory");
+    let escape = format!("/../../../../../..{}", host.path().join("shadow").display());
+    server.welcome_inventory(InventoryConfig {
+        interval_seconds: 0,
+        files: vec!["/etc/*.conf".into(), "/etc/hostdir/*".into(), escape.clone()],
+    });
+    agent.start().expect("agent");
+    let items: Vec<serde_json::Value> = server
+        .wait_for(WAIT, |messages| {
+            messages.iter().find_map(|m| match &m.body {
+                Some(agent_message::Body::Inventory(report)) => report
+                    .types
+                    .iter()
+                    .find(|t| t.name == "File")
+                    .and_then(|t| serde_json::from_slice(&t.items_json).ok()),
+                _ => None,
+            })
+        })
+        .expect("a File inventory");
+    let by_path = |p: &str| items.iter().find(|i| i["path"] == p).unwrap_or_else(|| panic!("{p} in {items:?}")).clone();
+    assert!(by_path("/etc/inside.conf")["sha256"].is_string(), "files inside are read: {items:?}");
+    for item in &items {
+        if item["path"] != "/etc/inside.conf" {
+            assert!(item["sha256"].is_null() && item["size"].is_null(), "read outside the root: {item}");
+        }
+    }
+    assert!(by_path("/etc/abs.conf")["error"].as_str().is_some_and(|e| e.contains("dangling")), "{items:?}");
+    assert!(by_path("/etc/up.conf")["error"].as_str().is_some_and(|e| e.contains("outside the agent's root")));
+    assert!(by_path(&escape)["error"].as_str().is_some_and(|e| e.contains("outside the agent's root")));
+    assert!(!items.iter().any(|i| i["path"].as_str().is_some_and(|p| p.starts_with("/etc/hostdir/"))), "{items:?}");
 }

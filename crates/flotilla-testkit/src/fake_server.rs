@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use flotilla_proto::v1::agent_channel_server::{AgentChannel, AgentChannelServer};
-use flotilla_proto::v1::{AgentMessage, ServerMessage, Welcome, agent_message, server_message};
+use flotilla_proto::v1::{AgentMessage, InventoryConfig, ServerMessage, Welcome, agent_message, server_message};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -42,6 +42,8 @@ struct Record {
     refusals: VecDeque<Status>,
     /// Where `send` goes: the newest welcomed stream.
     current: Option<mpsc::Sender<Result<ServerMessage, Status>>>,
+    /// The inventory settings sent in Welcome.
+    inventory: Option<InventoryConfig>,
 }
 
 #[derive(Default)]
@@ -89,8 +91,13 @@ impl AgentChannel for Channel {
                 let hello = matches!(message.body, Some(agent_message::Body::Hello(_)));
                 shared.lock().received.push(message);
                 if hello {
-                    let welcome =
-                        Welcome { node_id: node_id.clone(), heartbeat_interval_ms: heartbeat_ms, ..Default::default() };
+                    let inventory = shared.lock().inventory.clone();
+                    let welcome = Welcome {
+                        node_id: node_id.clone(),
+                        heartbeat_interval_ms: heartbeat_ms,
+                        inventory,
+                        ..Default::default()
+                    };
                     let message = ServerMessage { seq: 0, body: Some(server_message::Body::Welcome(welcome)) };
                     if tx.send(Ok(message)).await.is_err() {
                         break;
@@ -182,6 +189,11 @@ impl FakeServer {
         std::fs::write(state_dir.join("ca.pem"), &self.ca_pem)?;
         std::fs::write(state_dir.join("state.json"), serde_json::to_vec_pretty(&state)?)?;
         Ok(())
+    }
+
+    /// Inventory settings for the Welcome of the next sessions (e.g. watched files).
+    pub fn welcome_inventory(&self, config: InventoryConfig) {
+        self.shared.lock().inventory = Some(config);
     }
 
     /// Refuses the next connection attempt with `status` (queued: call again for more).
