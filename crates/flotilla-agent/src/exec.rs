@@ -201,7 +201,9 @@ pub async fn run(
     // left the group but still carries the marker.
     kill_group(pid);
     if let Some(id) = &spec.invocation_id {
-        kill_marked(&marker(id));
+        // A scan of /proc reads every process's environment: not on the async thread.
+        let marker = marker(id);
+        let _ = tokio::task::spawn_blocking(move || kill_marked(&marker)).await;
     }
     if matches!(outcome, Outcome::TimedOut | Outcome::Cancelled) {
         let _ = child.wait().await;
