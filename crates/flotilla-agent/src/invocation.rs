@@ -179,7 +179,7 @@ impl Runner {
         if running.contains_key(id) {
             return Ok(Claim::Running);
         }
-        if let Some(tombstone) = self.tombstone(id) {
+        if let Some(tombstone) = self.tombstone(id)? {
             return Ok(Claim::Executed(Box::new(tombstone)));
         }
         match create_private_dir(&self.dir.join(id)) {
@@ -195,15 +195,21 @@ impl Runner {
         }
     }
 
-    fn tombstone(&self, id: &str) -> Option<Tombstone> {
+    /// The tombstone of `id`, if it ran. A tombstone that cannot be read (other than absent)
+    /// is an error: running the id again might be running it twice.
+    fn tombstone(&self, id: &str) -> std::io::Result<Option<Tombstone>> {
         let path = self.executed.join(format!("{id}.json"));
-        let bytes = std::fs::read(&path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(tombstone) => Some(tombstone),
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))),
+        };
+        Ok(Some(match serde_json::from_slice(&bytes) {
+            Ok(tombstone) => tombstone,
             Err(e) => {
                 // Still proof that it ran: never run it again, answer with what is known.
                 tracing::warn!(invocation = %id, "tombstone {} is unreadable ({e}); answering Terminated", path.display());
-                Some(Tombstone {
+                Tombstone {
                     result: ResultFile {
                         outcome: InvocationOutcome::Terminated as i32,
                         exit_code: -1,
@@ -216,9 +222,9 @@ impl Runner {
                     stdout_bytes: 0,
                     stderr_bytes: 0,
                     acknowledged_at_unix_ms: 0,
-                })
+                }
             }
-        }
+        }))
     }
 
     /// Handles a RunInvocation from the server (possibly a duplicate).
@@ -249,7 +255,7 @@ impl Runner {
                 return;
             }
             Err(e) => {
-                tracing::error!(invocation = %run.invocation_id, "cannot create the spool directory {}: {e}; not running it", dir.display());
+                tracing::error!(invocation = %run.invocation_id, "cannot claim the invocation (spool {}): {e}; not running it: check the state dir", dir.display());
                 return;
             }
         };

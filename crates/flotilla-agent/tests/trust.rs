@@ -148,6 +148,13 @@ fn a_run_resent_after_its_ack_or_after_a_restart_is_answered_from_the_tombstone(
     assert_eq!((after_restart.outcome, after_restart.exit_code), (first.outcome, first.exit_code));
     assert_eq!(lines(&file), 1, "ran again after an agent restart");
     assert_eq!(accepted(&server.received(), id), 1);
+
+    // A damaged tombstone still proves the id ran.
+    std::fs::write(agent.state_dir.join("executed").join(format!("{id}.json")), "{damaged").expect("damage");
+    server.send(run(id, &script, 30, 0)).expect("re-send over a damaged tombstone");
+    let damaged = wait_result(&server, id, 4);
+    assert!(damaged.replayed && damaged.outcome == InvocationOutcome::Terminated as i32, "{damaged:?}");
+    assert_eq!(lines(&file), 1, "ran again over a damaged tombstone");
 }
 
 #[test]
