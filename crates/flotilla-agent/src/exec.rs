@@ -148,12 +148,7 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, sink: mpsc::Sender<Chunk>, wr
 
 /// Runs `spec`, streaming output into `sink` (bounded: a slow consumer slows the reader, the
 /// process blocks on a full pipe, memory stays flat).
-pub async fn run(
-    spec: &Spec,
-    sink: mpsc::Sender<Chunk>,
-    cancel: CancellationToken,
-    on_start: impl FnOnce(u32),
-) -> Result<Outcome, ExecError> {
+pub async fn run(spec: &Spec, sink: mpsc::Sender<Chunk>, cancel: CancellationToken) -> Result<Outcome, ExecError> {
     if let Some(dir) = &spec.working_directory
         && !dir.is_dir()
     {
@@ -178,9 +173,6 @@ pub async fn run(
     }
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     let pid = child.id();
-    if let Some(pid) = pid {
-        on_start(pid);
-    }
     let readers = [
         child.stdout.take().map(|out| tokio::spawn(pump(out, sink.clone(), Chunk::Stdout))),
         child.stderr.take().map(|err| tokio::spawn(pump(err, sink, Chunk::Stderr))),
@@ -258,7 +250,7 @@ mod tests {
 
     async fn collect(spec: Spec) -> (Outcome, Vec<u8>, Vec<u8>) {
         let (tx, mut rx) = mpsc::channel(8);
-        let handle = tokio::spawn(async move { run(&spec, tx, CancellationToken::new(), |_| {}).await });
+        let handle = tokio::spawn(async move { run(&spec, tx, CancellationToken::new()).await });
         let (mut out, mut err) = (Vec::new(), Vec::new());
         while let Some(chunk) = rx.recv().await {
             match chunk {
@@ -337,11 +329,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             trigger.cancel();
         });
-        assert_eq!(run(&spec("sleep 30", 60_000), tx, cancel, |_| {}).await.expect("run"), Outcome::Cancelled);
+        assert_eq!(run(&spec("sleep 30", 60_000), tx, cancel).await.expect("run"), Outcome::Cancelled);
         let mut s = spec("true", 1000);
         s.working_directory = Some("/nonexistent/dir".into());
         let (tx, _rx) = mpsc::channel(8);
-        assert!(matches!(run(&s, tx, CancellationToken::new(), |_| {}).await, Err(ExecError::WorkingDirectory(_))));
+        assert!(matches!(run(&s, tx, CancellationToken::new()).await, Err(ExecError::WorkingDirectory(_))));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,7 +341,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel(8);
         let mut s = spec("sleep 30 & setsid sleep 30 & sleep 30", 60_000);
         s.invocation_id = Some("test-orphan".into());
-        let handle = tokio::spawn(async move { run(&s, tx, CancellationToken::new(), |_| {}).await });
+        let handle = tokio::spawn(async move { run(&s, tx, CancellationToken::new()).await });
         // Wait until the shell and the three sleeps run with the marker (slow on a loaded
         // machine: a child seen before its exec still carries the test's own environment).
         for _ in 0..200 {

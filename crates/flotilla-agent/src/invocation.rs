@@ -417,7 +417,7 @@ impl Runner {
             };
             let (tx, mut rx) = mpsc::channel::<Chunk>(16);
             let exec_cancel = cancel.clone();
-            let handle = tokio::spawn(async move { exec::run(&spec, tx, exec_cancel, |_| {}).await });
+            let handle = tokio::spawn(async move { exec::run(&spec, tx, exec_cancel).await });
             // Read to the end even past the budgets: a script must never block on a full pipe.
             while let Some(chunk) = rx.recv().await {
                 let (stream, slot, data) = match chunk {
