@@ -3,9 +3,12 @@
 //! backoff when anything breaks.
 //!
 //! Invariants: the main loop waits on a closed set of events (a server message, a heartbeat
-//! tick, a stop signal); a credential refusal (deregistration) ends the agent with a clear
-//! log line instead of hammering the server; every other failure is retried, first within
-//! about a second, never more than about a minute apart.
+//! tick, a stop signal); deregistration (a PermissionDenied whose message says the node "was
+//! deregistered", the only refusal the server makes final) ends the agent with a clear log
+//! line instead of hammering the server; every other failure, including other refusals (a
+//! certificate the server does not match, a node it does not know — a restored database, a
+//! replaced server), is retried with its reason logged, first within about a second, never
+//! more than about a minute apart, jittered so a fleet does not return in step.
 
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +33,8 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 enum Ended {
     /// The stream closed or failed; try again.
     Retry(String),
+    /// The server refused this node's credential, maybe for now only; try again later.
+    Refused(String),
     /// The server refused this node's credential for good.
     Revoked(String),
 }
@@ -41,7 +46,8 @@ pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
     tracing::info!(node_id = %identity.state.node_id, server = %identity.state.server_url, "agent starting");
     let outbox: Outbox = Arc::new(Mutex::new(None));
     let inventory = Arc::new(Inventory::new(root, outbox.clone()));
-    let runner = Runner::new(state_dir, outbox.clone(), inventory.clone());
+    let runner = Runner::new(state_dir, outbox.clone(), inventory.clone())?;
+    runner.prune_tombstones();
     let scheduled = inventory.clone();
     tokio::spawn(async move { scheduled.schedule().await });
     runner.reap().await;
@@ -60,6 +66,20 @@ pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
         match ended {
             Ended::Revoked(message) => {
                 return Err(AgentError::Revoked(format!("the server refused this node's credential: {message}")));
+            }
+            Ended::Refused(reason) => {
+                let delay = backoff.next_delay(rand::random::<f64>());
+                tracing::error!(
+                    "the server refused this node ({reason}); retrying in {:.1}s: if it persists, check the node on the server or enroll it again",
+                    delay.as_secs_f64()
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut stop => {
+                        tracing::info!("stop signal received; agent exiting");
+                        return Ok(());
+                    }
+                }
             }
             Ended::Retry(reason) => {
                 if welcomed {
@@ -111,7 +131,12 @@ fn endpoint(identity: &Identity) -> Result<Endpoint, AgentError> {
 
 fn classify(status: tonic::Status) -> Ended {
     match status.code() {
-        tonic::Code::PermissionDenied => Ended::Revoked(status.message().to_owned()),
+        // The server says "was deregistered" exactly when the refusal is final (gateway and
+        // `fleet::deregister`); no structured detail carries it on the wire yet.
+        tonic::Code::PermissionDenied if status.message().contains("was deregistered") => {
+            Ended::Revoked(status.message().to_owned())
+        }
+        tonic::Code::PermissionDenied => Ended::Refused(status.message().to_owned()),
         _ => Ended::Retry(format!("{:?}: {}", status.code(), status.message())),
     }
 }

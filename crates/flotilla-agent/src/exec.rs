@@ -5,6 +5,13 @@
 //! timeout passes or a cancel arrives, the WHOLE group is killed, and after the main process
 //! exits the group is killed again so that a child which outlived its parent (a daemonised
 //! `sleep 1000 &`) can neither keep running nor hold the output pipes open.
+//!
+//! A script can leave its process group (`setsid`, `setpgid`), so the group is not the whole
+//! story: every process of an invocation carries `FLOTILLA_INVOCATION_ID=ID` in its
+//! environment (children inherit it), and after the group kill every process that carries the
+//! marker is killed too, wherever it moved, until a scan of /proc finds none. A process that
+//! both leaves the session and clears its environment escapes this (a cgroup would not be
+//! escaped; the agent does not assume it may create one).
 
 // This module is the wrapper the ban points to.
 #![allow(clippy::disallowed_methods)]
@@ -37,6 +44,17 @@ pub struct Spec {
     /// agent, so the agent's own secrets never leak into scripts.
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
+    /// The invocation this process belongs to: set as `MARKER_VAR` in its environment, and
+    /// every process carrying it is killed when the run ends.
+    pub invocation_id: Option<String>,
+}
+
+/// Environment variable that marks every process of an invocation with its id.
+pub const MARKER_VAR: &str = "FLOTILLA_INVOCATION_ID";
+
+/// `NAME=VALUE` as found in /proc/PID/environ for the processes of `invocation_id`.
+pub fn marker(invocation_id: &str) -> String {
+    format!("{MARKER_VAR}={invocation_id}")
 }
 
 /// A piece of output, in order per stream.
@@ -74,27 +92,36 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Kills what is left of a process group started by an agent process that died, after
-/// checking each process carries `marker` (`NAME=VALUE`) in its environment: the group id may
-/// have been reused by an unrelated program since, and that one must live.
-pub fn kill_orphaned_group(pgid: u32, marker: &str) -> usize {
-    let marked = marked_in_group(pgid, marker);
-    for pid in &marked {
-        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+/// Kills every process whose environment holds `marker` (`NAME=VALUE`), in any process group
+/// or session, scanning again until none is left (a process may fork while it is killed; its
+/// child inherits the marker and is found by the next scan). Returns how many were killed.
+/// The marker names one invocation id, so an unrelated program is never hit.
+pub fn kill_marked(marker: &str) -> usize {
+    // A killed process may still show in the next scan while it dies: count it once.
+    let mut killed = std::collections::HashSet::new();
+    // Bounded: a fork bomb outrunning the scans must not hold the agent forever.
+    for _ in 0..20 {
+        let marked = marked_processes(marker);
+        if marked.is_empty() {
+            break;
+        }
+        for pid in &marked {
+            if nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL).is_ok() {
+                killed.insert(*pid);
+            }
+        }
     }
-    marked.len()
+    killed.len()
 }
 
-/// Processes of group `pgid` whose environment holds `marker`.
-fn marked_in_group(pgid: u32, marker: &str) -> Vec<i32> {
+/// Live processes whose environment holds `marker` (zombies have no environment left).
+fn marked_processes(marker: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let own = std::process::id();
     let mut marked = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let pgrp = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok());
-        if pgrp != Some(pgid) {
+        if u32::try_from(pid).ok() == Some(own) {
             continue;
         }
         let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
@@ -121,12 +148,7 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, sink: mpsc::Sender<Chunk>, wr
 
 /// Runs `spec`, streaming output into `sink` (bounded: a slow consumer slows the reader, the
 /// process blocks on a full pipe, memory stays flat).
-pub async fn run(
-    spec: &Spec,
-    sink: mpsc::Sender<Chunk>,
-    cancel: CancellationToken,
-    on_start: impl FnOnce(u32),
-) -> Result<Outcome, ExecError> {
+pub async fn run(spec: &Spec, sink: mpsc::Sender<Chunk>, cancel: CancellationToken) -> Result<Outcome, ExecError> {
     if let Some(dir) = &spec.working_directory
         && !dir.is_dir()
     {
@@ -140,6 +162,7 @@ pub async fn run(
         .env("HOME", "/root")
         .env("LANG", "C.UTF-8")
         .envs(&spec.env)
+        .envs(spec.invocation_id.iter().map(|id| (MARKER_VAR, id.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -150,9 +173,6 @@ pub async fn run(
     }
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     let pid = child.id();
-    if let Some(pid) = pid {
-        on_start(pid);
-    }
     let readers = [
         child.stdout.take().map(|out| tokio::spawn(pump(out, sink.clone(), Chunk::Stdout))),
         child.stderr.take().map(|err| tokio::spawn(pump(err, sink, Chunk::Stderr))),
@@ -169,8 +189,14 @@ pub async fn run(
         () = tokio::time::sleep(spec.timeout) => Outcome::TimedOut,
         () = cancel.cancelled() => Outcome::Cancelled,
     };
-    // Whatever happened, nothing of the group may survive the invocation.
+    // Whatever happened, nothing of the invocation may survive it: the group, then whatever
+    // left the group but still carries the marker.
     kill_group(pid);
+    if let Some(id) = &spec.invocation_id {
+        // A scan of /proc reads every process's environment: not on the async thread.
+        let marker = marker(id);
+        let _ = tokio::task::spawn_blocking(move || kill_marked(&marker)).await;
+    }
     if matches!(outcome, Outcome::TimedOut | Outcome::Cancelled) {
         let _ = child.wait().await;
     }
@@ -224,7 +250,7 @@ mod tests {
 
     async fn collect(spec: Spec) -> (Outcome, Vec<u8>, Vec<u8>) {
         let (tx, mut rx) = mpsc::channel(8);
-        let handle = tokio::spawn(async move { run(&spec, tx, CancellationToken::new(), |_| {}).await });
+        let handle = tokio::spawn(async move { run(&spec, tx, CancellationToken::new()).await });
         let (mut out, mut err) = (Vec::new(), Vec::new());
         while let Some(chunk) = rx.recv().await {
             match chunk {
@@ -241,6 +267,7 @@ mod tests {
             working_directory: None,
             env: BTreeMap::new(),
             timeout: Duration::from_millis(timeout_ms),
+            invocation_id: None,
         }
     }
 
@@ -302,37 +329,45 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             trigger.cancel();
         });
-        assert_eq!(run(&spec("sleep 30", 60_000), tx, cancel, |_| {}).await.expect("run"), Outcome::Cancelled);
+        assert_eq!(run(&spec("sleep 30", 60_000), tx, cancel).await.expect("run"), Outcome::Cancelled);
         let mut s = spec("true", 1000);
         s.working_directory = Some("/nonexistent/dir".into());
         let (tx, _rx) = mpsc::channel(8);
-        assert!(matches!(run(&s, tx, CancellationToken::new(), |_| {}).await, Err(ExecError::WorkingDirectory(_))));
+        assert!(matches!(run(&s, tx, CancellationToken::new()).await, Err(ExecError::WorkingDirectory(_))));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn orphans_of_a_dead_agent_are_found_by_marker_and_killed() {
         let (tx, _rx) = mpsc::channel(8);
-        let mut s = spec("sleep 30 & sleep 30", 60_000);
-        s.env.insert("FLOTILLA_INVOCATION_ID".into(), "test-orphan".into());
-        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
-        let handle = tokio::spawn(async move {
-            run(&s, tx, CancellationToken::new(), move |pid| {
-                let _ = pid_tx.send(pid);
-            })
-            .await
-        });
-        let pgid = pid_rx.recv_timeout(Duration::from_secs(5)).expect("started");
-        // Wait until the shell and both sleeps run with the marker (slow on a loaded machine:
-        // a child seen before its exec still carries the test's own environment).
+        let mut s = spec("sleep 30 & setsid sleep 30 & sleep 30", 60_000);
+        s.invocation_id = Some("test-orphan".into());
+        let handle = tokio::spawn(async move { run(&s, tx, CancellationToken::new()).await });
+        // Wait until the shell and the three sleeps run with the marker (slow on a loaded
+        // machine: a child seen before its exec still carries the test's own environment).
         for _ in 0..200 {
-            if marked_in_group(pgid, "FLOTILLA_INVOCATION_ID=test-orphan").len() >= 3 {
+            if marked_processes(&marker("test-orphan")).len() >= 4 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(kill_orphaned_group(pgid, "FLOTILLA_INVOCATION_ID=someone-else"), 0, "wrong marker: untouched");
-        assert_eq!(kill_orphaned_group(pgid, "FLOTILLA_INVOCATION_ID=test-orphan"), 3, "sh and both sleeps");
+        assert_eq!(kill_marked(&marker("someone-else")), 0, "wrong marker: untouched");
+        assert_eq!(kill_marked(&marker("test-orphan")), 4, "sh and the three sleeps, setsid or not");
         assert!(matches!(handle.await.expect("join").expect("run"), Outcome::Signalled(9)));
+    }
+
+    #[tokio::test]
+    async fn a_script_that_leaves_its_session_is_killed_on_timeout_and_on_exit() {
+        for (script, expected) in [
+            ("setsid sleep 1000 & sleep 1000", Outcome::TimedOut),
+            ("setsid sleep 1000 & echo started", Outcome::Exited(0)),
+        ] {
+            let id = format!("test-setsid-{}", matches!(expected, Outcome::TimedOut));
+            let mut s = spec(script, 500);
+            s.invocation_id = Some(id.clone());
+            let (outcome, _, _) = collect(s).await;
+            assert_eq!(outcome, expected, "{script}");
+            assert_eq!(marked_processes(&marker(&id)), Vec::<i32>::new(), "{script}: a process outlived the run");
+        }
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ pub mod exec;
 mod inventory;
 mod invocation;
 mod node;
+mod root;
 mod state;
 
 pub use channel::run;

@@ -169,9 +169,32 @@ impl Agent {
         Ok((agent, out))
     }
 
+    /// An agent with `dir/root` as its root and `dir/state` as its state dir, not started
+    /// (for a state dir written by hand, e.g. `FakeServer::write_agent_state`).
+    pub fn in_dir(dir: &Path) -> Agent {
+        Agent { root: dir.join("root"), state_dir: dir.join("state"), log: dir.join("agent.log"), child: None }
+    }
+
     pub fn start(&mut self) -> anyhow::Result<()> {
+        self.spawn(Command::new(bin_path("flotilla-agent")))
+    }
+
+    /// Starts the agent with this umask (e.g. 0o000, to check it does not rely on one).
+    pub fn start_with_umask(&mut self, umask: u32) -> anyhow::Result<()> {
+        // The shell sets the umask and execs the agent in place: no unsafe pre_exec hook.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(format!("umask {umask:03o} && exec \"$0\" \"$@\"")).arg(bin_path("flotilla-agent"));
+        self.spawn(cmd)
+    }
+
+    /// The agent's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn spawn(&mut self, mut cmd: Command) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(bin_path("flotilla-agent"))
+        let child = cmd
             .arg("run")
             .arg("--state-dir")
             .arg(&self.state_dir)

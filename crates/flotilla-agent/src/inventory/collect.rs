@@ -287,6 +287,8 @@ fn names(root: &Path, rel: &str) -> BTreeMap<u32, String> {
         .collect()
 }
 
+/// Watched files: patterns from the server, each resolved under the root (`crate::root`), so
+/// neither a pattern nor a symbolic link on the node makes the agent read outside it.
 fn watched_files(root: &Path, patterns: &[String], out: &mut Collected) {
     if patterns.is_empty() {
         return;
@@ -299,42 +301,35 @@ fn watched_files(root: &Path, patterns: &[String], out: &mut Collected) {
             out.warnings.push(format!("file pattern {pattern:?} is not an absolute path; ignored"));
             continue;
         }
-        let full = root.join(pattern.trim_start_matches('/'));
         let is_glob = pattern.contains(['*', '?', '[']);
         if !is_glob {
-            items.insert(pattern.clone(), file_item(root, &full, &users, &groups));
+            items.insert(pattern.clone(), file_item(root, Path::new(pattern), &users, &groups));
             continue;
         }
-        let paths = match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => paths,
+        let (paths, warnings) = match crate::root::expand(root, pattern, MAX_MATCHES) {
+            Ok(found) => found,
             Err(e) => {
                 out.warnings.push(format!("file pattern {pattern:?} is not a valid glob: {e}"));
                 continue;
             }
         };
-        for (n, path) in paths.enumerate() {
-            if n == MAX_MATCHES {
-                out.warnings.push(format!(
-                    "file pattern {pattern:?} matches more than {MAX_MATCHES} paths; the rest are left out"
-                ));
-                break;
-            }
-            match path {
-                Ok(path) => {
-                    let item = file_item(root, &path, &users, &groups);
-                    items.insert(item.path.clone(), item);
-                }
-                Err(e) => out.warnings.push(format!("file pattern {pattern:?}: {e}")),
-            }
+        out.warnings.extend(warnings.into_iter().map(|w| format!("file pattern {pattern:?}: {w}")));
+        if paths.len() > MAX_MATCHES {
+            out.warnings
+                .push(format!("file pattern {pattern:?} matches more than {MAX_MATCHES} paths; the rest are left out"));
+        }
+        for path in paths.into_iter().take(MAX_MATCHES) {
+            let item = file_item(root, &path, &users, &groups);
+            items.insert(item.path.clone(), item);
         }
     }
     out.add("File", items.into_values());
 }
 
-fn file_item(root: &Path, path: &Path, users: &BTreeMap<u32, String>, groups: &BTreeMap<u32, String>) -> FileItem {
-    let shown = Path::new("/").join(path.strip_prefix(root).unwrap_or(path)).to_string_lossy().into_owned();
+/// One watched path, `shown` as the node sees it (absolute).
+fn file_item(root: &Path, shown: &Path, users: &BTreeMap<u32, String>, groups: &BTreeMap<u32, String>) -> FileItem {
     let mut item = FileItem {
-        path: shown,
+        path: shown.to_string_lossy().into_owned(),
         size: None,
         mode: None,
         owner: None,
@@ -344,24 +339,37 @@ fn file_item(root: &Path, path: &Path, users: &BTreeMap<u32, String>, groups: &B
         link_target: None,
         error: None,
     };
-    let link = match std::fs::symlink_metadata(path) {
+    // The entry itself (a link is reported as one): its parent resolved, its name not followed.
+    let name = shown.file_name().map(Path::new).unwrap_or(Path::new(""));
+    let entry = match crate::root::resolve(root, shown.parent().unwrap_or(Path::new("/"))) {
+        Ok(parent) => parent.join(name),
+        Err(e) => {
+            item.error = Some(e.to_string());
+            return item;
+        }
+    };
+    let link = match std::fs::symlink_metadata(&entry) {
         Ok(meta) => meta,
         Err(e) => {
             item.error = Some(describe(&e));
             return item;
         }
     };
-    if link.file_type().is_symlink() {
-        item.link_target = std::fs::read_link(path).ok().map(|t| t.to_string_lossy().into_owned());
+    let is_link = link.file_type().is_symlink();
+    if is_link {
+        item.link_target = std::fs::read_link(&entry).ok().map(|t| t.to_string_lossy().into_owned());
     }
-    let meta = match std::fs::metadata(path) {
+    let path = match crate::root::resolve(root, shown) {
+        Ok(path) => path,
+        Err(e) => {
+            item.error = Some(e.to_string());
+            return item;
+        }
+    };
+    let meta = match std::fs::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(e) => {
-            item.error = Some(if link.file_type().is_symlink() {
-                format!("dangling symbolic link: {}", describe(&e))
-            } else {
-                describe(&e)
-            });
+            item.error = Some(if is_link { format!("dangling symbolic link: {}", describe(&e)) } else { describe(&e) });
             return item;
         }
     };
@@ -375,7 +383,7 @@ fn file_item(root: &Path, path: &Path, users: &BTreeMap<u32, String>, groups: &B
     } else if meta.len() > MAX_HASHED_BYTES {
         item.error = Some(format!("larger than {MAX_HASHED_BYTES} bytes; not hashed"));
     } else {
-        match sha256_file(path) {
+        match sha256_file(&path) {
             Ok(hash) => item.sha256 = Some(hash),
             Err(e) => item.error = Some(describe(&e)),
         }
@@ -392,7 +400,8 @@ fn describe(e: &std::io::Error) -> String {
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    // Resolved already: a link swapped in since is refused, not followed out of the root.
+    let mut file = crate::root::open_no_follow(path)?;
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -471,6 +480,39 @@ mod tests {
         assert_eq!(by_path("/etc/missing").error.as_deref(), Some("does not exist"));
         assert!(collected.warnings.iter().any(|w| w.contains("not an absolute path")), "{:?}", collected.warnings);
         assert!(collected.warnings.iter().any(|w| w.contains("not a valid glob")), "{:?}", collected.warnings);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn watched_files_never_read_outside_the_root() {
+        let host = tempfile::tempdir().expect("tempdir");
+        std::fs::write(host.path().join("shadow"), "host secret").expect("write");
+        let root = tempfile::tempdir().expect("tempdir");
+        let etc = root.path().join("etc");
+        std::fs::create_dir_all(&etc).expect("mkdir");
+        std::os::unix::fs::symlink(host.path().join("shadow"), etc.join("abs.conf")).expect("absolute link");
+        std::os::unix::fs::symlink(host.path(), etc.join("hostdir")).expect("link to a host directory");
+        let up = format!("../..{}", host.path().join("shadow").display());
+        std::os::unix::fs::symlink(&up, etc.join("up.conf")).expect("relative link above the root");
+        let escape = format!("/../..{}", host.path().join("shadow").display());
+        let patterns = vec![
+            "/etc/*.conf".to_owned(),
+            "/etc/hostdir/*".to_owned(),
+            "/etc/hostdir/shadow".to_owned(),
+            escape.clone(),
+        ];
+        let collected = collect(root.path(), &patterns).await;
+        let files: Vec<FileItem> =
+            collected.types["File"].iter().map(|v| serde_json::from_value(v.clone()).expect("item")).collect();
+        assert!(files.iter().all(|f| f.sha256.is_none() && f.size.is_none()), "nothing outside was read: {files:?}");
+        let by_path = |p: &str| files.iter().find(|f| f.path == p).unwrap_or_else(|| panic!("{p} in {files:?}"));
+        assert!(by_path("/etc/abs.conf").error.as_deref().is_some_and(|e| e.contains("dangling")), "{files:?}");
+        assert!(by_path("/etc/up.conf").error.as_deref().is_some_and(|e| e.contains("outside the agent's root")));
+        assert!(by_path(&escape).error.as_deref().is_some_and(|e| e.contains("outside the agent's root")));
+        assert_eq!(by_path("/etc/hostdir/shadow").error.as_deref(), Some("does not exist"));
+        assert!(
+            !files.iter().any(|f| f.path.starts_with("/etc/hostdir/") && f.path != "/etc/hostdir/shadow"),
+            "the host directory was not listed"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
