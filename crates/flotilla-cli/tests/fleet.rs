@@ -157,8 +157,8 @@ fn fleet_on_postgres() {
     wait_until(Duration::from_secs(20), || Ok(status_of(&server, &id) == "Online")).expect("online on postgres");
     server.restart().expect("restart");
     // Backoff doubles while the server is down; on a loaded machine the restart can take
-    // several rounds.
-    wait_until(Duration::from_secs(60), || Ok(agent.log_text().matches("connected to the server").count() >= 2))
+    // several rounds (capped at about a minute each).
+    wait_until(Duration::from_secs(150), || Ok(agent.log_text().matches("connected to the server").count() >= 2))
         .expect("reconnected");
     wait_until(Duration::from_secs(20), || Ok(status_of(&server, &id) == "Online")).expect("online again on postgres");
     agent.stop();
