@@ -11,9 +11,10 @@
 //! connection after. Anonymous connections have their own budget (`max_anonymous_connections`)
 //! and a budget per source IP (`max_anonymous_per_address`); agent connections count only
 //! against `max_connections`. A new connection never waits for room: when a budget is full it
-//! closes the idlest anonymous connection of that budget (no request in flight, idle longest;
-//! else the oldest), so strangers can delay each other but never keep an agent out. Only when
-//! `max_connections` is reached with no anonymous connection left to close is a new one refused.
+//! closes the idlest anonymous connection of that budget (no request in flight, idle longest,
+//! past its handshake first; else the oldest), so strangers can delay each other but never keep
+//! an agent out. Only when `max_connections` is reached with no anonymous connection left to
+//! close is a new one refused.
 //! Timeouts: the handshake (`tls_handshake_timeout`), the first request and each HTTP/1 header
 //! block (`http_header_read_timeout`), and no request in flight (`connection_idle_timeout`;
 //! an agent's channel is one long request, so it is never idle).
@@ -71,6 +72,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// What a connection is doing, read by its supervisor and by victim selection.
 struct Activity {
     in_flight: AtomicUsize,
+    /// Whether the TLS handshake has completed.
+    handshaken: AtomicBool,
     /// Whether any request has begun (its headers were read).
     started: AtomicBool,
     /// When the connection last became idle (accept, handshake, end of a request), in ms since
@@ -178,8 +181,9 @@ impl Table {
         gauge("agent").set(i64::try_from(inner.agents).unwrap_or(i64::MAX));
     }
 
-    /// The anonymous connection to close first: idle (no request in flight) and idle longest;
-    /// when every one is busy, the oldest.
+    /// The anonymous connection to close first: idle (no request in flight) and idle longest,
+    /// past its handshake before one still shaking hands (likely an agent reconnecting); when
+    /// every one is busy, the oldest.
     fn idlest(inner: &TableInner, only: Option<IpAddr>) -> Option<u64> {
         inner
             .anonymous
@@ -188,8 +192,9 @@ impl Table {
             .min_by_key(|(id, a)| {
                 let busy = a.activity.in_flight.load(Ordering::Relaxed) > 0;
                 let since = if busy { a.accepted_ms } else { a.activity.idle_since_ms.load(Ordering::Relaxed) };
+                let handshaking = !a.activity.handshaken.load(Ordering::Relaxed);
                 // Ids grow with accept order: among equals the older goes first.
-                (busy, since, **id)
+                (busy, handshaking, since, **id)
             })
             .map(|(id, _)| *id)
     }
@@ -255,6 +260,7 @@ impl Table {
         let now = self.now_ms();
         let activity = Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
+            handshaken: AtomicBool::new(false),
             started: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(now),
         });
@@ -372,6 +378,7 @@ pub async fn serve(
                 return;
             }
             slot.activity.idle_since_ms.store(table.now_ms(), Ordering::Relaxed);
+            slot.activity.handshaken.store(true, Ordering::Relaxed);
             let activity = slot.activity.clone();
             let service_table = table.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -458,6 +465,16 @@ mod tests {
         assert!(second.shed.is_cancelled() && !first.shed.is_cancelled() && !other.shed.is_cancelled());
         assert!(!third.shed.is_cancelled());
         assert_eq!(t.metrics.shed.get_or_create(&ReasonLabels { reason: "per_address" }).get(), 1);
+    }
+
+    #[test]
+    fn a_connection_still_shaking_hands_outlives_an_idle_one() {
+        let t = table(100, 2, 2);
+        let shaking = t.admit(ip(1)).expect("admitted");
+        let idle = t.admit(ip(1)).expect("admitted");
+        idle.activity.handshaken.store(true, Ordering::Relaxed);
+        let _new = t.admit(ip(1)).expect("admitted");
+        assert!(idle.shed.is_cancelled() && !shaking.shed.is_cancelled());
     }
 
     #[test]
