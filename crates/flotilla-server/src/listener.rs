@@ -290,20 +290,24 @@ impl Slot {
         true
     }
 
-    /// Why the connection should be closed now, if it should.
-    fn expired(&self) -> Option<&'static str> {
+    /// Why the connection should be closed now (`Ok`), or how long until it could be (`Err`):
+    /// the supervisor sleeps exactly that long, so a busy agent stream wakes it once per idle
+    /// timeout, not on a short tick.
+    fn expired(&self) -> Result<&'static str, Duration> {
         let activity = &self.activity;
+        let limits = &self.table.limits;
         if activity.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
+            // A request ending now makes the connection closable one idle timeout later.
+            return Err(limits.idle_timeout);
         }
         let idle =
             Duration::from_millis(self.table.now_ms().saturating_sub(activity.idle_since_ms.load(Ordering::Relaxed)));
-        let limits = &self.table.limits;
-        if !activity.started.load(Ordering::Relaxed) {
-            (idle > limits.header_read_timeout).then_some("header_read")
+        let (reason, limit) = if activity.started.load(Ordering::Relaxed) {
+            ("idle", limits.idle_timeout)
         } else {
-            (idle > limits.idle_timeout).then_some("idle")
-        }
+            ("header_read", limits.header_read_timeout)
+        };
+        if idle >= limit { Ok(reason) } else { Err((limit - idle).max(Duration::from_millis(50))) }
     }
 }
 
@@ -403,9 +407,7 @@ pub async fn serve(
                 .keep_alive_timeout(Duration::from_secs(20));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
-            let check_every = (limits.header_read_timeout.min(limits.idle_timeout) / 4).max(Duration::from_millis(50));
-            let mut tick = tokio::time::interval(check_every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next_check = limits.header_read_timeout;
             let linger = loop {
                 tokio::select! {
                     result = conn.as_mut() => {
@@ -416,13 +418,14 @@ pub async fn serve(
                     }
                     _ = shutdown.cancelled() => break Duration::from_secs(5),
                     _ = slot.shed.cancelled() => break Duration::from_secs(1),
-                    _ = tick.tick() => {
-                        if let Some(reason) = slot.expired() {
+                    _ = tokio::time::sleep(next_check) => match slot.expired() {
+                        Ok(reason) => {
                             table.metrics.timed_out.get_or_create(&ReasonLabels { reason }).inc();
                             tracing::debug!(%peer, "closing the connection: {reason} timeout");
                             break Duration::from_secs(1);
                         }
-                    }
+                        Err(wait) => next_check = wait,
+                    },
                 }
             };
             // A polite close (GOAWAY, or the end of keep-alive); a client that does not finish
@@ -465,6 +468,20 @@ mod tests {
         assert!(second.shed.is_cancelled() && !first.shed.is_cancelled() && !other.shed.is_cancelled());
         assert!(!third.shed.is_cancelled());
         assert_eq!(t.metrics.shed.get_or_create(&ReasonLabels { reason: "per_address" }).get(), 1);
+    }
+
+    #[test]
+    fn a_busy_connection_never_expires_and_an_idle_one_does() {
+        let mut limits = table(10, 10, 10).limits.clone();
+        limits.header_read_timeout = Duration::ZERO;
+        limits.idle_timeout = Duration::ZERO;
+        let t = Table::new(limits, ListenerMetrics::default());
+        let slot = t.admit(ip(1)).expect("admitted");
+        assert_eq!(slot.expired(), Ok("header_read"), "no request yet");
+        let request = begin(&slot.activity, &t);
+        assert!(slot.expired().is_err(), "a request in flight (an agent's stream) is never idle");
+        drop(request);
+        assert_eq!(slot.expired(), Ok("idle"));
     }
 
     #[test]
