@@ -45,6 +45,34 @@ pub struct ServerConfig {
     /// Env: `FLOTILLA_INVENTORY_HISTORY_RETENTION`.
     #[serde(with = "humantime_serde")]
     pub inventory_history_retention: Duration,
+    /// How long a client may take to complete the TLS handshake, e.g. "10s".
+    /// Env: `FLOTILLA_TLS_HANDSHAKE_TIMEOUT`.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// How long a client may take, after the handshake, to send a complete first request (HTTP/1
+    /// headers, or the HTTP/2 preface and a request) and, on HTTP/1, the headers of each later
+    /// request: slow-header ("slowloris") clients are closed after it. Env:
+    /// `FLOTILLA_HTTP_HEADER_READ_TIMEOUT`.
+    #[serde(with = "humantime_serde")]
+    pub http_header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight (HTTP/1 keep-alive or an
+    /// HTTP/2 connection without streams) before it is closed. An agent's channel is one
+    /// long request, so it never counts as idle. Env: `FLOTILLA_CONNECTION_IDLE_TIMEOUT`.
+    #[serde(with = "humantime_serde")]
+    pub connection_idle_timeout: Duration,
+    /// Most connections open at once, of every kind. When full, the oldest idle anonymous
+    /// connection is closed for a new one; with none to close, the new one is refused. Keep the
+    /// process's open-file limit above it. Env: `FLOTILLA_MAX_CONNECTIONS`.
+    pub max_connections: usize,
+    /// Most anonymous connections (no client certificate from this server's CA yet: handshakes
+    /// in progress, the CLI, enrollment, strangers) open at once. When full, a new connection
+    /// closes the oldest idle anonymous one, so anonymous clients can never use up the room
+    /// agents need. Env: `FLOTILLA_MAX_ANONYMOUS_CONNECTIONS`.
+    pub max_anonymous_connections: usize,
+    /// Most anonymous connections from one source IP address; a new one closes that address's
+    /// oldest idle anonymous connection. Agents with a valid certificate are not counted, so
+    /// any number of them may share one NAT address. Env: `FLOTILLA_MAX_ANONYMOUS_PER_ADDRESS`.
+    pub max_anonymous_per_address: usize,
 }
 
 /// Advisories older than a week are flagged: the distributions publish daily.
@@ -54,6 +82,18 @@ pub const DEFAULT_INVENTORY_HISTORY_RETENTION: Duration = Duration::from_secs(30
 
 /// Default API/agent port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+/// Default `tls_handshake_timeout`.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `http_header_read_timeout`.
+pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `connection_idle_timeout`.
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Default `max_anonymous_connections`.
+pub const DEFAULT_MAX_ANONYMOUS_CONNECTIONS: usize = 4_096;
+/// Default `max_anonymous_per_address`.
+pub const DEFAULT_MAX_ANONYMOUS_PER_ADDRESS: usize = 256;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -68,6 +108,12 @@ impl Default for ServerConfig {
             command_retention: Duration::from_secs(90 * 24 * 3600),
             advisory_max_age: DEFAULT_ADVISORY_MAX_AGE,
             inventory_history_retention: DEFAULT_INVENTORY_HISTORY_RETENTION,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            http_header_read_timeout: DEFAULT_HTTP_HEADER_READ_TIMEOUT,
+            connection_idle_timeout: DEFAULT_CONNECTION_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_anonymous_connections: DEFAULT_MAX_ANONYMOUS_CONNECTIONS,
+            max_anonymous_per_address: DEFAULT_MAX_ANONYMOUS_PER_ADDRESS,
         }
     }
 }
@@ -127,6 +173,26 @@ impl ServerConfig {
                     Ok(v) => config.missed_heartbeats = v,
                     Err(e) => bad(format!("not a whole number ({e})")),
                 },
+                "FLOTILLA_TLS_HANDSHAKE_TIMEOUT"
+                | "FLOTILLA_HTTP_HEADER_READ_TIMEOUT"
+                | "FLOTILLA_CONNECTION_IDLE_TIMEOUT" => match humantime::parse_duration(&value) {
+                    Ok(v) => match key.as_str() {
+                        "FLOTILLA_TLS_HANDSHAKE_TIMEOUT" => config.tls_handshake_timeout = v,
+                        "FLOTILLA_HTTP_HEADER_READ_TIMEOUT" => config.http_header_read_timeout = v,
+                        _ => config.connection_idle_timeout = v,
+                    },
+                    Err(e) => bad(format!("not a duration like 10s ({e})")),
+                },
+                "FLOTILLA_MAX_CONNECTIONS"
+                | "FLOTILLA_MAX_ANONYMOUS_CONNECTIONS"
+                | "FLOTILLA_MAX_ANONYMOUS_PER_ADDRESS" => match value.parse() {
+                    Ok(v) => match key.as_str() {
+                        "FLOTILLA_MAX_CONNECTIONS" => config.max_connections = v,
+                        "FLOTILLA_MAX_ANONYMOUS_CONNECTIONS" => config.max_anonymous_connections = v,
+                        _ => config.max_anonymous_per_address = v,
+                    },
+                    Err(e) => bad(format!("not a whole number ({e})")),
+                },
                 _ => {}
             }
         }
@@ -157,6 +223,33 @@ impl ServerConfig {
         if self.missed_heartbeats == 0 {
             problems.push("missed_heartbeats must be at least 1".into());
         }
+        for (name, value) in [
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
+            ("http_header_read_timeout", self.http_header_read_timeout),
+            ("connection_idle_timeout", self.connection_idle_timeout),
+        ] {
+            if value < Duration::from_millis(100) || value > Duration::from_secs(24 * 3600) {
+                problems.push(format!("{name} = {value:?} is out of range: use 100ms to 24h"));
+            }
+        }
+        if self.max_connections == 0 || self.max_anonymous_connections == 0 || self.max_anonymous_per_address == 0 {
+            problems.push(
+                "max_connections, max_anonymous_connections and max_anonymous_per_address must be at least 1".into(),
+            );
+        }
+        if self.max_anonymous_connections > self.max_connections {
+            problems.push(format!(
+                "max_anonymous_connections ({}) is above max_connections ({}): anonymous clients could fill the room \
+                 agents need; lower it",
+                self.max_anonymous_connections, self.max_connections
+            ));
+        }
+        if self.max_anonymous_per_address > self.max_anonymous_connections {
+            problems.push(format!(
+                "max_anonymous_per_address ({}) is above max_anonymous_connections ({}): lower it",
+                self.max_anonymous_per_address, self.max_anonymous_connections
+            ));
+        }
         if let Some(url) = &self.database_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://"))
         {
@@ -186,6 +279,38 @@ mod tests {
         let err = ServerConfig::load(None, env(&[("FLOTILLA_LISTEN", "nope"), ("FLOTILLA_MISSED_HEARTBEATS", "0")]))
             .expect_err("invalid");
         assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_checked() {
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_HTTP_HEADER_READ_TIMEOUT", "3s"),
+                ("FLOTILLA_CONNECTION_IDLE_TIMEOUT", "1m"),
+                ("FLOTILLA_TLS_HANDSHAKE_TIMEOUT", "2s"),
+                ("FLOTILLA_MAX_CONNECTIONS", "100"),
+                ("FLOTILLA_MAX_ANONYMOUS_CONNECTIONS", "50"),
+                ("FLOTILLA_MAX_ANONYMOUS_PER_ADDRESS", "5"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.http_header_read_timeout, c.connection_idle_timeout, c.tls_handshake_timeout),
+            (Duration::from_secs(3), Duration::from_secs(60), Duration::from_secs(2))
+        );
+        assert_eq!((c.max_connections, c.max_anonymous_connections, c.max_anonymous_per_address), (100, 50, 5));
+        let err = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_MAX_CONNECTIONS", "10"),
+                ("FLOTILLA_MAX_ANONYMOUS_CONNECTIONS", "20"),
+                ("FLOTILLA_HTTP_HEADER_READ_TIMEOUT", "0s"),
+                ("FLOTILLA_MAX_ANONYMOUS_PER_ADDRESS", "many"),
+            ]),
+        )
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 4, "{err}");
     }
 
     #[test]

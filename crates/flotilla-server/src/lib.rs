@@ -116,7 +116,13 @@ impl Server {
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
         let tasks = vec![
-            tokio::spawn(listener::serve(listener, tls, app, shutdown.clone())),
+            tokio::spawn(listener::serve(
+                listener,
+                tls,
+                app,
+                listener::Table::new(listener::Limits::from_config(&config), state.metrics.listener.clone()),
+                shutdown.clone(),
+            )),
             tokio::spawn(registry::liveness_worker(state.clone(), shutdown.clone())),
             tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
             tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),

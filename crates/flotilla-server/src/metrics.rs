@@ -24,8 +24,32 @@ pub struct StatusLabels {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `anonymous` (no client certificate from our CA) or `agent`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// The listener's figures, cloned into the accept loop.
+#[derive(Clone, Default)]
+pub struct ListenerMetrics {
+    /// Open connections, by kind.
+    pub connections: Family<KindLabels, Gauge>,
+    /// Connections closed to make room or refused, by the limit reached (`per_address`,
+    /// `anonymous`, `total`).
+    pub shed: Family<ReasonLabels, Counter>,
+    /// Connections closed by a timeout (`handshake`, `header_read`, `idle`).
+    pub timed_out: Family<ReasonLabels, Counter>,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub listener: ListenerMetrics,
     pub connected_agents: Gauge,
     pub api_requests: Family<ApiLabels, Counter>,
     pub channel_messages: Family<ChannelLabels, Counter>,
@@ -90,7 +114,24 @@ impl Metrics {
             "Time to apply one inventory report",
             inventory_ingest_seconds.clone(),
         );
+        let listener = ListenerMetrics::default();
+        registry.register(
+            "flotilla_listener_connections",
+            "Open connections on the TLS port, by kind (anonymous or agent)",
+            listener.connections.clone(),
+        );
+        registry.register(
+            "flotilla_listener_connections_shed",
+            "Connections closed to make room, or refused, by the limit reached",
+            listener.shed.clone(),
+        );
+        registry.register(
+            "flotilla_listener_connections_timed_out",
+            "Connections closed by the handshake, header-read or idle timeout",
+            listener.timed_out.clone(),
+        );
         Metrics {
+            listener,
             inventory_ingest_seconds,
             inventory_reports,
             inventory_item_bytes,

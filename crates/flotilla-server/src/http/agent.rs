@@ -3,22 +3,23 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use flotilla_api as api;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::extract::Body;
 use crate::{AppState, enrollment};
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/agent/v1/register", post(register))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(register))
 }
 
-#[utoipa::path(post, path = "/agent/v1/register", request_body = api::RegisterRequest,
+#[utoipa::path(post, path = "/agent/v1/register", security(()), request_body = api::RegisterRequest,
     responses((status = 200, body = api::RegisterResponse), (status = 403, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
-pub async fn register(
+async fn register(
     State(state): State<Arc<AppState>>,
     Body(req): Body<api::RegisterRequest>,
 ) -> Result<Json<api::RegisterResponse>, ApiError> {

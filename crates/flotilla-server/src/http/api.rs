@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use flotilla_api as api;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::extract::{Body, query_values};
@@ -17,73 +17,73 @@ use crate::{AppState, commands, documents, enrollment, fleet};
 type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<AppState>>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/version", get(version))
-        .route("/api/v1/activations", get(list_activations).post(create_activation))
-        .route("/api/v1/activations/{id}", axum::routing::delete(delete_activation))
-        .route("/api/v1/nodes", get(list_nodes))
-        .route("/api/v1/nodes/{id}", get(get_node))
-        .route("/api/v1/nodes/{id}/tags", post(tag_node))
-        .route("/api/v1/nodes/{id}/untag", post(untag_node))
-        .route("/api/v1/nodes/{id}/deregister", post(deregister_node))
-        .route("/api/v1/groups", get(list_groups))
-        .route("/api/v1/groups/{name}", put(put_group).delete(delete_group))
-        .route("/api/v1/documents", get(list_documents).post(create_document))
-        .route("/api/v1/documents/{name}", get(get_document).put(update_document))
-        .route("/api/v1/commands", get(list_commands).post(create_command))
-        .route("/api/v1/commands/{id}", get(get_command))
-        .route("/api/v1/commands/{id}/cancel", post(cancel_command))
-        .route("/api/v1/commands/{id}/invocations/{node}/output", get(command_output))
-        .route("/api/v1/events", get(list_events))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(version))
+        .routes(routes!(list_activations, create_activation))
+        .routes(routes!(delete_activation))
+        .routes(routes!(list_nodes))
+        .routes(routes!(get_node))
+        .routes(routes!(tag_node))
+        .routes(routes!(untag_node))
+        .routes(routes!(deregister_node))
+        .routes(routes!(list_groups))
+        .routes(routes!(put_group, delete_group))
+        .routes(routes!(list_documents, create_document))
+        .routes(routes!(get_document, update_document))
+        .routes(routes!(list_commands, create_command))
+        .routes(routes!(get_command))
+        .routes(routes!(cancel_command))
+        .routes(routes!(command_output))
+        .routes(routes!(list_events))
 }
 
+/// The document's head: what every path shares (title, the bearer scheme).
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Flotilla API",
         description = "Operator API of the Flotilla control plane. Authenticate with `Authorization: Bearer TOKEN`."
     ),
-    paths(
-        version,
-        list_activations,
-        create_activation,
-        delete_activation,
-        list_nodes,
-        get_node,
-        tag_node,
-        untag_node,
-        deregister_node,
-        list_groups,
-        put_group,
-        delete_group,
-        super::agent::register
-    ),
-    components(schemas(
-        api::Activation,
-        api::CreateActivation,
-        api::Node,
-        api::Platform,
-        api::TagNode,
-        api::UntagNode,
-        api::Group,
-        api::RegisterRequest,
-        api::RegisterResponse,
-        api::ErrorBody,
-        api::ErrorDetail,
-        api::VersionInfo
-    ))
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
-struct ApiDoc;
+pub struct ApiDoc;
 
-/// `GET /api/v1/openapi.json` (public: it describes, it does not reveal).
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(super::inventory::InventoryDoc::openapi());
-    doc.merge(super::assess::AssessDoc::openapi());
-    doc.merge(super::vulndb::VulnDbDoc::openapi());
-    doc.merge(super::parameters::ParameterDoc::openapi());
-    Json(doc)
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components.get_or_insert_with(Default::default).add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The serialised OpenAPI document, filled in once the router (its source) is built.
+#[derive(Clone, Default)]
+pub struct OpenApiJson(pub Arc<std::sync::OnceLock<String>>);
+
+/// The public routes of `/api/v1` (no token: the document describes, it does not reveal).
+pub fn public_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(openapi))
+}
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(get, path = "/api/v1/openapi.json", security(()),
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
+async fn openapi(axum::Extension(doc): axum::Extension<OpenApiJson>) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    match doc.0.get() {
+        Some(json) => Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json.clone()).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the OpenAPI document was not built: this is a bug, please report it",
+        )),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/version", responses((status = 200, body = api::VersionInfo)))]

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use flotilla_api as api;
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::extract::{Body, query_values};
@@ -16,27 +16,14 @@ use crate::{AppState, assess};
 type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<AppState>>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/assessments", get(list).post(create))
-        .route("/api/v1/assessments/{id}", get(show))
-        .route("/api/v1/findings", get(findings))
-        .route("/api/v1/assessment-templates", get(list_templates))
-        .route("/api/v1/assessment-templates/{name}", axum::routing::put(put_template).delete(delete_template))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(findings))
+        .routes(routes!(list_templates))
+        .routes(routes!(put_template, delete_template))
 }
-
-#[derive(OpenApi)]
-#[openapi(
-    paths(create, list, show, findings, list_templates, put_template, delete_template),
-    components(schemas(
-        api::CreateAssessment,
-        api::AssessmentRun,
-        api::AssessmentNode,
-        api::FindingView,
-        api::AssessmentTemplate
-    ))
-)]
-pub struct AssessDoc;
 
 #[utoipa::path(post, path = "/api/v1/assessments", request_body = api::CreateAssessment,
     responses((status = 201, body = api::AssessmentRun), (status = 400, body = api::ErrorBody)))]

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use flotilla_api as api;
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::extract::{Body, query_values};
@@ -15,26 +15,13 @@ use crate::{AppState, inventory};
 type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<AppState>>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/nodes/{id}/inventory", get(node_inventory))
-        .route("/api/v1/inventory/query", post(query))
-        .route("/api/v1/inventory/settings", get(list_settings))
-        .route("/api/v1/inventory/settings/{group}", put(put_settings).delete(delete_settings))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(node_inventory))
+        .routes(routes!(query))
+        .routes(routes!(list_settings))
+        .routes(routes!(put_settings, delete_settings))
 }
-
-#[derive(OpenApi)]
-#[openapi(
-    paths(node_inventory, query, list_settings, put_settings, delete_settings),
-    components(schemas(
-        api::InventoryTypeView,
-        api::InventoryQuery,
-        api::InventoryRow,
-        api::InventoryPage,
-        api::InventorySettings
-    ))
-)]
-pub struct InventoryDoc;
 
 #[utoipa::path(get, path = "/api/v1/nodes/{id}/inventory",
     params(("type" = Option<String>, Query, description = "Only this type, e.g. Application or Custom:Rack")),

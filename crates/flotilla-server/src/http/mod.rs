@@ -17,15 +17,17 @@ mod vulndb;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 use crate::gateway::Gateway;
@@ -36,24 +38,70 @@ pub use error::ApiError;
 const BODY_LIMIT: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The REST routes with their OpenAPI descriptions, grouped by how they are guarded. Built
+/// without state so that tests can walk them; [`router`] adds the layers and serves the
+/// document made from exactly these routes, so a route cannot be served undocumented.
+pub(crate) struct RestRoutes {
+    /// `/api/v1` behind the bearer token.
+    pub(crate) operator: OpenApiRouter<Arc<AppState>>,
+    /// `/api/v1/vulndb`, behind the bearer token, with the import's larger body limit.
+    pub(crate) vulndb: OpenApiRouter<Arc<AppState>>,
+    /// `/api/v1/openapi.json` and `/agent/v1/register`: no token.
+    pub(crate) public: OpenApiRouter<Arc<AppState>>,
+}
+
+impl RestRoutes {
+    pub fn new() -> Self {
+        RestRoutes {
+            operator: OpenApiRouter::with_openapi(api::ApiDoc::openapi())
+                .merge(api::routes())
+                .merge(inventory::routes())
+                .merge(assess::routes())
+                .merge(parameters::routes()),
+            vulndb: vulndb::routes(),
+            public: api::public_routes().merge(agent::routes()),
+        }
+    }
+
+    /// The OpenAPI document of every route here.
+    pub fn openapi(&self) -> utoipa::openapi::OpenApi {
+        let mut doc = self.operator.get_openapi().clone();
+        doc.merge(self.vulndb.get_openapi().clone());
+        doc.merge(self.public.get_openapi().clone());
+        doc
+    }
+}
+
+impl Default for RestRoutes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     use flotilla_proto::v1::agent_channel_server::{AgentChannelServer, SERVICE_NAME};
     // Inventory reports carry whole types (a large node's package list is a few MiB).
     let grpc = AgentChannelServer::new(Gateway { state: state.clone() })
         .max_decoding_message_size(crate::inventory::MAX_TYPE_BYTES * 2);
 
-    let operator = api::routes()
-        .merge(inventory::routes())
-        .merge(assess::routes())
-        .merge(parameters::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route("/api/v1/openapi.json", get(api::openapi));
+    let routes = RestRoutes::new();
+    let spec = api::OpenApiJson::default();
+    match serde_json::to_string(&routes.openapi()) {
+        Ok(json) => {
+            let _ = spec.0.set(json);
+        }
+        Err(e) => tracing::error!("cannot serialise the OpenAPI document: {e}"),
+    }
+    let (operator, _) = routes.operator.split_for_parts();
+    let (vulndb, _) = routes.vulndb.split_for_parts();
+    let (public, _) = routes.public.split_for_parts();
+    let operator = operator.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     // Advisory imports carry big batches: their own body limit, added after the general one.
-    let vulndb = vulndb::routes()
+    let vulndb = vulndb
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(RequestBodyLimitLayer::new(vulndb::IMPORT_BODY_LIMIT));
     let rest = operator
-        .merge(agent::routes())
+        .merge(public.layer(Extension(spec)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -107,4 +155,62 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.connected_agents.set(i64::try_from(state.registry.connected()).unwrap_or(i64::MAX));
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::RestRoutes;
+
+    /// The paths an axum router really routes. axum offers no way to list them other than its
+    /// `Debug` output, which prints each route's path template as `RouteId(N): "PATH"`; if that
+    /// format changes this finds nothing and the test fails rather than passing empty.
+    fn routed_paths(router: axum::Router<std::sync::Arc<crate::AppState>>) -> BTreeSet<String> {
+        let text = format!("{router:?}");
+        text.split("RouteId(")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("): \"").map(|(_, path)| path))
+            .filter_map(|path| path.split_once('"').map(|(path, _)| path.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_routed_path_is_documented_with_its_schemas() {
+        let routes = RestRoutes::new();
+        let doc = routes.openapi();
+        let mut routed = BTreeSet::new();
+        for group in [routes.operator, routes.vulndb, routes.public] {
+            // axum's own entries ("/" and its fallback) are not routes of ours.
+            routed.extend(
+                routed_paths(group.split_for_parts().0)
+                    .into_iter()
+                    .filter(|p| p.starts_with("/api/") || p.starts_with("/agent/")),
+            );
+        }
+        assert!(routed.contains("/api/v1/nodes"), "the router walk found no routes: {routed:?}");
+        let documented: BTreeSet<String> = doc.paths.paths.keys().cloned().collect();
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        assert!(missing.is_empty(), "routed but not in /api/v1/openapi.json: {missing:?}");
+        for path in routed.iter().filter(|p| p.starts_with("/api/v1/")) {
+            let item = &doc.paths.paths[path];
+            for (method, operation) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ] {
+                let Some(operation) = operation else { continue };
+                let ok = operation.responses.responses.keys().find(|code| code.starts_with('2'));
+                assert!(ok.is_some(), "{method} {path} documents no success response");
+                // Every body-taking operation names its request schema, except the ones whose
+                // inputs are all in the path.
+                let bodiless = path.ends_with("/deregister") || path.ends_with("/cancel") || path.ends_with("/rotate");
+                if matches!(method, "POST" | "PUT") && !bodiless {
+                    assert!(operation.request_body.is_some(), "{method} {path} documents no request body");
+                }
+            }
+        }
+    }
 }

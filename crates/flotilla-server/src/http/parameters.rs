@@ -5,12 +5,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::routing::{get, post};
 use flotilla_api as api;
 use flotilla_core::parameter::Selector;
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::extract::{Body, query_values};
@@ -19,31 +18,15 @@ use crate::{AppState, parameters};
 type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<AppState>>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/parameters", get(list_parameters).put(put_parameter).delete(delete_parameter))
-        .route("/api/v1/parameters/value", get(get_parameter))
-        .route("/api/v1/parameters/history", get(parameter_history))
-        .route("/api/v1/parameters/labels", post(label_parameter))
-        .route("/api/v1/keys", get(list_keys))
-        .route("/api/v1/keys/rotate", post(rotate_key))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_parameters, put_parameter, delete_parameter))
+        .routes(routes!(get_parameter))
+        .routes(routes!(parameter_history))
+        .routes(routes!(label_parameter))
+        .routes(routes!(list_keys))
+        .routes(routes!(rotate_key))
 }
-
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        list_parameters,
-        put_parameter,
-        delete_parameter,
-        get_parameter,
-        parameter_history,
-        label_parameter,
-        list_keys,
-        rotate_key
-    ),
-    components(schemas(api::PutParameter, api::Parameter, api::LabelParameter, api::KeyVersion))
-)]
-pub struct ParameterDoc;
 
 fn one(query: Option<&str>, key: &str) -> Option<String> {
     query_values(query, key).into_iter().next()
