@@ -9,8 +9,13 @@
 //! error ([`ArtifactError::Tampered`]), never data. Objects written before encryption at rest
 //! (no envelope) are refused as [`ArtifactError::NotEncrypted`] rather than served unverified;
 //! they were only command outputs, which retention deletes in time.
+//!
+//! Durability: `put` returns only once the object is on stable storage. object_store's
+//! `LocalFileSystem` does not fsync, so on the local back end `put` syncs the file and every
+//! directory from its parent up to the store's root (a new directory entry is only durable
+//! once its parent is synced).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -27,6 +32,8 @@ pub enum ArtifactError {
     Open { path: String, source: object_store::Error },
     #[error("cannot write artifact {name}: {source}")]
     Put { name: String, source: object_store::Error },
+    #[error("cannot make artifact {name} durable (fsync of {path}): {source}")]
+    Sync { name: String, path: String, source: std::io::Error },
     #[error("cannot read artifact {name}: {source}")]
     Get { name: String, source: object_store::Error },
     #[error("cannot delete artifacts under {name}: {source}")]
@@ -50,6 +57,8 @@ pub enum ArtifactError {
 pub struct ArtifactStore {
     inner: Arc<dyn ObjectStore>,
     keys: KeyService,
+    /// The directory of the local back end, which `put` must fsync itself.
+    local_root: Option<PathBuf>,
 }
 
 impl ArtifactStore {
@@ -59,13 +68,13 @@ impl ArtifactStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| open(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(open)?.with_automatic_cleanup(true);
-        Ok(ArtifactStore { inner: Arc::new(fs), keys })
+        Ok(ArtifactStore { inner: Arc::new(fs), keys, local_root: Some(dir.to_path_buf()) })
     }
 
     /// Any object store (S3-compatible and others).
     #[allow(dead_code)] // the S3 back end is configured by a later issue
     pub fn new(inner: Arc<dyn ObjectStore>, keys: KeyService) -> Self {
-        ArtifactStore { inner, keys }
+        ArtifactStore { inner, keys, local_root: None }
     }
 
     fn path(name: &str) -> Result<ObjectPath, ArtifactError> {
@@ -87,7 +96,36 @@ impl ArtifactStore {
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|source| ArtifactError::Put { name: name.to_owned(), source })?;
-        Ok(())
+        self.sync_local(name).await
+    }
+
+    /// On the local back end: fsync the object's file and its directories up to the root.
+    async fn sync_local(&self, name: &str) -> Result<(), ArtifactError> {
+        let Some(root) = self.local_root.clone() else { return Ok(()) };
+        let owned = name.to_owned();
+        let run = move || -> Result<(), ArtifactError> {
+            let sync = |path: &Path| {
+                std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|source| ArtifactError::Sync {
+                    name: owned.clone(),
+                    path: path.display().to_string(),
+                    source,
+                })
+            };
+            let file = root.join(&owned);
+            sync(&file)?;
+            let mut dir = file.parent();
+            while let Some(d) = dir {
+                sync(d)?;
+                if d == root {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
+        };
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+            Err(ArtifactError::Sync { name: name.to_owned(), path: String::new(), source: std::io::Error::other(e) })
+        })
     }
 
     /// Deletes every object under `prefix/` (a retention sweep); returns how many.

@@ -1,0 +1,149 @@
+//! Run Command's server-side trust guarantees, end to end against real processes: node status
+//! and invocations after a server SIGKILL, output that cannot be stored, the output cap.
+
+// Tests drive the real binaries.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use flotilla_testkit::{Agent, TestServer, wait_until, write_root};
+use serde_json::Value;
+
+const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    server: TestServer,
+    agents: Vec<Agent>,
+    ids: Vec<String>,
+}
+
+fn fleet(n: usize, env: &[(&str, &str)]) -> Fleet {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", env).expect("server");
+    let act = server.cli_json(&["activations", "create", "--limit", &n.to_string()]).expect("activation");
+    let (id, code) = (act["id"].as_str().expect("id").to_owned(), act["code"].as_str().expect("code").to_owned());
+    let mut agents = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let agent_dir = dir.path().join(format!("node-{i}"));
+        write_root(&agent_dir.join("root"), DEBIAN, &format!("node-{i}")).expect("root");
+        let (mut agent, out) = Agent::enroll(&server, &agent_dir, &id, &code).expect("register");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        agent.start().expect("start");
+        agents.push(agent);
+    }
+    wait_until(Duration::from_secs(20), || {
+        let nodes = server.cli_json(&["nodes", "ls"])?;
+        Ok(nodes.as_array().map(|a| a.iter().filter(|n| n["status"] == "Online").count()) == Some(n))
+    })
+    .expect("fleet online");
+    Fleet { dir, server, agents, ids }
+}
+
+fn run(server: &TestServer, args: &[&str]) -> Value {
+    let mut full = vec!["run"];
+    full.extend_from_slice(args);
+    full.extend(["-o", "json"]);
+    let out = server.cli(&full).expect("run");
+    assert!(out.status.success() || args.contains(&"--wait"), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn status_of(server: &TestServer, node: &str) -> String {
+    server.cli_json(&["nodes", "show", node]).expect("show")["status"].as_str().unwrap_or("").to_owned()
+}
+
+/// The server is SIGKILLed while a node runs a script, and that node's agent never comes
+/// back. The liveness window is long (30 heartbeats): only this process's own streams may
+/// keep a node Online, so the node is ConnectionLost one heartbeat after the restart, and its
+/// invocation ends Terminated once its execution timeout and the grace have passed, which
+/// ends the command.
+#[test]
+fn after_a_server_restart_absent_agents_are_lost_and_their_invocations_end() {
+    let mut f = fleet(2, &[("FLOTILLA_MISSED_HEARTBEATS", "30"), ("FLOTILLA_LOST_AGENT_GRACE", "2s")]);
+    let cmd = run(
+        &f.server,
+        &["Flotilla-RunShellScript", "--param", "commands=sleep 30", "--timeout", "5", "--target", &f.ids[0]],
+    );
+    let id = cmd["id"].as_str().expect("id").to_owned();
+    wait_until(Duration::from_secs(10), || {
+        Ok(f.server.cli_json(&["commands", "show", &id])?["counts"]["InProgress"] == 1)
+    })
+    .expect("running");
+    f.server.kill();
+    f.agents[0].stop();
+    let restarted = Instant::now();
+    f.server.restart().expect("restart");
+    // Heartbeat (1 s) plus the liveness tick (1 s), with room for a slow machine; the old
+    // rule kept it Online for the whole 30 s window.
+    wait_until(Duration::from_secs(8), || Ok(status_of(&f.server, &f.ids[0]) == "ConnectionLost"))
+        .expect("the absent node is ConnectionLost within heartbeat + grace");
+    wait_until(Duration::from_secs(10), || Ok(status_of(&f.server, &f.ids[1]) == "Online")).expect("online");
+    println!("reconnect time after restart: {:?} (node Online again, measured from the restart)", restarted.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(status_of(&f.server, &f.ids[1]), "Online", "a connected node stays Online");
+    // Execution timeout 5 s + grace 2 s + the engine's tick.
+    wait_until(Duration::from_secs(15), || {
+        Ok(f.server.cli_json(&["commands", "show", &id])?["invocations"][0]["status"] == "Terminated")
+    })
+    .expect("the invocation ends");
+    let shown = f.server.cli_json(&["commands", "show", &id]).expect("show");
+    assert_eq!(shown["status"], "Failed", "{shown}");
+    assert!(shown["invocations"][0]["detail"].as_str().is_some_and(|d| d.contains("lost_agent_grace")), "{shown}");
+}
+
+/// Output the server cannot store ends the invocation Failed with the reason instead of
+/// leaving it InProgress: first an artifact store that refuses the write, then a spool that
+/// cannot be written.
+#[test]
+fn output_that_cannot_be_stored_fails_the_invocation_with_the_reason() {
+    let f = fleet(1, &[]);
+    let data = f.dir.path().join("server");
+    // `commands` as a file: every output artifact write fails.
+    std::fs::write(data.join("artifacts/commands"), b"not a directory").expect("block artifacts");
+    let cmd = run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=echo hello", "--target", "all"]);
+    let id = cmd["id"].as_str().expect("id").to_owned();
+    wait_until(Duration::from_secs(30), || {
+        Ok(f.server.cli_json(&["commands", "show", &id])?["invocations"][0]["status"] == "Failed")
+    })
+    .expect("the invocation fails rather than hanging");
+    let shown = f.server.cli_json(&["commands", "show", &id]).expect("show");
+    let detail = shown["invocations"][0]["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("could not store") && detail.contains("stdout"), "{shown}");
+    std::fs::remove_file(data.join("artifacts/commands")).expect("unblock");
+
+    // The spool directory replaced by a file: the chunk cannot be spooled.
+    std::fs::remove_dir_all(data.join("spool")).expect("rm spool");
+    std::fs::write(data.join("spool"), b"not a directory").expect("block spool");
+    let cmd = run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=echo again", "--target", "all"]);
+    let id = cmd["id"].as_str().expect("id").to_owned();
+    wait_until(Duration::from_secs(30), || {
+        Ok(f.server.cli_json(&["commands", "show", &id])?["invocations"][0]["status"] == "Failed")
+    })
+    .expect("the invocation fails rather than hanging");
+    let shown = f.server.cli_json(&["commands", "show", &id]).expect("show");
+    let detail = shown["invocations"][0]["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("could not keep") && detail.contains("spool"), "{shown}");
+}
+
+/// The server keeps at most `max_output_bytes` per stream whatever the agent sends, and the
+/// invocation says that and how much was cut.
+#[test]
+fn output_past_max_output_bytes_is_dropped_and_recorded() {
+    let f = fleet(1, &[("FLOTILLA_MAX_OUTPUT_BYTES", "1048576")]);
+    let cmd = run(
+        &f.server,
+        &["Flotilla-RunShellScript", "--param", "commands=head -c 3000000 /dev/zero", "--target", "all", "--wait"],
+    );
+    let inv = &cmd["invocations"][0];
+    assert_eq!(inv["status"], "Success", "{cmd}");
+    assert_eq!(inv["output"]["stdout_bytes"], 1_048_576, "{cmd}");
+    assert_eq!(inv["output"]["truncated"], true);
+    let detail = inv["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("output cut at max_output_bytes") && detail.contains("1951424 bytes of stdout"), "{cmd}");
+    let id = cmd["id"].as_str().expect("id");
+    let out = f.server.cli(&["commands", "output", id, "--node", &f.ids[0], "--full"]).expect("output");
+    assert_eq!(out.stdout.len(), 1_048_576);
+}
