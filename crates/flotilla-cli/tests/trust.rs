@@ -147,3 +147,72 @@ fn output_past_max_output_bytes_is_dropped_and_recorded() {
     let out = f.server.cli(&["commands", "output", id, "--node", &f.ids[0], "--full"]).expect("output");
     assert_eq!(out.stdout.len(), 1_048_576);
 }
+
+/// The server's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(server: &TestServer) -> u64 {
+    let pid = server.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number")
+}
+
+/// A real agent streams 1 GiB of output (the server's cap raised above it): every byte
+/// reaches the artifact store, in order, and the server never holds it in memory.
+#[test]
+fn a_gibibyte_of_output_streams_through_in_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    // 31 characters and a newline: byte i of the output is LINE[i % 32].
+    const LINE: &[u8; 32] = b"0123456789abcdef0123456789abcde\n";
+    let f = fleet(1, &[("FLOTILLA_MAX_OUTPUT_BYTES", "2147483648")]);
+    let before = peak_rss_kib(&f.server);
+    let cmd = run(
+        &f.server,
+        &[
+            "Flotilla-RunShellScript",
+            "--param",
+            &format!("commands=yes 0123456789abcdef0123456789abcde | head -c {GIB}"),
+            "--timeout",
+            "1800",
+            "--target",
+            "all",
+        ],
+    );
+    let id = cmd["id"].as_str().expect("id").to_owned();
+    wait_until(Duration::from_secs(1500), || {
+        let status = f.server.cli_json(&["commands", "show", &id])?["status"].clone();
+        Ok(status != "InProgress" && status != "Pending")
+    })
+    .expect("the command ends");
+    let peak = peak_rss_kib(&f.server);
+    println!(
+        "server peak RSS (VmHWM) while 1 GiB of output streamed: {} MiB (before: {} MiB)",
+        peak / 1024,
+        before / 1024
+    );
+    let shown = f.server.cli_json(&["commands", "show", &id]).expect("show");
+    let inv = &shown["invocations"][0];
+    assert_eq!(inv["status"], "Success", "{shown}");
+    assert_eq!(inv["output"]["stdout_bytes"], GIB, "{shown}");
+    assert!(peak < 512 * 1024, "the server's memory grew with the output: peak {} MiB", peak / 1024);
+
+    // Read the artifact back with the server's own key service, segment by segment.
+    let data = f.dir.path().join("server");
+    let ring = flotilla_server::keys::LocalKeyring::open(&data.join("master.key")).expect("keyring");
+    let keys = flotilla_server::keys::KeyService::new(std::sync::Arc::new(ring));
+    let store = flotilla_server::artifact::ArtifactStore::local(&data.join("artifacts"), keys).expect("artifacts");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut at = 0u64;
+    let mut mismatch = None;
+    let total = runtime
+        .block_on(store.read_with(&format!("commands/{id}/{}/stdout", f.ids[0]), |bytes| {
+            for (i, b) in bytes.iter().enumerate() {
+                if mismatch.is_none() && *b != LINE[((at + i as u64) % 32) as usize] {
+                    mismatch = Some(at + i as u64);
+                }
+            }
+            at += bytes.len() as u64;
+        }))
+        .expect("the artifact authenticates");
+    assert_eq!(total, GIB);
+    assert_eq!(mismatch, None, "every byte arrived in order");
+}

@@ -642,22 +642,31 @@ async fn record_result(
 /// Attempts at storing one stream's output before the invocation fails with the reason.
 const PERSIST_ATTEMPTS: u32 = 3;
 
-/// Moves one invocation's spooled output to the artifact store, retrying a failed write;
-/// runs in a task of its own, off the engine's.
+/// Moves one invocation's spooled output to the artifact store, frame by frame (never whole
+/// in memory), retrying a failed write; runs in a task of its own, off the engine's.
 async fn persist(state: &AppState, invocation: &str) -> Result<Persisted, String> {
     let (command_id, owner) = split_invocation_id(invocation).ok_or("bad invocation id")?;
-    let (stdout, stderr) = state.output.read(invocation).await;
-    // An empty stream has no artifact (its byte count, 0, says all): most fleet commands print
-    // nothing on stderr, and a write per node and stream is what a big fan-out waits on.
-    for (stream, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
-        if bytes.is_empty() {
+    let (stdout_bytes, stderr_bytes) = state.output.spooled(invocation);
+    let mut prefixes = Vec::new();
+    for (stream, bytes, chars) in
+        [("stdout", stdout_bytes, INLINE_STDOUT_CHARS), ("stderr", stderr_bytes, INLINE_STDERR_CHARS)]
+    {
+        // An empty stream has no artifact (its byte count, 0, says all): most fleet commands
+        // print nothing on stderr, and a write per node and stream is what a big fan-out waits on.
+        if bytes == 0 {
+            prefixes.push(Vec::new());
             continue;
         }
+        // Enough bytes for `chars` characters of any width, so the inline copy is exact.
+        let keep = chars.saturating_mul(4).saturating_add(4);
         let name = format!("commands/{command_id}/{owner}/{stream}");
         let mut attempt = 1;
         loop {
-            match state.artifacts.put(&name, bytes.clone()).await {
-                Ok(()) => break,
+            match stream_to_artifact(state, invocation, stream, &name, keep).await {
+                Ok(prefix) => {
+                    prefixes.push(prefix);
+                    break;
+                }
                 Err(e) if attempt >= PERSIST_ATTEMPTS => {
                     tracing::error!(invocation, "cannot store output after {attempt} attempts: {e}");
                     return Err(format!("the server could not store this invocation's {stream}: {e}"));
@@ -670,7 +679,30 @@ async fn persist(state: &AppState, invocation: &str) -> Result<Persisted, String
             }
         }
     }
-    Ok(Persisted { stdout_bytes: stdout.len() as u64, stderr_bytes: stderr.len() as u64, stdout, stderr })
+    let stderr = prefixes.pop().unwrap_or_default();
+    let stdout = prefixes.pop().unwrap_or_default();
+    Ok(Persisted { stdout, stderr, stdout_bytes, stderr_bytes })
+}
+
+/// Copies one spooled stream into the artifact `name`; returns its first `keep` bytes.
+async fn stream_to_artifact(
+    state: &AppState,
+    invocation: &str,
+    stream: &'static str,
+    name: &str,
+    keep: usize,
+) -> Result<Vec<u8>, String> {
+    let mut reader = state.output.reader(invocation, stream).await.map_err(|e| e.to_string())?;
+    let mut writer = state.artifacts.writer(name).await.map_err(|e| e.to_string())?;
+    let mut prefix = Vec::new();
+    while let Some(chunk) = reader.next().await.map_err(|e| e.to_string())? {
+        if prefix.len() < keep {
+            prefix.extend_from_slice(chunk.get(..(keep - prefix.len()).min(chunk.len())).unwrap_or_default());
+        }
+        writer.write(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    writer.finish().await.map_err(|e| e.to_string())?;
+    Ok(prefix)
 }
 
 /// Applies a result whose output [`persist`] has stored (or failed to store).

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use flotilla_core::NodeId;
 use flotilla_proto::v1::{OutputChunk, OutputStream};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::secret::random_bytes;
 
@@ -46,6 +46,56 @@ pub enum OutputError {
     TooLarge(usize),
     #[error("invocation `{0}` does not exist or is not running; output for it is not accepted")]
     NotAccepting(String),
+    #[error("spooled output in {path} failed its integrity check or is cut short")]
+    Damaged { path: PathBuf },
+}
+
+/// The largest frame the spool writes (an agent's chunk plus the tag), checked on reading.
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Reads one spooled stream back frame by frame, so its output is never whole in memory.
+pub struct SpoolReader<'a> {
+    spool: &'a OutputSpool,
+    invocation: String,
+    stream: &'static str,
+    path: PathBuf,
+    file: Option<tokio::io::BufReader<tokio::fs::File>>,
+    offset: u64,
+}
+
+impl SpoolReader<'_> {
+    /// The next chunk of plaintext, authenticated; `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, OutputError> {
+        let Some(file) = self.file.as_mut() else { return Ok(None) };
+        let io = |source| OutputError::Io { path: self.path.clone(), source };
+        let mut len = [0u8; 4];
+        match file.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(io(e)),
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(OutputError::Damaged { path: self.path.clone() });
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        let mut sealed = vec![0u8; len];
+        let read = async {
+            file.read_exact(&mut nonce).await?;
+            file.read_exact(&mut sealed).await
+        };
+        read.await.map_err(|_| OutputError::Damaged { path: self.path.clone() })?;
+        let aad = aad(&self.invocation, self.stream, self.offset);
+        let plain = self
+            .spool
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut sealed)
+            .map_err(|_| OutputError::Damaged { path: self.path.clone() })?;
+        let n = plain.len();
+        sealed.truncate(n);
+        self.offset += n as u64;
+        Ok(Some(sealed))
+    }
 }
 
 /// The invocation id for a node's part of a command: `COMMAND.NODE`.
@@ -202,6 +252,7 @@ impl OutputSpool {
     }
 
     /// The bytes of one stream so far: every frame that opens, in order.
+    #[cfg(test)]
     async fn read_stream(&self, invocation: &str, stream: &str) -> Vec<u8> {
         let frames = tokio::fs::read(self.path(invocation, stream)).await.unwrap_or_default();
         let mut out = Vec::new();
@@ -223,7 +274,19 @@ impl OutputSpool {
         out
     }
 
+    /// A reader of one stream (`stdout` or `stderr`) as spooled; a missing file is empty.
+    pub async fn reader(&self, invocation: &str, stream: &'static str) -> Result<SpoolReader<'_>, OutputError> {
+        let path = self.path(invocation, stream);
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => Some(tokio::io::BufReader::with_capacity(256 * 1024, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(OutputError::Io { path, source }),
+        };
+        Ok(SpoolReader { spool: self, invocation: invocation.to_owned(), stream, path, file, offset: 0 })
+    }
+
     /// Both streams' bytes so far (missing files are empty).
+    #[cfg(test)]
     pub async fn read(&self, invocation: &str) -> (Vec<u8>, Vec<u8>) {
         (self.read_stream(invocation, "stdout").await, self.read_stream(invocation, "stderr").await)
     }
@@ -273,6 +336,12 @@ mod tests {
         spool.append(&node, &chunk(20, b"gap")).await.expect("gap");
         spool.append(&node, &chunk(3, b"lo world")).await.expect("overlap");
         assert_eq!(spool.read(&id).await.0, b"hello world");
+        let mut reader = spool.reader(&id, "stdout").await.expect("reader");
+        let mut streamed = Vec::new();
+        while let Some(chunk) = reader.next().await.expect("frame") {
+            streamed.extend(chunk);
+        }
+        assert_eq!(streamed, b"hello world", "the streaming reader sees the same bytes");
         let on_disk = std::fs::read(dir.path().join(format!("{id}.stdout"))).expect("spool file");
         assert!(!on_disk.windows(5).any(|w| w == b"hello"), "the spool holds ciphertext only");
         let other = NodeId::from_random([4; 9]);
