@@ -216,3 +216,213 @@ fn a_gibibyte_of_output_streams_through_in_bounded_memory() {
     assert_eq!(total, GIB);
     assert_eq!(mismatch, None, "every byte arrived in order");
 }
+
+mod wire {
+    //! A bare agent over the real protocol (mutual TLS with an enrolled identity), for messages
+    //! the real agent never sends.
+    use std::time::Duration;
+
+    use flotilla_proto::v1::agent_channel_client::AgentChannelClient;
+    use flotilla_proto::v1::{AgentMessage, Hello, ServerMessage, agent_message, server_message};
+    use tokio::sync::mpsc;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+    pub struct Wire {
+        pub node_id: String,
+        tx: mpsc::Sender<AgentMessage>,
+        rx: tonic::Streaming<ServerMessage>,
+    }
+
+    impl Wire {
+        pub async fn connect(url: &str, token: &str, ca: &[u8]) -> Wire {
+            let admin = flotilla_api::Client::new(url, Some(token.to_owned()), Some(ca)).expect("client");
+            let (creds, _) = flotilla_loadgen::enroll(&admin, url, ca, 1, None).await.expect("enroll");
+            let cred = creds.into_iter().next().expect("one identity");
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .identity(Identity::from_pem(&cred.cert_pem, &cred.key_pem));
+            let channel = Endpoint::from_shared(url.to_owned())
+                .expect("url")
+                .tls_config(tls)
+                .expect("tls")
+                .connect()
+                .await
+                .expect("connect");
+            let (tx, out) = mpsc::channel(64);
+            let hello =
+                Hello { info: Some(flotilla_proto::v1::NodeInfo { hostname: "wire".into(), ..Default::default() }) };
+            tx.send(AgentMessage { seq: 1, body: Some(agent_message::Body::Hello(hello)) }).await.expect("hello");
+            let mut client = AgentChannelClient::new(channel);
+            let rx = client.open(tokio_stream::wrappers::ReceiverStream::new(out)).await.expect("open").into_inner();
+            Wire { node_id: cred.node_id, tx, rx }
+        }
+
+        pub async fn send(&self, body: agent_message::Body) {
+            self.tx.send(AgentMessage { seq: 2, body: Some(body) }).await.expect("send");
+        }
+
+        /// The next message matching `pick`, skipping others (heartbeat acks, welcome).
+        pub async fn expect<T>(&mut self, mut pick: impl FnMut(server_message::Body) -> Option<T>) -> T {
+            let wait = async {
+                loop {
+                    let message = self.rx.message().await.expect("stream").expect("open stream");
+                    if let Some(found) = message.body.and_then(&mut pick) {
+                        return found;
+                    }
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), wait).await.expect("the expected message within 30 s")
+        }
+    }
+}
+
+/// Output for an invocation that does not exist, that belongs to another node, or that has
+/// ended is refused and never written; a replayed result for an invocation that has ended is
+/// acknowledged and changes nothing, even while its command still runs.
+#[test]
+fn the_server_refuses_output_it_did_not_ask_for_and_ignores_replays() {
+    use flotilla_proto::v1::{InvocationAccepted, InvocationOutcome, InvocationResult, OutputChunk, OutputStream};
+    use flotilla_proto::v1::{agent_message::Body, server_message};
+
+    let f = fleet(1, &[]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = std::fs::read(&f.server.ca).expect("ca");
+    let mut wire = runtime.block_on(wire::Wire::connect(&f.server.url, &f.server.token, &ca));
+    let b = wire.node_id.clone();
+    wait_until(Duration::from_secs(20), || Ok(status_of(&f.server, &b) == "Online")).expect("wire node online");
+
+    // One command on both: the real node sleeps, the wire node answers at once.
+    let cmd = run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=sleep 20", "--target", "all"]);
+    let id = cmd["id"].as_str().expect("id").to_owned();
+    let mine = format!("{id}.{b}");
+    let theirs = format!("{id}.{}", f.ids[0]);
+    let chunk = |invocation: &str, data: &[u8]| {
+        Body::Output(OutputChunk {
+            invocation_id: invocation.to_owned(),
+            stream: OutputStream::Stdout as i32,
+            offset: 0,
+            data: data.to_vec(),
+        })
+    };
+    runtime.block_on(async {
+        let run = wire
+            .expect(|m| match m {
+                server_message::Body::Run(run) => Some(run),
+                _ => None,
+            })
+            .await;
+        assert_eq!(run.invocation_id, mine);
+        assert_eq!(run.max_output_bytes, 256 << 20, "the server's cap travels with the invocation");
+        wire.send(Body::Accepted(InvocationAccepted { invocation_id: mine.clone(), started_at_unix_ms: 1 })).await;
+        wire.send(chunk(&mine, b"wire output\n")).await;
+        wire.send(Body::Result(InvocationResult {
+            invocation_id: mine.clone(),
+            outcome: InvocationOutcome::Success as i32,
+            stdout_bytes: 12,
+            ..Default::default()
+        }))
+        .await;
+        let acked = wire
+            .expect(|m| match m {
+                server_message::Body::ResultAck(ack) => Some(ack.invocation_id),
+                _ => None,
+            })
+            .await;
+        assert_eq!(acked, mine);
+    });
+    let show = || f.server.cli_json(&["commands", "show", &id]).expect("show");
+    let wire_invocation = |c: &Value| {
+        c["invocations"].as_array().and_then(|a| a.iter().find(|i| i["node_id"] == b.as_str())).cloned().expect("inv")
+    };
+    let before = wire_invocation(&show());
+    assert_eq!(
+        (before["status"].as_str(), before["output"]["stdout"].as_str()),
+        (Some("Success"), Some("wire output\n"))
+    );
+    assert_eq!(show()["status"], "InProgress", "the real node still runs");
+
+    // Refused: an id that does not exist, another node's invocation, our own settled one.
+    runtime.block_on(async {
+        wire.send(chunk(&format!("c-0000000000000000.{b}"), b"made up")).await;
+        wire.send(chunk(&theirs, b"not yours")).await;
+        wire.send(chunk(&mine, b"after the end")).await;
+        // A replay of the settled invocation claiming another outcome.
+        wire.send(Body::Result(InvocationResult {
+            invocation_id: mine.clone(),
+            outcome: InvocationOutcome::Failed as i32,
+            exit_code: 7,
+            replayed: true,
+            ..Default::default()
+        }))
+        .await;
+        let acked = wire
+            .expect(|m| match m {
+                server_message::Body::ResultAck(ack) => Some(ack.invocation_id),
+                _ => None,
+            })
+            .await;
+        assert_eq!(acked, mine, "the replay is acknowledged");
+    });
+    let after = wire_invocation(&show());
+    assert_eq!(after, before, "the replay changed nothing");
+    let spool = f.dir.path().join("server/spool");
+    let spooled: Vec<String> = std::fs::read_dir(&spool)
+        .expect("spool")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    assert!(spooled.iter().all(|name| name.starts_with(&theirs)), "refused chunks were written: {spooled:?}");
+    let log = f.server.log_text();
+    assert!(log.contains("does not exist or is not running"), "a WARN says why: {log}");
+    assert!(log.contains("does not belong to this node"), "{log}");
+    let out = f.server.cli(&["commands", "output", &id, "--node", &b, "--full"]).expect("output");
+    assert_eq!(out.stdout, b"wire output\n", "the stored output is untouched");
+    f.server.cli(&["commands", "cancel", &id]).expect("cancel");
+}
+
+/// Heartbeats are read while an inventory report is ingested: with the inventory table locked
+/// in PostgreSQL for three liveness windows, the node's report waits, and the node stays
+/// Online on the same stream the whole time.
+#[test]
+fn a_slow_inventory_ingest_does_not_make_the_node_lost() {
+    let admin = std::env::var("FLOTILLA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let db =
+        rt.block_on(flotilla_testkit::postgres::TempDatabase::create(&admin)).expect("PostgreSQL must be reachable");
+    let f = fleet(1, &[("FLOTILLA_DATABASE_URL", db.url()), ("FLOTILLA_MISSED_HEARTBEATS", "2")]);
+    wait_until(Duration::from_secs(30), || {
+        Ok(f.server.cli(&["inventory", "show", &f.ids[0], "--type", "InstanceInformation"])?.status.success())
+    })
+    .expect("first inventory stored");
+    let psql = |sql: &str| {
+        std::process::Command::new("psql").args(["-X", "-q", "-tA", db.url(), "-c", sql]).output().expect("psql")
+    };
+    // Hold the table for 6 s: three liveness windows (2 heartbeats of 1 s).
+    let mut lock = std::process::Command::new("psql")
+        .args(["-X", "-q", db.url(), "-c"])
+        .arg("BEGIN; LOCK TABLE inventory_types IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    wait_until(Duration::from_secs(10), || {
+        let out = psql(
+            "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'inventory_types'::regclass",
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim() == "1")
+    })
+    .expect("table locked");
+    let collect = f.server.cli(&["run", "Flotilla-CollectInventory", "--target", "all", "-o", "json"]).expect("run");
+    assert!(collect.status.success(), "{}", String::from_utf8_lossy(&collect.stderr));
+    let mut seen = Vec::new();
+    while lock.try_wait().expect("psql").is_none() {
+        seen.push(status_of(&f.server, &f.ids[0]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(seen.iter().all(|s| s == "Online"), "the node was lost while its report waited: {seen:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(status_of(&f.server, &f.ids[0]), "Online");
+    assert_eq!(f.agents[0].log_text().matches("connected to the server").count(), 1, "{}", f.agents[0].log_text());
+    drop(f);
+    rt.block_on(db.drop_database()).expect("drop");
+}
