@@ -786,6 +786,8 @@ fn ack(invocation_id: &str) -> ServerMessage {
 }
 
 async fn flush_one(state: &AppState, command: &mut Active) {
+    let ended: Vec<String> =
+        command.transitions.iter().filter(|(_, status)| status.is_terminal()).map(|(node, _)| node.clone()).collect();
     for (node, status) in command.transitions.drain(..) {
         state.metrics.invocation_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
         state.events.publish("invocation.status", Some(&command.record.id), Some(&node), status.as_str());
@@ -808,14 +810,12 @@ async fn flush_one(state: &AppState, command: &mut Active) {
             state.registry.forget_run(&node, &invocation);
             state.output.remove(&invocation).await;
         }
-        // Ended without a result (cancelled, lost, undeliverable): stop accepting its output.
-        for (node, inv) in &command.invocations {
-            if status_of(inv).is_terminal() && !command.acks.iter().any(|(n, _)| n.as_str() == node) {
-                let id = invocation_id(&command.record.id, node);
-                if state.output.is_accepting(&id) {
-                    state.output.remove(&id).await;
-                }
-            }
+    }
+    // Ended without a result waiting for its acknowledgement (cancelled, lost, undeliverable,
+    // failed to store): stop accepting its output and drop what was spooled.
+    for node in ended {
+        if !command.acks.iter().any(|(n, _)| n.as_str() == node) {
+            state.output.remove(&invocation_id(&command.record.id, &node)).await;
         }
     }
 }

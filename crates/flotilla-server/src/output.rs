@@ -148,11 +148,6 @@ impl OutputSpool {
         self.open_set().entry(invocation.to_owned()).or_insert(None);
     }
 
-    /// Whether output for `invocation` is accepted.
-    pub fn is_accepting(&self, invocation: &str) -> bool {
-        self.open_set().contains_key(invocation)
-    }
-
     /// Why spooling `invocation`'s output failed, if it did.
     pub fn failure(&self, invocation: &str) -> Option<String> {
         self.open_set().get(invocation).cloned().flatten()
