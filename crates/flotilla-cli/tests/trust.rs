@@ -257,6 +257,11 @@ mod wire {
             Wire { node_id: cred.node_id, tx, rx }
         }
 
+        /// A sender for messages from another task (one that may block on a full stream).
+        pub fn sender(&self) -> mpsc::Sender<AgentMessage> {
+            self.tx.clone()
+        }
+
         pub async fn send(&self, body: agent_message::Body) {
             self.tx.send(AgentMessage { seq: 2, body: Some(body) }).await.expect("send");
         }
@@ -425,4 +430,47 @@ fn a_slow_inventory_ingest_does_not_make_the_node_lost() {
     assert_eq!(f.agents[0].log_text().matches("connected to the server").count(), 1, "{}", f.agents[0].log_text());
     drop(f);
     rt.block_on(db.drop_database()).expect("drop");
+}
+
+/// A connected node whose outbound queue is full gets its invocation once the queue drains,
+/// not when it next reconnects: the wire node stops reading and floods heartbeats until the
+/// server's queue for it is full, a command is sent (Delayed), then it reads again.
+#[test]
+fn a_connected_node_with_a_full_queue_gets_its_invocation_when_it_drains() {
+    use flotilla_proto::v1::{AgentMessage, Heartbeat, agent_message::Body, server_message};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A long heartbeat: the stream must not be closed for silence while its reader is stuck.
+    let server = TestServer::start(&dir.path().join("server"), "20s", &[]).expect("server");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = std::fs::read(&server.ca).expect("ca");
+    let mut wire = runtime.block_on(wire::Wire::connect(&server.url, &server.token, &ca));
+    let node = wire.node_id.clone();
+    wait_until(Duration::from_secs(20), || Ok(status_of(&server, &node) == "Online")).expect("online");
+    // Every heartbeat is answered on the node's queue; unread, the answers fill the HTTP/2
+    // window and then the server's bounded queue.
+    let flood = wire.sender();
+    runtime.spawn(async move {
+        for seq in 0..400_000u64 {
+            let beat = AgentMessage { seq, body: Some(Body::Heartbeat(Heartbeat { sent_at_unix_ms: 1 })) };
+            if flood.send(beat).await.is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let cmd = run(&server, &["Flotilla-RunShellScript", "--param", "commands=true", "--target", &node]);
+    let id = cmd["id"].as_str().expect("id").to_owned();
+    wait_until(Duration::from_secs(10), || Ok(server.cli_json(&["commands", "show", &id])?["counts"]["Delayed"] == 1))
+        .expect("not delivered while the queue is full");
+    let run = runtime.block_on(wire.expect(|m| match m {
+        server_message::Body::Run(run) => Some(run),
+        _ => None,
+    }));
+    assert_eq!(run.invocation_id, format!("{id}.{node}"), "delivered on the same stream once it drained");
+    wait_until(Duration::from_secs(10), || {
+        Ok(server.cli_json(&["commands", "show", &id])?["counts"]["InProgress"] == 1)
+    })
+    .expect("recorded as delivered");
 }
