@@ -598,6 +598,13 @@ async fn record_result(
     }
     let (command_id, owner) = (command_id.to_owned(), owner.to_owned());
     let (command_id, owner) = (command_id.as_str(), owner.as_str());
+    if let Some(command) = active.get(command_id)
+        && command.invocations.get(owner).map(status_of).is_some_and(InvocationStatus::is_terminal)
+        && (command.dirty.contains(owner) || command.acks.iter().any(|(_, id)| *id == result.invocation_id))
+    {
+        // It has ended but that is not durable yet: the acknowledgement follows the next flush.
+        return None;
+    }
     let settled =
         |command: &Active| command.invocations.get(owner).map(status_of).is_none_or(InvocationStatus::is_terminal);
     let Some(command) = active.get_mut(command_id).filter(|c| !settled(c)) else {
