@@ -9,16 +9,29 @@
 //! error ([`ArtifactError::Tampered`]), never data. Objects written before encryption at rest
 //! (no envelope) are refused as [`ArtifactError::NotEncrypted`] rather than served unverified;
 //! they were only command outputs, which retention deletes in time.
+//!
+//! Large objects (command output) are written as a stream ([`ArtifactStore::writer`]): the
+//! segmented envelope of `keys.rs`, uploaded in parts, so no object is ever whole in memory;
+//! [`ArtifactStore::read_with`] reads one back segment by segment.
+//!
+//! Durability: `put` (and a writer's `finish`) returns only once the object is on stable storage. On the local back end
+//! that is object_store's `with_fsync(true)`: the staged file is synced before its atomic
+//! rename, then its directory, and every directory the write created.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use crate::keys::{Binding, KeyError, KeyService, is_envelope};
+use crate::keys::{Binding, KeyError, KeyService, SegmentOpener, SegmentSealer, is_envelope};
+
+/// Bytes buffered per part of a streamed upload (S3 needs parts of at least 5 MiB).
+const PART_LEN: usize = 8 * 1024 * 1024;
+/// Parts of one streamed upload in flight at once: with [`PART_LEN`], what one upload holds.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// Why an artifact operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +71,7 @@ impl ArtifactStore {
         let open = |source| ArtifactError::Open { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir)
             .map_err(|e| open(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
-        let fs = LocalFileSystem::new_with_prefix(dir).map_err(open)?.with_automatic_cleanup(true);
+        let fs = LocalFileSystem::new_with_prefix(dir).map_err(open)?.with_automatic_cleanup(true).with_fsync(true);
         Ok(ArtifactStore { inner: Arc::new(fs), keys })
     }
 
@@ -88,6 +101,75 @@ impl ArtifactStore {
             .await
             .map_err(|source| ArtifactError::Put { name: name.to_owned(), source })?;
         Ok(())
+    }
+
+    /// Starts a streamed, encrypted object `name` (it appears only at [`ArtifactWriter::finish`]).
+    pub async fn writer(&self, name: &str) -> Result<ArtifactWriter, ArtifactError> {
+        let path = Self::path(name)?;
+        let crypto = |source| ArtifactError::Crypto { name: name.to_owned(), source };
+        let (header, sealer) = self.keys.sealer(Binding::Artifact(name)).await.map_err(crypto)?;
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|source| ArtifactError::Put { name: name.to_owned(), source })?;
+        let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_LEN);
+        upload.write(&header);
+        Ok(ArtifactWriter { name: name.to_owned(), sealer, upload, sealed: Vec::new() })
+    }
+
+    /// Streams the object `name` to `sink`, one authenticated segment at a time; an object cut
+    /// short or damaged ends in an error (after the segments before the damage were passed on).
+    /// Objects in the single-envelope format are read whole and authenticated first.
+    pub async fn read_with(&self, name: &str, mut sink: impl FnMut(&[u8])) -> Result<u64, ArtifactError> {
+        let path = Self::path(name)?;
+        let get = |source| ArtifactError::Get { name: name.to_owned(), source };
+        let tampered = |source: KeyError| match source {
+            KeyError::Tampered { .. } | KeyError::Malformed { .. } => {
+                tracing::error!(artifact = %name, "artifact failed its integrity check: {source}");
+                ArtifactError::Tampered { name: name.to_owned(), source }
+            }
+            source => ArtifactError::Crypto { name: name.to_owned(), source },
+        };
+        let mut stream = self.inner.get(&path).await.map_err(get)?.into_stream();
+        let mut head = Vec::new();
+        let mut opener: Option<SegmentOpener> = None;
+        let mut out = Vec::new();
+        let mut total = 0u64;
+        while let Some(bytes) = stream.next().await {
+            let bytes = bytes.map_err(get)?;
+            out.clear();
+            match opener.as_mut() {
+                Some(opener) => opener.update(&bytes, &mut out).map_err(tampered)?,
+                None => {
+                    head.extend_from_slice(&bytes);
+                    if head.len() >= 5 && (!is_envelope(&head) || head.get(4) != Some(&2)) {
+                        // Not segmented: the single-envelope path authenticates it whole.
+                        drop(stream);
+                        let all = self.get(name).await?;
+                        sink(&all);
+                        return Ok(all.len() as u64);
+                    }
+                    if let Some((header_len, mut o)) =
+                        self.keys.opener(Binding::Artifact(name), &head).await.map_err(tampered)?
+                    {
+                        o.update(head.get(header_len..).unwrap_or_default(), &mut out).map_err(tampered)?;
+                        opener = Some(o);
+                        head = Vec::new();
+                    }
+                }
+            }
+            total += out.len() as u64;
+            sink(&out);
+        }
+        let opener = opener.ok_or_else(|| {
+            tampered(KeyError::Malformed { what: format!("artifact {name}"), detail: "truncated header" })
+        })?;
+        out.clear();
+        opener.finish(&mut out).map_err(tampered)?;
+        total += out.len() as u64;
+        sink(&out);
+        Ok(total)
     }
 
     /// Deletes every object under `prefix/` (a retention sweep); returns how many.
@@ -134,6 +216,43 @@ impl ArtifactStore {
     }
 }
 
+/// A streamed object being written: plaintext in, sealed segments out in parts.
+pub struct ArtifactWriter {
+    name: String,
+    sealer: SegmentSealer,
+    upload: WriteMultipart,
+    sealed: Vec<u8>,
+}
+
+impl ArtifactWriter {
+    /// Encrypts and queues `data`; waits while [`PARTS_IN_FLIGHT`] parts are uploading.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), ArtifactError> {
+        self.sealed.clear();
+        self.sealer
+            .update(data, &mut self.sealed)
+            .map_err(|source| ArtifactError::Crypto { name: self.name.clone(), source })?;
+        self.upload
+            .wait_for_capacity(PARTS_IN_FLIGHT)
+            .await
+            .map_err(|source| ArtifactError::Put { name: self.name.clone(), source })?;
+        self.upload.write(&self.sealed);
+        Ok(())
+    }
+
+    /// Seals the last segment and completes the upload (durably, on the local back end).
+    pub async fn finish(mut self) -> Result<(), ArtifactError> {
+        self.sealed.clear();
+        let name = self.name;
+        if let Err(source) = self.sealer.finish(&mut self.sealed) {
+            let _ = self.upload.abort().await;
+            return Err(ArtifactError::Crypto { name, source });
+        }
+        self.upload.write(&self.sealed);
+        self.upload.finish().await.map_err(|source| ArtifactError::Put { name, source })?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +281,37 @@ mod tests {
         assert!(matches!(store.get("commands/c-2/n-1/stdout").await, Err(ArtifactError::Tampered { .. })));
         std::fs::write(root.join("commands/c-2/n-1/stdout"), b"legacy plaintext").expect("write");
         assert!(matches!(store.get("commands/c-2/n-1/stdout").await, Err(ArtifactError::NotEncrypted { .. })));
+    }
+
+    #[tokio::test]
+    async fn streamed_objects_round_trip_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("artifacts");
+        let store = ArtifactStore::local(&root, test_keys(dir.path())).expect("open");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut writer = store.writer("commands/c-1/n-1/stdout").await.expect("writer");
+        for piece in data.chunks(65_000) {
+            writer.write(piece).await.expect("write");
+        }
+        writer.finish().await.expect("finish");
+        assert_eq!(store.get("commands/c-1/n-1/stdout").await.expect("get"), data);
+        let mut read = Vec::new();
+        let n = store.read_with("commands/c-1/n-1/stdout", |b| read.extend_from_slice(b)).await.expect("read");
+        assert_eq!((n, read == data), (data.len() as u64, true));
+        // Single-envelope objects read the same way.
+        store.put("commands/c-1/n-1/stderr", b"small".to_vec()).await.expect("put");
+        let mut small = Vec::new();
+        store.read_with("commands/c-1/n-1/stderr", |b| small.extend_from_slice(b)).await.expect("read");
+        assert_eq!(small, b"small");
+        // Cut short on disk: an integrity error, not a shorter object.
+        let file = root.join("commands/c-1/n-1/stdout");
+        let bytes = std::fs::read(&file).expect("read");
+        std::fs::write(&file, &bytes[..bytes.len() - 100]).expect("write");
+        assert!(matches!(store.get("commands/c-1/n-1/stdout").await, Err(ArtifactError::Tampered { .. })));
+        assert!(matches!(
+            store.read_with("commands/c-1/n-1/stdout", |_| {}).await,
+            Err(ArtifactError::Tampered { .. })
+        ));
     }
 
     #[tokio::test]

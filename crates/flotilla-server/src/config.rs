@@ -73,12 +73,27 @@ pub struct ServerConfig {
     /// oldest idle anonymous connection. Agents with a valid certificate are not counted, so
     /// any number of them may share one NAT address. Env: `FLOTILLA_MAX_ANONYMOUS_PER_ADDRESS`.
     pub max_anonymous_per_address: usize,
+    /// The most bytes kept per output stream (stdout, stderr) of one invocation. Agents are
+    /// told to stop sending past it, the server drops what arrives beyond it anyway, and the
+    /// invocation says how much was cut. Env: `FLOTILLA_MAX_OUTPUT_BYTES`.
+    pub max_output_bytes: u64,
+    /// How long past its execution timeout an InProgress invocation whose node is not
+    /// connected waits for the agent to come back with its result before it ends Terminated,
+    /// e.g. "60s". Env: `FLOTILLA_LOST_AGENT_GRACE`.
+    #[serde(with = "humantime_serde")]
+    pub lost_agent_grace: Duration,
 }
 
 /// Advisories older than a week are flagged: the distributions publish daily.
 pub const DEFAULT_ADVISORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Inventory history kept for a month by default.
 pub const DEFAULT_INVENTORY_HISTORY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default [`ServerConfig::max_output_bytes`]: 256 MiB per stream.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
+/// Default [`ServerConfig::lost_agent_grace`].
+pub const DEFAULT_LOST_AGENT_GRACE: Duration = Duration::from_secs(60);
+/// Bounds of [`ServerConfig::max_output_bytes`]: 1 KiB to 64 GiB.
+const MAX_OUTPUT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=64 * 1024 * 1024 * 1024;
 
 /// Default API/agent port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -114,6 +129,8 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_anonymous_connections: DEFAULT_MAX_ANONYMOUS_CONNECTIONS,
             max_anonymous_per_address: DEFAULT_MAX_ANONYMOUS_PER_ADDRESS,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            lost_agent_grace: DEFAULT_LOST_AGENT_GRACE,
         }
     }
 }
@@ -169,6 +186,14 @@ impl ServerConfig {
                     Ok(v) => config.inventory_history_retention = v,
                     Err(e) => bad(format!("not a duration like 30d ({e})")),
                 },
+                "FLOTILLA_MAX_OUTPUT_BYTES" => match value.parse() {
+                    Ok(v) => config.max_output_bytes = v,
+                    Err(e) => bad(format!("not a whole number of bytes like 268435456 ({e})")),
+                },
+                "FLOTILLA_LOST_AGENT_GRACE" => match humantime::parse_duration(&value) {
+                    Ok(v) => config.lost_agent_grace = v,
+                    Err(e) => bad(format!("not a duration like 60s ({e})")),
+                },
                 "FLOTILLA_MISSED_HEARTBEATS" => match value.parse() {
                     Ok(v) => config.missed_heartbeats = v,
                     Err(e) => bad(format!("not a whole number ({e})")),
@@ -219,6 +244,15 @@ impl ServerConfig {
         }
         if self.inventory_history_retention < Duration::from_secs(1) {
             problems.push("inventory_history_retention must be at least 1s".into());
+        }
+        if !MAX_OUTPUT_BYTES_RANGE.contains(&self.max_output_bytes) {
+            problems.push(format!(
+                "max_output_bytes = {} is out of range: use 1024 (1 KiB) to 68719476736 (64 GiB)",
+                self.max_output_bytes
+            ));
+        }
+        if self.lost_agent_grace < Duration::from_secs(1) || self.lost_agent_grace > Duration::from_secs(24 * 3600) {
+            problems.push(format!("lost_agent_grace = {:?} is out of range: use 1s to 24h", self.lost_agent_grace));
         }
         if self.missed_heartbeats == 0 {
             problems.push("missed_heartbeats must be at least 1".into());
@@ -279,6 +313,23 @@ mod tests {
         let err = ServerConfig::load(None, env(&[("FLOTILLA_LISTEN", "nope"), ("FLOTILLA_MISSED_HEARTBEATS", "0")]))
             .expect_err("invalid");
         assert_eq!(err.0.len(), 2, "{err}");
+        let c = ServerConfig::load(
+            None,
+            env(&[("FLOTILLA_MAX_OUTPUT_BYTES", "2147483648"), ("FLOTILLA_LOST_AGENT_GRACE", "5s")]),
+        )
+        .expect("valid");
+        assert_eq!((c.max_output_bytes, c.lost_agent_grace), (2 << 30, Duration::from_secs(5)));
+        assert_eq!(ServerConfig::default().max_output_bytes, 256 << 20);
+        let err = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_MAX_OUTPUT_BYTES", "10"),
+                ("FLOTILLA_LOST_AGENT_GRACE", "0s"),
+                ("FLOTILLA_MAX_OUTPUT_BYTES", "x"),
+            ]),
+        )
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 3, "{err}");
     }
 
     #[test]

@@ -6,6 +6,16 @@
 //! goes through `flotilla_core::command::transition`, so duplicate or late messages are
 //! harmless. State is written to the store in batches on each tick (never one write per event)
 //! and reloaded at start-up, so a restarted server resumes each command where it stood.
+//!
+//! Nothing waits forever: an InProgress invocation whose node is not connected here (it
+//! dropped, or it has not come back since this process started) ends Terminated once its
+//! execution timeout and `lost_agent_grace` have passed; a Delayed invocation whose node is
+//! connected (its queue was full) is re-sent on the next tick. A result's output moves from
+//! the spool to the artifact store in a task of its own ([`persist`]), never in this one;
+//! the result is acknowledged only after the output and the invocation record are durable,
+//! and when the output cannot be stored the invocation fails with the reason. A result for
+//! an invocation that has already ended (a replay, a duplicate) is acknowledged and changes
+//! nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
@@ -28,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::StatusLabels;
 use crate::output::{INLINE_STDERR_CHARS, INLINE_STDOUT_CHARS, inline, invocation_id, split_invocation_id};
+use crate::registry::Sent;
 use crate::{AppState, ServiceError, now_ms};
 
 const TICK: Duration = Duration::from_millis(200);
@@ -54,8 +65,18 @@ pub enum Event {
     Connected(NodeId),
     Disconnected(NodeId),
     Result(NodeId, InvocationResult),
+    /// A result's output is in the artifact store (or could not be stored, and why).
+    Persisted(NodeId, InvocationResult, Result<Persisted, String>),
     Accepted(NodeId, InvocationAccepted),
     Cancel(String, oneshot::Sender<Result<(), ServiceError>>),
+}
+
+/// What [`persist`] keeps of a result's output for the invocation record.
+pub struct Persisted {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdout_bytes: u64,
+    stderr_bytes: u64,
 }
 
 /// Handle to the engine task.
@@ -98,7 +119,12 @@ struct Active {
     transitions: Vec<(String, InvocationStatus)>,
     /// Invocations to send (first delivery or re-send), drained by [`deliver`] right after
     /// the step that chose them: sending needs `{{param:...}}` resolution, which is async.
-    outbox: Vec<(String, Delivery)>,
+    /// One entry per node: the same invocation is never queued twice in one pass.
+    outbox: BTreeMap<String, Delivery>,
+    /// Nodes whose result's output is being moved to the artifact store.
+    persisting: BTreeSet<String>,
+    /// Total execution timeout of the steps, in ms.
+    execution_ms: i64,
     /// Whether any step mentions a Parameter Store reference (then each send resolves them).
     has_references: bool,
 }
@@ -134,8 +160,12 @@ impl Active {
         let errors = MaxErrors::from_str(&record.max_errors).map_err(|e| e.to_string())?;
         let total = u32::try_from(invocations.len()).unwrap_or(u32::MAX);
         let has_references = crate::parameters::mentions_references(&steps);
+        // The agent runs a step with timeout 0 for at least 1 s (`timeout_seconds.max(1)`).
+        let execution_ms = steps.iter().map(|s| i64::from(s.timeout_seconds.max(1)) * 1000).sum();
         Ok(Active {
-            outbox: Vec::new(),
+            outbox: BTreeMap::new(),
+            persisting: BTreeSet::new(),
+            execution_ms,
             has_references,
             plan: RatePlan::new(total, concurrency, errors),
             invocations: invocations.into_iter().map(|i| (i.node_id.clone(), i)).collect(),
@@ -197,15 +227,29 @@ impl Active {
         }
     }
 
-    fn run_message(&self, node: &str, steps: Vec<ShellStep>) -> ServerMessage {
+    fn run_message(&self, node: &str, steps: Vec<ShellStep>, max_output_bytes: u64) -> ServerMessage {
         ServerMessage {
             seq: 0,
             body: Some(server_message::Body::Run(RunInvocation {
                 invocation_id: invocation_id(&self.record.id, node),
                 command_id: self.record.id.clone(),
                 steps,
-                ..Default::default()
+                max_output_bytes,
             })),
+        }
+    }
+
+    /// Queues a send; a node already in the outbox keeps its first reason.
+    fn queue(&mut self, node: String, delivery: Delivery) {
+        self.outbox.entry(node).or_insert(delivery);
+    }
+
+    /// Ends `node`'s invocation Failed with `detail` (nothing ran, or its output is lost).
+    fn fail(&mut self, node: &str, detail: &str) {
+        self.apply(node, InvocationEvent::Finished { exit_code: 1 });
+        if let Some(inv) = self.invocations.get_mut(node) {
+            inv.detail = detail.chars().take(1024).collect();
+            self.dirty.insert(node.to_owned());
         }
     }
 }
@@ -235,13 +279,21 @@ async fn deliver(state: &AppState, command: &mut Active) {
         }
         match &steps {
             Ok(steps) => {
-                let message = command.run_message(&node, steps.clone());
-                let sent = NodeId::from_str(&node).is_ok_and(|id| state.registry.send(&id, message));
+                let message = command.run_message(&node, steps.clone(), state.config.max_output_bytes);
+                let id = invocation_id(&command.record.id, &node);
+                // Output may follow the message at once: accept it before sending.
+                state.output.accept(&id);
+                let sent = match NodeId::from_str(&node) {
+                    Ok(node_id) => state.registry.send_run(&node_id, &id, message),
+                    Err(_) => Sent::NotConnected,
+                };
                 match (delivery, sent) {
-                    (Delivery::First, false) => {
+                    // A full queue is not a delivery either; the tick re-sends while the node
+                    // stays connected ([`expire`]).
+                    (Delivery::First, Sent::NotConnected | Sent::QueueFull) => {
                         command.apply(&node, InvocationEvent::NodeNotConnected);
                     }
-                    (Delivery::Resend, true) => {
+                    (Delivery::Resend, Sent::Queued) => {
                         command.apply(&node, InvocationEvent::Reconnected);
                     }
                     _ => {}
@@ -255,11 +307,7 @@ async fn deliver(state: &AppState, command: &mut Active) {
             }
             Err(detail) => {
                 tracing::warn!(command_id = %command.record.id, node_id = %node, "invocation not sent: {detail}");
-                command.apply(&node, InvocationEvent::Finished { exit_code: 1 });
-                if let Some(inv) = command.invocations.get_mut(&node) {
-                    inv.detail = detail.chars().take(1024).collect();
-                    command.dirty.insert(node.clone());
-                }
+                command.fail(&node, detail);
             }
         }
     }
@@ -309,7 +357,7 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<Event>, shutdo
             }
             _ = ticker.tick() => {
                 for command in active.values_mut() {
-                    expire(command);
+                    expire(&state, command);
                     advance(&state, command);
                     deliver(&state, command).await;
                 }
@@ -330,7 +378,20 @@ async fn load(state: &AppState, active: &mut HashMap<String, Active>, id: &str) 
         Err(e) => return tracing::error!(command_id = %id, "cannot load invocations: {e}"),
     };
     match Active::load(record, invocations) {
-        Ok(command) => {
+        Ok(mut command) => {
+            // Invocations running when an earlier process stopped: their agents re-send output
+            // and results after reconnecting, and until they do their nodes count as lost.
+            let now = now_ms();
+            for (node, inv) in &command.invocations {
+                let status = status_of(inv);
+                if matches!(status, InvocationStatus::InProgress | InvocationStatus::Delayed) {
+                    state.output.accept(&invocation_id(id, node));
+                }
+                let connected = NodeId::from_str(node).is_ok_and(|n| state.registry.is_connected(&n));
+                if status == InvocationStatus::InProgress && !connected {
+                    command.lost_since.insert(node.clone(), now);
+                }
+            }
             active.insert(id.to_owned(), command);
         }
         Err(e) => tracing::error!(command_id = %id, "cannot resume command: {e}"),
@@ -338,7 +399,7 @@ async fn load(state: &AppState, active: &mut HashMap<String, Active>, id: &str) 
 }
 
 /// Applies one event; returns the command it changed, which the caller then advances.
-async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: Event) -> Option<String> {
+async fn handle(state: &Arc<AppState>, active: &mut HashMap<String, Active>, event: Event) -> Option<String> {
     match event {
         Event::Start(id) => {
             load(state, active, &id).await;
@@ -351,7 +412,7 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
                 if matches!(status, Some(InvocationStatus::InProgress | InvocationStatus::Delayed)) {
                     // Re-send: the agent either runs it (first delivery), ignores it (running),
                     // or re-sends its spooled result (finished while disconnected).
-                    command.outbox.push((node.to_string(), Delivery::Resend));
+                    command.queue(node.to_string(), Delivery::Resend);
                 }
             }
         }
@@ -364,6 +425,7 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
             }
         }
         Event::Result(node, result) => return record_result(state, active, &node, result).await,
+        Event::Persisted(node, result, persisted) => return record_persisted(state, active, &node, result, persisted),
         Event::Accepted(node, accepted) => {
             let (command_id, owner) = split_invocation_id(&accepted.invocation_id)?;
             if owner != node.as_str() {
@@ -408,6 +470,7 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
                                 })),
                             };
                             state.registry.send(&node_id, cancel);
+                            state.registry.forget_run(&node_id, &invocation_id(&id, &node));
                         }
                         command.apply(&node, InvocationEvent::CancelRequested);
                     }
@@ -431,9 +494,12 @@ async fn handle(state: &AppState, active: &mut HashMap<String, Active>, event: E
     None
 }
 
-/// Applies delivery and lost-agent timeouts (on the tick: they are measured in seconds).
-fn expire(command: &mut Active) {
+/// Applies delivery and lost-agent timeouts, and re-sends Delayed invocations whose node is
+/// connected (its queue was full when they were sent). On the tick: these are measured in
+/// seconds.
+fn expire(state: &AppState, command: &mut Active) {
     let now = now_ms();
+    let grace = i64::try_from(state.config.lost_agent_grace.as_millis()).unwrap_or(i64::MAX);
     let timeout = command.record.delivery_timeout_ms;
     let nodes: Vec<String> = command.invocations.keys().cloned().collect();
     for node in &nodes {
@@ -445,10 +511,24 @@ fn expire(command: &mut Active) {
             InvocationStatus::Delayed if now.saturating_sub(undelivered_since) > timeout => {
                 command.apply(node, InvocationEvent::DeliveryTimeout);
             }
+            InvocationStatus::Delayed if NodeId::from_str(node).is_ok_and(|n| state.registry.is_connected(&n)) => {
+                command.queue(node.clone(), Delivery::Resend);
+            }
             InvocationStatus::InProgress => {
-                let lost_for = command.lost_since.get(node).map(|since| now - since);
-                if lost_for.is_some_and(|ms| ms > timeout) {
+                let Some(&since) = command.lost_since.get(node) else { continue };
+                // A script cannot outlive its execution timeout (the agent kills it), so past
+                // that plus the grace a live agent would have reconnected with its result.
+                let started = inv.started_at.or(inv.dispatched_at).unwrap_or(since);
+                let deadline = started.saturating_add(command.execution_ms).max(since).saturating_add(grace);
+                if now > deadline && !command.persisting.contains(node) {
                     command.apply(node, InvocationEvent::AgentLost);
+                    if let Some(inv) = command.invocations.get_mut(node) {
+                        inv.detail = format!(
+                            "the node's agent was not connected when the execution timeout plus lost_agent_grace \
+                             ({} s) had passed; its result is lost",
+                            grace / 1000
+                        );
+                    }
                 }
             }
             _ => {}
@@ -488,7 +568,7 @@ fn advance(state: &AppState, command: &mut Active) {
             if let Some(inv) = command.invocations.get_mut(&node) {
                 inv.dispatched_at = Some(now);
             }
-            command.outbox.push((node, Delivery::First));
+            command.queue(node, Delivery::First);
         }
     }
     let counts = if changed { command.counts() } else { counts };
@@ -506,7 +586,7 @@ fn advance(state: &AppState, command: &mut Active) {
 }
 
 async fn record_result(
-    state: &AppState,
+    state: &Arc<AppState>,
     active: &mut HashMap<String, Active>,
     node: &NodeId,
     result: InvocationResult,
@@ -516,31 +596,145 @@ async fn record_result(
         tracing::warn!(node_id = %node, invocation = %result.invocation_id, "result for another node ignored");
         return None;
     }
-    let Some(command) = active.get_mut(command_id) else {
-        // Finished or unknown: the agent may forget it.
+    let (command_id, owner) = (command_id.to_owned(), owner.to_owned());
+    let (command_id, owner) = (command_id.as_str(), owner.as_str());
+    if let Some(command) = active.get(command_id)
+        && command.invocations.get(owner).map(status_of).is_some_and(InvocationStatus::is_terminal)
+        && (command.dirty.contains(owner) || command.acks.iter().any(|(_, id)| *id == result.invocation_id))
+    {
+        // It has ended but that is not durable yet: the acknowledgement follows the next flush.
+        return None;
+    }
+    let settled =
+        |command: &Active| command.invocations.get(owner).map(status_of).is_none_or(InvocationStatus::is_terminal);
+    let Some(command) = active.get_mut(command_id).filter(|c| !settled(c)) else {
+        // Finished, unknown, or this invocation already ended (a replay or a duplicate): the
+        // agent may forget it, and nothing here changes.
+        if result.replayed {
+            tracing::debug!(node_id = %node, invocation = %result.invocation_id, "replayed result for a settled invocation acknowledged");
+        }
         state.registry.send(node, ack(&result.invocation_id));
+        state.registry.forget_run(node, &result.invocation_id);
         state.output.remove(&result.invocation_id).await;
         return None;
     };
-    let (stdout, stderr) = state.output.read(&result.invocation_id).await;
-    if (stdout.len() as u64) < result.stdout_bytes || (stderr.len() as u64) < result.stderr_bytes {
+    if command.persisting.contains(owner) {
+        return None; // a re-send while its output is being stored
+    }
+    if let Some(reason) = state.output.failure(&result.invocation_id) {
+        // The spool lost part of this output: it can never be complete, so waiting would hang.
+        tracing::error!(invocation = %result.invocation_id, "output could not be spooled: {reason}");
+        command.ensure_dispatched(owner);
+        command.fail(owner, &format!("the server could not keep this invocation's output: {reason}"));
+        command.lost_since.remove(owner);
+        command.acks.push((node.clone(), result.invocation_id));
+        return Some(command_id.to_owned());
+    }
+    let cap = state.output.max_bytes();
+    let (stdout, stderr) = state.output.spooled(&result.invocation_id);
+    if stdout < result.stdout_bytes.min(cap) || stderr < result.stderr_bytes.min(cap) {
         // Chunks were lost with a connection; the agent re-sends everything after reconnecting.
         tracing::debug!(invocation = %result.invocation_id, "result before all its output; waiting for a re-send");
         return None;
     }
-    // An empty stream has no artifact (its byte count, 0, says all): most fleet commands print
-    // nothing on stderr, and a write per node and stream is what a big fan-out waits on.
-    for (stream, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
-        if bytes.is_empty() {
+    command.persisting.insert(owner.to_owned());
+    let (state, node) = (state.clone(), node.clone());
+    tokio::spawn(async move {
+        let persisted = persist(&state, &result.invocation_id).await;
+        state.engine.notify(Event::Persisted(node, result, persisted)).await;
+    });
+    None
+}
+
+/// Attempts at storing one stream's output before the invocation fails with the reason.
+const PERSIST_ATTEMPTS: u32 = 3;
+
+/// Moves one invocation's spooled output to the artifact store, frame by frame (never whole
+/// in memory), retrying a failed write; runs in a task of its own, off the engine's.
+async fn persist(state: &AppState, invocation: &str) -> Result<Persisted, String> {
+    let (command_id, owner) = split_invocation_id(invocation).ok_or("bad invocation id")?;
+    let (stdout_bytes, stderr_bytes) = state.output.spooled(invocation);
+    let mut prefixes = Vec::new();
+    for (stream, bytes, chars) in
+        [("stdout", stdout_bytes, INLINE_STDOUT_CHARS), ("stderr", stderr_bytes, INLINE_STDERR_CHARS)]
+    {
+        // An empty stream has no artifact (its byte count, 0, says all): most fleet commands
+        // print nothing on stderr, and a write per node and stream is what a big fan-out waits on.
+        if bytes == 0 {
+            prefixes.push(Vec::new());
             continue;
         }
+        // Enough bytes for `chars` characters of any width, so the inline copy is exact.
+        let keep = chars.saturating_mul(4).saturating_add(4);
         let name = format!("commands/{command_id}/{owner}/{stream}");
-        if let Err(e) = state.artifacts.put(&name, bytes.clone()).await {
-            // Without the full output stored the result is not acknowledged; the agent retries.
-            tracing::error!(invocation = %result.invocation_id, "cannot store output: {e}");
-            return None;
+        let mut attempt = 1;
+        loop {
+            match stream_to_artifact(state, invocation, stream, &name, keep).await {
+                Ok(prefix) => {
+                    prefixes.push(prefix);
+                    break;
+                }
+                Err(e) if attempt >= PERSIST_ATTEMPTS => {
+                    tracing::error!(invocation, "cannot store output after {attempt} attempts: {e}");
+                    return Err(format!("the server could not store this invocation's {stream}: {e}"));
+                }
+                Err(e) => {
+                    tracing::warn!(invocation, "cannot store output (attempt {attempt}, retrying): {e}");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+            }
         }
     }
+    let stderr = prefixes.pop().unwrap_or_default();
+    let stdout = prefixes.pop().unwrap_or_default();
+    Ok(Persisted { stdout, stderr, stdout_bytes, stderr_bytes })
+}
+
+/// Copies one spooled stream into the artifact `name`; returns its first `keep` bytes.
+async fn stream_to_artifact(
+    state: &AppState,
+    invocation: &str,
+    stream: &'static str,
+    name: &str,
+    keep: usize,
+) -> Result<Vec<u8>, String> {
+    let mut reader = state.output.reader(invocation, stream).await.map_err(|e| e.to_string())?;
+    let mut writer = state.artifacts.writer(name).await.map_err(|e| e.to_string())?;
+    let mut prefix = Vec::new();
+    while let Some(chunk) = reader.next().await.map_err(|e| e.to_string())? {
+        if prefix.len() < keep {
+            prefix.extend_from_slice(chunk.get(..(keep - prefix.len()).min(chunk.len())).unwrap_or_default());
+        }
+        writer.write(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    writer.finish().await.map_err(|e| e.to_string())?;
+    Ok(prefix)
+}
+
+/// Applies a result whose output [`persist`] has stored (or failed to store).
+fn record_persisted(
+    state: &AppState,
+    active: &mut HashMap<String, Active>,
+    node: &NodeId,
+    result: InvocationResult,
+    persisted: Result<Persisted, String>,
+) -> Option<String> {
+    let (command_id, owner) = split_invocation_id(&result.invocation_id)?;
+    let (command_id, owner) = (command_id.to_owned(), owner.to_owned());
+    let owner = owner.as_str();
+    let command = active.get_mut(&command_id)?;
+    command.persisting.remove(owner);
+    command.ensure_dispatched(owner);
+    command.lost_since.remove(owner);
+    let output = match persisted {
+        Ok(output) => output,
+        Err(reason) => {
+            command.fail(owner, &reason);
+            command.acks.push((node.clone(), result.invocation_id));
+            return Some(command_id);
+        }
+    };
     let event = match InvocationOutcome::try_from(result.outcome) {
         Ok(InvocationOutcome::Success) => InvocationEvent::Finished { exit_code: 0 },
         Ok(InvocationOutcome::Failed) => {
@@ -550,29 +744,45 @@ async fn record_result(
         Ok(InvocationOutcome::Cancelled) => InvocationEvent::CancelRequested,
         Ok(InvocationOutcome::Terminated) | Ok(InvocationOutcome::Unspecified) | Err(_) => InvocationEvent::AgentLost,
     };
-    command.ensure_dispatched(owner);
-    command.apply(owner, event);
+    if !command.apply(owner, event) {
+        // It ended meanwhile (cancelled, lost): that status stands; the agent may forget it.
+        command.acks.push((node.clone(), result.invocation_id));
+        return Some(command_id);
+    }
     if let Some(inv) = command.invocations.get_mut(owner) {
-        let (out, out_cut) = inline(&stdout, INLINE_STDOUT_CHARS);
-        let (err, err_cut) = inline(&stderr, INLINE_STDERR_CHARS);
+        let (out, out_cut) = inline(&output.stdout, INLINE_STDOUT_CHARS);
+        let (err, err_cut) = inline(&output.stderr, INLINE_STDERR_CHARS);
         inv.stdout = out;
         inv.stderr = err;
         inv.stdout_truncated = out_cut;
         inv.stderr_truncated = err_cut;
-        inv.stdout_bytes = i64::try_from(stdout.len()).unwrap_or(i64::MAX);
-        inv.stderr_bytes = i64::try_from(stderr.len()).unwrap_or(i64::MAX);
+        inv.stdout_bytes = i64::try_from(output.stdout_bytes).unwrap_or(i64::MAX);
+        inv.stderr_bytes = i64::try_from(output.stderr_bytes).unwrap_or(i64::MAX);
         inv.exit_code = Some(i64::from(result.exit_code));
         inv.started_at = i64::try_from(result.started_at_unix_ms).ok().filter(|t| *t > 0);
         inv.ended_at = i64::try_from(result.ended_at_unix_ms).ok().filter(|t| *t > 0).or(inv.ended_at);
-        inv.detail = result.detail.chars().take(1024).collect();
+        let mut detail: String = result.detail.chars().take(1024).collect();
+        if let Some(cut) = cut_note(&result, output.stdout_bytes, output.stderr_bytes, state.output.max_bytes()) {
+            inv.stdout_truncated = true;
+            detail = if detail.is_empty() { cut } else { format!("{detail}; {cut}") };
+        }
+        inv.detail = detail;
         command.dirty.insert(owner.to_owned());
     }
-    command.lost_since.remove(owner);
     // Acknowledged after the next flush: an ack for a result that is not yet durable could
     // lose it, and flushing per result would turn a storm of results into a storm of writes.
-    let command_id = command_id.to_owned();
     command.acks.push((node.clone(), result.invocation_id));
     Some(command_id)
+}
+
+/// "output cut at max_output_bytes: ..." when the node or the server dropped bytes.
+fn cut_note(result: &InvocationResult, stdout_kept: u64, stderr_kept: u64, cap: u64) -> Option<String> {
+    let dropped = |reported: u64, sent: u64, kept: u64| reported.saturating_add(sent.saturating_sub(kept));
+    let out = dropped(result.stdout_dropped_bytes, result.stdout_bytes, stdout_kept);
+    let err = dropped(result.stderr_dropped_bytes, result.stderr_bytes, stderr_kept);
+    (out > 0 || err > 0).then(|| {
+        format!("output cut at max_output_bytes ({cap}): {out} bytes of stdout and {err} bytes of stderr dropped")
+    })
 }
 
 fn ack(invocation_id: &str) -> ServerMessage {
@@ -583,6 +793,8 @@ fn ack(invocation_id: &str) -> ServerMessage {
 }
 
 async fn flush_one(state: &AppState, command: &mut Active) {
+    let ended: Vec<String> =
+        command.transitions.iter().filter(|(_, status)| status.is_terminal()).map(|(node, _)| node.clone()).collect();
     for (node, status) in command.transitions.drain(..) {
         state.metrics.invocation_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
         state.events.publish("invocation.status", Some(&command.record.id), Some(&node), status.as_str());
@@ -602,7 +814,15 @@ async fn flush_one(state: &AppState, command: &mut Active) {
     if command.dirty.is_empty() {
         for (node, invocation) in std::mem::take(&mut command.acks) {
             state.registry.send(&node, ack(&invocation));
+            state.registry.forget_run(&node, &invocation);
             state.output.remove(&invocation).await;
+        }
+    }
+    // Ended without a result waiting for its acknowledgement (cancelled, lost, undeliverable,
+    // failed to store): stop accepting its output and drop what was spooled.
+    for node in ended {
+        if !command.acks.iter().any(|(n, _)| n.as_str() == node) {
+            state.output.remove(&invocation_id(&command.record.id, &node)).await;
         }
     }
 }

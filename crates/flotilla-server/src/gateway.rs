@@ -4,7 +4,9 @@
 //!
 //! Invariants: a stream is accepted only with a client certificate from our CA whose node
 //! exists, is not deregistered, and whose fingerprint is the one issued at enrollment; the
-//! first message must be Hello; the outbound queue is bounded.
+//! first message must be Hello; the outbound queue is bounded. The read loop never waits on
+//! an inventory ingest: reports go to the stream's own ingest task (in order, a few queued),
+//! so heartbeats keep being read and a slow database cannot make a node ConnectionLost.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,6 +23,9 @@ use crate::engine::Event;
 use crate::listener::PeerCertificate;
 use crate::secret::sha256_hex;
 use crate::{AppState, now_ms};
+
+/// Inventory reports a stream may have waiting behind the one being ingested.
+const INGEST_QUEUE: usize = 4;
 
 /// How long an agent has to say Hello after opening its stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -129,6 +134,22 @@ impl AgentChannel for Gateway {
         state.metrics.channel("out");
         state.engine.notify(Event::Connected(id.clone())).await;
 
+        // Reports of this stream, ingested one at a time in arrival order.
+        let (reports, mut report_rx) = mpsc::channel::<(u64, flotilla_proto::v1::InventoryReport)>(INGEST_QUEUE);
+        {
+            let (state, id, tx) = (state.clone(), id.clone(), tx.clone());
+            tokio::spawn(async move {
+                while let Some((seq, report)) = report_rx.recv().await {
+                    let ack = crate::inventory::ingest(&state, &id, report).await;
+                    let ack = ServerMessage { seq, body: Some(server_message::Body::InventoryAck(ack)) };
+                    if tx.send(Ok(ack)).await.is_err() {
+                        break;
+                    }
+                    state.metrics.channel("out");
+                }
+            });
+        }
+
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -167,12 +188,11 @@ impl AgentChannel for Gateway {
                                     state.engine.notify(Event::Accepted(id.clone(), accepted)).await;
                                 }
                                 Some(agent_message::Body::Inventory(report)) => {
-                                    let ack = crate::inventory::ingest(&state, &id, report).await;
-                                    let ack = ServerMessage { seq: message.seq, body: Some(server_message::Body::InventoryAck(ack)) };
-                                    if tx.send(Ok(ack)).await.is_err() {
+                                    // Waits only when the agent has sent INGEST_QUEUE reports
+                                    // ahead of the one being ingested (back-pressure on a flood).
+                                    if reports.send((message.seq, report)).await.is_err() {
                                         break;
                                     }
-                                    state.metrics.channel("out");
                                 }
                                 Some(agent_message::Body::Hello(_)) | None => {}
                             }

@@ -25,6 +25,22 @@
 //! header up to the key version. So a flipped byte anywhere, or an envelope copied onto
 //! another name or version, fails to open ([`KeyError::Tampered`]) and nothing is returned.
 //!
+//! # Segmented envelope (version 2), for objects written as a stream (command output)
+//! ```text
+//! "FLTE" 0x02 K key-id version W wrapped-key      as version 1, format byte 2
+//! S (u32)               plaintext bytes per segment (1 B to 16 MiB)
+//! nonce prefix          7 bytes, random
+//! segment 0 ‖ 1 ‖ ...   AES-256-GCM of S plaintext bytes each + 16-byte tag; the last
+//!                       segment holds 1 to S bytes (0 only for an empty object)
+//! ```
+//! Segment `i` is sealed under the object's data key with nonce `prefix ‖ i (u32) ‖ last`
+//! (`last` is 1 for the final segment, else 0) and the same authenticated data as version 1
+//! (context and every header byte before the first segment). So reordered segments fail (the
+//! index), a truncation at a segment boundary fails (the new last segment was sealed with
+//! `last = 0`), appended data fails (after a `last = 1` segment nothing may follow), and
+//! segments spliced from another object fail (another data key). A reader passes a segment on
+//! only after it authenticated; [`KeyService::open`] returns only after all of them did.
+//!
 //! Invariants: key material is never logged, listed or sent; a master key version, once
 //! written, is never changed or removed (rotation appends), so old data stays readable; the
 //! server refuses to start when the database records a master key version the keyring lacks
@@ -42,6 +58,12 @@ use crate::secret::{random_bytes, sha256_hex};
 
 const MAGIC: &[u8; 4] = b"FLTE";
 const FORMAT_VERSION: u8 = 1;
+const SEGMENTED_VERSION: u8 = 2;
+/// Plaintext bytes per segment of the envelopes this service writes.
+pub const SEGMENT_LEN: usize = 64 * 1024;
+/// The largest segment a reader accepts (bounds what a damaged header can make it buffer).
+const MAX_SEGMENT_LEN: usize = 16 * 1024 * 1024;
+const PREFIX_LEN: usize = 7;
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
 /// Fixed text whose HMAC under a master key is stored as that key's check value.
@@ -424,6 +446,20 @@ impl KeyService {
 
     /// Decrypts and verifies an envelope written for `binding`.
     pub async fn open(&self, binding: Binding<'_>, envelope: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+        if envelope.get(..4) == Some(MAGIC.as_slice()) && envelope.get(4) == Some(&SEGMENTED_VERSION) {
+            let what = binding.describe();
+            let Some((header_len, mut opener)) = self.opener(binding, &envelope).await? else {
+                return Err(KeyError::Malformed { what, detail: "truncated header" });
+            };
+            let len = envelope.len();
+            return offload(len, move || {
+                let mut out = Vec::with_capacity(len);
+                opener.update(envelope.get(header_len..).unwrap_or_default(), &mut out)?;
+                opener.finish(&mut out)?;
+                Ok(out)
+            })
+            .await;
+        }
         let what = binding.describe();
         let context = binding.bytes();
         let parsed = parse(&envelope, &what)?;
@@ -448,6 +484,214 @@ impl KeyService {
             open_with(&aes_key(&data_key)?, nonce, &aad, sealed).ok_or(KeyError::Tampered { what })
         };
         offload(len, run).await
+    }
+}
+
+impl KeyService {
+    /// Starts a segmented envelope (version 2) for `binding`: its header, and the sealer of
+    /// the segments that follow it.
+    pub async fn sealer(&self, binding: Binding<'_>) -> Result<(Vec<u8>, SegmentSealer), KeyError> {
+        let data_key: [u8; KEY_LEN] = random_bytes();
+        let context = binding.bytes();
+        let current = self.provider.current();
+        let mut header = Vec::with_capacity(128);
+        header.extend_from_slice(MAGIC);
+        header.push(SEGMENTED_VERSION);
+        let id = current.key_id.as_bytes();
+        header.push(u8::try_from(id.len()).map_err(|_| KeyError::Provider("key id longer than 255 bytes".into()))?);
+        header.extend_from_slice(id);
+        header.extend_from_slice(&current.version.to_be_bytes());
+        let (used, wrapped) = self.provider.wrap(&data_key, &[context.as_slice(), &header].concat()).await?;
+        if used != current {
+            return Box::pin(self.sealer(binding)).await;
+        }
+        let wrapped_len =
+            u16::try_from(wrapped.len()).map_err(|_| KeyError::Provider("wrapped key longer than 64 KiB".into()))?;
+        header.extend_from_slice(&wrapped_len.to_be_bytes());
+        header.extend_from_slice(&wrapped);
+        let segment_len = u32::try_from(SEGMENT_LEN).map_err(|_| KeyError::Provider("segment too large".into()))?;
+        header.extend_from_slice(&segment_len.to_be_bytes());
+        let prefix: [u8; PREFIX_LEN] = random_bytes();
+        header.extend_from_slice(&prefix);
+        let segments = Segments {
+            key: aes_key(&data_key)?,
+            prefix,
+            index: 0,
+            aad: [context.as_slice(), &header].concat(),
+            pending: Vec::new(),
+            segment_len: SEGMENT_LEN,
+            what: binding.describe(),
+        };
+        Ok((header, SegmentSealer(segments)))
+    }
+
+    /// Reads a segmented envelope's header at the start of `bytes` and unwraps its data key:
+    /// the header's length and the opener of the segments after it, or `None` when `bytes`
+    /// does not hold the whole header yet.
+    pub async fn opener(&self, binding: Binding<'_>, bytes: &[u8]) -> Result<Option<(usize, SegmentOpener)>, KeyError> {
+        let what = binding.describe();
+        let malformed = |detail| KeyError::Malformed { what: what.clone(), detail };
+        if bytes.len() < 6 {
+            return Ok(None);
+        }
+        if bytes.get(..4) != Some(MAGIC.as_slice()) {
+            return Err(malformed("no FLTE magic"));
+        }
+        if bytes.get(4) != Some(&SEGMENTED_VERSION) {
+            return Err(malformed("not a segmented envelope"));
+        }
+        let id_len = usize::from(bytes[5]);
+        let key_header_end = 6 + id_len + 4;
+        let Some(wrapped_len) = bytes.get(key_header_end..key_header_end + 2) else { return Ok(None) };
+        let wrapped_len = usize::from(u16::from_be_bytes([wrapped_len[0], wrapped_len[1]]));
+        let wrapped_at = key_header_end + 2;
+        let segment_at = wrapped_at + wrapped_len;
+        let header_len = segment_at + 4 + PREFIX_LEN;
+        let Some(header) = bytes.get(..header_len) else { return Ok(None) };
+        let key_id = String::from_utf8(header[6..6 + id_len].to_vec()).map_err(|_| malformed("key id is not UTF-8"))?;
+        let version = u32::from_be_bytes(
+            header[6 + id_len..key_header_end].try_into().map_err(|_| malformed("truncated key version"))?,
+        );
+        let segment_len = u32::from_be_bytes(
+            header[segment_at..segment_at + 4].try_into().map_err(|_| malformed("truncated segment size"))?,
+        );
+        let segment_len = usize::try_from(segment_len).unwrap_or(usize::MAX);
+        if segment_len == 0 || segment_len > MAX_SEGMENT_LEN {
+            return Err(malformed("segment size out of range"));
+        }
+        let prefix: [u8; PREFIX_LEN] =
+            header[segment_at + 4..header_len].try_into().map_err(|_| malformed("truncated nonce prefix"))?;
+        let key = KeyRef { key_id, version };
+        let context = binding.bytes();
+        let wrap_aad = [context.as_slice(), &header[..key_header_end]].concat();
+        let data_key = match self.provider.unwrap(&key, &header[wrapped_at..segment_at], &wrap_aad).await? {
+            Some(data_key) => data_key,
+            None if self.provider.check_value(&key).is_some() => return Err(KeyError::Tampered { what }),
+            None => return Err(KeyError::UnknownKey { what, key_id: key.key_id, version: key.version }),
+        };
+        let segments = Segments {
+            key: aes_key(&data_key)?,
+            prefix,
+            index: 0,
+            aad: [context.as_slice(), header].concat(),
+            pending: Vec::new(),
+            segment_len,
+            what,
+        };
+        Ok(Some((header_len, SegmentOpener(segments))))
+    }
+}
+
+/// State shared by the sealer and the opener of one segmented envelope.
+struct Segments {
+    key: LessSafeKey,
+    prefix: [u8; PREFIX_LEN],
+    index: u32,
+    aad: Vec<u8>,
+    /// Bytes not yet known to belong to a segment that is not the last.
+    pending: Vec<u8>,
+    segment_len: usize,
+    what: String,
+}
+
+impl Segments {
+    fn nonce(&self, last: bool) -> Nonce {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..PREFIX_LEN].copy_from_slice(&self.prefix);
+        nonce[PREFIX_LEN..PREFIX_LEN + 4].copy_from_slice(&self.index.to_be_bytes());
+        nonce[NONCE_LEN - 1] = u8::from(last);
+        Nonce::assume_unique_for_key(nonce)
+    }
+
+    fn next_index(&mut self) -> Result<(), KeyError> {
+        self.index = self.index.checked_add(1).ok_or_else(|| KeyError::Provider("too many segments".into()))?;
+        Ok(())
+    }
+
+    fn seal(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), KeyError> {
+        let start = out.len();
+        out.extend_from_slice(plain);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(self.nonce(last), Aad::from(&self.aad), &mut out[start..])
+            .map_err(|_| KeyError::Provider("AES-256-GCM encryption failed".into()))?;
+        out.extend_from_slice(tag.as_ref());
+        self.next_index()
+    }
+
+    fn open(&mut self, sealed: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), KeyError> {
+        let mut buf = sealed.to_vec();
+        let plain = self
+            .key
+            .open_in_place(self.nonce(last), Aad::from(&self.aad), &mut buf)
+            .map_err(|_| KeyError::Tampered { what: self.what.clone() })?;
+        out.extend_from_slice(plain);
+        self.next_index()
+    }
+}
+
+/// Seals a stream into the segments of a version 2 envelope (after its header).
+pub struct SegmentSealer(Segments);
+
+impl SegmentSealer {
+    /// Appends to `out` the sealed segments that `data` completes; the last segment waits
+    /// for [`SegmentSealer::finish`].
+    pub fn update(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        let s = &mut self.0;
+        s.pending.extend_from_slice(data);
+        let mut pending = std::mem::take(&mut s.pending);
+        let mut at = 0;
+        while pending.len() - at > s.segment_len {
+            s.seal(&pending[at..at + s.segment_len], false, out)?;
+            at += s.segment_len;
+        }
+        pending.drain(..at);
+        s.pending = pending;
+        Ok(())
+    }
+
+    /// Appends the final segment.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), KeyError> {
+        let pending = std::mem::take(&mut self.0.pending);
+        self.0.seal(&pending, true, out)
+    }
+}
+
+/// Authenticates and decrypts the segments of a version 2 envelope as they arrive.
+pub struct SegmentOpener(Segments);
+
+impl SegmentOpener {
+    /// Appends to `out` the plaintext of every segment `data` completes that is not the last
+    /// (each authenticated first).
+    pub fn update(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        let s = &mut self.0;
+        let unit = s.segment_len + TAG_LEN;
+        // Held-back bytes are joined with the new ones; without any, `data` is read in place.
+        let joined;
+        let body = if s.pending.is_empty() {
+            data
+        } else {
+            let mut pending = std::mem::take(&mut s.pending);
+            pending.extend_from_slice(data);
+            joined = pending;
+            joined.as_slice()
+        };
+        let mut at = 0;
+        while body.len() - at > unit {
+            s.open(&body[at..at + unit], false, out)?;
+            at += unit;
+        }
+        s.pending = body[at..].to_vec();
+        Ok(())
+    }
+
+    /// Opens the final segment; an object cut short or extended fails here.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), KeyError> {
+        let pending = std::mem::take(&mut self.0.pending);
+        if pending.len() < TAG_LEN {
+            return Err(KeyError::Tampered { what: self.0.what.clone() });
+        }
+        self.0.open(&pending, true, out)
     }
 }
 
@@ -573,6 +817,78 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("master.key")).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    fn seal_segmented(sealer: &mut SegmentSealer, data: &[u8], pieces: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in data.chunks(pieces.max(1)) {
+            sealer.update(piece, &mut out).expect("update");
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn segmented_envelopes_round_trip_and_detect_truncation_reordering_and_splicing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keys, _) = service(dir.path());
+        let a = Binding::Artifact("commands/c-1/n-1/stdout");
+        let data: Vec<u8> = (0..3 * SEGMENT_LEN + 123).map(|i| (i * 7 % 251) as u8).collect();
+        let seal = |data: Vec<u8>, pieces: usize| {
+            let keys = keys.clone();
+            async move {
+                let (mut envelope, mut sealer) = keys.sealer(a).await.expect("sealer");
+                envelope.extend(seal_segmented(&mut sealer, &data, pieces));
+                sealer.finish(&mut envelope).expect("finish");
+                envelope
+            }
+        };
+        for (len, pieces) in [(0, 1), (1, 1), (SEGMENT_LEN, 1000), (2 * SEGMENT_LEN, SEGMENT_LEN), (data.len(), 4097)] {
+            let envelope = seal(data[..len].to_vec(), pieces).await;
+            assert_eq!(keys.open(a, envelope.clone()).await.expect("open"), &data[..len], "{len}");
+            // The streaming reader, fed in odd pieces, gives the same bytes.
+            let mut out = Vec::new();
+            let (header_len, mut opener) = keys.opener(a, &envelope).await.expect("header").expect("complete");
+            for piece in envelope[header_len..].chunks(9999) {
+                opener.update(piece, &mut out).expect("update");
+            }
+            opener.finish(&mut out).expect("finish");
+            assert_eq!(out, &data[..len]);
+        }
+        let envelope = seal(data.clone(), 5000).await;
+        let (header_len, _) = keys.opener(a, &envelope).await.expect("header").expect("complete");
+        let unit = SEGMENT_LEN + TAG_LEN;
+        let tampered = |bytes: Vec<u8>| {
+            let keys = keys.clone();
+            async move { matches!(keys.open(a, bytes).await, Err(KeyError::Tampered { .. })) }
+        };
+        // Cut at a segment boundary, cut mid-segment, extended, a byte flipped.
+        assert!(tampered(envelope[..header_len + 2 * unit].to_vec()).await, "truncated at a boundary");
+        assert!(tampered(envelope[..envelope.len() - 5].to_vec()).await, "truncated mid-segment");
+        assert!(tampered([envelope.as_slice(), b"more"].concat()).await, "extended");
+        let mut flipped = envelope.clone();
+        flipped[header_len + unit + 3] ^= 1;
+        assert!(tampered(flipped).await, "flipped");
+        // Two segments swapped.
+        let mut swapped = envelope[..header_len].to_vec();
+        swapped.extend_from_slice(&envelope[header_len + unit..header_len + 2 * unit]);
+        swapped.extend_from_slice(&envelope[header_len..header_len + unit]);
+        swapped.extend_from_slice(&envelope[header_len + 2 * unit..]);
+        assert!(tampered(swapped).await, "reordered");
+        // A segment from another object with the same layout.
+        let other = seal(data.clone(), 5000).await;
+        let mut spliced = envelope.clone();
+        spliced[header_len..header_len + unit].copy_from_slice(&other[header_len..header_len + unit]);
+        assert!(tampered(spliced).await, "spliced");
+        // Moved to another name.
+        let moved = keys.open(Binding::Artifact("commands/c-2/n-1/stdout"), envelope.clone()).await;
+        assert!(matches!(moved, Err(KeyError::Tampered { .. })), "moved");
+        // A header naming an absurd segment size is malformed, not an allocation.
+        let mut huge = envelope.clone();
+        huge[header_len - PREFIX_LEN - 4..header_len - PREFIX_LEN].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(keys.open(a, huge).await, Err(KeyError::Malformed { .. })));
+        // Version 1 envelopes still open.
+        let v1 = keys.seal(a, b"old".to_vec()).await.expect("seal");
+        assert_eq!(keys.open(a, v1).await.expect("open"), b"old");
     }
 
     #[tokio::test]

@@ -97,7 +97,7 @@ impl Server {
         let url = format!("https://{host}:{}", addr.port());
         let shutdown = CancellationToken::new();
         let artifacts = artifact::ArtifactStore::local(&config.data_dir.join("artifacts"), boot.keys.clone())?;
-        let output = output::OutputSpool::new(&config.data_dir.join("spool"))
+        let output = output::OutputSpool::new(&config.data_dir.join("spool"), config.max_output_bytes)
             .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
         let (engine, engine_events) = engine::Engine::new();
         let state = Arc::new(AppState {

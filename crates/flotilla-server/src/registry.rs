@@ -5,8 +5,13 @@
 //! a stream's end marks the node ConnectionLost only if it is still the node's current
 //! stream (generation check), so a quick reconnect is never undone by the old stream's
 //! cleanup; no lock is held across an await.
+//!
+//! A node is Online only while a live server process holds its stream: `last_seen` times
+//! written by an earlier process do not count once this process has given every agent one
+//! heartbeat interval to reconnect (the start-up grace in [`liveness_cutoff`]). Each stream
+//! queues a given `RunInvocation` at most once ([`Registry::send_run`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,6 +30,21 @@ struct Conn {
     tx: mpsc::Sender<Result<ServerMessage, tonic::Status>>,
     /// Closes the stream with the given status.
     kick: Option<oneshot::Sender<tonic::Status>>,
+    /// Invocation ids whose `RunInvocation` is queued on (or was sent over) this stream and
+    /// not yet acknowledged: a re-send on the same stream is a duplicate the agent would only
+    /// have to discard.
+    runs: HashSet<String>,
+}
+
+/// What became of a message for a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued on the node's stream (or, for a run, already queued on it).
+    Queued,
+    /// The node has no stream here.
+    NotConnected,
+    /// The node is connected but its outbound queue is full; retry later.
+    QueueFull,
 }
 
 #[derive(Default)]
@@ -58,7 +78,9 @@ impl Registry {
         let mut inner = self.lock();
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        let old = inner.conns.insert(id.clone(), Conn { generation, last_seen: now, tx, kick: Some(kick) });
+        let old = inner
+            .conns
+            .insert(id.clone(), Conn { generation, last_seen: now, tx, kick: Some(kick), runs: HashSet::new() });
         if let Some(Conn { kick: Some(kick), .. }) = old {
             let _ = kick.send(tonic::Status::aborted("replaced by a newer connection from the same node"));
         }
@@ -72,6 +94,37 @@ impl Registry {
             Some(conn) => conn.tx.try_send(Ok(message)).is_ok(),
             None => false,
         }
+    }
+
+    /// Queues `message`, the `RunInvocation` of `invocation_id`, unless this stream already
+    /// carries it.
+    pub fn send_run(&self, id: &NodeId, invocation_id: &str, message: ServerMessage) -> Sent {
+        let mut inner = self.lock();
+        let Some(conn) = inner.conns.get_mut(id) else { return Sent::NotConnected };
+        if conn.runs.contains(invocation_id) {
+            return Sent::Queued;
+        }
+        match conn.tx.try_send(Ok(message)) {
+            Ok(()) => {
+                conn.runs.insert(invocation_id.to_owned());
+                Sent::Queued
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Sent::QueueFull,
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::NotConnected,
+        }
+    }
+
+    /// The invocation is settled (acknowledged or cancelled): a later `RunInvocation` for it
+    /// on this stream is no longer a duplicate.
+    pub fn forget_run(&self, id: &NodeId, invocation_id: &str) {
+        if let Some(conn) = self.lock().conns.get_mut(id) {
+            conn.runs.remove(invocation_id);
+        }
+    }
+
+    /// Whether the node has a stream here.
+    pub fn is_connected(&self, id: &NodeId) -> bool {
+        self.lock().conns.contains_key(id)
     }
 
     pub fn touch(&self, id: &NodeId, generation: u64, now: UnixMillis) {
@@ -138,10 +191,20 @@ impl Registry {
     }
 }
 
-/// Every heartbeat interval: flush last-seen times, close silent streams, and mark nodes
-/// that are Online in the store but silent everywhere (a restarted or dead replica's
-/// nodes) ConnectionLost.
+/// The last-seen time below which an Online node is ConnectionLost: silence past the liveness
+/// window (`missed` heartbeats), and, once this process has run for one heartbeat interval
+/// (every live agent has reconnected by then), any time before this process started, since
+/// only a process that holds the node's stream may keep it Online.
+pub fn liveness_cutoff(now: UnixMillis, started_at: UnixMillis, heartbeat_ms: i64, missed: u32) -> UnixMillis {
+    let window = now.saturating_sub(heartbeat_ms.saturating_mul(i64::from(missed)));
+    if now >= started_at.saturating_add(heartbeat_ms) { window.max(started_at) } else { window }
+}
+
+/// Every heartbeat interval (at most 5 s): flush last-seen times, close silent streams, and
+/// mark nodes that are Online in the store but not held by a live stream (silent, or left
+/// Online by a process that died) ConnectionLost.
 pub async fn liveness_worker(state: std::sync::Arc<AppState>, shutdown: CancellationToken) {
+    let started_at = now_ms();
     let interval = state.config.heartbeat_interval;
     let heartbeat_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
     let missed = state.config.missed_heartbeats;
@@ -164,7 +227,7 @@ pub async fn liveness_worker(state: std::sync::Arc<AppState>, shutdown: Cancella
             tracing::warn!("cannot record last-seen times: {e}");
             continue;
         }
-        let cutoff = now.saturating_sub(heartbeat_ms.saturating_mul(i64::from(missed)));
+        let cutoff = liveness_cutoff(now, started_at, heartbeat_ms, missed);
         match state.store.expire_silent_nodes(cutoff).await {
             Ok(lost) => {
                 for id in lost {
@@ -197,5 +260,40 @@ mod tests {
         assert!(reg.silent(3_500, 1_000, 3).is_empty());
         assert!(reg.disconnect(&id, g2));
         assert_eq!(reg.connected(), 0);
+    }
+
+    #[test]
+    fn a_run_is_queued_once_per_stream() {
+        let reg = Registry::default();
+        let id = NodeId::from_random([2; 9]);
+        let run = || ServerMessage { seq: 0, body: None };
+        assert_eq!(reg.send_run(&id, "c-1.n", run()), Sent::NotConnected);
+        let (tx, mut out) = mpsc::channel(2);
+        reg.connect(&id, 0, tx.clone());
+        assert_eq!(reg.send_run(&id, "c-1.n", run()), Sent::Queued);
+        assert_eq!(reg.send_run(&id, "c-1.n", run()), Sent::Queued, "a duplicate is not queued again");
+        assert_eq!(reg.send_run(&id, "c-2.n", run()), Sent::Queued);
+        assert_eq!(reg.send_run(&id, "c-3.n", run()), Sent::QueueFull, "a full queue is not 'not connected'");
+        assert!(out.try_recv().is_ok() && out.try_recv().is_ok());
+        assert!(out.try_recv().is_err(), "exactly one message per invocation");
+        reg.forget_run(&id, "c-1.n");
+        assert_eq!(reg.send_run(&id, "c-1.n", run()), Sent::Queued);
+        assert!(out.try_recv().is_ok(), "after its acknowledgement an id may be sent again");
+        // A new stream starts with nothing queued: a reconnect re-sends.
+        reg.connect(&id, 0, tx);
+        assert_eq!(reg.send_run(&id, "c-2.n", run()), Sent::Queued);
+        assert!(out.try_recv().is_ok());
+    }
+
+    #[test]
+    fn timestamps_of_an_earlier_process_stop_counting_after_one_heartbeat() {
+        let (hb, missed, start) = (1_000, 3, 100_000);
+        // Within the start-up grace only silence counts: agents are still reconnecting.
+        assert_eq!(liveness_cutoff(start + 500, start, hb, missed), start + 500 - 3_000);
+        // After it, a last-seen time from before this process started is not Online.
+        assert_eq!(liveness_cutoff(start + 1_000, start, hb, missed), start);
+        assert_eq!(liveness_cutoff(start + 2_000, start, hb, missed), start);
+        // Long after, plain silence past the window decides again.
+        assert_eq!(liveness_cutoff(start + 10_000, start, hb, missed), start + 7_000);
     }
 }
