@@ -1,6 +1,7 @@
-//! The artifact store: command outputs, inventory snapshots and histories as objects, on the
-//! `object_store` crate so that a local directory (the default) and S3-compatible stores are
-//! one interface.
+//! The artifact store: command outputs, inventory snapshots, assessment reports and histories
+//! as objects, on the `object_store` crate. Only the local directory back end is configured
+//! today; an S3-compatible one would plug in through [`ArtifactStore::new`] but no setting
+//! selects it yet (ARCHITECTURE.md, known gaps).
 //!
 //! Invariants: object names are relative, `/`-separated paths built by Flotilla, never taken
 //! raw from a client. Every object is encrypted by the key service before it leaves the
