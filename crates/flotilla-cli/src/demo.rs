@@ -101,6 +101,10 @@ async fn first_assessment(client: &Client, nodes: usize) -> anyhow::Result<()> {
         .collect();
     outln!("{}: {} — High findings:", run.id, run.status)?;
     outln!("{}", table(&["NODE", "ADVISORY", "PACKAGE", "INSTALLED", "TITLE"], &rows))?;
+    if !run.detail.is_empty() {
+        // The shipped sample is months old: say so, as the CLI does for any run.
+        outln!("note: {}\n", crate::output::printable(&run.detail))?;
+    }
     Ok(())
 }
 

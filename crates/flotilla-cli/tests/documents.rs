@@ -12,12 +12,11 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn imported_ssm_document_runs_and_documents_are_versioned() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+/// A server and one real Debian agent, Online.
+fn one_online_node(dir: &std::path::Path) -> (TestServer, Agent) {
+    let server = TestServer::start(&dir.join("server"), "1s", &[]).expect("server");
     let act = server.cli_json(&["activations", "create"]).expect("activation");
-    let agent_dir = dir.path().join("node");
+    let agent_dir = dir.join("node");
     write_root(&agent_dir.join("root"), "ID=debian\nVERSION_ID=12\n", "node").expect("root");
     let (mut agent, out) =
         Agent::enroll(&server, &agent_dir, act["id"].as_str().expect("id"), act["code"].as_str().expect("code"))
@@ -26,6 +25,13 @@ fn imported_ssm_document_runs_and_documents_are_versioned() {
     agent.start().expect("start");
     wait_until(Duration::from_secs(20), || Ok(server.cli_json(&["nodes", "ls"])?[0]["status"] == "Online"))
         .expect("online");
+    (server, agent)
+}
+
+#[test]
+fn imported_ssm_document_runs_and_documents_are_versioned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _agent) = one_online_node(dir.path());
 
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ops-greet.json");
     let doc = server.cli_json(&["documents", "import-ssm", "--file", file, "--name", "Ops-Greet"]).expect("import");
@@ -136,17 +142,7 @@ fn run_wait(server: &TestServer, document: &str, params: &[&str]) -> serde_json:
 #[test]
 fn aws_documents_of_every_schema_run_unchanged_on_a_real_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
-    let act = server.cli_json(&["activations", "create"]).expect("activation");
-    let agent_dir = dir.path().join("node");
-    write_root(&agent_dir.join("root"), "ID=debian\nVERSION_ID=12\n", "node").expect("root");
-    let (mut agent, out) =
-        Agent::enroll(&server, &agent_dir, act["id"].as_str().expect("id"), act["code"].as_str().expect("code"))
-            .expect("register");
-    assert!(out.status.success(), "{}", stderr(&out));
-    agent.start().expect("start");
-    wait_until(Duration::from_secs(20), || Ok(server.cli_json(&["nodes", "ls"])?[0]["status"] == "Online"))
-        .expect("online");
+    let (server, _agent) = one_online_node(dir.path());
     let import = |file: &str, name: &str| {
         let doc = server.cli_json(&["documents", "import-ssm", "--file", &aws_data(file), "--name", name]);
         doc.unwrap_or_else(|e| panic!("{file}: {e}"))
