@@ -3,8 +3,9 @@
 //! backoff when anything breaks.
 //!
 //! Invariants: the main loop waits on a closed set of events (a server message, a heartbeat
-//! tick, a stop signal); deregistration (a PermissionDenied whose message says the node "was
-//! deregistered", the only refusal the server makes final) ends the agent with a clear log
+//! tick, a stop signal); deregistration (a PermissionDenied marked `flotilla-refusal:
+//! deregistered`, or from older servers saying the node "was deregistered": the only refusal
+//! the server makes final) ends the agent with a clear log
 //! line instead of hammering the server; every other failure, including other refusals (a
 //! certificate the server does not match, a node it does not know — a restored database, a
 //! replaced server), is retried with its reason logged, first within about a second, never
@@ -131,9 +132,8 @@ fn endpoint(identity: &Identity) -> Result<Endpoint, AgentError> {
 
 fn classify(status: tonic::Status) -> Ended {
     match status.code() {
-        // The server says "was deregistered" exactly when the refusal is final (gateway and
-        // `fleet::deregister`); no structured detail carries it on the wire yet.
-        tonic::Code::PermissionDenied if status.message().contains("was deregistered") => {
+        // Only deregistration is final (`flotilla_proto::refusal`).
+        tonic::Code::PermissionDenied if flotilla_proto::refusal::is_deregistered(&status) => {
             Ended::Revoked(status.message().to_owned())
         }
         tonic::Code::PermissionDenied => Ended::Refused(status.message().to_owned()),

@@ -123,7 +123,7 @@ pub async fn deregister(state: &AppState, id: &str) -> Result<api::Node, Service
     state.store.deregister_node(&id).await?;
     state.registry.kick(
         &id,
-        tonic::Status::permission_denied(format!(
+        flotilla_proto::refusal::deregistered(format!(
             "node {id} was deregistered and its credential revoked: enroll again with a new activation"
         )),
     );

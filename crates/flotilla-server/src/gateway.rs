@@ -54,7 +54,7 @@ impl Gateway {
             })?
             .ok_or_else(|| Status::permission_denied(format!("node {id} is not known to this server: enroll again")))?;
         if node.status == NodeStatus::Deregistered {
-            return Err(Status::permission_denied(format!(
+            return Err(flotilla_proto::refusal::deregistered(format!(
                 "node {id} was deregistered and its credential revoked: enroll again with a new activation"
             )));
         }
@@ -108,7 +108,7 @@ impl AgentChannel for Gateway {
         let now = now_ms();
         match state.store.node_connected(&id, &info, now).await {
             Ok(true) => {}
-            Ok(false) => return Err(Status::permission_denied(format!("node {id} was deregistered"))),
+            Ok(false) => return Err(flotilla_proto::refusal::deregistered(format!("node {id} was deregistered"))),
             Err(e) => {
                 tracing::error!(node_id = %id, "cannot record connection: {e}");
                 return Err(Status::unavailable("the server cannot reach its database; retry later"));
