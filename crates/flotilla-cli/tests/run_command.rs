@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use flotilla_testkit::{Agent, TestServer, wait_until, write_root};
+use flotilla_testkit::{Agent, TestServer, start_fleet, wait_until, write_root};
 use serde_json::Value;
 
 const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
@@ -20,24 +20,7 @@ struct Fleet {
 fn fleet(n: usize) -> Fleet {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
-    let act = server.cli_json(&["activations", "create", "--limit", &n.to_string()]).expect("activation");
-    let (id, code) = (act["id"].as_str().expect("id").to_owned(), act["code"].as_str().expect("code").to_owned());
-    let mut agents = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let agent_dir = dir.path().join(format!("node-{i}"));
-        write_root(&agent_dir.join("root"), DEBIAN, &format!("node-{i}")).expect("root");
-        let (mut agent, out) = Agent::enroll(&server, &agent_dir, &id, &code).expect("register");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-        agent.start().expect("start");
-        agents.push(agent);
-    }
-    wait_until(Duration::from_secs(20), || {
-        let nodes = server.cli_json(&["nodes", "ls"])?;
-        Ok(nodes.as_array().map(|a| a.iter().filter(|n| n["status"] == "Online").count()) == Some(n))
-    })
-    .expect("fleet online");
+    let (agents, ids) = start_fleet(&server, dir.path(), n, DEBIAN).expect("fleet online");
     Fleet { _dir: dir, server, agents, ids }
 }
 

@@ -163,8 +163,7 @@ async fn ingest_report(state: &AppState, node: &NodeId, report: InventoryReport)
 /// The agent names a type's content by the hex SHA-256 of its items as sent; a mismatch (a
 /// damaged or forged report) must not be stored under a hash it does not have.
 fn check_hash(items_json: &[u8], claimed: &str) -> Result<(), String> {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, items_json);
-    let actual: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let actual = crate::secret::sha256_hex(items_json);
     if actual.eq_ignore_ascii_case(claimed) {
         Ok(())
     } else {

@@ -409,28 +409,38 @@ impl KeyService {
         self.provider.as_ref()
     }
 
+    /// A fresh data key and the envelope header of `version` that carries it: magic, version,
+    /// master key id and version, and the data key wrapped under that master key with `context`
+    /// and the header so far as authenticated data.
+    async fn key_header(&self, context: &[u8], version: u8) -> Result<([u8; KEY_LEN], Vec<u8>), KeyError> {
+        loop {
+            let data_key: [u8; KEY_LEN] = random_bytes();
+            let current = self.provider.current();
+            let mut header = Vec::with_capacity(128);
+            header.extend_from_slice(MAGIC);
+            header.push(version);
+            let id = current.key_id.as_bytes();
+            header.push(u8::try_from(id.len()).map_err(|_| KeyError::Provider("key id longer than 255 bytes".into()))?);
+            header.extend_from_slice(id);
+            header.extend_from_slice(&current.version.to_be_bytes());
+            let (used, wrapped) = self.provider.wrap(&data_key, &[context, &header].concat()).await?;
+            if used != current {
+                // Rotated in between: the header must name the version that actually wrapped.
+                continue;
+            }
+            let wrapped_len = u16::try_from(wrapped.len())
+                .map_err(|_| KeyError::Provider("wrapped key longer than 64 KiB".into()))?;
+            header.extend_from_slice(&wrapped_len.to_be_bytes());
+            header.extend_from_slice(&wrapped);
+            return Ok((data_key, header));
+        }
+    }
+
     /// Encrypts `plaintext` for `binding` under a fresh data key. The AES pass over large data
     /// runs on the blocking pool, off the async threads.
     pub async fn seal(&self, binding: Binding<'_>, plaintext: Vec<u8>) -> Result<Vec<u8>, KeyError> {
-        let data_key: [u8; KEY_LEN] = random_bytes();
         let context = binding.bytes();
-        let current = self.provider.current();
-        let mut header = Vec::with_capacity(128);
-        header.extend_from_slice(MAGIC);
-        header.push(FORMAT_VERSION);
-        let id = current.key_id.as_bytes();
-        header.push(u8::try_from(id.len()).map_err(|_| KeyError::Provider("key id longer than 255 bytes".into()))?);
-        header.extend_from_slice(id);
-        header.extend_from_slice(&current.version.to_be_bytes());
-        let (used, wrapped) = self.provider.wrap(&data_key, &[context.as_slice(), &header].concat()).await?;
-        if used != current {
-            // Rotated in between: the header must name the version that actually wrapped.
-            return Box::pin(self.seal(binding, plaintext)).await;
-        }
-        let wrapped_len =
-            u16::try_from(wrapped.len()).map_err(|_| KeyError::Provider("wrapped key longer than 64 KiB".into()))?;
-        header.extend_from_slice(&wrapped_len.to_be_bytes());
-        header.extend_from_slice(&wrapped);
+        let (data_key, header) = self.key_header(&context, FORMAT_VERSION).await?;
         let len = plaintext.len();
         let run = move || -> Result<Vec<u8>, KeyError> {
             let aad = [context.as_slice(), &header].concat();
@@ -491,24 +501,8 @@ impl KeyService {
     /// Starts a segmented envelope (version 2) for `binding`: its header, and the sealer of
     /// the segments that follow it.
     pub async fn sealer(&self, binding: Binding<'_>) -> Result<(Vec<u8>, SegmentSealer), KeyError> {
-        let data_key: [u8; KEY_LEN] = random_bytes();
         let context = binding.bytes();
-        let current = self.provider.current();
-        let mut header = Vec::with_capacity(128);
-        header.extend_from_slice(MAGIC);
-        header.push(SEGMENTED_VERSION);
-        let id = current.key_id.as_bytes();
-        header.push(u8::try_from(id.len()).map_err(|_| KeyError::Provider("key id longer than 255 bytes".into()))?);
-        header.extend_from_slice(id);
-        header.extend_from_slice(&current.version.to_be_bytes());
-        let (used, wrapped) = self.provider.wrap(&data_key, &[context.as_slice(), &header].concat()).await?;
-        if used != current {
-            return Box::pin(self.sealer(binding)).await;
-        }
-        let wrapped_len =
-            u16::try_from(wrapped.len()).map_err(|_| KeyError::Provider("wrapped key longer than 64 KiB".into()))?;
-        header.extend_from_slice(&wrapped_len.to_be_bytes());
-        header.extend_from_slice(&wrapped);
+        let (data_key, mut header) = self.key_header(&context, SEGMENTED_VERSION).await?;
         let segment_len = u32::try_from(SEGMENT_LEN).map_err(|_| KeyError::Provider("segment too large".into()))?;
         header.extend_from_slice(&segment_len.to_be_bytes());
         let prefix: [u8; PREFIX_LEN] = random_bytes();

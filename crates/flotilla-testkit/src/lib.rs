@@ -11,4 +11,4 @@ pub mod postgres;
 pub mod process;
 
 pub use fake_server::FakeServer;
-pub use process::{Agent, TestServer, bin_path, wait_until, write_root};
+pub use process::{Agent, TestServer, bin_path, start_fleet, wait_until, write_root};

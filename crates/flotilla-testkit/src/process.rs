@@ -149,6 +149,37 @@ pub struct Agent {
     child: Option<Child>,
 }
 
+/// Enrolls `n` agents (`node-0`, `node-1`, ...) on roots with `os_release` under `dir` with
+/// one new activation, starts them and waits until all are Online; returns them with their
+/// node ids, in order.
+pub fn start_fleet(
+    server: &TestServer,
+    dir: &Path,
+    n: usize,
+    os_release: &str,
+) -> anyhow::Result<(Vec<Agent>, Vec<String>)> {
+    let act = server.cli_json(&["activations", "create", "--limit", &n.to_string()])?;
+    let field = |k: &str| act[k].as_str().map(str::to_owned).with_context(|| format!("activation has no {k}"));
+    let (id, code) = (field("id")?, field("code")?);
+    let mut agents = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let agent_dir = dir.join(format!("node-{i}"));
+        write_root(&agent_dir.join("root"), os_release, &format!("node-{i}"))?;
+        let (mut agent, out) = Agent::enroll(server, &agent_dir, &id, &code)?;
+        anyhow::ensure!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        agent.start()?;
+        agents.push(agent);
+    }
+    wait_until(Duration::from_secs(20), || {
+        let nodes = server.cli_json(&["nodes", "ls"])?;
+        Ok(nodes.as_array().map(|a| a.iter().filter(|n| n["status"] == "Online").count()) == Some(n))
+    })
+    .context("fleet online")?;
+    Ok((agents, ids))
+}
+
 impl Agent {
     /// Registers an agent with the activation and starts it.
     pub fn enroll(server: &TestServer, dir: &Path, activation_id: &str, code: &str) -> anyhow::Result<(Agent, Output)> {
