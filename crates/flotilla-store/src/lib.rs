@@ -8,6 +8,7 @@
 
 mod assessments;
 mod error;
+mod events;
 mod inventory;
 mod parameter;
 mod records;
@@ -16,6 +17,7 @@ mod vulndb;
 
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use error::StoreError;
+pub use events::{EventRecord, EventStore, NewEvent};
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use parameter::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
@@ -44,7 +46,7 @@ pub enum Enrollment {
 
 /// The storage interface of the control plane.
 #[async_trait]
-pub trait Store: InventoryStore + AssessmentStore + ParameterStore + Send + Sync + 'static {
+pub trait Store: InventoryStore + AssessmentStore + ParameterStore + EventStore + Send + Sync + 'static {
     /// Which engine this is (`sqlite` or `postgres`), for logs and readiness.
     fn backend(&self) -> &'static str;
     /// Cheap round trip, for readiness.
