@@ -60,4 +60,8 @@ pub trait EventStore: Send + Sync {
     /// events that are not the record of a stored change (a state change is recorded by the
     /// store method that makes it).
     async fn publish(&self, events: &[NewEvent]) -> Result<Vec<i64>, StoreError>;
+    /// Told the highest sequence number this store handle has committed, after each commit
+    /// that appended events (never before: a woken reader finds them). Other processes'
+    /// events are not seen here; readers poll slowly for those.
+    fn watch_appended(&self) -> tokio::sync::watch::Receiver<i64>;
 }

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Once};
 
 use async_trait::async_trait;
-use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags, UnixMillis};
+use flotilla_core::{Activation, EventType, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags, UnixMillis};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr};
@@ -89,17 +89,34 @@ pub struct SqlStore {
     /// in SQLite's busy handler, which sleeps up to 100 ms between tries and so turns a burst
     /// of concurrent writers (every agent reporting at once) into mostly sleeping.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The highest event sequence number this process has committed: told after each commit
+    /// of a transaction that appended events, so in-process subscribers wake without polling.
+    appended: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 /// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The last event sequence number appended in this transaction (`events::append`).
+    pub(crate) appended: Option<i64>,
+    notify: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 impl WriteTx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if let Some(seq) = self.appended {
+            // Only after the commit: a woken reader must find the events.
+            self.notify.send_if_modified(|last| {
+                let newer = seq > *last;
+                if newer {
+                    *last = seq;
+                }
+                newer
+            });
+        }
+        Ok(())
     }
 }
 
@@ -133,7 +150,7 @@ impl SqlStore {
             Some(writer) => Some(writer.clone().lock_owned().await),
             None => None,
         };
-        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn })
+        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn, appended: None, notify: self.appended.clone() })
     }
 
     /// Opens (creating if missing) the SQLite database file at `path`, in WAL mode, and
@@ -188,7 +205,8 @@ impl SqlStore {
         });
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        Ok(SqlStore { pool, backend, writer })
+        let appended = Arc::new(tokio::sync::watch::Sender::new(0));
+        Ok(SqlStore { pool, backend, writer, appended })
     }
 
     /// Closes every connection; used on shutdown so SQLite checkpoints its WAL.
@@ -433,6 +451,8 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(q("insert an enrolled node"))?;
+        let detail = serde_json::json!({ "hostname": n.hostname, "activation_id": activation_id });
+        events::append(&mut tx, &[events::node_event(EventType::NodeRegistered, n.id.as_str(), detail)]).await?;
         tx.commit().await.map_err(q("commit an enrollment"))?;
         Ok(Enrollment::Enrolled)
     }
@@ -455,6 +475,7 @@ impl Store for SqlStore {
     }
 
     async fn node_connected(&self, id: &NodeId, info: &NodeInfo, now: UnixMillis) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin recording a node's connection"))?;
         let done = sqlx::query(
             "UPDATE nodes SET status = 'Online', last_seen = $1, hostname = $2, platform_name = $3, \
              platform_version = $4, platform_id = $5, kernel = $6, arch = $7, agent_version = $8, addresses = $9 \
@@ -470,34 +491,48 @@ impl Store for SqlStore {
         .bind(&info.agent_version)
         .bind(to_json(&info.addresses))
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("record a node's connection"))?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let detail = serde_json::json!({ "hostname": info.hostname, "agent_version": info.agent_version });
+        events::append(&mut tx, &[events::node_event(EventType::NodeOnline, id.as_str(), detail)]).await?;
+        tx.commit().await.map_err(q("commit a node's connection"))?;
+        Ok(true)
     }
 
     async fn nodes_lost(&self, ids: &[NodeId]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin marking nodes lost"))?;
+        let mut lost = Vec::new();
         for id in ids {
-            sqlx::query("UPDATE nodes SET status = 'ConnectionLost' WHERE id = $1 AND status = 'Online'")
+            let done = sqlx::query("UPDATE nodes SET status = 'ConnectionLost' WHERE id = $1 AND status = 'Online'")
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(q("mark a node ConnectionLost"))?;
+            if done.rows_affected() > 0 {
+                let detail = serde_json::json!({ "reason": "stream closed" });
+                lost.push(events::node_event(EventType::NodeConnectionLost, id.as_str(), detail));
+            }
         }
+        events::append(&mut tx, &lost).await?;
         tx.commit().await.map_err(q("commit nodes lost"))
     }
 
     async fn expire_silent_nodes(&self, before: UnixMillis) -> Result<Vec<NodeId>, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin expiring silent nodes"))?;
         let rows = sqlx::query(
             "UPDATE nodes SET status = 'ConnectionLost' \
              WHERE status = 'Online' AND (last_seen IS NULL OR last_seen < $1) RETURNING id",
         )
         .bind(before)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(q("expire silent nodes"))?;
-        rows.iter()
+        let ids = rows
+            .iter()
             .map(|row| {
                 let id: String = get(row, "id")?;
                 NodeId::from_str(&id).map_err(|e| StoreError::Corrupt {
@@ -506,7 +541,17 @@ impl Store for SqlStore {
                     detail: e.to_string(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let lost: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let detail = serde_json::json!({ "reason": "silent", "not_seen_since": before });
+                events::node_event(EventType::NodeConnectionLost, id.as_str(), detail)
+            })
+            .collect();
+        events::append(&mut tx, &lost).await?;
+        tx.commit().await.map_err(q("commit expiring silent nodes"))?;
+        Ok(ids)
     }
 
     async fn touch_nodes(&self, seen: &[(NodeId, UnixMillis)]) -> Result<(), StoreError> {
@@ -533,12 +578,27 @@ impl Store for SqlStore {
     }
 
     async fn deregister_node(&self, id: &NodeId) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE nodes SET status = 'Deregistered' WHERE id = $1")
+        let mut tx = self.begin_write().await.map_err(q("begin deregistering a node"))?;
+        let Some(row) = sqlx::query("SELECT status FROM nodes WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(q("deregister a node"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(q("read a node's status"))?
+        else {
+            return Ok(false);
+        };
+        let previous: String = get(&row, "status")?;
+        if previous != NodeStatus::Deregistered.as_str() {
+            sqlx::query("UPDATE nodes SET status = 'Deregistered' WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(q("deregister a node"))?;
+            let detail = serde_json::json!({ "previous_status": previous });
+            events::append(&mut tx, &[events::node_event(EventType::NodeDeregistered, id.as_str(), detail)]).await?;
+            tx.commit().await.map_err(q("commit a deregistration"))?;
+        }
+        Ok(true)
     }
 
     async fn put_api_token(&self, name: &str, token_hash: &str, now: UnixMillis) -> Result<(), StoreError> {
@@ -735,6 +795,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(q("insert an invocation"))?;
         }
+        events::append(&mut tx, &[events::command_status(c, None)]).await?;
         tx.commit().await.map_err(q("commit a new command"))
     }
 
@@ -767,6 +828,14 @@ impl Store for SqlStore {
     }
 
     async fn update_command(&self, c: &CommandRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin updating a command"))?;
+        let previous: Option<String> = sqlx::query("SELECT status FROM commands WHERE id = $1")
+            .bind(&c.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("read a command's status"))?
+            .map(|row| get(&row, "status"))
+            .transpose()?;
         sqlx::query(
             "UPDATE commands SET status = $1, stopped_for_errors = $2, cancel_requested = $3, ended_at = $4 WHERE id = $5",
         )
@@ -775,10 +844,14 @@ impl Store for SqlStore {
         .bind(i64::from(c.cancel_requested))
         .bind(c.ended_at)
         .bind(&c.id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("update a command"))?;
-        Ok(())
+        // No row, or the same status: nothing happened that an event would tell.
+        if let Some(previous) = previous.filter(|p| *p != c.status) {
+            events::append(&mut tx, &[events::command_status(c, Some(&previous))]).await?;
+        }
+        tx.commit().await.map_err(q("commit a command update"))
     }
 
     async fn list_invocations(&self, command_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
@@ -837,7 +910,22 @@ impl Store for SqlStore {
             return Ok(());
         }
         let mut tx = self.begin_write().await.map_err(q("begin an invocation batch"))?;
+        let mut changed = Vec::new();
         for i in list {
+            // The status before, to record an event only for a real change (the engine rewrites
+            // invocations whose status did not change, e.g. to store output).
+            let previous: Option<String> =
+                sqlx::query("SELECT status FROM invocations WHERE command_id = $1 AND node_id = $2")
+                    .bind(&i.command_id)
+                    .bind(&i.node_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(q("read an invocation's status"))?
+                    .map(|row| get(&row, "status"))
+                    .transpose()?;
+            if let Some(previous) = previous.filter(|p| *p != i.status) {
+                changed.push(events::invocation_status(i, &previous));
+            }
             sqlx::query(
                 "UPDATE invocations SET status = $1, exit_code = $2, dispatched_at = $3, started_at = $4, ended_at = $5, \
                  stdout = $6, stderr = $7, stdout_truncated = $8, stderr_truncated = $9, stdout_bytes = $10, \
@@ -861,6 +949,7 @@ impl Store for SqlStore {
             .await
             .map_err(q("update an invocation"))?;
         }
+        events::append(&mut tx, &changed).await?;
         tx.commit().await.map_err(q("commit an invocation batch"))
     }
 

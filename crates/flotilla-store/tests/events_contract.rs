@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use flotilla_core::EventType;
-use flotilla_store::{EventStore, NewEvent, SqlStore, StoreError};
+use flotilla_store::{
+    CommandRecord, EventStore, InvocationRecord, NewEvent, ParameterPut, ParameterRecord, ParameterStore, SqlStore, Store,
+    StoreError,
+};
 use serde_json::json;
 
 fn event(kind: EventType, time: i64, resource: &str) -> NewEvent {
@@ -71,6 +74,75 @@ async fn log_contract(store: &SqlStore) {
     assert_eq!(listed.iter().map(|e| e.time).collect::<Vec<_>>(), (40..140).collect::<Vec<_>>());
 }
 
+/// The transactional outbox: state-changing methods write their events with the change, and
+/// a change that changed nothing (same status, a refused conditional update) writes none.
+async fn outbox(store: &SqlStore) {
+    let after = store.last_event_seq().await.expect("last");
+    let mut woken = store.watch_appended();
+    woken.borrow_and_update();
+    let types = |events: &[flotilla_store::EventRecord]| events.iter().map(|e| e.kind).collect::<Vec<_>>();
+    let c = CommandRecord {
+        id: "cmd-ob".into(),
+        document: "Doc-A".into(),
+        document_version: 1,
+        parameters: "{}".into(),
+        targets: r#"["all"]"#.into(),
+        plan: "[]".into(),
+        max_concurrency: "50".into(),
+        max_errors: "0".into(),
+        delivery_timeout_ms: 600_000,
+        comment: String::new(),
+        status: "Pending".into(),
+        stopped_for_errors: false,
+        cancel_requested: false,
+        created_at: 100,
+        ended_at: None,
+    };
+    store.create_command(&c, &["n-a".into(), "n-b".into()]).await.expect("create");
+    assert!(woken.has_changed().expect("watch"), "a commit with events wakes subscribers");
+    let invs = store.list_invocations("cmd-ob").await.expect("list");
+    let running = InvocationRecord { status: "InProgress".into(), ..invs[0].clone() };
+    let same = invs[1].clone();
+    store.update_invocations(&[running.clone(), same]).await.expect("update");
+    // Rewriting the same status (the engine stores output this way) is no event.
+    store.update_invocations(&[InvocationRecord { stdout: "x".into(), ..running.clone() }]).await.expect("same");
+    let in_progress = CommandRecord { status: "InProgress".into(), ..c.clone() };
+    store.update_command(&in_progress).await.expect("update");
+    store.update_command(&in_progress).await.expect("same status");
+    let events = store.list_events(after, &[], 100).await.expect("list");
+    assert_eq!(
+        types(&events),
+        [EventType::CommandStatusChanged, EventType::InvocationStatusChanged, EventType::CommandStatusChanged]
+    );
+    assert_eq!(events[0].detail["status"], "Pending");
+    assert_eq!(events[1].resources, ["cmd-ob".to_owned(), invs[0].node_id.clone()]);
+    assert_eq!((&events[1].detail["previous_status"], &events[1].detail["status"]), (&json!("Pending"), &json!("InProgress")));
+    assert_eq!(events[2].detail["previous_status"], "Pending");
+
+    // Parameters: name and version, never the value.
+    let after = store.last_event_seq().await.expect("last");
+    let p = ParameterRecord {
+        name: "/ob/p".into(),
+        version: 1,
+        kind: "String".into(),
+        tier: "Standard".into(),
+        description: String::new(),
+        value: "s3cret-value".into(),
+        labels: vec![],
+        created_at: 1,
+    };
+    assert_eq!(store.put_parameter(&p, false, 100).await.expect("put"), ParameterPut::Stored);
+    assert_eq!(store.put_parameter(&p, false, 100).await.expect("again"), ParameterPut::Exists, "refused: no event");
+    store.label_parameter("/ob/p", 1, &["prod".into()], 10).await.expect("label");
+    assert!(store.delete_parameter("/ob/p").await.expect("delete"));
+    assert!(!store.delete_parameter("/ob/p").await.expect("delete again"), "nothing deleted: no event");
+    let events = store.list_events(after, &[], 100).await.expect("list");
+    let ops: Vec<&str> = events.iter().map(|e| e.detail["operation"].as_str().unwrap_or("")).collect();
+    assert_eq!(ops, ["Create", "Label", "Delete"]);
+    assert!(events.iter().all(|e| e.kind == EventType::ParameterChanged && e.resources == ["/ob/p".to_owned()]));
+    assert!(!format!("{events:?}").contains("s3cret"), "no value in events");
+}
+
 /// A type name the server does not know, planted in the database, is refused with the row's
 /// sequence number, never read as some other type.
 async fn unknown_type_is_an_error(store: &SqlStore, pool: &sqlx::AnyPool) {
@@ -101,6 +173,7 @@ async fn sqlite_event_log() {
     let path = dir.path().join("flotilla.db");
     let store = SqlStore::open_sqlite(&path).await.expect("open sqlite");
     log_contract(&store).await;
+    outbox(&store).await;
     let last = store.last_event_seq().await.expect("last");
     store.close().await;
 
@@ -123,6 +196,7 @@ async fn postgres_event_log() {
         .expect("PostgreSQL must be reachable for the contract suite (set FLOTILLA_TEST_POSTGRES)");
     let store = SqlStore::open_postgres(db.url()).await.expect("open postgres");
     log_contract(&store).await;
+    outbox(&store).await;
     let last = store.last_event_seq().await.expect("last");
     store.close().await;
 

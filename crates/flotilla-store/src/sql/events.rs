@@ -24,7 +24,7 @@ use flotilla_core::{EventType, UnixMillis};
 use sqlx::any::AnyRow;
 use sqlx::AssertSqlSafe;
 
-use super::{MAX_BINDS, SqlStore, from_json, get, q, to_json};
+use super::{MAX_BINDS, SqlStore, WriteTx, from_json, get, q, to_json};
 use crate::{EventRecord, EventStore, NewEvent, StoreError};
 
 const COLUMNS: &str = "seq, id, time, type, source, resources, detail";
@@ -37,10 +37,11 @@ fn event_id(seq: i64) -> String {
 
 /// Appends `events` in the caller's transaction; returns their sequence numbers, in order.
 /// Call it last before commit (see the module comment).
-pub(crate) async fn append(conn: &mut sqlx::AnyConnection, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
+pub(crate) async fn append(tx: &mut WriteTx, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    let conn: &mut sqlx::AnyConnection = tx;
     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let row = sqlx::query("UPDATE event_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
         .bind(count)
@@ -72,7 +73,105 @@ pub(crate) async fn append(conn: &mut sqlx::AnyConnection, events: &[NewEvent]) 
         }
         query.execute(&mut *conn).await.map_err(q("append events"))?;
     }
+    tx.appended = Some(last);
     Ok(seqs)
+}
+
+/// Now, for the time of events the store derives (the store's callers pass no clock to most
+/// state-changing methods; the event's time is when the change is written).
+pub(crate) fn now_ms() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+// The events each state-changing method writes, in one place so that their shape (resources
+// and detail fields) stays the same wherever the change is made.
+
+pub(crate) fn node_event(kind: EventType, node_id: &str, detail: serde_json::Value) -> NewEvent {
+    NewEvent::new(kind, now_ms(), vec![node_id.to_owned()], detail)
+}
+
+/// A command's status, `previous` being what it was (None when it was just created).
+pub(crate) fn command_status(command: &crate::CommandRecord, previous: Option<&str>) -> NewEvent {
+    NewEvent::new(
+        EventType::CommandStatusChanged,
+        now_ms(),
+        vec![command.id.clone()],
+        serde_json::json!({
+            "command_id": command.id,
+            "document": command.document,
+            "status": command.status,
+            "previous_status": previous,
+        }),
+    )
+}
+
+pub(crate) fn invocation_status(invocation: &crate::InvocationRecord, previous: &str) -> NewEvent {
+    NewEvent::new(
+        EventType::InvocationStatusChanged,
+        now_ms(),
+        vec![invocation.command_id.clone(), invocation.node_id.clone()],
+        serde_json::json!({
+            "command_id": invocation.command_id,
+            "node_id": invocation.node_id,
+            "status": invocation.status,
+            "previous_status": previous,
+            "exit_code": invocation.exit_code,
+        }),
+    )
+}
+
+/// `operation`: `Create`, `Update`, `Label` or `Delete`. Name and version only: the value is
+/// never in an event.
+pub(crate) fn parameter_changed(name: &str, version: Option<i64>, operation: &str, labels: &[String]) -> NewEvent {
+    let mut detail = serde_json::json!({ "name": name, "version": version, "operation": operation });
+    if !labels.is_empty() {
+        detail["labels"] = serde_json::json!(labels);
+    }
+    NewEvent::new(EventType::ParameterChanged, now_ms(), vec![name.to_owned()], detail)
+}
+
+/// A run's status change: `Assessment.Completed` when it ended, `Assessment.StatusChanged`
+/// otherwise.
+pub(crate) fn assessment_status(run: &crate::AssessmentRunRecord, previous: Option<&str>) -> NewEvent {
+    let kind = if matches!(run.status.as_str(), "Completed" | "Failed") {
+        EventType::AssessmentCompleted
+    } else {
+        EventType::AssessmentStatusChanged
+    };
+    let counts: serde_json::Value = serde_json::from_str(&run.finding_counts).unwrap_or(serde_json::Value::Null);
+    NewEvent::new(
+        kind,
+        now_ms(),
+        vec![run.id.clone()],
+        serde_json::json!({
+            "run_id": run.id,
+            "status": run.status,
+            "previous_status": previous,
+            "node_count": run.node_count,
+            "finding_counts": counts,
+        }),
+    )
+}
+
+pub(crate) fn findings_reported(run_id: &str, node: &crate::AssessmentNodeRecord, findings: &[crate::FindingRecord]) -> NewEvent {
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    for f in findings {
+        *counts.entry(f.severity.as_str()).or_default() += 1;
+    }
+    NewEvent::new(
+        EventType::FindingReported,
+        now_ms(),
+        vec![run_id.to_owned(), node.node_id.clone()],
+        serde_json::json!({
+            "run_id": run_id,
+            "node_id": node.node_id,
+            "status": node.status,
+            "finding_counts": counts,
+        }),
+    )
 }
 
 fn record_from_row(row: &AnyRow) -> Result<EventRecord, StoreError> {
@@ -130,6 +229,10 @@ impl EventStore for SqlStore {
             .map_err(q("delete old events"))?;
         tx.commit().await.map_err(q("commit deleting old events"))?;
         Ok(done.rows_affected())
+    }
+
+    fn watch_appended(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.appended.subscribe()
     }
 
     async fn publish(&self, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
