@@ -135,15 +135,6 @@ async fn ingest_report(state: &AppState, node: &NodeId, report: InventoryReport)
             ack.hashes = held.into_iter().map(|(name, (hash, _))| (name, hash)).collect();
             return ack;
         }
-        let names: Vec<&str> = changes
-            .iter()
-            .map(|c| match c {
-                InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => {
-                    type_name.as_str()
-                }
-            })
-            .collect();
-        state.events.publish("InventoryChanged", None, Some(node.as_str()), &names.join(","));
     }
     let mut now_held: HashMap<String, String> = held.into_iter().map(|(name, (hash, _))| (name, hash)).collect();
     for change in changes {

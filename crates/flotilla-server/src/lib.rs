@@ -51,7 +51,7 @@ pub(crate) struct AppState {
     pub keys: keys::KeyService,
     pub output: output::OutputSpool,
     pub engine: engine::Engine,
-    pub events: events::EventBus,
+    pub events: events::EventLog,
     pub registry: registry::Registry,
     pub pki: pki::Pki,
     pub metrics: metrics::Metrics,
@@ -101,12 +101,12 @@ impl Server {
             .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
         let (engine, engine_events) = engine::Engine::new();
         let state = Arc::new(AppState {
+            events: events::EventLog::new(store.clone()),
             store,
             artifacts,
             keys: boot.keys,
             output,
             engine,
-            events: events::EventBus::new(),
             registry: registry::Registry::default(),
             pki: boot.pki,
             metrics: metrics::Metrics::new(),

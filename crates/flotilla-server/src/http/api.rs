@@ -35,7 +35,6 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_command))
         .routes(routes!(cancel_command))
         .routes(routes!(command_output))
-        .routes(routes!(list_events))
 }
 
 /// The document's head: what every path shares (title, the bearer scheme).
@@ -253,12 +252,3 @@ async fn command_output(
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes))
 }
 
-#[utoipa::path(get, path = "/api/v1/events", params(("since" = Option<u64>, Query, description = "Only events with a higher sequence number")),
-    responses((status = 200, body = [api::Event])))]
-async fn list_events(State(state): S, RawQuery(query): RawQuery) -> Result<Json<Vec<api::Event>>> {
-    let since = match query_values(query.as_deref(), "since").first() {
-        Some(v) => v.parse::<u64>().map_err(|_| ApiError::invalid(format!("since `{v}` is not a sequence number")))?,
-        None => 0,
-    };
-    Ok(Json(state.events.since(since)))
-}

@@ -9,6 +9,7 @@ mod agent;
 mod api;
 mod assess;
 mod error;
+mod events;
 mod extract;
 mod inventory;
 mod parameters;
@@ -57,7 +58,8 @@ impl RestRoutes {
                 .merge(api::routes())
                 .merge(inventory::routes())
                 .merge(assess::routes())
-                .merge(parameters::routes()),
+                .merge(parameters::routes())
+                .merge(events::routes()),
             vulndb: vulndb::routes(),
             public: api::public_routes().merge(agent::routes()),
         }
