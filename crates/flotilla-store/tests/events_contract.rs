@@ -7,10 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use flotilla_core::EventType;
-use flotilla_store::{
-    CommandRecord, EventStore, InvocationRecord, NewEvent, ParameterPut, ParameterRecord, ParameterStore, SqlStore, Store,
-    StoreError,
-};
+use flotilla_store::prelude::*;
+use flotilla_store::{CommandRecord, InvocationRecord, NewEvent, ParameterPut, ParameterRecord, SqlStore, StoreError};
 use serde_json::json;
 
 fn event(kind: EventType, time: i64, resource: &str) -> NewEvent {
