@@ -7,7 +7,7 @@ use std::time::Duration;
 use flotilla_api::{Client, ClientError, Event, EventQuery, EVENTS_MAX_LIMIT, EVENTS_MAX_WAIT};
 use flotilla_core::{Cursor, EventType};
 
-use crate::output::{Format, print, printable};
+use crate::output::{Format, out, outln, print, printable};
 
 #[derive(clap::Subcommand)]
 pub enum Events {
@@ -109,7 +109,7 @@ async fn tail(client: &Client, format: Format, types: Vec<String>, after: Option
         None => Cursor(client.last_event_seq().await?.seq),
     };
     if format == Format::Table {
-        crate::outln!("{}", HEADERS.join("\t"))?;
+        outln!("{}", HEADERS.join("\t"))?;
     }
     let mut retry = Duration::from_millis(500);
     loop {
@@ -129,9 +129,9 @@ async fn tail(client: &Client, format: Format, types: Vec<String>, after: Option
         for event in page {
             cursor = cursor.advance(event.seq);
             match format {
-                Format::Json => crate::outln!("{}", serde_json::to_string(&event)?)?,
-                Format::Yaml => crate::out!("---\n{}", serde_yaml::to_string(&event)?)?,
-                Format::Table => crate::outln!(
+                Format::Json => outln!("{}", serde_json::to_string(&event)?)?,
+                Format::Yaml => out!("---\n{}", serde_yaml::to_string(&event)?)?,
+                Format::Table => outln!(
                     "{}",
                     row(&event).iter().map(|c| printable(c).into_owned()).collect::<Vec<_>>().join("\t")
                 )?,
