@@ -41,7 +41,17 @@ fn events_are_durable_ordered_and_followed_live() {
 
     // A command's events: created, its invocation's end, its end, with increasing seq.
     let out = server
-        .cli(&["run", "Flotilla-RunShellScript", "--param", "commands=echo hi", "--target", "all", "--wait", "-o", "json"])
+        .cli(&[
+            "run",
+            "Flotilla-RunShellScript",
+            "--param",
+            "commands=echo hi",
+            "--target",
+            "all",
+            "--wait",
+            "-o",
+            "json",
+        ])
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cmd: Value = serde_json::from_slice(&out.stdout).expect("json");

@@ -114,7 +114,10 @@ async fn outbox(store: &SqlStore) {
     );
     assert_eq!(events[0].detail["status"], "Pending");
     assert_eq!(events[1].resources, ["cmd-ob".to_owned(), invs[0].node_id.clone()]);
-    assert_eq!((&events[1].detail["previous_status"], &events[1].detail["status"]), (&json!("Pending"), &json!("InProgress")));
+    assert_eq!(
+        (&events[1].detail["previous_status"], &events[1].detail["status"]),
+        (&json!("Pending"), &json!("InProgress"))
+    );
     assert_eq!(events[2].detail["previous_status"], "Pending");
 
     // Parameters: name and version, never the value.

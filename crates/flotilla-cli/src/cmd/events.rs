@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flotilla_api::{Client, ClientError, Event, EventQuery, EVENTS_MAX_LIMIT, EVENTS_MAX_WAIT};
+use flotilla_api::{Client, ClientError, EVENTS_MAX_LIMIT, EVENTS_MAX_WAIT, Event, EventQuery};
 use flotilla_core::{Cursor, EventType};
 
 use crate::output::{Format, out, outln, print, printable};
@@ -113,8 +113,12 @@ async fn tail(client: &Client, format: Format, types: Vec<String>, after: Option
     }
     let mut retry = Duration::from_millis(500);
     loop {
-        let query =
-            EventQuery { after: cursor.0, types: types.clone(), limit: Some(EVENTS_MAX_LIMIT), wait: Some(EVENTS_MAX_WAIT) };
+        let query = EventQuery {
+            after: cursor.0,
+            types: types.clone(),
+            limit: Some(EVENTS_MAX_LIMIT),
+            wait: Some(EVENTS_MAX_WAIT),
+        };
         let page = match client.list_events(&query).await {
             Ok(page) => page,
             Err(e @ ClientError::Unreachable { .. }) => {
@@ -131,10 +135,9 @@ async fn tail(client: &Client, format: Format, types: Vec<String>, after: Option
             match format {
                 Format::Json => outln!("{}", serde_json::to_string(&event)?)?,
                 Format::Yaml => out!("---\n{}", serde_yaml::to_string(&event)?)?,
-                Format::Table => outln!(
-                    "{}",
-                    row(&event).iter().map(|c| printable(c).into_owned()).collect::<Vec<_>>().join("\t")
-                )?,
+                Format::Table => {
+                    outln!("{}", row(&event).iter().map(|c| printable(c).into_owned()).collect::<Vec<_>>().join("\t"))?
+                }
             }
         }
     }

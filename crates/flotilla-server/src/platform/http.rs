@@ -126,10 +126,7 @@ mod tests {
     #[test]
     fn queries() {
         let ok = |q: &str| parse_query(Some(q)).expect(q);
-        assert_eq!(
-            ok(""),
-            Query { after: Cursor(0), types: vec![], limit: api::EVENTS_MAX_LIMIT, wait: None }
-        );
+        assert_eq!(ok(""), Query { after: Cursor(0), types: vec![], limit: api::EVENTS_MAX_LIMIT, wait: None });
         assert_eq!(
             ok("after=12&type=Command.StatusChanged&type=Node.Online&limit=5&wait=30"),
             Query {

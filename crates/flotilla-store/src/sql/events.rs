@@ -21,8 +21,8 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use flotilla_core::{EventType, UnixMillis};
-use sqlx::any::AnyRow;
 use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
 
 use super::{MAX_BINDS, SqlStore, WriteTx, from_json, get, q, to_json};
 use crate::{EventRecord, EventStore, NewEvent, StoreError};
@@ -156,7 +156,11 @@ pub(crate) fn assessment_status(run: &crate::AssessmentRunRecord, previous: Opti
     )
 }
 
-pub(crate) fn findings_reported(run_id: &str, node: &crate::AssessmentNodeRecord, findings: &[crate::FindingRecord]) -> NewEvent {
+pub(crate) fn findings_reported(
+    run_id: &str,
+    node: &crate::AssessmentNodeRecord,
+    findings: &[crate::FindingRecord],
+) -> NewEvent {
     let mut counts = std::collections::BTreeMap::<&str, u64>::new();
     for f in findings {
         *counts.entry(f.severity.as_str()).or_default() += 1;

@@ -94,7 +94,9 @@ impl InventoryStore for SqlStore {
             let types: Vec<&str> = changes
                 .iter()
                 .map(|c| match c {
-                    InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => type_name.as_str(),
+                    InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => {
+                        type_name.as_str()
+                    }
                 })
                 .collect();
             let detail = serde_json::json!({ "node_id": node.as_str(), "types": types });
