@@ -4,16 +4,54 @@
 //! concurrent puts never share a version; a command and its invocations are created in one
 //! transaction; invocation results are written in batches, one transaction each.
 
+use std::collections::{BTreeMap, HashMap};
+
 use async_trait::async_trait;
 use flotilla_core::UnixMillis;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{MAX_BINDS, SqlStore, events, get, q};
+use super::{MAX_BINDS, SqlStore, WriteTx, events, get, q};
 use crate::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord, StoreError};
 
 const COMMAND_COLUMNS: &str = "id, document, document_version, parameters, targets, plan, max_concurrency, max_errors, \
      delivery_timeout_ms, comment, status, stopped_for_errors, cancel_requested, created_at, ended_at";
+
+/// The stored status of each of `list`'s invocations, by (command id, node id).
+async fn statuses_before<'a>(
+    tx: &mut WriteTx,
+    list: &'a [InvocationRecord],
+) -> Result<HashMap<(&'a str, &'a str), String>, StoreError> {
+    let mut by_command: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for i in list {
+        by_command.entry(i.command_id.as_str()).or_default().push(i.node_id.as_str());
+    }
+    let mut out = HashMap::with_capacity(list.len());
+    for (command, nodes) in by_command {
+        for chunk in nodes.chunks(MAX_BINDS - 1) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT node_id, status FROM invocations WHERE command_id = $1 AND node_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(command);
+            for node in chunk {
+                query = query.bind(*node);
+            }
+            let rows = query.fetch_all(&mut **tx).await.map_err(q("read invocations' statuses"))?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                found.insert(get::<String>(row, "node_id")?, get::<String>(row, "status")?);
+            }
+            for node in chunk {
+                if let Some(status) = found.remove(*node) {
+                    out.insert((command, *node), status);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
 
 fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
     Ok(CommandRecord {
@@ -327,21 +365,15 @@ impl CommandStore for SqlStore {
             return Ok(());
         }
         let mut tx = self.begin_write().await.map_err(q("begin an invocation batch"))?;
+        // The statuses before, to record an event only for a real change (the engine rewrites
+        // invocations whose status did not change, e.g. to store output). Read in the write
+        // transaction, a few statements per batch rather than one per invocation.
+        let previous = statuses_before(&mut tx, list).await?;
         let mut changed = Vec::new();
         for i in list {
-            // The status before, to record an event only for a real change (the engine rewrites
-            // invocations whose status did not change, e.g. to store output).
-            let previous: Option<String> =
-                sqlx::query("SELECT status FROM invocations WHERE command_id = $1 AND node_id = $2")
-                    .bind(&i.command_id)
-                    .bind(&i.node_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(q("read an invocation's status"))?
-                    .map(|row| get(&row, "status"))
-                    .transpose()?;
-            if let Some(previous) = previous.filter(|p| *p != i.status) {
-                changed.push(events::invocation_status(i, &previous));
+            let before = previous.get(&(i.command_id.as_str(), i.node_id.as_str()));
+            if let Some(before) = before.filter(|p| **p != i.status) {
+                changed.push(events::invocation_status(i, before));
             }
             sqlx::query(
                 "UPDATE invocations SET status = $1, exit_code = $2, dispatched_at = $3, started_at = $4, ended_at = $5, \
