@@ -26,6 +26,7 @@ mod metrics;
 mod output;
 mod parameters;
 mod pki;
+mod platform;
 mod registry;
 mod retention;
 mod secret;
