@@ -211,7 +211,7 @@ impl Client {
     }
 
     /// The server's workers, agents and store (`flotilla server status`).
-    pub async fn server_status(&self) -> Result<ServerStatus, ClientError> {
+    pub async fn server_status(&self) -> Result<crate::server::ServerStatus, ClientError> {
         self.get("/api/v1/server/status").await
     }
 

@@ -83,10 +83,12 @@ pub struct WorkerRun {
 pub struct AgentCounts {
     /// Agent streams open to this server process.
     pub connected: u64,
-    /// Nodes enrolled and not deregistered (every server on this store).
-    pub enrolled: u64,
-    /// Enrolled nodes whose status is `Online` (connected to any server on this store).
-    pub online: u64,
+    /// Nodes enrolled and not deregistered (every server on this store); absent when the
+    /// store cannot be read.
+    pub enrolled: Option<u64>,
+    /// Enrolled nodes whose status is `Online` (connected to any server on this store); absent
+    /// when the store cannot be read.
+    pub online: Option<u64>,
 }
 
 /// The store as this server reaches it.

@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod inventory;
 mod parameters;
+mod server;
 mod vulndb;
 
 use std::sync::Arc;
@@ -57,7 +58,8 @@ impl RestRoutes {
                 .merge(api::routes())
                 .merge(inventory::routes())
                 .merge(assess::routes())
-                .merge(parameters::routes()),
+                .merge(parameters::routes())
+                .merge(server::routes()),
             vulndb: vulndb::routes(),
             public: api::public_routes().merge(agent::routes()),
         }
