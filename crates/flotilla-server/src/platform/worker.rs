@@ -408,10 +408,8 @@ mod tests {
     /// Waits (on the paused clock, so instantly) until `check` holds for `name`'s snapshot.
     async fn wait_for(workers: &Workers, name: &str, check: impl Fn(&WorkerSnapshot) -> bool) -> WorkerSnapshot {
         for _ in 0..10_000 {
-            if let Some(s) = workers.snapshot().into_iter().find(|s| s.name == name) {
-                if check(&s) {
-                    return s;
-                }
+            if let Some(s) = workers.snapshot().into_iter().find(|s| s.name == name && check(s)) {
+                return s;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -521,7 +519,12 @@ mod tests {
                 })
                 .expect("spawn");
         }
-        workers.spawn("polite", |ctx| async move { Ok(ctx.cancelled().await) }).expect("spawn");
+        workers
+            .spawn("polite", |ctx| async move {
+                ctx.cancelled().await;
+                Ok(())
+            })
+            .expect("spawn");
         tokio::task::yield_now().await;
         let began = Instant::now();
         let late = workers.shutdown(began + Duration::from_secs(2)).await;
@@ -536,7 +539,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn names_are_unique_and_transient_workers_leave_the_list() {
         let workers = Workers::new(CancellationToken::new());
-        workers.spawn("engine", |ctx| async move { Ok(ctx.cancelled().await) }).expect("spawn");
+        workers
+            .spawn("engine", |ctx| async move {
+                ctx.cancelled().await;
+                Ok(())
+            })
+            .expect("spawn");
         let err = workers.spawn("engine", |_ctx| async { Ok(()) }).expect_err("duplicate");
         assert!(err.to_string().contains("`engine` is already running"), "{err}");
         let once = Arc::new(AtomicU32::new(0));
