@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use flotilla_core::node::NodeStatus;
-use flotilla_store::Store;
 
-use crate::platform::worker::{WorkerSnapshot, Workers};
-use crate::registry::Registry;
+use super::Platform;
+use super::worker::WorkerSnapshot;
 
 /// A store that has not answered a trivial query in this long is reported unreachable.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,7 +33,8 @@ pub struct StoreHealth {
     pub error: Option<String>,
 }
 
-pub async fn status(store: &dyn Store, registry: &Registry, workers: &Workers) -> ServerStatus {
+pub async fn status(platform: &Platform) -> ServerStatus {
+    let store = platform.store.as_ref();
     let began = tokio::time::Instant::now();
     let probe = tokio::time::timeout(STORE_PROBE_TIMEOUT, store.ping()).await;
     let latency = began.elapsed();
@@ -67,8 +67,8 @@ pub async fn status(store: &dyn Store, registry: &Registry, workers: &Workers) -
         (None, None)
     };
     ServerStatus {
-        workers: workers.snapshot(),
-        agents: Agents { connected: count(registry.connected()), enrolled, online },
+        workers: platform.workers.snapshot(),
+        agents: Agents { connected: count(platform.registry.connected()), enrolled, online },
         store: store_health,
     }
 }
