@@ -406,7 +406,7 @@ mod tests {
             if let Some(s) = workers.snapshot().into_iter().find(|s| s.name == name && check(s)) {
                 return s;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("worker {name} never reached the expected state: {:?}", workers.snapshot());
     }
@@ -466,6 +466,34 @@ mod tests {
         workers.shutdown(Instant::now() + Duration::from_secs(1)).await;
         let s = &workers.snapshot()[0];
         assert_eq!(s.state, WorkerState::Failed { error: "store unreachable".into() });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_after_a_long_healthy_run_restarts_from_the_shortest_delay() {
+        let workers = Workers::new(CancellationToken::new());
+        let starts = Arc::new(Mutex::new(Vec::<Instant>::new()));
+        let log = starts.clone();
+        workers
+            .spawn("sometimes", move |_ctx| {
+                let call = {
+                    let mut starts = lock(&log);
+                    starts.push(Instant::now());
+                    starts.len()
+                };
+                async move {
+                    // Calls 1 and 2 fail at once; call 3 is healthy for two minutes, then fails.
+                    if call == 3 {
+                        tokio::time::sleep(Duration::from_secs(120)).await;
+                    }
+                    Err(format!("failure {call}").into())
+                }
+            })
+            .expect("spawn");
+        wait_for(&workers, "sometimes", |s| s.restarts >= 3).await;
+        let starts = lock(&starts).clone();
+        let gaps: Vec<Duration> = starts.windows(2).take(3).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, [1, 2, 120 + 1].map(Duration::from_secs));
+        workers.shutdown(Instant::now()).await;
     }
 
     #[tokio::test(start_paused = true)]
