@@ -169,19 +169,38 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Drives run `id` as the transient worker `assessment-run ID` (listed while it runs; a panic
+/// restarts it with backoff, and every step resumes from the stored status).
 pub fn spawn(state: Arc<AppState>, id: String) {
-    tokio::spawn(async move {
-        if let Err(e) = drive(&state, &id).await {
-            tracing::error!(run = %id, "assessment run failed: {e}");
-            if let Ok(Some(mut run)) = state.store.get_assessment_run(&id).await {
-                run.status = RunStatus::Failed;
-                run.detail = e.to_string();
-                run.ended_at = Some(now_ms());
-                let _ = state.store.update_assessment_run(&run).await;
-                state.events.publish("AssessmentRunCompleted", None, None, &format!("{id} Failed"));
+    let workers = state.workers.clone();
+    let name = format!("assessment-run {id}");
+    let started = workers.spawn_transient(name, move |ctx| {
+        let (state, id) = (state.clone(), id.clone());
+        async move {
+            ctx.running();
+            // Stopping mid-step is safe: every step is idempotent per node and the run resumes
+            // from its stored status at the next start.
+            let outcome = tokio::select! {
+                () = ctx.cancelled() => return Ok(()),
+                outcome = drive(&state, &id) => outcome,
+            };
+            if let Err(e) = outcome {
+                tracing::error!(run = %id, "assessment run failed: {e}");
+                if let Ok(Some(mut run)) = state.store.get_assessment_run(&id).await {
+                    run.status = RunStatus::Failed;
+                    run.detail = e.to_string();
+                    run.ended_at = Some(now_ms());
+                    let _ = state.store.update_assessment_run(&run).await;
+                    state.events.publish("AssessmentRunCompleted", None, None, &format!("{id} Failed"));
+                }
             }
+            Ok(())
         }
     });
+    if let Err(e) = started {
+        // Already being driven (a resume racing a create): one driver is enough.
+        tracing::debug!("{e}");
+    }
 }
 
 /// At start-up: every unfinished run continues where it was.
@@ -689,13 +708,15 @@ pub async fn delete_template(state: &AppState, name: &str) -> Result<(), Service
 
 /// Starts a run for every template whose schedule is due. Until a general scheduler exists,
 /// this timer is it; the firing is claimed in the store, so one replica starts each run.
-pub async fn schedule_worker(state: Arc<AppState>, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn schedule_worker(state: Arc<AppState>, ctx: crate::platform::worker::WorkerContext) {
     let mut tick = tokio::time::interval(SCHEDULE_TICK);
     loop {
+        ctx.idle();
         tokio::select! {
             _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
+            () = ctx.cancelled() => return,
         }
+        ctx.running();
         let templates = match state.store.list_assessment_templates().await {
             Ok(templates) => templates,
             Err(e) => {
