@@ -1,21 +1,25 @@
-//! Flotilla's domain core: nodes, activations, tags, targets, reconnect backoff and the event
-//! log's vocabulary.
+//! Flotilla's domain core: nodes, activations, tags, targets, reconnect backoff, Run Command's
+//! rules, the Parameter Store's rules, assessment states, severity levels and the event log's
+//! vocabulary.
 //!
 //! Architecture invariant: this crate does no I/O and knows nothing of tokio, sqlx, axum or
 //! tonic. Time and randomness come in as arguments, so every rule here is testable with tables.
 
 pub mod activation;
+pub mod assessment;
 pub mod backoff;
 pub mod command;
 pub mod event;
 pub mod node;
 pub mod parameter;
+pub mod severity;
 pub mod tag;
 pub mod target;
 
 pub use activation::{Activation, ActivationRefusal};
 pub use event::{Cursor, CursorError, EventType, UnknownEventType};
 pub use node::{Node, NodeId, NodeIdError, NodeInfo, NodeStatus, Platform};
+pub use severity::{Severity, SeverityError};
 pub use tag::{TagError, Tags};
 pub use target::{Literal, Target, TargetError, Term};
 

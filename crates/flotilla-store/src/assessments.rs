@@ -1,7 +1,8 @@
 //! Assessment storage: runs, per-node progress and findings.
 
 use async_trait::async_trait;
-use flotilla_core::UnixMillis;
+use flotilla_core::assessment::{NodeStatus, RunStatus};
+use flotilla_core::{Severity, UnixMillis};
 
 use crate::StoreError;
 
@@ -11,9 +12,9 @@ pub struct AssessmentRunRecord {
     pub targets: Vec<String>,
     pub rules: Vec<String>,
     /// The lowest severity that makes a node non-compliant.
-    pub noncompliant_at: String,
+    pub noncompliant_at: Severity,
     pub duration_seconds: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub node_count: i64,
     /// Severity → number, as JSON text.
     pub finding_counts: String,
@@ -26,7 +27,7 @@ pub struct AssessmentRunRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssessmentNodeRecord {
     pub node_id: String,
-    pub status: String,
+    pub status: NodeStatus,
     pub detail: String,
     /// Days old the advisory data was, when older than the server's maximum age.
     pub advisories_age_days: Option<i64>,
@@ -42,7 +43,7 @@ pub struct FindingRecord {
     pub package: String,
     pub installed_version: String,
     pub fixed_version: Option<String>,
-    pub severity: String,
+    pub severity: Severity,
     pub score: Option<String>,
     pub title: String,
 }
@@ -52,7 +53,7 @@ pub struct AssessmentTemplate {
     pub name: String,
     pub targets: Vec<String>,
     pub rules: Vec<String>,
-    pub noncompliant_at: String,
+    pub noncompliant_at: Severity,
     pub duration_seconds: i64,
     /// A 5-field cron expression (UTC), when the template runs on a schedule.
     pub schedule: Option<String>,

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use flotilla_core::UnixMillis;
+use flotilla_core::command::{CommandStatus, DocumentFormat, InvocationStatus};
 
 use crate::StoreError;
 
@@ -14,8 +15,8 @@ pub struct DocumentVersion {
     pub version: i64,
     pub content: String,
     pub description: String,
-    /// `flotilla` or `ssm` (an imported AWS SSM document, kept as written).
-    pub format: String,
+    /// An imported AWS SSM document is kept as written.
+    pub format: DocumentFormat,
     pub created_at: UnixMillis,
 }
 
@@ -44,7 +45,7 @@ pub struct CommandRecord {
     pub max_errors: String,
     pub delivery_timeout_ms: i64,
     pub comment: String,
-    pub status: String,
+    pub status: CommandStatus,
     pub stopped_for_errors: bool,
     pub cancel_requested: bool,
     pub created_at: UnixMillis,
@@ -56,7 +57,7 @@ pub struct CommandRecord {
 pub struct InvocationRecord {
     pub command_id: String,
     pub node_id: String,
-    pub status: String,
+    pub status: InvocationStatus,
     pub exit_code: Option<i64>,
     pub dispatched_at: Option<UnixMillis>,
     pub started_at: Option<UnixMillis>,
@@ -94,7 +95,10 @@ pub trait CommandStore: Send + Sync {
     async fn update_command(&self, command: &CommandRecord) -> Result<(), StoreError>;
     async fn list_invocations(&self, command_id: &str) -> Result<Vec<InvocationRecord>, StoreError>;
     /// Invocations per status for each of `command_ids` (one query, for listings).
-    async fn invocation_counts(&self, command_ids: &[String]) -> Result<Vec<(String, String, u32)>, StoreError>;
+    async fn invocation_counts(
+        &self,
+        command_ids: &[String],
+    ) -> Result<Vec<(String, InvocationStatus, u32)>, StoreError>;
     /// Deletes every command that ended before `cutoff`, with its invocations, in bulk;
     /// returns the deleted ids (their artifacts are the caller's to delete).
     async fn delete_commands_ended_before(&self, cutoff: UnixMillis) -> Result<Vec<String>, StoreError>;

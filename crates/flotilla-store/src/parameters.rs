@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use flotilla_core::UnixMillis;
+use flotilla_core::parameter::{ParameterType, Tier};
 
 use crate::StoreError;
 
@@ -16,10 +17,8 @@ use crate::StoreError;
 pub struct ParameterRecord {
     pub name: String,
     pub version: i64,
-    /// `String`, `StringList` or `SecureString`.
-    pub kind: String,
-    /// `Standard` or `Advanced`.
-    pub tier: String,
+    pub kind: ParameterType,
+    pub tier: Tier,
     pub description: String,
     /// The value, or for SecureString the base64 envelope.
     pub value: String,

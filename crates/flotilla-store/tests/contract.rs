@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
+use flotilla_core::assessment::{NodeStatus as AssessmentNodeStatus, RunStatus};
+use flotilla_core::command::{CommandStatus, DocumentFormat, InvocationStatus};
+use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Severity, Tags};
 use flotilla_store::prelude::*;
 use flotilla_store::{
     AdvisoryRecord, AssessmentNodeRecord, AssessmentRunRecord, AssessmentTemplate, CommandRecord, DocumentVersion,
@@ -143,7 +145,7 @@ async fn documents(store: &dyn Store) {
         version: 0,
         content: content.into(),
         description: description.into(),
-        format: "flotilla".into(),
+        format: DocumentFormat::Flotilla,
         created_at: 10,
     };
     assert_eq!(store.put_document(&doc("v1 text", "first")).await.expect("put"), 1);
@@ -178,7 +180,7 @@ async fn commands(store: &dyn Store) {
         max_errors: "0".into(),
         delivery_timeout_ms: 600_000,
         comment: "hello".into(),
-        status: "Pending".into(),
+        status: CommandStatus::Pending,
         stopped_for_errors: false,
         cancel_requested: false,
         created_at: 100,
@@ -193,7 +195,7 @@ async fn commands(store: &dyn Store) {
         [("n-a", "Pending"), ("n-b", "Pending")]
     );
     let done = InvocationRecord {
-        status: "Success".into(),
+        status: InvocationStatus::Success,
         exit_code: Some(0),
         stdout: "héllo ✓".into(),
         stdout_bytes: 8,
@@ -203,18 +205,19 @@ async fn commands(store: &dyn Store) {
     };
     store.update_invocations(std::slice::from_ref(&done)).await.expect("update");
     assert_eq!(store.list_invocations("cmd-1").await.expect("list")[0], done);
-    let finished = CommandRecord { status: "Success".into(), ended_at: Some(200), cancel_requested: true, ..c.clone() };
+    let finished =
+        CommandRecord { status: CommandStatus::Success, ended_at: Some(200), cancel_requested: true, ..c.clone() };
     store.update_command(&finished).await.expect("update");
     assert_eq!(store.get_command("cmd-1").await.expect("get"), Some(finished));
     assert!(store.unfinished_commands().await.expect("unfinished").is_empty());
     let newer = CommandRecord { id: "cmd-2".into(), created_at: 300, ..c };
     store.create_command(&newer, &[]).await.expect("create");
     let counts = store.invocation_counts(&["cmd-1".into(), "cmd-2".into(), "nope".into()]).await.expect("counts");
-    let mut counts: Vec<(String, String, u32)> = counts;
-    counts.sort();
+    let mut counts: Vec<(String, InvocationStatus, u32)> = counts;
+    counts.sort_by_key(|(id, status, _)| (id.clone(), status.as_str()));
     assert_eq!(
         counts,
-        [("cmd-1".to_string(), "Pending".to_string(), 1), ("cmd-1".to_string(), "Success".to_string(), 1)]
+        [("cmd-1".to_string(), InvocationStatus::Pending, 1), ("cmd-1".to_string(), InvocationStatus::Success, 1)]
     );
     assert!(store.invocation_counts(&[]).await.expect("none").is_empty());
     let listed: Vec<String> = store.list_commands(10).await.expect("list").into_iter().map(|c| c.id).collect();
@@ -369,9 +372,9 @@ async fn assessments(store: &dyn Store) {
         id: "ar-1".into(),
         targets: vec!["all".into()],
         rules: vec!["cve".into()],
-        noncompliant_at: "High".into(),
+        noncompliant_at: Severity::High,
         duration_seconds: 600,
-        status: "Created".into(),
+        status: RunStatus::Created,
         node_count: 3,
         finding_counts: "{}".into(),
         command_ids: vec![],
@@ -391,13 +394,13 @@ async fn assessments(store: &dyn Store) {
         package: "openssl".into(),
         installed_version: "1".into(),
         fixed_version: if n == 0 { None } else { Some("2".into()) },
-        severity: "High".into(),
+        severity: Severity::High,
         score: Some("9.8".into()),
         title: "t".into(),
     };
     let node = AssessmentNodeRecord {
         node_id: "n-1".into(),
-        status: "Assessed".into(),
+        status: AssessmentNodeStatus::Assessed,
         detail: String::new(),
         advisories_age_days: Some(146),
     };
@@ -411,7 +414,7 @@ async fn assessments(store: &dyn Store) {
     let progress = store.assessment_nodes("ar-1").await.expect("nodes");
     assert_eq!(progress.iter().map(|n| n.status.as_str()).collect::<Vec<_>>(), ["Pending", "Assessed", "Pending"]);
     assert_eq!(progress.iter().map(|n| n.advisories_age_days).collect::<Vec<_>>(), [None, Some(146), None]);
-    run.status = "Completed".into();
+    run.status = RunStatus::Completed;
     run.ended_at = Some(9);
     run.command_ids = vec!["c-1".into()];
     store.update_assessment_run(&run).await.expect("update");
@@ -423,7 +426,7 @@ async fn assessments(store: &dyn Store) {
         name: "nightly".into(),
         targets: vec!["tag:env=prod".into()],
         rules: vec!["cve".into()],
-        noncompliant_at: "High".into(),
+        noncompliant_at: Severity::High,
         duration_seconds: 600,
         schedule: Some("0 3 * * *".into()),
         last_fired_at: None,

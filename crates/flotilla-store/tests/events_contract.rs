@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use flotilla_core::EventType;
+use flotilla_core::command::{CommandStatus, InvocationStatus};
+use flotilla_core::parameter::{ParameterType, Tier};
 use flotilla_store::prelude::*;
 use flotilla_store::{CommandRecord, InvocationRecord, NewEvent, ParameterPut, ParameterRecord, SqlStore, StoreError};
 use serde_json::json;
@@ -90,7 +92,7 @@ async fn outbox(store: &SqlStore) {
         max_errors: "0".into(),
         delivery_timeout_ms: 600_000,
         comment: String::new(),
-        status: "Pending".into(),
+        status: CommandStatus::Pending,
         stopped_for_errors: false,
         cancel_requested: false,
         created_at: 100,
@@ -99,12 +101,12 @@ async fn outbox(store: &SqlStore) {
     store.create_command(&c, &["n-a".into(), "n-b".into()]).await.expect("create");
     assert!(woken.has_changed().expect("watch"), "a commit with events wakes subscribers");
     let invs = store.list_invocations("cmd-ob").await.expect("list");
-    let running = InvocationRecord { status: "InProgress".into(), ..invs[0].clone() };
+    let running = InvocationRecord { status: InvocationStatus::InProgress, ..invs[0].clone() };
     let same = invs[1].clone();
     store.update_invocations(&[running.clone(), same]).await.expect("update");
     // Rewriting the same status (the engine stores output this way) is no event.
     store.update_invocations(&[InvocationRecord { stdout: "x".into(), ..running.clone() }]).await.expect("same");
-    let in_progress = CommandRecord { status: "InProgress".into(), ..c.clone() };
+    let in_progress = CommandRecord { status: CommandStatus::InProgress, ..c.clone() };
     store.update_command(&in_progress).await.expect("update");
     store.update_command(&in_progress).await.expect("same status");
     let events = store.list_events(after, &[], 100).await.expect("list");
@@ -125,8 +127,8 @@ async fn outbox(store: &SqlStore) {
     let p = ParameterRecord {
         name: "/ob/p".into(),
         version: 1,
-        kind: "String".into(),
-        tier: "Standard".into(),
+        kind: ParameterType::String,
+        tier: Tier::Standard,
         description: String::new(),
         value: "s3cret-value".into(),
         labels: vec![],

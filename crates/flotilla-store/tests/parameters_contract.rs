@@ -1,14 +1,15 @@
 //! The Parameter Store part of the storage contract, on SQLite and PostgreSQL alike: versions,
 //! overwrite, the 100-version window, labels, listing by prefix, deletion, master key records.
 
+use flotilla_core::parameter::{ParameterType, Tier};
 use flotilla_store::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, SqlStore, Store};
 
 fn record(name: &str, version: i64, value: &str) -> ParameterRecord {
     ParameterRecord {
         name: name.into(),
         version,
-        kind: "String".into(),
-        tier: "Standard".into(),
+        kind: ParameterType::String,
+        tier: Tier::Standard,
         description: "d".into(),
         value: value.into(),
         labels: vec![],

@@ -27,6 +27,14 @@ impl TempDatabase {
         &self.url
     }
 
+    /// Runs one statement on the database, bypassing the server: how tests plant what an
+    /// older or newer server, or a hand edit, could leave behind. Returns the rows affected.
+    pub async fn execute(&self, sql: &str) -> anyhow::Result<u64> {
+        let mut conn = PgConnection::connect(&self.url).await?;
+        let done = conn.execute(AssertSqlSafe(sql.to_owned())).await.with_context(|| format!("cannot run {sql}"))?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn drop_database(self) -> anyhow::Result<()> {
         let mut conn = PgConnection::connect(&self.admin_url).await?;
         conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await?;

@@ -18,49 +18,12 @@
 //!   DSA/DLA records carry no rating); calling it Informational would hide it, High would cry
 //!   wolf.
 
-use std::fmt;
 use std::str::FromStr;
 
 use crate::advisory::SeverityEntry;
 
-/// The reported severity levels, most severe first (so sorting puts High first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Severity {
-    High,
-    Medium,
-    Low,
-    Informational,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::High => "High",
-            Severity::Medium => "Medium",
-            Severity::Low => "Low",
-            Severity::Informational => "Informational",
-        }
-    }
-
-    /// The CVSS qualitative scale, with Critical folded into High.
-    pub fn from_score(score: f64) -> Severity {
-        if score >= 7.0 {
-            Severity::High
-        } else if score >= 4.0 {
-            Severity::Medium
-        } else if score > 0.0 {
-            Severity::Low
-        } else {
-            Severity::Informational
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The four levels, defined in the core so the store can keep them typed.
+pub use flotilla_core::Severity;
 
 /// The base score of a CVSS v3.x or v4.0 vector, rounded to one decimal as published.
 pub fn cvss_base_score(vector: &str) -> Option<f64> {

@@ -48,9 +48,10 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where one invocation stands. The names are the exact strings of [`InvocationStatus::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum InvocationStatus {
     /// Created, not yet dispatched by the rate planner.
+    #[default]
     Pending,
     /// Sent to the agent, or running there.
     InProgress,

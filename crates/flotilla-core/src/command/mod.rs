@@ -6,11 +6,13 @@
 //! [`command_status`] for decisions derived from [`Counts`] of those statuses, so a restart
 //! loses nothing.
 
+pub mod format;
 pub mod invocation;
 pub mod limit;
 pub mod rate;
 pub mod status;
 
+pub use format::{DocumentFormat, DocumentFormatError};
 pub use invocation::{InvocationEvent, InvocationStatus, InvocationStatusError, Outcome, TransitionError, transition};
 pub use limit::{Limit, LimitError, MaxConcurrency, MaxErrors, Percent};
 pub use rate::{Counts, Decision, RatePlan};

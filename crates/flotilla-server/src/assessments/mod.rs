@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_api as api;
-use flotilla_core::{EventType, NodeId};
+use flotilla_core::assessment::{NodeStatus, RunStatus};
+use flotilla_core::command::{CommandStatus, InvocationStatus};
+use flotilla_core::{EventType, NodeId, Severity};
 use flotilla_document::{ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY};
 use flotilla_store::{AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord};
 use flotilla_vuln::{Coverage, EcosystemHoldings, InstalledPackage, OsFacts, Staleness};
@@ -61,28 +63,30 @@ fn document_of(rule: &str) -> Option<&'static str> {
     }
 }
 
-fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "High" => 0,
-        "Medium" => 1,
-        "Low" => 2,
-        _ => 3,
-    }
+/// The order of a severity as the API spells it (finding views read from inventory JSON):
+/// High first, anything unknown last.
+fn severity_rank(severity: &str) -> usize {
+    severity.parse::<Severity>().map_or(Severity::ALL.len(), |s| s as usize)
 }
 
-fn parse_severity(text: &str) -> Result<&'static str, ServiceError> {
-    ["High", "Medium", "Low", "Informational"].into_iter().find(|s| s.eq_ignore_ascii_case(text)).ok_or_else(|| {
-        ServiceError::Invalid(format!("severity `{text}` is not one of High, Medium, Low, Informational"))
-    })
+/// A severity as an operator wrote it (any case).
+fn parse_severity(text: &str) -> Result<Severity, ServiceError> {
+    Severity::parse_ignoring_case(text)
+        .map_err(|_| ServiceError::Invalid(format!("severity `{text}` is not one of High, Medium, Low, Informational")))
+}
+
+/// Findings per severity, as the API and the stored counts spell them.
+fn counts_by_name(counts: &BTreeMap<Severity, u64>) -> BTreeMap<String, u64> {
+    counts.iter().map(|(s, n)| (s.as_str().to_owned(), *n)).collect()
 }
 
 fn to_api(run: &AssessmentRunRecord, nodes: Option<Vec<AssessmentNodeRecord>>) -> api::AssessmentRun {
     api::AssessmentRun {
         id: run.id.clone(),
-        status: run.status.clone(),
+        status: run.status.as_str().to_owned(),
         targets: run.targets.clone(),
         rules: run.rules.clone(),
-        noncompliant_at: run.noncompliant_at.clone(),
+        noncompliant_at: run.noncompliant_at.as_str().to_owned(),
         node_count: run.node_count,
         finding_counts: serde_json::from_str(&run.finding_counts).unwrap_or_default(),
         command_ids: run.command_ids.clone(),
@@ -93,7 +97,7 @@ fn to_api(run: &AssessmentRunRecord, nodes: Option<Vec<AssessmentNodeRecord>>) -
             list.into_iter()
                 .map(|n| api::AssessmentNode {
                     node_id: n.node_id,
-                    status: n.status,
+                    status: n.status.as_str().to_owned(),
                     detail: n.detail,
                     advisories_age_days: n.advisories_age_days,
                 })
@@ -127,14 +131,15 @@ pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Re
         if req.rules.is_empty() {
             req.rules = template.rules;
         }
-        req.noncompliant_at = req.noncompliant_at.or(Some(template.noncompliant_at));
+        req.noncompliant_at = req.noncompliant_at.or(Some(template.noncompliant_at.as_str().to_owned()));
         duration_seconds = template.duration_seconds;
     }
     let rules = checked_rules(req.rules)?;
-    let noncompliant_at = parse_severity(req.noncompliant_at.as_deref().unwrap_or("High"))?.to_owned();
+    let noncompliant_at = req.noncompliant_at.as_deref().map_or(Ok(Severity::High), parse_severity)?;
     let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
     let nodes = crate::fleet::list_nodes(state, &targets).await?;
-    let node_ids: Vec<String> = nodes.into_iter().filter(|n| n.status != "Deregistered").map(|n| n.id).collect();
+    let deregistered = flotilla_core::NodeStatus::Deregistered.as_str();
+    let node_ids: Vec<String> = nodes.into_iter().filter(|n| n.status != deregistered).map(|n| n.id).collect();
     if node_ids.is_empty() {
         return Err(ServiceError::Invalid(format!("the targets {} match no node", targets.join(" "))));
     }
@@ -144,7 +149,7 @@ pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Re
         rules,
         noncompliant_at,
         duration_seconds,
-        status: "Created".into(),
+        status: RunStatus::Created,
         node_count: i64::try_from(node_ids.len()).unwrap_or(i64::MAX),
         finding_counts: "{}".into(),
         command_ids: Vec::new(),
@@ -180,7 +185,7 @@ pub fn spawn(state: Arc<AppState>, id: String) {
             if let Err(e) = outcome {
                 tracing::error!(run = %id, "assessment run failed: {e}");
                 if let Ok(Some(mut run)) = state.store.get_assessment_run(&id).await {
-                    run.status = "Failed".into();
+                    run.status = RunStatus::Failed;
                     run.detail = e.to_string();
                     run.ended_at = Some(now_ms());
                     let _ = state.store.update_assessment_run(&run).await;
@@ -211,8 +216,8 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no assessment run `{id}`")))?;
     let agent_rules: Vec<String> = run.rules.iter().filter(|r| document_of(r).is_some()).cloned().collect();
-    if run.status == "Created" {
-        run.status = if agent_rules.is_empty() { "EvaluatingRules" } else { "CollectingData" }.into();
+    if run.status == RunStatus::Created {
+        run.status = if agent_rules.is_empty() { RunStatus::EvaluatingRules } else { RunStatus::CollectingData };
         for rule in &agent_rules {
             let document = document_of(rule).unwrap_or_default();
             let command = crate::runcommand::commands::create(
@@ -232,11 +237,11 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
         }
         state.store.update_assessment_run(&run).await?;
     }
-    if run.status == "CollectingData" {
+    if run.status == RunStatus::CollectingData {
         for command in &run.command_ids {
             wait_for_command(state, command).await?;
         }
-        run.status = "EvaluatingRules".into();
+        run.status = RunStatus::EvaluatingRules;
         state.store.update_assessment_run(&run).await?;
     }
     // Node-side results, per rule: node → invocation.
@@ -260,7 +265,7 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
         .buffer_unordered(PARALLEL_NODES)
         .collect()
         .await;
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counts: BTreeMap<Severity, u64> = BTreeMap::new();
     let mut stale: BTreeMap<String, u64> = BTreeMap::new();
     let mut not_assessable = 0;
     for result in results {
@@ -275,14 +280,14 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
         not_assessable += u64::from(outcome.not_assessable);
     }
     run.detail = run_detail(&stale, not_assessable, state.config.advisory_max_age);
-    run.finding_counts = serde_json::to_string(&counts).unwrap_or_else(|_| "{}".into());
-    run.status = "Completed".into();
+    run.finding_counts = serde_json::to_string(&counts_by_name(&counts)).unwrap_or_else(|_| "{}".into());
+    run.status = RunStatus::Completed;
     run.ended_at = Some(now_ms());
     let summary = to_api(&run, Some(state.store.assessment_nodes(&run.id).await?));
     let report = serde_json::to_vec_pretty(&summary).map_err(|e| ServiceError::Internal(e.to_string()))?;
     put_report(state, &format!("assessments/{}/run.json", run.id), report).await?;
     state.store.update_assessment_run(&run).await?;
-    tracing::info!(run = %run.id, ?counts, "assessment run completed");
+    tracing::info!(run = %run.id, counts = ?counts_by_name(&counts), "assessment run completed");
     Ok(())
 }
 
@@ -324,13 +329,13 @@ struct CveContext {
 
 /// One node's part of a run.
 struct NodeOutcome {
-    counts: BTreeMap<String, u64>,
+    counts: BTreeMap<Severity, u64>,
     stale: Option<Staleness>,
     not_assessable: bool,
 }
 
 fn is_final(status: &str) -> bool {
-    matches!(status, "Success" | "Failed" | "Cancelled" | "TimedOut")
+    status.parse::<CommandStatus>().is_ok_and(CommandStatus::is_terminal)
 }
 
 /// Waits for the command's final `Command.StatusChanged` event in the event log.
@@ -338,7 +343,12 @@ async fn wait_for_command(state: &AppState, id: &str) -> Result<(), ServiceError
     // The position is taken BEFORE the status is read: a command that ends after the read
     // has its event after the position, so it cannot slip between the two.
     let from = state.events.last().await?;
-    if is_final(&crate::runcommand::commands::get(state, id).await?.status) {
+    let command = state
+        .store
+        .get_command(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("the assessment's command `{id}` is gone")))?;
+    if command.status.is_terminal() {
         return Ok(());
     }
     let mut events = state.events.subscribe(from, vec![EventType::CommandStatusChanged]);
@@ -373,10 +383,10 @@ async fn evaluate_node(
     let node_id: NodeId =
         node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Internal(e.to_string()))?;
     let mut findings: Vec<FindingRecord> = Vec::new();
-    let mut status = "Assessed";
+    let mut status = NodeStatus::Assessed;
     let mut notes: Vec<String> = Vec::new();
     let mut stale: Option<Staleness> = None;
-    let finding = |rule: &str, advisory_id: String, severity: &str, title: String| FindingRecord {
+    let finding = |rule: &str, advisory_id: String, severity: Severity, title: String| FindingRecord {
         run_id: run.id.clone(),
         node_id: node.to_owned(),
         rule: rule.to_owned(),
@@ -385,22 +395,22 @@ async fn evaluate_node(
         package: String::new(),
         installed_version: String::new(),
         fixed_version: None,
-        severity: severity.to_owned(),
+        severity,
         score: None,
         title,
     };
     if run.rules.iter().any(|r| r == RULE_CVE) {
         match cve(state, &node_id, cve_context).await? {
             CveOutcome::NoInventory => {
-                status = "NotAssessable";
+                status = NodeStatus::NotAssessable;
                 notes.push("no inventory yet: collect it (Flotilla-CollectInventory) and assess again".into());
             }
             CveOutcome::UnknownOs(os) => {
-                status = "NotAssessable";
+                status = NodeStatus::NotAssessable;
                 notes.push(format!("no advisory data for {os}: not assessed for CVEs (this is not a clean bill)"));
             }
             CveOutcome::NoAdvisories(ecosystems) => {
-                status = "NotAssessable";
+                status = NodeStatus::NotAssessable;
                 notes.push(format!(
                     "no advisories for {}: import them with `flotilla vulndb import`",
                     ecosystems.join(" or ")
@@ -427,7 +437,7 @@ async fn evaluate_node(
                             installed_version: f.installed_version.clone(),
                             fixed_version: f.fixed_version.clone(),
                             score: f.score.map(|s| format!("{s:.1}")),
-                            ..finding(rule, f.advisory_id.clone(), f.severity.as_str(), f.title.clone())
+                            ..finding(rule, f.advisory_id.clone(), f.severity, f.title.clone())
                         });
                     }
                 }
@@ -443,8 +453,8 @@ async fn evaluate_node(
     }
     for (rule, command, invocations) in checks {
         let Some(invocation) = invocations.get(node) else { continue };
-        if invocation.status != "Success" {
-            status = if status == "Assessed" { "Incomplete" } else { status };
+        if invocation.status != InvocationStatus::Success {
+            status = if status == NodeStatus::Assessed { NodeStatus::Incomplete } else { status };
             notes.push(format!("{rule} checks did not run: invocation {} ({})", invocation.status, invocation.detail));
             continue;
         }
@@ -457,18 +467,20 @@ async fn evaluate_node(
         match serde_json::from_str::<Vec<CheckFinding>>(text.trim()) {
             Ok(list) => findings.extend(list.into_iter().filter(|c| c.rule == *rule).map(|c| {
                 let title = format!("{} ({})", c.title, c.detail);
-                finding(rule, c.id, parse_severity(&c.severity).unwrap_or("Medium"), title)
+                // An agent's unknown level is reported as Medium, a known but unrated problem
+                // (the rule the advisory database follows).
+                finding(rule, c.id, parse_severity(&c.severity).unwrap_or(Severity::Medium), title)
             })),
             Err(e) => {
-                status = if status == "Assessed" { "Incomplete" } else { status };
+                status = if status == NodeStatus::Assessed { NodeStatus::Incomplete } else { status };
                 notes.push(format!("{rule}: the agent's report is unreadable ({e}); upgrade the agent"));
             }
         }
     }
     findings.sort_by(|a, b| {
         let score = |f: &FindingRecord| f.score.as_deref().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-        severity_rank(&a.severity)
-            .cmp(&severity_rank(&b.severity))
+        a.severity
+            .cmp(&b.severity)
             .then(score(b).total_cmp(&score(a)))
             .then(a.package.cmp(&b.package))
             .then(a.advisory_id.cmp(&b.advisory_id))
@@ -476,14 +488,14 @@ async fn evaluate_node(
     let age_days = stale.as_ref().map(|s| i64::try_from(s.days).unwrap_or(i64::MAX));
     let record = AssessmentNodeRecord {
         node_id: node.to_owned(),
-        status: status.into(),
+        status,
         detail: notes.join("; "),
         advisories_age_days: age_days,
     };
     let report = serde_json::json!({
         "run_id": run.id,
         "node_id": node,
-        "status": record.status,
+        "status": record.status.as_str(),
         "detail": record.detail,
         "advisories_age_days": age_days,
         "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
@@ -492,12 +504,12 @@ async fn evaluate_node(
     put_report(state, &format!("assessments/{}/nodes/{node}.json", run.id), report).await?;
     state.store.record_node_assessment(&run.id, &record, &findings).await?;
 
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counts: BTreeMap<Severity, u64> = BTreeMap::new();
     for f in &findings {
-        *counts.entry(f.severity.clone()).or_default() += 1;
+        *counts.entry(f.severity).or_default() += 1;
     }
     write_inventory(state, &node_id, run, &findings, &counts, status, age_days).await?;
-    Ok(NodeOutcome { counts, stale, not_assessable: status == "NotAssessable" })
+    Ok(NodeOutcome { counts, stale, not_assessable: status == NodeStatus::NotAssessable })
 }
 
 enum CveOutcome {
@@ -559,8 +571,8 @@ async fn write_inventory(
     node: &NodeId,
     run: &AssessmentRunRecord,
     findings: &[FindingRecord],
-    counts: &BTreeMap<String, u64>,
-    status: &str,
+    counts: &BTreeMap<Severity, u64>,
+    status: NodeStatus,
     advisories_age_days: Option<i64>,
 ) -> Result<(), ServiceError> {
     let items: Vec<(Option<String>, String)> = findings
@@ -571,15 +583,14 @@ async fn write_inventory(
             (Some(f.package.clone()), item.to_string())
         })
         .collect();
-    let threshold = severity_rank(&run.noncompliant_at);
-    let worst = findings.iter().map(|f| severity_rank(&f.severity)).min();
+    let worst = findings.iter().map(|f| f.severity).min();
     let compliance_status = match (status, worst) {
-        ("NotAssessable", _) => "NOT_ASSESSABLE",
-        (_, Some(rank)) if rank <= threshold => "NON_COMPLIANT",
+        (NodeStatus::NotAssessable, _) => "NOT_ASSESSABLE",
+        (_, Some(worst)) if worst <= run.noncompliant_at => "NON_COMPLIANT",
         _ => "COMPLIANT",
     };
-    let severity = worst.map_or("None", |rank| ["High", "Medium", "Low", "Informational"][usize::from(rank.min(3))]);
-    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let severity = worst.map_or("None", Severity::as_str);
+    let summary: Vec<String> = counts_by_name(counts).iter().map(|(s, n)| format!("{n} {s}")).collect();
     let mut detail =
         format!("run {}: {}", run.id, if summary.is_empty() { "no findings".into() } else { summary.join(", ") });
     if let Some(days) = advisories_age_days {
@@ -629,7 +640,7 @@ fn finding_json(f: &FindingRecord) -> Value {
         "package": f.package,
         "installed_version": f.installed_version,
         "fixed_version": f.fixed_version,
-        "severity": f.severity,
+        "severity": f.severity.as_str(),
         "score": f.score,
         "title": f.title,
     })
@@ -647,7 +658,7 @@ fn template_to_api(t: flotilla_store::AssessmentTemplate) -> api::AssessmentTemp
         name: t.name,
         targets: t.targets,
         rules: t.rules,
-        noncompliant_at: Some(t.noncompliant_at),
+        noncompliant_at: Some(t.noncompliant_at.as_str().to_owned()),
         duration_seconds: u32::try_from(t.duration_seconds).ok(),
         schedule: t.schedule,
         last_fired_at: t.last_fired_at.map(api::rfc3339),
@@ -665,7 +676,7 @@ pub async fn put_template(
     let rules = checked_rules(req.rules)?;
     let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
     crate::fleet::parse_targets(&targets)?;
-    let noncompliant_at = parse_severity(req.noncompliant_at.as_deref().unwrap_or("High"))?.to_owned();
+    let noncompliant_at = req.noncompliant_at.as_deref().map_or(Ok(Severity::High), parse_severity)?;
     let duration = req.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS);
     if !(30..=86_400).contains(&duration) {
         return Err(ServiceError::Invalid(format!("duration {duration}s is outside 30 s to 24 h")));
@@ -798,7 +809,7 @@ pub async fn findings(
                     package: f.package,
                     installed_version: f.installed_version,
                     fixed_version: f.fixed_version,
-                    severity: f.severity,
+                    severity: f.severity.as_str().to_owned(),
                     score: f.score,
                     title: f.title,
                 })
@@ -807,7 +818,7 @@ pub async fn findings(
         None => latest(state, node).await?,
     };
     if let Some(severity) = severity {
-        out.retain(|f| f.severity == severity);
+        out.retain(|f| f.severity == severity.as_str());
     }
     out.sort_by(|a, b| severity_rank(&a.severity).cmp(&severity_rank(&b.severity)).then(a.node_id.cmp(&b.node_id)));
     Ok(out)
@@ -856,11 +867,11 @@ mod tests {
 
     #[test]
     fn severities_rank_high_first() {
-        let mut list = vec!["Low", "Informational", "High", "Medium"];
+        let mut list = vec!["Low", "Bogus", "Informational", "High", "Medium"];
         list.sort_by_key(|s| severity_rank(s));
-        assert_eq!(list, ["High", "Medium", "Low", "Informational"]);
+        assert_eq!(list, ["High", "Medium", "Low", "Informational", "Bogus"]);
         assert!(parse_severity("critical").is_err());
-        assert_eq!(parse_severity("medium").ok(), Some("Medium"));
+        assert_eq!(parse_severity("medium").ok(), Some(Severity::Medium));
     }
 
     #[test]

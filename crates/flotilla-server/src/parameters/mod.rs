@@ -49,7 +49,7 @@ async fn seal(state: &AppState, name: &str, version: i64, value: &str) -> Result
 
 /// The clear value of a stored record (decrypting a SecureString).
 async fn open(state: &AppState, record: &ParameterRecord) -> Result<String, ServiceError> {
-    if record.kind != ParameterType::SecureString.as_str() {
+    if record.kind != ParameterType::SecureString {
         return Ok(record.value.clone());
     }
     let what = format!("parameter {} version {}", record.name, record.version);
@@ -67,20 +67,17 @@ async fn open(state: &AppState, record: &ParameterRecord) -> Result<String, Serv
 }
 
 async fn to_api(state: &AppState, record: ParameterRecord, decrypt: bool) -> Result<api::Parameter, ServiceError> {
-    let value = if record.kind == ParameterType::SecureString.as_str() && !decrypt {
-        None
-    } else {
-        Some(open(state, &record).await?)
-    };
+    let value =
+        if record.kind == ParameterType::SecureString && !decrypt { None } else { Some(open(state, &record).await?) };
     Ok(api::Parameter {
         name: record.name,
-        kind: record.kind,
+        kind: record.kind.as_str().to_owned(),
         value,
         version: record.version,
         labels: record.labels,
         last_modified: api::rfc3339(record.created_at),
         description: record.description,
-        tier: record.tier,
+        tier: record.tier.as_str().to_owned(),
     })
 }
 
@@ -98,7 +95,7 @@ pub async fn put(state: &AppState, req: api::PutParameter) -> Result<api::Parame
         let head = state.store.get_parameter(&req.name, None).await?;
         // Like AWS, a parameter goes from Standard to Advanced, never back.
         let tier = match &head {
-            Some(h) if h.tier == Tier::Advanced.as_str() => Tier::Advanced,
+            Some(h) if h.tier == Tier::Advanced => Tier::Advanced,
             _ => requested_tier,
         };
         validate_value(&req.value, tier).map_err(invalid)?;
@@ -110,7 +107,7 @@ pub async fn put(state: &AppState, req: api::PutParameter) -> Result<api::Parame
         // into a String (stored in clear) because a flag was left out.
         let kind = match (asked_kind, &head) {
             (Some(kind), _) => kind,
-            (None, Some(h)) => ParameterType::from_str(&h.kind).unwrap_or(ParameterType::SecureString),
+            (None, Some(h)) => h.kind,
             (None, None) => ParameterType::String,
         };
         let value = match kind {
@@ -120,8 +117,8 @@ pub async fn put(state: &AppState, req: api::PutParameter) -> Result<api::Parame
         let record = ParameterRecord {
             name: req.name.clone(),
             version,
-            kind: kind.as_str().to_owned(),
-            tier: tier.as_str().to_owned(),
+            kind,
+            tier,
             description: if req.description.is_none() {
                 head.as_ref().map(|h| h.description.clone()).unwrap_or_default()
             } else {
@@ -203,10 +200,9 @@ pub async fn get(
 /// in AWS, so a document written for AWS gets the value it would get there or a refusal.
 pub async fn resolve(state: &AppState, reference: &rules::Reference) -> Result<String, ServiceError> {
     let record = find(state, &reference.name, &reference.selector).await?;
-    let kind = ParameterType::from_str(&record.kind).map_err(invalid)?;
     reference
         .kind
-        .accepts(kind)
+        .accepts(record.kind)
         .map_err(|why| ServiceError::Invalid(format!("parameter `{}` cannot be used here: {why}", reference.name)))?;
     open(state, &record).await
 }

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flotilla_api::{ErrorBody, ErrorDetail};
 use flotilla_core::ActivationRefusal;
+use flotilla_store::StoreError;
 
 use super::ServiceError;
 
@@ -53,6 +54,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Integrity(_) => {
                 tracing::error!("integrity check failed: {message}");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "integrity_check_failed", message)
+            }
+            ServiceError::Store(StoreError::UnknownValue { .. }) => {
+                // The message names the row; a human must correct it or upgrade the server.
+                tracing::error!("request failed: {message}");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "unknown_stored_value", message)
             }
             ServiceError::Store(_) | ServiceError::Internal(_) => {
                 // Logged here, where it is handled: a human must look.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use flotilla_api as api;
-use flotilla_core::command::{InvocationStatus, MaxConcurrency, MaxErrors};
+use flotilla_core::command::{CommandStatus, MaxConcurrency, MaxErrors};
 use flotilla_store::{CommandRecord, InvocationRecord};
 
 use crate::app::AppState;
@@ -25,7 +25,7 @@ const DEFAULT_DELIVERY_TIMEOUT_S: u32 = 600;
 fn invocation_to_api(i: &InvocationRecord) -> api::Invocation {
     api::Invocation {
         node_id: i.node_id.clone(),
-        status: i.status.clone(),
+        status: i.status.as_str().to_owned(),
         exit_code: i.exit_code,
         started_at: i.started_at.map(api::rfc3339),
         ended_at: i.ended_at.map(api::rfc3339),
@@ -45,7 +45,7 @@ fn to_api(c: &CommandRecord, counts: BTreeMap<String, u32>, invocations: Option<
         id: c.id.clone(),
         document: c.document.clone(),
         document_version: c.document_version,
-        status: c.status.clone(),
+        status: c.status.as_str().to_owned(),
         targets: serde_json::from_str(&c.targets).unwrap_or_default(),
         max_concurrency: c.max_concurrency.clone(),
         max_errors: c.max_errors.clone(),
@@ -61,7 +61,7 @@ fn to_api(c: &CommandRecord, counts: BTreeMap<String, u32>, invocations: Option<
 fn with_invocations(c: &CommandRecord, invocations: &[InvocationRecord]) -> api::Command {
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for i in invocations {
-        *counts.entry(i.status.clone()).or_default() += 1;
+        *counts.entry(i.status.as_str().to_owned()).or_default() += 1;
     }
     to_api(c, counts, Some(invocations))
 }
@@ -120,7 +120,7 @@ pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Co
         max_errors: errors.to_string(),
         delivery_timeout_ms: i64::from(delivery) * 1000,
         comment,
-        status: "Pending".into(),
+        status: CommandStatus::Pending,
         stopped_for_errors: false,
         cancel_requested: false,
         created_at: now_ms(),
@@ -148,7 +148,7 @@ pub async fn list(state: &AppState) -> Result<Vec<api::Command>, ServiceError> {
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let mut counts: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
     for (command, status, n) in state.store.invocation_counts(&ids).await? {
-        counts.entry(command).or_default().insert(status, n);
+        counts.entry(command).or_default().insert(status.as_str().to_owned(), n);
     }
     Ok(records.iter().map(|r| to_api(r, counts.remove(&r.id).unwrap_or_default(), None)).collect())
 }
@@ -168,7 +168,7 @@ pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Res
         return Err(ServiceError::NotFound(format!("command `{id}` has no invocation on node `{node}`")));
     };
     let bytes = if stream == "stdout" { invocation.stdout_bytes } else { invocation.stderr_bytes };
-    let finished = InvocationStatus::from_str(&invocation.status).is_ok_and(InvocationStatus::is_terminal);
+    let finished = invocation.status.is_terminal();
     if finished && bytes == 0 {
         // The engine stores no artifact for an empty stream.
         return Ok(Vec::new());

@@ -6,8 +6,10 @@
 //! (re)installed at start-up when their text changed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
 
 use flotilla_api as api;
+use flotilla_core::command::DocumentFormat;
 use flotilla_document::Document;
 use flotilla_store::DocumentVersion;
 
@@ -19,11 +21,10 @@ const BUILTIN_PREFIX: &str = "Flotilla-";
 const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 /// Parses stored or submitted text in its format.
-pub fn parse(format: &str, content: &str) -> Result<Document, ServiceError> {
+pub fn parse(format: DocumentFormat, content: &str) -> Result<Document, ServiceError> {
     let parsed = match format {
-        "flotilla" => Document::parse(content),
-        "ssm" => flotilla_document::import_ssm(content),
-        other => return Err(ServiceError::Invalid(format!("unknown document format `{other}`: use flotilla or ssm"))),
+        DocumentFormat::Flotilla => Document::parse(content),
+        DocumentFormat::Ssm => flotilla_document::import_ssm(content),
     };
     parsed.map_err(|e| ServiceError::Invalid(format!("invalid document: {e}")))
 }
@@ -44,7 +45,7 @@ pub async fn install_builtins(state: &AppState) -> Result<(), ServiceError> {
     for (name, content) in flotilla_document::builtin_documents() {
         let current = state.store.get_document(name, None).await?;
         if current.as_ref().map(|d| d.content.as_str()) != Some(content) {
-            let description = parse("flotilla", content)?.description().unwrap_or_default().to_owned();
+            let description = parse(DocumentFormat::Flotilla, content)?.description().unwrap_or_default().to_owned();
             let version = state
                 .store
                 .put_document(&DocumentVersion {
@@ -52,7 +53,7 @@ pub async fn install_builtins(state: &AppState) -> Result<(), ServiceError> {
                     version: 0,
                     content: content.to_owned(),
                     description,
-                    format: "flotilla".into(),
+                    format: DocumentFormat::Flotilla,
                     created_at: now_ms(),
                 })
                 .await?;
@@ -70,7 +71,7 @@ async fn to_api(state: &AppState, d: DocumentVersion) -> Result<api::Document, S
         name: d.name,
         version: d.version,
         description: d.description,
-        format: d.format,
+        format: d.format.as_str().to_owned(),
         content: d.content,
         created_at: api::rfc3339(d.created_at),
     })
@@ -110,8 +111,11 @@ pub async fn put(state: &AppState, req: api::PutDocument, create: bool) -> Resul
     if req.content.len() > MAX_DOCUMENT_BYTES {
         return Err(ServiceError::Invalid(format!("the document is {} bytes; the limit is 64 KB", req.content.len())));
     }
-    let format = req.format.unwrap_or_else(|| "flotilla".into());
-    let parsed = parse(&format, &req.content)?;
+    let format = match req.format.as_deref() {
+        None => DocumentFormat::Flotilla,
+        Some(text) => DocumentFormat::from_str(text).map_err(|e| ServiceError::Invalid(e.to_string()))?,
+    };
+    let parsed = parse(format, &req.content)?;
     let exists = state.store.get_document(&req.name, None).await?.is_some();
     match (create, exists) {
         (true, true) => {
@@ -163,7 +167,7 @@ async fn referenced_documents(
             }
             // Unknown or unparsable documents stay out; planning reports them by name.
             if let Some(stored) = state.store.get_document(&key.0, version).await?
-                && let Ok(parsed) = parse(&stored.format, &stored.content)
+                && let Ok(parsed) = parse(stored.format, &stored.content)
             {
                 queue.push(parsed.clone());
                 library.insert(key, parsed);
@@ -177,7 +181,7 @@ async fn referenced_documents(
                 continue;
             }
             if let Some(stored) = state.store.get_document(&head.name, None).await?
-                && let Ok(parsed) = parse(&stored.format, &stored.content)
+                && let Ok(parsed) = parse(stored.format, &stored.content)
             {
                 library.insert(key, parsed);
             }
@@ -198,7 +202,7 @@ pub async fn plan(
         Some(v) => ServiceError::Invalid(format!("document `{name}` has no version {v}")),
         None => ServiceError::Invalid(format!("unknown document `{name}`: list them with `flotilla documents ls`")),
     })?;
-    let document = parse(&stored.format, &stored.content)?;
+    let document = parse(stored.format, &stored.content)?;
     let bound = document.bind(params).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let library = referenced_documents(state, &document).await?;
     let resolve = |doc: &str, version: Option<&str>| -> Option<Document> {

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use flotilla_core::NodeId;
 use flotilla_core::command::{
-    CommandStatus, Counts, Decision, InvocationEvent, InvocationStatus, MaxConcurrency, MaxErrors, Outcome, RatePlan,
-    command_status, transition,
+    Counts, Decision, InvocationEvent, InvocationStatus, MaxConcurrency, MaxErrors, Outcome, RatePlan, command_status,
+    transition,
 };
 use flotilla_proto::v1::{
     CancelInvocation, InvocationAccepted, InvocationOutcome, InvocationResult, ResultAck, RunInvocation, ServerMessage,
@@ -139,10 +139,6 @@ enum Delivery {
     Resend,
 }
 
-fn status_of(inv: &InvocationRecord) -> InvocationStatus {
-    InvocationStatus::from_str(&inv.status).unwrap_or(InvocationStatus::Pending)
-}
-
 impl Active {
     fn load(record: CommandRecord, invocations: Vec<InvocationRecord>) -> Result<Active, String> {
         let planned: Vec<PlannedStep> = serde_json::from_str(&record.plan).map_err(|e| format!("bad plan: {e}"))?;
@@ -184,7 +180,7 @@ impl Active {
     fn counts(&self) -> Counts {
         let mut counts = Counts::default();
         for inv in self.invocations.values() {
-            let status = status_of(inv);
+            let status = inv.status;
             counts.add(status);
             if status == InvocationStatus::InProgress && inv.started_at.is_some() {
                 counts.acknowledged = counts.acknowledged.saturating_add(1);
@@ -198,7 +194,7 @@ impl Active {
     /// are written on the next tick): record the dispatch now, so the report applies instead of
     /// being refused and the invocation re-sent.
     fn ensure_dispatched(&mut self, node: &str) {
-        if self.invocations.get(node).map(status_of) == Some(InvocationStatus::Pending) {
+        if self.invocations.get(node).map(|i| i.status) == Some(InvocationStatus::Pending) {
             tracing::info!(command_id = %self.record.id, node_id = %node, "report for an invocation recorded as Pending; recording its dispatch");
             self.apply(node, InvocationEvent::Dispatched);
             if let Some(inv) = self.invocations.get_mut(node) {
@@ -210,9 +206,9 @@ impl Active {
     /// Applies an event to one invocation; true when its status changed.
     fn apply(&mut self, node: &str, event: InvocationEvent) -> bool {
         let Some(inv) = self.invocations.get_mut(node) else { return false };
-        match transition(status_of(inv), event) {
+        match transition(inv.status, event) {
             Ok(Outcome::Applied(next)) => {
-                inv.status = next.as_str().to_owned();
+                inv.status = next;
                 self.transitions.push((node.to_owned(), next));
                 if next.is_terminal() && inv.ended_at.is_none() {
                     inv.ended_at = Some(now_ms());
@@ -270,7 +266,7 @@ async fn deliver(state: &AppState, command: &mut Active) {
         Ok(command.steps.clone())
     };
     for (node, delivery) in outbox {
-        let status = command.invocations.get(&node).map(status_of);
+        let status = command.invocations.get(&node).map(|i| i.status);
         let still_wanted = match delivery {
             Delivery::First => status == Some(InvocationStatus::InProgress),
             Delivery::Resend => matches!(status, Some(InvocationStatus::InProgress | InvocationStatus::Delayed)),
@@ -390,7 +386,7 @@ async fn load(state: &AppState, active: &mut HashMap<String, Active>, id: &str) 
             // and results after reconnecting, and until they do their nodes count as lost.
             let now = now_ms();
             for (node, inv) in &command.invocations {
-                let status = status_of(inv);
+                let status = inv.status;
                 if matches!(status, InvocationStatus::InProgress | InvocationStatus::Delayed) {
                     state.run.output.accept(&invocation_id(id, node));
                 }
@@ -415,7 +411,7 @@ async fn handle(state: &Arc<AppState>, active: &mut HashMap<String, Active>, eve
         Event::Connected(node) => {
             for command in active.values_mut() {
                 command.lost_since.remove(node.as_str());
-                let status = command.invocations.get(node.as_str()).map(status_of);
+                let status = command.invocations.get(node.as_str()).map(|i| i.status);
                 if matches!(status, Some(InvocationStatus::InProgress | InvocationStatus::Delayed)) {
                     // Re-send: the agent either runs it (first delivery), ignores it (running),
                     // or re-sends its spooled result (finished while disconnected).
@@ -426,7 +422,7 @@ async fn handle(state: &Arc<AppState>, active: &mut HashMap<String, Active>, eve
         Event::Disconnected(node) => {
             let now = now_ms();
             for command in active.values_mut() {
-                if command.invocations.get(node.as_str()).map(status_of) == Some(InvocationStatus::InProgress) {
+                if command.invocations.get(node.as_str()).map(|i| i.status) == Some(InvocationStatus::InProgress) {
                     command.lost_since.insert(node.to_string(), now);
                 }
             }
@@ -453,20 +449,16 @@ async fn handle(state: &Arc<AppState>, active: &mut HashMap<String, Active>, eve
         }
         Event::Cancel(id, reply) => {
             let outcome = match active.get_mut(&id) {
-                Some(command)
-                    if CommandStatus::from_str(&command.record.status).is_ok_and(CommandStatus::is_terminal) =>
-                {
-                    Err(ServiceError::Conflict(format!(
-                        "command {id} has already finished ({}); there is nothing to cancel",
-                        command.record.status
-                    )))
-                }
+                Some(command) if command.record.status.is_terminal() => Err(ServiceError::Conflict(format!(
+                    "command {id} has already finished ({}); there is nothing to cancel",
+                    command.record.status
+                ))),
                 Some(command) => {
                     command.record.cancel_requested = true;
                     command.record_dirty = true;
                     let nodes: Vec<String> = command.invocations.keys().cloned().collect();
                     for node in nodes {
-                        let status = command.invocations.get(&node).map(status_of);
+                        let status = command.invocations.get(&node).map(|i| i.status);
                         if status == Some(InvocationStatus::InProgress)
                             && let Ok(node_id) = NodeId::from_str(&node)
                         {
@@ -514,7 +506,7 @@ fn expire(state: &AppState, command: &mut Active) {
         // The delivery clock starts at dispatch: invocations the rate planner has not released
         // yet are waiting on the command, not on their node.
         let undelivered_since = inv.dispatched_at.unwrap_or(now);
-        match status_of(inv) {
+        match inv.status {
             InvocationStatus::Delayed if now.saturating_sub(undelivered_since) > timeout => {
                 command.apply(node, InvocationEvent::DeliveryTimeout);
             }
@@ -565,7 +557,7 @@ fn advance(state: &AppState, command: &mut Active) {
         let pending: Vec<String> = command
             .invocations
             .iter()
-            .filter(|(_, inv)| status_of(inv) == InvocationStatus::Pending)
+            .filter(|(_, inv)| inv.status == InvocationStatus::Pending)
             .map(|(node, _)| node.clone())
             .take(usize::try_from(n).unwrap_or(usize::MAX))
             .collect();
@@ -580,8 +572,8 @@ fn advance(state: &AppState, command: &mut Active) {
     }
     let counts = if changed { command.counts() } else { counts };
     let status = command_status(&counts, command.record.stopped_for_errors, command.record.cancel_requested);
-    if status.as_str() != command.record.status {
-        command.record.status = status.as_str().to_owned();
+    if status != command.record.status {
+        command.record.status = status;
         if status.is_terminal() {
             command.record.ended_at = Some(now);
         }
@@ -605,14 +597,14 @@ async fn record_result(
     let (command_id, owner) = (command_id.to_owned(), owner.to_owned());
     let (command_id, owner) = (command_id.as_str(), owner.as_str());
     if let Some(command) = active.get(command_id)
-        && command.invocations.get(owner).map(status_of).is_some_and(InvocationStatus::is_terminal)
+        && command.invocations.get(owner).map(|i| i.status).is_some_and(InvocationStatus::is_terminal)
         && (command.dirty.contains(owner) || command.acks.iter().any(|(_, id)| *id == result.invocation_id))
     {
         // It has ended but that is not durable yet: the acknowledgement follows the next flush.
         return None;
     }
     let settled =
-        |command: &Active| command.invocations.get(owner).map(status_of).is_none_or(InvocationStatus::is_terminal);
+        |command: &Active| command.invocations.get(owner).map(|i| i.status).is_none_or(InvocationStatus::is_terminal);
     let Some(command) = active.get_mut(command_id).filter(|c| !settled(c)) else {
         // Finished, unknown, or this invocation already ended (a replay or a duplicate): the
         // agent may forget it, and nothing here changes.
@@ -839,7 +831,7 @@ async fn flush(state: &AppState, active: &mut HashMap<String, Active>) {
         }
     }
     active.retain(|_, c| {
-        let done = CommandStatus::from_str(&c.record.status).is_ok_and(CommandStatus::is_terminal);
+        let done = c.record.status.is_terminal();
         !(done && c.dirty.is_empty() && !c.record_dirty && c.acks.is_empty())
     });
 }

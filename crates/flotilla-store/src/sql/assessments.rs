@@ -1,10 +1,11 @@
 //! SQL for [`AssessmentStore`].
 
 use async_trait::async_trait;
+use flotilla_core::assessment::{NodeStatus, RunStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{SqlStore, from_json, get, q, to_json};
+use super::{SqlStore, from_json, get, parse, q, to_json};
 use crate::{
     AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord, StoreError,
 };
@@ -13,8 +14,8 @@ const RUN_COLUMNS: &str = "id, targets, rules, noncompliant_at, duration_seconds
                            created_at, ended_at";
 /// Finding rows per INSERT (12 binds a row).
 const FINDINGS_PER_INSERT: usize = super::MAX_BINDS / 12;
-/// Node rows per INSERT (one bind a row, plus the run id).
-const NODES_PER_INSERT: usize = super::MAX_BINDS - 1;
+/// Node rows per INSERT (one bind a row, plus the run id and the Pending status).
+const NODES_PER_INSERT: usize = super::MAX_BINDS - 2;
 
 fn run_from_row(row: &AnyRow) -> Result<AssessmentRunRecord, StoreError> {
     let id: String = get(row, "id")?;
@@ -23,32 +24,35 @@ fn run_from_row(row: &AnyRow) -> Result<AssessmentRunRecord, StoreError> {
         targets: from_json(&text("targets")?, "run targets", &id)?,
         rules: from_json(&text("rules")?, "run rules", &id)?,
         command_ids: from_json(&text("command_ids")?, "run commands", &id)?,
-        noncompliant_at: text("noncompliant_at")?,
+        noncompliant_at: parse(row, "assessment_runs", &id, "noncompliant_at")?,
         duration_seconds: get(row, "duration_seconds")?,
-        status: text("status")?,
+        status: parse(row, "assessment_runs", &id, "status")?,
         node_count: get(row, "node_count")?,
         finding_counts: text("finding_counts")?,
         detail: text("detail")?,
         created_at: get(row, "created_at")?,
-        ended_at: row.try_get("ended_at").ok().flatten(),
+        ended_at: get(row, "ended_at")?,
         id,
     })
 }
 
 fn finding_from_row(row: &AnyRow) -> Result<FindingRecord, StoreError> {
     let run_id: String = get(row, "run_id")?;
+    let node_id: String = get(row, "node_id")?;
+    let advisory_id: String = get(row, "advisory_id")?;
+    let key = format!("{run_id}/{node_id}/{advisory_id}");
     let aliases: String = get(row, "aliases")?;
     Ok(FindingRecord {
-        aliases: from_json(&aliases, "finding aliases", &run_id)?,
-        node_id: get(row, "node_id")?,
+        aliases: from_json(&aliases, "finding aliases", &key)?,
+        severity: parse(row, "findings", &key, "severity")?,
         rule: get(row, "rule")?,
-        advisory_id: get(row, "advisory_id")?,
         package: get(row, "package")?,
         installed_version: get(row, "installed_version")?,
-        fixed_version: row.try_get("fixed_version").ok().flatten(),
-        severity: get(row, "severity")?,
-        score: row.try_get("score").ok().flatten(),
+        fixed_version: get(row, "fixed_version")?,
+        score: get(row, "score")?,
         title: get(row, "title")?,
+        node_id,
+        advisory_id,
         run_id,
     })
 }
@@ -66,7 +70,7 @@ impl AssessmentStore for SqlStore {
         .bind(&t.name)
         .bind(to_json(&t.targets))
         .bind(to_json(&t.rules))
-        .bind(&t.noncompliant_at)
+        .bind(t.noncompliant_at.as_str())
         .bind(t.duration_seconds)
         .bind(t.schedule.clone())
         .bind(t.last_fired_at)
@@ -93,10 +97,10 @@ impl AssessmentStore for SqlStore {
                 Ok(AssessmentTemplate {
                     targets: from_json(&targets, "template targets", &name)?,
                     rules: from_json(&rules, "template rules", &name)?,
-                    noncompliant_at: get(row, "noncompliant_at")?,
+                    noncompliant_at: parse(row, "assessment_templates", &name, "noncompliant_at")?,
                     duration_seconds: get(row, "duration_seconds")?,
-                    schedule: row.try_get("schedule").ok().flatten(),
-                    last_fired_at: row.try_get("last_fired_at").ok().flatten(),
+                    schedule: get(row, "schedule")?,
+                    last_fired_at: get(row, "last_fired_at")?,
                     created_at: get(row, "created_at")?,
                     name,
                 })
@@ -145,9 +149,9 @@ impl AssessmentStore for SqlStore {
         .bind(&run.id)
         .bind(to_json(&run.targets))
         .bind(to_json(&run.rules))
-        .bind(&run.noncompliant_at)
+        .bind(run.noncompliant_at.as_str())
         .bind(run.duration_seconds)
-        .bind(&run.status)
+        .bind(run.status.as_str())
         .bind(run.node_count)
         .bind(&run.finding_counts)
         .bind(to_json(&run.command_ids))
@@ -158,13 +162,15 @@ impl AssessmentStore for SqlStore {
         .await
         .map_err(q("store an assessment run"))?;
         for chunk in nodes.chunks(NODES_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${}, 'Pending', '')", i + 2)).collect();
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("($1, ${}, ${}, '')", i + 2, chunk.len() + 2)).collect();
             let sql =
                 format!("INSERT INTO assessment_nodes (run_id, node_id, status, detail) VALUES {}", values.join(","));
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&run.id);
             for node in chunk {
                 query = query.bind(node);
             }
+            query = query.bind(NodeStatus::Pending.as_str());
             query.execute(&mut *tx).await.map_err(q("store assessment nodes"))?;
         }
         super::events::append(&mut tx, &[super::events::assessment_status(run, None)]).await?;
@@ -186,7 +192,7 @@ impl AssessmentStore for SqlStore {
              detail = $6, ended_at = $7 WHERE id = $1",
         )
         .bind(&run.id)
-        .bind(&run.status)
+        .bind(run.status.as_str())
         .bind(run.node_count)
         .bind(&run.finding_counts)
         .bind(to_json(&run.command_ids))
@@ -195,7 +201,7 @@ impl AssessmentStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(q("update an assessment run"))?;
-        if let Some(previous) = previous.filter(|p| *p != run.status) {
+        if let Some(previous) = previous.filter(|p| p.as_str() != run.status.as_str()) {
             super::events::append(&mut tx, &[super::events::assessment_status(run, Some(&previous))]).await?;
         }
         tx.commit().await.map_err(q("commit an assessment run update"))?;
@@ -223,8 +229,10 @@ impl AssessmentStore for SqlStore {
 
     async fn unfinished_assessment_runs(&self) -> Result<Vec<AssessmentRunRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM assessment_runs WHERE status NOT IN ('Completed', 'Failed') ORDER BY created_at"
+            "SELECT {RUN_COLUMNS} FROM assessment_runs WHERE status NOT IN ($1, $2) ORDER BY created_at"
         )))
+        .bind(RunStatus::Completed.as_str())
+        .bind(RunStatus::Failed.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(q("list unfinished assessment runs"))?;
@@ -242,9 +250,10 @@ impl AssessmentStore for SqlStore {
         .map_err(q("read assessment nodes"))?;
         rows.iter()
             .map(|row| {
+                let node_id: String = get(row, "node_id")?;
                 Ok(AssessmentNodeRecord {
-                    node_id: get(row, "node_id")?,
-                    status: get(row, "status")?,
+                    status: parse(row, "assessment_nodes", &format!("{run_id}/{node_id}"), "status")?,
+                    node_id,
                     detail: get(row, "detail")?,
                     advisories_age_days: row.try_get("advisories_age_days").map_err(q("decode a row"))?,
                 })
@@ -265,7 +274,7 @@ impl AssessmentStore for SqlStore {
         )
         .bind(run_id)
         .bind(&node.node_id)
-        .bind(&node.status)
+        .bind(node.status.as_str())
         .bind(&node.detail)
         .bind(node.advisories_age_days)
         .execute(&mut *tx)
@@ -315,7 +324,7 @@ impl AssessmentStore for SqlStore {
                     .bind(&f.package)
                     .bind(&f.installed_version)
                     .bind(f.fixed_version.clone())
-                    .bind(&f.severity)
+                    .bind(f.severity.as_str())
                     .bind(f.score.clone())
                     .bind(&f.title);
             }

@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use flotilla_core::UnixMillis;
+use flotilla_core::command::InvocationStatus;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{MAX_BINDS, SqlStore, WriteTx, events, get, q};
+use super::{MAX_BINDS, SqlStore, WriteTx, events, get, parse, q};
 use crate::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord, StoreError};
 
 const COMMAND_COLUMNS: &str = "id, document, document_version, parameters, targets, plan, max_concurrency, max_errors, \
@@ -54,8 +55,10 @@ async fn statuses_before<'a>(
 }
 
 fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
+    let id: String = get(row, "id")?;
     Ok(CommandRecord {
-        id: get(row, "id")?,
+        status: parse(row, "commands", &id, "status")?,
+        id,
         document: get(row, "document")?,
         document_version: get(row, "document_version")?,
         parameters: get(row, "parameters")?,
@@ -65,7 +68,6 @@ fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
         max_errors: get(row, "max_errors")?,
         delivery_timeout_ms: get(row, "delivery_timeout_ms")?,
         comment: get(row, "comment")?,
-        status: get(row, "status")?,
         stopped_for_errors: get::<i64>(row, "stopped_for_errors")? != 0,
         cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
         created_at: get(row, "created_at")?,
@@ -77,10 +79,12 @@ const INVOCATION_COLUMNS: &str = "command_id, node_id, status, exit_code, dispat
      stderr, stdout_truncated, stderr_truncated, stdout_bytes, stderr_bytes, detail";
 
 fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
+    let command_id: String = get(row, "command_id")?;
+    let node_id: String = get(row, "node_id")?;
     Ok(InvocationRecord {
-        command_id: get(row, "command_id")?,
-        node_id: get(row, "node_id")?,
-        status: get(row, "status")?,
+        status: parse(row, "invocations", &invocation_key(&command_id, &node_id), "status")?,
+        command_id,
+        node_id,
         exit_code: get(row, "exit_code")?,
         dispatched_at: get(row, "dispatched_at")?,
         started_at: get(row, "started_at")?,
@@ -107,13 +111,20 @@ fn document_head_from_row(row: &AnyRow) -> Result<DocumentHead, StoreError> {
     })
 }
 
+/// An invocation's key in error messages: the command, then the node.
+fn invocation_key(command_id: &str, node_id: &str) -> String {
+    format!("{command_id}/{node_id}")
+}
+
 fn document_from_row(row: &AnyRow) -> Result<DocumentVersion, StoreError> {
+    let name: String = get(row, "name")?;
+    let version: i64 = get(row, "version")?;
     Ok(DocumentVersion {
-        name: get(row, "name")?,
-        version: get(row, "version")?,
+        format: parse(row, "documents", &format!("{name} version {version}"), "format")?,
+        name,
+        version,
         content: get(row, "content")?,
         description: get(row, "description")?,
-        format: get(row, "format")?,
         created_at: get(row, "created_at")?,
     })
 }
@@ -160,7 +171,7 @@ impl CommandStore for SqlStore {
         .bind(version)
         .bind(&doc.content)
         .bind(&doc.description)
-        .bind(&doc.format)
+        .bind(doc.format.as_str())
         .bind(doc.created_at)
             .execute(&mut *tx)
             .await
@@ -234,7 +245,7 @@ impl CommandStore for SqlStore {
         .bind(&c.max_errors)
         .bind(c.delivery_timeout_ms)
         .bind(&c.comment)
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(i64::from(c.stopped_for_errors))
         .bind(i64::from(c.cancel_requested))
         .bind(c.created_at)
@@ -243,9 +254,10 @@ impl CommandStore for SqlStore {
         .await
         .map_err(q("insert a command"))?;
         for node in nodes {
-            sqlx::query("INSERT INTO invocations (command_id, node_id, status) VALUES ($1, $2, 'Pending')")
+            sqlx::query("INSERT INTO invocations (command_id, node_id, status) VALUES ($1, $2, $3)")
                 .bind(&c.id)
                 .bind(node)
+                .bind(InvocationStatus::Pending.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(q("insert an invocation"))?;
@@ -294,7 +306,7 @@ impl CommandStore for SqlStore {
         sqlx::query(
             "UPDATE commands SET status = $1, stopped_for_errors = $2, cancel_requested = $3, ended_at = $4 WHERE id = $5",
         )
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(i64::from(c.stopped_for_errors))
         .bind(i64::from(c.cancel_requested))
         .bind(c.ended_at)
@@ -303,7 +315,7 @@ impl CommandStore for SqlStore {
         .await
         .map_err(q("update a command"))?;
         // No row, or the same status: nothing happened that an event would tell.
-        if let Some(previous) = previous.filter(|p| *p != c.status) {
+        if let Some(previous) = previous.filter(|p| p.as_str() != c.status.as_str()) {
             events::append(&mut tx, &[events::command_status(c, Some(&previous))]).await?;
         }
         tx.commit().await.map_err(q("commit a command update"))
@@ -339,7 +351,10 @@ impl CommandStore for SqlStore {
         rows.iter().map(|row| get(row, "id")).collect()
     }
 
-    async fn invocation_counts(&self, command_ids: &[String]) -> Result<Vec<(String, String, u32)>, StoreError> {
+    async fn invocation_counts(
+        &self,
+        command_ids: &[String],
+    ) -> Result<Vec<(String, InvocationStatus, u32)>, StoreError> {
         let mut out = Vec::new();
         for chunk in command_ids.chunks(MAX_BINDS) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
@@ -354,7 +369,10 @@ impl CommandStore for SqlStore {
             let rows = query.fetch_all(&self.pool).await.map_err(q("count invocations"))?;
             for row in &rows {
                 let n: i64 = get(row, "n")?;
-                out.push((get(row, "command_id")?, get(row, "status")?, u32::try_from(n).unwrap_or(u32::MAX)));
+                let command_id: String = get(row, "command_id")?;
+                // A grouped row has no node: the key names the command.
+                let status = parse(row, "invocations", &format!("{command_id}/(any node)"), "status")?;
+                out.push((command_id, status, u32::try_from(n).unwrap_or(u32::MAX)));
             }
         }
         Ok(out)
@@ -372,7 +390,7 @@ impl CommandStore for SqlStore {
         let mut changed = Vec::new();
         for i in list {
             let before = previous.get(&(i.command_id.as_str(), i.node_id.as_str()));
-            if let Some(before) = before.filter(|p| **p != i.status) {
+            if let Some(before) = before.filter(|p| p.as_str() != i.status.as_str()) {
                 changed.push(events::invocation_status(i, before));
             }
             sqlx::query(
@@ -380,7 +398,7 @@ impl CommandStore for SqlStore {
                  stdout = $6, stderr = $7, stdout_truncated = $8, stderr_truncated = $9, stdout_bytes = $10, \
                  stderr_bytes = $11, detail = $12 WHERE command_id = $13 AND node_id = $14",
             )
-            .bind(&i.status)
+            .bind(i.status.as_str())
             .bind(i.exit_code)
             .bind(i.dispatched_at)
             .bind(i.started_at)

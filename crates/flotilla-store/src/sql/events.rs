@@ -102,7 +102,7 @@ pub(crate) fn command_status(command: &crate::CommandRecord, previous: Option<&s
         serde_json::json!({
             "command_id": command.id,
             "document": command.document,
-            "status": command.status,
+            "status": command.status.as_str(),
             "previous_status": previous,
         }),
     )
@@ -116,7 +116,7 @@ pub(crate) fn invocation_status(invocation: &crate::InvocationRecord, previous: 
         serde_json::json!({
             "command_id": invocation.command_id,
             "node_id": invocation.node_id,
-            "status": invocation.status,
+            "status": invocation.status.as_str(),
             "previous_status": previous,
             "exit_code": invocation.exit_code,
         }),
@@ -148,7 +148,7 @@ pub(crate) fn assessment_status(run: &crate::AssessmentRunRecord, previous: Opti
         vec![run.id.clone()],
         serde_json::json!({
             "run_id": run.id,
-            "status": run.status,
+            "status": run.status.as_str(),
             "previous_status": previous,
             "node_count": run.node_count,
             "finding_counts": counts,
@@ -172,7 +172,7 @@ pub(crate) fn findings_reported(
         serde_json::json!({
             "run_id": run_id,
             "node_id": node.node_id,
-            "status": node.status,
+            "status": node.status.as_str(),
             "finding_counts": counts,
         }),
     )

@@ -10,7 +10,7 @@ use flotilla_core::{Activation, EventType, Node, NodeId, NodeInfo, NodeStatus, P
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{SqlStore, events, from_json, get, q, to_json};
+use super::{SqlStore, events, from_json, get, parse, q, to_json};
 use crate::{Enrollment, FleetStore, StoreError, TargetGroup};
 
 const ACTIVATION_COLUMNS: &str =
@@ -37,13 +37,12 @@ const NODE_COLUMNS: &str = "id, hostname, status, last_seen, platform_name, plat
 fn node_from_row(row: &AnyRow) -> Result<Node, StoreError> {
     let id: String = get(row, "id")?;
     let corrupt = |what: &'static str, detail: String| StoreError::Corrupt { what, key: id.clone(), detail };
-    let status: String = get(row, "status")?;
     let addresses: String = get(row, "addresses")?;
     let tags: String = get(row, "tags")?;
     Ok(Node {
         id: NodeId::from_str(&id).map_err(|e| corrupt("node id", e.to_string()))?,
         hostname: get(row, "hostname")?,
-        status: NodeStatus::from_str(&status).map_err(|e| corrupt("node status", e))?,
+        status: parse::<NodeStatus>(row, "nodes", &id, "status")?,
         last_seen: get(row, "last_seen")?,
         platform: Platform {
             name: get(row, "platform_name")?,

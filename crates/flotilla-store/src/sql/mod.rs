@@ -240,6 +240,13 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &'static str, key
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt { what, key: key.to_owned(), detail: e.to_string() })
 }
 
+/// Reads a text column holding an enum's name (a status, severity, kind), refusing a name the
+/// enum does not know with an error naming the table, the row's key and the column.
+fn parse<T: FromStr>(row: &AnyRow, table: &'static str, key: &str, column: &'static str) -> Result<T, StoreError> {
+    let value: String = get(row, column)?;
+    value.parse().map_err(|_| StoreError::UnknownValue { table, key: key.to_owned(), column, value })
+}
+
 fn get<'r, T>(row: &'r AnyRow, column: &'static str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,

@@ -11,17 +11,20 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{SqlStore, get, q};
+use super::{SqlStore, get, parse, q};
 use crate::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore, StoreError};
 
 const COLUMNS: &str = "name, version, type, tier, description, value, created_at";
 
 fn record_from_row(row: &AnyRow) -> Result<ParameterRecord, StoreError> {
+    let name: String = get(row, "name")?;
+    let version: i64 = get(row, "version")?;
+    let key = format!("{name} version {version}");
     Ok(ParameterRecord {
-        name: get(row, "name")?,
-        version: get(row, "version")?,
-        kind: get(row, "type")?,
-        tier: get(row, "tier")?,
+        kind: parse(row, "parameter_versions", &key, "type")?,
+        tier: parse(row, "parameter_versions", &key, "tier")?,
+        name,
+        version,
         description: get(row, "description")?,
         value: get(row, "value")?,
         labels: Vec::new(),
@@ -144,8 +147,8 @@ impl ParameterStore for SqlStore {
         )))
         .bind(name)
         .bind(record.version)
-        .bind(&record.kind)
-        .bind(&record.tier)
+        .bind(record.kind.as_str())
+        .bind(record.tier.as_str())
         .bind(&record.description)
         .bind(&record.value)
         .bind(record.created_at)
