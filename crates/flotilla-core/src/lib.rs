@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod command;
 pub mod node;
 pub mod parameter;
+pub mod schedule;
 pub mod tag;
 pub mod target;
 
