@@ -11,6 +11,7 @@ mod error;
 mod inventory;
 mod parameter;
 mod records;
+mod schedules;
 mod sql;
 mod vulndb;
 
@@ -19,6 +20,7 @@ pub use error::StoreError;
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use parameter::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use records::{CommandRecord, DocumentHead, DocumentVersion, InvocationRecord};
+pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory};
 
@@ -44,7 +46,7 @@ pub enum Enrollment {
 
 /// The storage interface of the control plane.
 #[async_trait]
-pub trait Store: InventoryStore + AssessmentStore + ParameterStore + Send + Sync + 'static {
+pub trait Store: InventoryStore + AssessmentStore + ParameterStore + ScheduleStore + Send + Sync + 'static {
     /// Which engine this is (`sqlite` or `postgres`), for logs and readiness.
     fn backend(&self) -> &'static str;
     /// Cheap round trip, for readiness.

@@ -8,6 +8,7 @@
 mod assessments;
 mod inventory;
 mod parameters;
+mod schedules;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -34,6 +35,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "assessments", include_str!("../migrations/sqlite/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../migrations/sqlite/0007_assessment_templates.sql")),
     (8, "advisory_age", include_str!("../migrations/sqlite/0008_advisory_age.sql")),
+    (9, "schedules", include_str!("../migrations/sqlite/0009_schedules.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -44,6 +46,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "assessments", include_str!("../migrations/postgres/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../migrations/postgres/0007_assessment_templates.sql")),
     (8, "advisory_age", include_str!("../migrations/postgres/0008_advisory_age.sql")),
+    (9, "schedules", include_str!("../migrations/postgres/0009_schedules.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
