@@ -2,34 +2,20 @@
 //!
 //! Entry point: [`Server::start`] binds one TLS address that serves the operator API
 //! (`/api/v1`), enrollment (`/agent/v1`), the agent channel (gRPC `flotilla.agent.v1`), and
-//! `/healthz`, `/readyz`, `/metrics`. Layers: `http` handlers only parse, authorise and call the
-//! services (`enrollment`, `fleet`); services use the [`flotilla_store::Store`] trait and the
-//! pure rules of `flotilla_core`; `gateway` owns agent streams and `registry` who is connected.
+//! `/healthz`, `/readyz`, `/metrics`. Layout: `platform` (store access, keys, PKI, artifacts,
+//! events, registry, listener, config, metrics) knows no capability; each capability folder
+//! (`fleet`, `runcommand`, `inventory`, `assessments`, `parameters`) owns its services, workers
+//! and HTTP handlers; `app` holds the shared state and `http` assembles the routes. This file
+//! wires them at start.
 
-pub mod artifact;
-mod assess;
-mod bootstrap;
-mod commands;
-pub mod config;
-mod documents;
-mod engine;
-mod enrollment;
-mod error;
-mod events;
+mod app;
+mod assessments;
 mod fleet;
-mod gateway;
 mod http;
 mod inventory;
-pub mod keys;
-mod listener;
-mod metrics;
-mod output;
 mod parameters;
-mod pki;
-mod registry;
-mod retention;
-mod secret;
-pub mod vulndb;
+mod platform;
+mod runcommand;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,34 +23,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use flotilla_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use assessments::vulndb;
 pub use config::ServerConfig;
-pub use error::ServiceError;
+pub use platform::error::ServiceError;
+pub use platform::{artifact, config, keys};
 
-/// Shared state of one server process.
-pub(crate) struct AppState {
-    pub store: Arc<dyn Store>,
-    pub artifacts: artifact::ArtifactStore,
-    pub keys: keys::KeyService,
-    pub output: output::OutputSpool,
-    pub engine: engine::Engine,
-    pub events: events::EventBus,
-    pub registry: registry::Registry,
-    pub pki: pki::Pki,
-    pub metrics: metrics::Metrics,
-    pub config: ServerConfig,
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use app::AppState;
+use platform::{Platform, bootstrap, listener, metrics, registry};
+use runcommand::{documents, engine, output, retention};
 
 /// A running server.
 pub struct Server {
@@ -96,22 +65,22 @@ impl Server {
         };
         let url = format!("https://{host}:{}", addr.port());
         let shutdown = CancellationToken::new();
-        let artifacts = artifact::ArtifactStore::local(&config.data_dir.join("artifacts"), boot.keys.clone())?;
+        let artifacts =
+            platform::artifact::ArtifactStore::local(&config.data_dir.join("artifacts"), boot.keys.clone())?;
         let output = output::OutputSpool::new(&config.data_dir.join("spool"), config.max_output_bytes)
             .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
         let (engine, engine_events) = engine::Engine::new();
-        let state = Arc::new(AppState {
+        let platform = Arc::new(Platform {
             store,
             artifacts,
             keys: boot.keys,
-            output,
-            engine,
-            events: events::EventBus::new(),
+            events: platform::events::EventBus::new(),
             registry: registry::Registry::default(),
             pki: boot.pki,
             metrics: metrics::Metrics::new(),
             config: config.clone(),
         });
+        let state = Arc::new(AppState { platform: platform.clone(), run: runcommand::RunState { engine, output } });
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
@@ -123,12 +92,12 @@ impl Server {
                 listener::Table::new(listener::Limits::from_config(&config), state.metrics.listener.clone()),
                 shutdown.clone(),
             )),
-            tokio::spawn(registry::liveness_worker(state.clone(), shutdown.clone())),
+            tokio::spawn(registry::liveness_worker(platform.clone(), shutdown.clone())),
             tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
             tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
-            tokio::spawn(assess::schedule_worker(state.clone(), shutdown.clone())),
+            tokio::spawn(assessments::schedule_worker(state.clone(), shutdown.clone())),
         ];
-        assess::resume(&state).await.context("cannot resume unfinished assessment runs")?;
+        assessments::resume(&state).await.context("cannot resume unfinished assessment runs")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, tasks, state, _lock: boot.lock })
     }

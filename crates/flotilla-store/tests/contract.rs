@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags};
+use flotilla_store::prelude::*;
 use flotilla_store::{
     AdvisoryRecord, AssessmentNodeRecord, AssessmentRunRecord, AssessmentTemplate, CommandRecord, DocumentVersion,
     Enrollment, FindingRecord, ImportOutcome, InventoryChange, InventorySetting, InvocationRecord, SqlStore, Store,

@@ -1,0 +1,846 @@
+//! Vulnerability assessment runs: Created → CollectingData → EvaluatingRules → Completed | Failed.
+//!
+//! - `cve` is evaluated here, from each node's stored inventory (InstanceInformation and
+//!   Application) against the advisory database (`vulndb::assess_node`); no agent work.
+//! - `security-best-practices` and `network-reachability` run on the nodes, as commands of the
+//!   built-in documents (CollectingData); their output is the JSON array of findings.
+//! - Reports go to the artifact store (encrypted like every artifact): each node's outcome and
+//!   findings as `assessments/RUN/nodes/NODE.json` when it is evaluated, and the run with every
+//!   node's status as `assessments/RUN/run.json` on completion.
+//! - On completion every node's findings (sorted by severity) replace its `Finding` inventory and
+//!   its `Compliance` item (type Vulnerability: non-compliant when a finding is at or above the
+//!   run's threshold); one `FindingReported` event per node and `AssessmentRunCompleted` are
+//!   published.
+//!
+//! Invariants: no cap on nodes per run, and no silent truncation: every node of the run ends
+//! with a status and every finding is stored. A node whose OS has no advisory data is
+//! NotAssessable, never clean, and so is a node whose release has no record in the advisory
+//! database (an empty database assesses nothing). Advisory data older than `advisory_max_age`
+//! still assesses, but the run, the node and each of its findings carry its age. The driver is idempotent per node, so a run interrupted by a
+//! restart is resumed from its stored state.
+
+pub mod http;
+pub mod vulndb;
+pub mod vulndb_http;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_api as api;
+use flotilla_core::NodeId;
+use flotilla_document::{ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY};
+use flotilla_store::{AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord};
+use flotilla_vuln::{Coverage, EcosystemHoldings, InstalledPackage, OsFacts, Staleness};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::assessments::vulndb::AdvisoryCache;
+use crate::platform::{ServiceError, now_ms};
+
+pub const RULE_CVE: &str = "cve";
+pub const RULE_BEST_PRACTICES: &str = "security-best-practices";
+pub const RULE_NETWORK: &str = "network-reachability";
+const RULES: &[&str] = &[RULE_CVE, RULE_BEST_PRACTICES, RULE_NETWORK];
+/// Findings on installed kernels that are not the running one: reported apart.
+const RULE_INACTIVE_KERNEL: &str = "cve-inactive-kernel";
+/// Nodes evaluated at once (each is a few store reads and one write).
+const PARALLEL_NODES: usize = 8;
+const COMMAND_POLL: Duration = Duration::from_millis(300);
+/// How long node-side checks wait for delivery unless a template says otherwise.
+const DEFAULT_DURATION_SECONDS: u32 = 600;
+/// How often scheduled templates are checked.
+const SCHEDULE_TICK: Duration = Duration::from_secs(15);
+
+fn document_of(rule: &str) -> Option<&'static str> {
+    match rule {
+        RULE_BEST_PRACTICES => Some(ASSESS_BEST_PRACTICES),
+        RULE_NETWORK => Some(ASSESS_NETWORK_REACHABILITY),
+        _ => None,
+    }
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "High" => 0,
+        "Medium" => 1,
+        "Low" => 2,
+        _ => 3,
+    }
+}
+
+fn parse_severity(text: &str) -> Result<&'static str, ServiceError> {
+    ["High", "Medium", "Low", "Informational"].into_iter().find(|s| s.eq_ignore_ascii_case(text)).ok_or_else(|| {
+        ServiceError::Invalid(format!("severity `{text}` is not one of High, Medium, Low, Informational"))
+    })
+}
+
+fn to_api(run: &AssessmentRunRecord, nodes: Option<Vec<AssessmentNodeRecord>>) -> api::AssessmentRun {
+    api::AssessmentRun {
+        id: run.id.clone(),
+        status: run.status.clone(),
+        targets: run.targets.clone(),
+        rules: run.rules.clone(),
+        noncompliant_at: run.noncompliant_at.clone(),
+        node_count: run.node_count,
+        finding_counts: serde_json::from_str(&run.finding_counts).unwrap_or_default(),
+        command_ids: run.command_ids.clone(),
+        detail: run.detail.clone(),
+        created_at: api::rfc3339(run.created_at),
+        ended_at: run.ended_at.map(api::rfc3339),
+        nodes: nodes.map(|list| {
+            list.into_iter()
+                .map(|n| api::AssessmentNode {
+                    node_id: n.node_id,
+                    status: n.status,
+                    detail: n.detail,
+                    advisories_age_days: n.advisories_age_days,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn checked_rules(rules: Vec<String>) -> Result<Vec<String>, ServiceError> {
+    let rules: Vec<String> = if rules.is_empty() { RULES.iter().map(|r| (*r).to_owned()).collect() } else { rules };
+    if let Some(bad) = rules.iter().find(|r| !RULES.contains(&r.as_str())) {
+        return Err(ServiceError::Invalid(format!("unknown rules package `{bad}`: use {}", RULES.join(", "))));
+    }
+    Ok(rules)
+}
+
+/// `POST /api/v1/assessments`: resolves the targets now and starts the run. Values the
+/// request leaves out come from its template, if it names one.
+pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Result<api::AssessmentRun, ServiceError> {
+    let mut duration_seconds = i64::from(DEFAULT_DURATION_SECONDS);
+    if let Some(name) = &req.template {
+        let template =
+            state.store.list_assessment_templates().await?.into_iter().find(|t| &t.name == name).ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "no assessment template `{name}`: list them with `flotilla assess templates ls`"
+                ))
+            })?;
+        if req.targets.is_empty() {
+            req.targets = template.targets;
+        }
+        if req.rules.is_empty() {
+            req.rules = template.rules;
+        }
+        req.noncompliant_at = req.noncompliant_at.or(Some(template.noncompliant_at));
+        duration_seconds = template.duration_seconds;
+    }
+    let rules = checked_rules(req.rules)?;
+    let noncompliant_at = parse_severity(req.noncompliant_at.as_deref().unwrap_or("High"))?.to_owned();
+    let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
+    let nodes = crate::fleet::list_nodes(state, &targets).await?;
+    let node_ids: Vec<String> = nodes.into_iter().filter(|n| n.status != "Deregistered").map(|n| n.id).collect();
+    if node_ids.is_empty() {
+        return Err(ServiceError::Invalid(format!("the targets {} match no node", targets.join(" "))));
+    }
+    let run = AssessmentRunRecord {
+        id: format!("ar-{}", hex(&crate::platform::secret::random_bytes::<8>())),
+        targets,
+        rules,
+        noncompliant_at,
+        duration_seconds,
+        status: "Created".into(),
+        node_count: i64::try_from(node_ids.len()).unwrap_or(i64::MAX),
+        finding_counts: "{}".into(),
+        command_ids: Vec::new(),
+        detail: String::new(),
+        created_at: now_ms(),
+        ended_at: None,
+    };
+    state.store.create_assessment_run(&run, &node_ids).await?;
+    state.events.publish("AssessmentRunCreated", None, None, &run.id);
+    tracing::info!(run = %run.id, nodes = node_ids.len(), rules = ?run.rules, "assessment run created");
+    spawn(state.clone(), run.id.clone());
+    Ok(to_api(&run, None))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn spawn(state: Arc<AppState>, id: String) {
+    tokio::spawn(async move {
+        if let Err(e) = drive(&state, &id).await {
+            tracing::error!(run = %id, "assessment run failed: {e}");
+            if let Ok(Some(mut run)) = state.store.get_assessment_run(&id).await {
+                run.status = "Failed".into();
+                run.detail = e.to_string();
+                run.ended_at = Some(now_ms());
+                let _ = state.store.update_assessment_run(&run).await;
+                state.events.publish("AssessmentRunCompleted", None, None, &format!("{id} Failed"));
+            }
+        }
+    });
+}
+
+/// At start-up: every unfinished run continues where it was.
+pub async fn resume(state: &Arc<AppState>) -> Result<(), ServiceError> {
+    for run in state.store.unfinished_assessment_runs().await? {
+        tracing::info!(run = %run.id, status = %run.status, "resuming assessment run");
+        spawn(state.clone(), run.id);
+    }
+    Ok(())
+}
+
+async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
+    let mut run = state
+        .store
+        .get_assessment_run(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no assessment run `{id}`")))?;
+    let agent_rules: Vec<String> = run.rules.iter().filter(|r| document_of(r).is_some()).cloned().collect();
+    if run.status == "Created" {
+        run.status = if agent_rules.is_empty() { "EvaluatingRules" } else { "CollectingData" }.into();
+        for rule in &agent_rules {
+            let document = document_of(rule).unwrap_or_default();
+            let command = crate::runcommand::commands::create(
+                state,
+                api::CreateCommand {
+                    document: document.into(),
+                    targets: run.targets.clone(),
+                    max_concurrency: Some("100%".into()),
+                    max_errors: Some("100%".into()),
+                    delivery_timeout_seconds: u32::try_from(run.duration_seconds).ok(),
+                    comment: Some(format!("assessment {}: {rule}", run.id)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            run.command_ids.push(command.id);
+        }
+        state.store.update_assessment_run(&run).await?;
+    }
+    if run.status == "CollectingData" {
+        for command in &run.command_ids {
+            wait_for_command(state, command).await?;
+        }
+        run.status = "EvaluatingRules".into();
+        state.store.update_assessment_run(&run).await?;
+    }
+    // Node-side results, per rule: node → invocation.
+    let mut checks: Vec<(String, String, HashMap<String, InvocationRecord>)> = Vec::new();
+    for (rule, command) in agent_rules.iter().zip(&run.command_ids) {
+        let invocations = state.store.list_invocations(command).await?;
+        checks.push((rule.clone(), command.clone(), invocations.into_iter().map(|i| (i.node_id.clone(), i)).collect()));
+    }
+    let cve = CveContext {
+        cache: AdvisoryCache::new(),
+        holdings: advisory_holdings(state).await?,
+        now_micros: now_ms().saturating_mul(1000),
+        max_age_micros: i64::try_from(state.config.advisory_max_age.as_micros()).unwrap_or(i64::MAX),
+    };
+    let nodes = state.store.assessment_nodes(&run.id).await?;
+    let run_ref = &run;
+    let checks_ref = &checks;
+    let cve_ref = &cve;
+    let results: Vec<Result<NodeOutcome, ServiceError>> = futures::stream::iter(nodes)
+        .map(|node| async move { evaluate_node(state, run_ref, &node.node_id, checks_ref, cve_ref).await })
+        .buffer_unordered(PARALLEL_NODES)
+        .collect()
+        .await;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stale: BTreeMap<String, u64> = BTreeMap::new();
+    let mut not_assessable = 0;
+    for result in results {
+        let outcome = result?;
+        for (severity, n) in outcome.counts {
+            *counts.entry(severity).or_default() += n;
+        }
+        if let Some(s) = outcome.stale {
+            let days = stale.entry(s.ecosystems.join(", ")).or_default();
+            *days = (*days).max(s.days);
+        }
+        not_assessable += u64::from(outcome.not_assessable);
+    }
+    run.detail = run_detail(&stale, not_assessable, state.config.advisory_max_age);
+    run.finding_counts = serde_json::to_string(&counts).unwrap_or_else(|_| "{}".into());
+    run.status = "Completed".into();
+    run.ended_at = Some(now_ms());
+    let summary = to_api(&run, Some(state.store.assessment_nodes(&run.id).await?));
+    let report = serde_json::to_vec_pretty(&summary).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    put_report(state, &format!("assessments/{}/run.json", run.id), report).await?;
+    state.store.update_assessment_run(&run).await?;
+    state.events.publish("AssessmentRunCompleted", None, None, &format!("{} Completed", run.id));
+    tracing::info!(run = %run.id, ?counts, "assessment run completed");
+    Ok(())
+}
+
+/// The run's caveats, for its `detail`: advisory data past its maximum age (per set of
+/// ecosystems, the oldest first in the text) and how many nodes could not be assessed.
+fn run_detail(stale: &BTreeMap<String, u64>, not_assessable: u64, max_age: Duration) -> String {
+    let mut parts = Vec::new();
+    if let Some(worst) = stale.values().max() {
+        let each: Vec<String> = stale.iter().map(|(ecosystems, days)| format!("{ecosystems}: {days} days")).collect();
+        parts.push(format!(
+            "advisories {worst} days old ({}; older than advisory_max_age {}): import fresh ones with `flotilla vulndb import`",
+            each.join(", "),
+            humantime::format_duration(max_age)
+        ));
+    }
+    if not_assessable > 0 {
+        parts.push(format!("{not_assessable} node(s) not assessable: see `flotilla assess show` for why"));
+    }
+    parts.join("; ")
+}
+
+/// What the database holds per ecosystem key, read once per run.
+async fn advisory_holdings(state: &AppState) -> Result<Vec<EcosystemHoldings>, ServiceError> {
+    let stats = state.store.advisory_stats().await?;
+    Ok(stats
+        .ecosystems
+        .into_iter()
+        .map(|(key, advisories, newest_modified_micros)| EcosystemHoldings { key, advisories, newest_modified_micros })
+        .collect())
+}
+
+/// Shared by every node of a run's `cve` rule.
+struct CveContext {
+    cache: AdvisoryCache,
+    holdings: Vec<EcosystemHoldings>,
+    now_micros: i64,
+    max_age_micros: i64,
+}
+
+/// One node's part of a run.
+struct NodeOutcome {
+    counts: BTreeMap<String, u64>,
+    stale: Option<Staleness>,
+    not_assessable: bool,
+}
+
+async fn wait_for_command(state: &AppState, id: &str) -> Result<(), ServiceError> {
+    loop {
+        let command = crate::runcommand::commands::get(state, id).await?;
+        if matches!(command.status.as_str(), "Success" | "Failed" | "Cancelled" | "TimedOut") {
+            return Ok(());
+        }
+        tokio::time::sleep(COMMAND_POLL).await;
+    }
+}
+
+/// What an agent reports per check finding.
+#[derive(Deserialize)]
+struct CheckFinding {
+    rule: String,
+    id: String,
+    severity: String,
+    title: String,
+    detail: String,
+}
+
+async fn evaluate_node(
+    state: &AppState,
+    run: &AssessmentRunRecord,
+    node: &str,
+    checks: &[(String, String, HashMap<String, InvocationRecord>)],
+    cve_context: &CveContext,
+) -> Result<NodeOutcome, ServiceError> {
+    let node_id: NodeId =
+        node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Internal(e.to_string()))?;
+    let mut findings: Vec<FindingRecord> = Vec::new();
+    let mut status = "Assessed";
+    let mut notes: Vec<String> = Vec::new();
+    let mut stale: Option<Staleness> = None;
+    let finding = |rule: &str, advisory_id: String, severity: &str, title: String| FindingRecord {
+        run_id: run.id.clone(),
+        node_id: node.to_owned(),
+        rule: rule.to_owned(),
+        advisory_id,
+        aliases: Vec::new(),
+        package: String::new(),
+        installed_version: String::new(),
+        fixed_version: None,
+        severity: severity.to_owned(),
+        score: None,
+        title,
+    };
+    if run.rules.iter().any(|r| r == RULE_CVE) {
+        match cve(state, &node_id, cve_context).await? {
+            CveOutcome::NoInventory => {
+                status = "NotAssessable";
+                notes.push("no inventory yet: collect it (Flotilla-CollectInventory) and assess again".into());
+            }
+            CveOutcome::UnknownOs(os) => {
+                status = "NotAssessable";
+                notes.push(format!("no advisory data for {os}: not assessed for CVEs (this is not a clean bill)"));
+            }
+            CveOutcome::NoAdvisories(ecosystems) => {
+                status = "NotAssessable";
+                notes.push(format!(
+                    "no advisories for {}: import them with `flotilla vulndb import`",
+                    ecosystems.join(" or ")
+                ));
+            }
+            CveOutcome::Report(report, staleness) => {
+                if let Some(s) = &staleness {
+                    notes.push(format!(
+                        "advisories {} days old for {} (older than advisory_max_age {}): import fresh ones with \
+                         `flotilla vulndb import`",
+                        s.days,
+                        s.ecosystems.join(", "),
+                        humantime::format_duration(state.config.advisory_max_age)
+                    ));
+                }
+                stale = staleness;
+                for (list, rule) in
+                    [(&report.findings, RULE_CVE), (&report.not_running_kernel_findings, RULE_INACTIVE_KERNEL)]
+                {
+                    for f in list {
+                        findings.push(FindingRecord {
+                            aliases: f.aliases.clone(),
+                            package: f.package.clone(),
+                            installed_version: f.installed_version.clone(),
+                            fixed_version: f.fixed_version.clone(),
+                            score: f.score.map(|s| format!("{s:.1}")),
+                            ..finding(rule, f.advisory_id.clone(), f.severity.as_str(), f.title.clone())
+                        });
+                    }
+                }
+                if !report.errors.is_empty() {
+                    notes.push(format!(
+                        "{} package(s) not assessable: {}",
+                        report.errors.len(),
+                        report.errors.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                    ));
+                }
+            }
+        }
+    }
+    for (rule, command, invocations) in checks {
+        let Some(invocation) = invocations.get(node) else { continue };
+        if invocation.status != "Success" {
+            status = if status == "Assessed" { "Incomplete" } else { status };
+            notes.push(format!("{rule} checks did not run: invocation {} ({})", invocation.status, invocation.detail));
+            continue;
+        }
+        let text = if invocation.stdout_truncated {
+            String::from_utf8_lossy(&crate::runcommand::commands::output(state, command, node, "stdout").await?)
+                .into_owned()
+        } else {
+            invocation.stdout.clone()
+        };
+        match serde_json::from_str::<Vec<CheckFinding>>(text.trim()) {
+            Ok(list) => findings.extend(list.into_iter().filter(|c| c.rule == *rule).map(|c| {
+                let title = format!("{} ({})", c.title, c.detail);
+                finding(rule, c.id, parse_severity(&c.severity).unwrap_or("Medium"), title)
+            })),
+            Err(e) => {
+                status = if status == "Assessed" { "Incomplete" } else { status };
+                notes.push(format!("{rule}: the agent's report is unreadable ({e}); upgrade the agent"));
+            }
+        }
+    }
+    findings.sort_by(|a, b| {
+        let score = |f: &FindingRecord| f.score.as_deref().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        severity_rank(&a.severity)
+            .cmp(&severity_rank(&b.severity))
+            .then(score(b).total_cmp(&score(a)))
+            .then(a.package.cmp(&b.package))
+            .then(a.advisory_id.cmp(&b.advisory_id))
+    });
+    let age_days = stale.as_ref().map(|s| i64::try_from(s.days).unwrap_or(i64::MAX));
+    let record = AssessmentNodeRecord {
+        node_id: node.to_owned(),
+        status: status.into(),
+        detail: notes.join("; "),
+        advisories_age_days: age_days,
+    };
+    let report = serde_json::json!({
+        "run_id": run.id,
+        "node_id": node,
+        "status": record.status,
+        "detail": record.detail,
+        "advisories_age_days": age_days,
+        "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
+    });
+    let report = serde_json::to_vec_pretty(&report).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    put_report(state, &format!("assessments/{}/nodes/{node}.json", run.id), report).await?;
+    state.store.record_node_assessment(&run.id, &record, &findings).await?;
+
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &findings {
+        *counts.entry(f.severity.clone()).or_default() += 1;
+    }
+    write_inventory(state, &node_id, run, &findings, &counts, status, age_days).await?;
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    state.events.publish("FindingReported", None, Some(node), &format!("{} {}", run.id, summary.join(",")));
+    Ok(NodeOutcome { counts, stale, not_assessable: status == "NotAssessable" })
+}
+
+enum CveOutcome {
+    NoInventory,
+    UnknownOs(String),
+    /// The node's release is known but the database holds no record for it.
+    NoAdvisories(Vec<String>),
+    Report(flotilla_vuln::NodeVulnReport, Option<Staleness>),
+}
+
+async fn cve(state: &AppState, node: &NodeId, context: &CveContext) -> Result<CveOutcome, ServiceError> {
+    let info = state.store.inventory_items(node, "InstanceInformation").await?;
+    let Some(info) = info.first().and_then(|i| serde_json::from_str::<Value>(i).ok()) else {
+        return Ok(CveOutcome::NoInventory);
+    };
+    let text = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let os = OsFacts {
+        id: text("os_id"),
+        version_id: text("os_version"),
+        kernel_release: Some(text("kernel")).filter(|k| !k.is_empty()),
+    };
+    let unknown = || CveOutcome::UnknownOs(format!("{} {}", os.id, os.version_id).trim().to_owned());
+    let Some(ecosystems) = flotilla_vuln::ecosystems_for_os(&os.id, &os.version_id) else {
+        return Ok(unknown());
+    };
+    let keys: Vec<String> = ecosystems.iter().map(|e| e.key().to_owned()).collect();
+    let staleness = match flotilla_vuln::coverage(&keys, &context.holdings, context.now_micros, context.max_age_micros)
+    {
+        Coverage::NoAdvisories { ecosystems } => return Ok(CveOutcome::NoAdvisories(ecosystems)),
+        Coverage::Covered { stale } => stale,
+    };
+    let packages: Vec<InstalledPackage> = state
+        .store
+        .inventory_items(node, "Application")
+        .await?
+        .iter()
+        .filter_map(|i| serde_json::from_str::<flotilla_inventory::Application>(i).ok())
+        .map(|a| InstalledPackage {
+            name: a.name,
+            version: a.version,
+            arch: a.arch.unwrap_or_default(),
+            source_name: a.source_name,
+            source_version: a.source_version,
+            package_manager: a.package_manager,
+            epoch: a.epoch,
+        })
+        .collect();
+    let report = crate::assessments::vulndb::assess_node(state.store.as_ref(), &context.cache, &os, &packages).await?;
+    if !report.assessable {
+        return Ok(unknown());
+    }
+    Ok(CveOutcome::Report(report, staleness))
+}
+
+/// The node's `Finding` items become this run's findings; its `Compliance` item says whether
+/// any reaches the run's threshold.
+async fn write_inventory(
+    state: &AppState,
+    node: &NodeId,
+    run: &AssessmentRunRecord,
+    findings: &[FindingRecord],
+    counts: &BTreeMap<String, u64>,
+    status: &str,
+    advisories_age_days: Option<i64>,
+) -> Result<(), ServiceError> {
+    let items: Vec<(Option<String>, String)> = findings
+        .iter()
+        .map(|f| {
+            let mut item = finding_json(f);
+            item["advisories_age_days"] = serde_json::json!(advisories_age_days);
+            (Some(f.package.clone()), item.to_string())
+        })
+        .collect();
+    let threshold = severity_rank(&run.noncompliant_at);
+    let worst = findings.iter().map(|f| severity_rank(&f.severity)).min();
+    let compliance_status = match (status, worst) {
+        ("NotAssessable", _) => "NOT_ASSESSABLE",
+        (_, Some(rank)) if rank <= threshold => "NON_COMPLIANT",
+        _ => "COMPLIANT",
+    };
+    let severity = worst.map_or("None", |rank| ["High", "Medium", "Low", "Informational"][usize::from(rank.min(3))]);
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let mut detail =
+        format!("run {}: {}", run.id, if summary.is_empty() { "no findings".into() } else { summary.join(", ") });
+    if let Some(days) = advisories_age_days {
+        detail.push_str(&format!(" (advisories {days} days old)"));
+    }
+    let compliance = serde_json::json!({
+        "compliance_type": "Vulnerability",
+        "status": compliance_status,
+        "severity": severity,
+        "detail": detail,
+        "advisories_age_days": advisories_age_days,
+    });
+    let changes = [
+        InventoryChange::Replace {
+            type_name: "Finding".into(),
+            content_hash: format!("{}-{}", run.id, findings.len()),
+            items,
+        },
+        InventoryChange::Replace {
+            type_name: "Compliance".into(),
+            content_hash: format!("{}-{compliance_status}", run.id),
+            items: vec![(None, compliance.to_string())],
+        },
+    ];
+    let now = now_ms();
+    state.store.apply_inventory(node, &changes, now, now).await?;
+    Ok(())
+}
+
+/// Keeps a report in the artifact store. A run whose history cannot be kept fails (and is
+/// resumed from its stored state after a restart) rather than completing without it.
+async fn put_report(state: &AppState, name: &str, report: Vec<u8>) -> Result<(), ServiceError> {
+    state
+        .artifacts
+        .put(name, report)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("cannot keep the assessment report {name}: {e}")))
+}
+
+/// A finding as the node's `Finding` inventory and the reports hold it.
+fn finding_json(f: &FindingRecord) -> Value {
+    serde_json::json!({
+        "run_id": f.run_id,
+        "rule": f.rule,
+        "advisory_id": f.advisory_id,
+        "aliases": f.aliases,
+        "package": f.package,
+        "installed_version": f.installed_version,
+        "fixed_version": f.fixed_version,
+        "severity": f.severity,
+        "score": f.score,
+        "title": f.title,
+    })
+}
+
+fn next_run(schedule: &str, after: i64) -> Result<Option<i64>, String> {
+    let cron: croner::Cron = schedule.parse().map_err(|e: croner::errors::CronError| e.to_string())?;
+    let Some(start) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(after) else { return Ok(None) };
+    Ok(cron.find_next_occurrence(&start, false).ok().map(|t| t.timestamp_millis()))
+}
+
+fn template_to_api(t: flotilla_store::AssessmentTemplate) -> api::AssessmentTemplate {
+    let next = t.schedule.as_deref().and_then(|s| next_run(s, t.last_fired_at.unwrap_or(t.created_at)).ok().flatten());
+    api::AssessmentTemplate {
+        name: t.name,
+        targets: t.targets,
+        rules: t.rules,
+        noncompliant_at: Some(t.noncompliant_at),
+        duration_seconds: u32::try_from(t.duration_seconds).ok(),
+        schedule: t.schedule,
+        last_fired_at: t.last_fired_at.map(api::rfc3339),
+        next_run_at: next.map(api::rfc3339),
+    }
+}
+
+pub async fn put_template(
+    state: &AppState,
+    name: &str,
+    req: api::AssessmentTemplate,
+) -> Result<api::AssessmentTemplate, ServiceError> {
+    flotilla_core::target::validate_group_name(name)
+        .map_err(|reason| ServiceError::Invalid(format!("template name `{name}`: {reason}")))?;
+    let rules = checked_rules(req.rules)?;
+    let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
+    crate::fleet::parse_targets(&targets)?;
+    let noncompliant_at = parse_severity(req.noncompliant_at.as_deref().unwrap_or("High"))?.to_owned();
+    let duration = req.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS);
+    if !(30..=86_400).contains(&duration) {
+        return Err(ServiceError::Invalid(format!("duration {duration}s is outside 30 s to 24 h")));
+    }
+    if let Some(schedule) = &req.schedule {
+        next_run(schedule, now_ms()).map_err(|e| {
+            ServiceError::Invalid(format!(
+                "schedule `{schedule}` is not a cron expression ({e}); e.g. `0 3 * * *` for daily at 03:00 UTC"
+            ))
+        })?;
+    }
+    let template = flotilla_store::AssessmentTemplate {
+        name: name.to_owned(),
+        targets,
+        rules,
+        noncompliant_at,
+        duration_seconds: i64::from(duration),
+        schedule: req.schedule,
+        last_fired_at: None,
+        created_at: now_ms(),
+    };
+    state.store.put_assessment_template(&template).await?;
+    let stored =
+        state.store.list_assessment_templates().await?.into_iter().find(|t| t.name == name).unwrap_or(template);
+    Ok(template_to_api(stored))
+}
+
+pub async fn list_templates(state: &AppState) -> Result<Vec<api::AssessmentTemplate>, ServiceError> {
+    Ok(state.store.list_assessment_templates().await?.into_iter().map(template_to_api).collect())
+}
+
+pub async fn delete_template(state: &AppState, name: &str) -> Result<(), ServiceError> {
+    if !state.store.delete_assessment_template(name).await? {
+        return Err(ServiceError::NotFound(format!("no assessment template `{name}`")));
+    }
+    Ok(())
+}
+
+/// Starts a run for every template whose schedule is due. Until a general scheduler exists,
+/// this timer is it; the firing is claimed in the store, so one replica starts each run.
+pub async fn schedule_worker(state: Arc<AppState>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(SCHEDULE_TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let templates = match state.store.list_assessment_templates().await {
+            Ok(templates) => templates,
+            Err(e) => {
+                tracing::warn!("cannot read assessment templates: {e}");
+                continue;
+            }
+        };
+        let now = now_ms();
+        for t in templates {
+            let Some(schedule) = &t.schedule else { continue };
+            let due =
+                matches!(next_run(schedule, t.last_fired_at.unwrap_or(t.created_at)), Ok(Some(next)) if next <= now);
+            if !due {
+                continue;
+            }
+            match state.store.claim_template_firing(&t.name, t.last_fired_at, now).await {
+                Ok(true) => {
+                    let req = api::CreateAssessment { template: Some(t.name.clone()), ..Default::default() };
+                    match create(&state, req).await {
+                        Ok(run) => tracing::info!(template = %t.name, run = %run.id, "scheduled assessment started"),
+                        Err(e) => tracing::warn!(template = %t.name, "scheduled assessment not started: {e}"),
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(template = %t.name, "cannot claim the scheduled run: {e}"),
+            }
+        }
+    }
+}
+
+pub async fn list(state: &AppState) -> Result<Vec<api::AssessmentRun>, ServiceError> {
+    Ok(state.store.list_assessment_runs().await?.iter().map(|r| to_api(r, None)).collect())
+}
+
+pub async fn show(state: &AppState, id: &str) -> Result<api::AssessmentRun, ServiceError> {
+    let run = state.store.get_assessment_run(id).await?.ok_or_else(|| {
+        ServiceError::NotFound(format!("no assessment run `{id}`: list them with `flotilla assess ls`"))
+    })?;
+    let nodes = state.store.assessment_nodes(id).await?;
+    Ok(to_api(&run, Some(nodes)))
+}
+
+/// `GET /api/v1/findings`: a run's findings, or every node's latest (its `Finding` inventory).
+pub async fn findings(
+    state: &AppState,
+    node: Option<&str>,
+    severity: Option<&str>,
+    run: Option<&str>,
+) -> Result<Vec<api::FindingView>, ServiceError> {
+    let severity = severity.map(parse_severity).transpose()?;
+    if let Some(node) = node {
+        let id: NodeId = node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Invalid(e.to_string()))?;
+        if state.store.get_node(&id).await?.is_none() {
+            return Err(ServiceError::NotFound(format!("no node `{node}`")));
+        }
+    }
+    let mut out: Vec<api::FindingView> = match run {
+        Some(run) => {
+            if state.store.get_assessment_run(run).await?.is_none() {
+                return Err(ServiceError::NotFound(format!("no assessment run `{run}`")));
+            }
+            let ages: HashMap<String, i64> = state
+                .store
+                .assessment_nodes(run)
+                .await?
+                .into_iter()
+                .filter_map(|n| Some((n.node_id, n.advisories_age_days?)))
+                .collect();
+            state
+                .store
+                .run_findings(run, node)
+                .await?
+                .into_iter()
+                .map(|f| api::FindingView {
+                    advisories_age_days: ages.get(&f.node_id).copied(),
+                    node_id: f.node_id,
+                    run_id: f.run_id,
+                    rule: f.rule,
+                    advisory_id: f.advisory_id,
+                    aliases: f.aliases,
+                    package: f.package,
+                    installed_version: f.installed_version,
+                    fixed_version: f.fixed_version,
+                    severity: f.severity,
+                    score: f.score,
+                    title: f.title,
+                })
+                .collect()
+        }
+        None => latest(state, node).await?,
+    };
+    if let Some(severity) = severity {
+        out.retain(|f| f.severity == severity);
+    }
+    out.sort_by(|a, b| severity_rank(&a.severity).cmp(&severity_rank(&b.severity)).then(a.node_id.cmp(&b.node_id)));
+    Ok(out)
+}
+
+/// Each node's findings from its latest assessment, read from its `Finding` inventory.
+async fn latest(state: &AppState, node: Option<&str>) -> Result<Vec<api::FindingView>, ServiceError> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let batch = state.store.inventory_scan("Finding", None, after.as_deref(), 1000).await?;
+        let Some((last, _)) = batch.last() else { break };
+        after = Some(last.clone());
+        rows.extend(batch.into_iter().filter(|(n, _)| node.is_none_or(|want| want == n)));
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|(node_id, item)| {
+            let v: Value = serde_json::from_str(&item).ok()?;
+            let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            Some(api::FindingView {
+                run_id: s("run_id").unwrap_or_default(),
+                node_id,
+                rule: s("rule").unwrap_or_default(),
+                advisory_id: s("advisory_id").unwrap_or_default(),
+                aliases: v
+                    .get("aliases")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                package: s("package").unwrap_or_default(),
+                installed_version: s("installed_version").unwrap_or_default(),
+                fixed_version: s("fixed_version"),
+                severity: s("severity").unwrap_or_default(),
+                score: s("score"),
+                title: s("title").unwrap_or_default(),
+                advisories_age_days: v.get("advisories_age_days").and_then(Value::as_i64),
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_rank_high_first() {
+        let mut list = vec!["Low", "Informational", "High", "Medium"];
+        list.sort_by_key(|s| severity_rank(s));
+        assert_eq!(list, ["High", "Medium", "Low", "Informational"]);
+        assert!(parse_severity("critical").is_err());
+        assert_eq!(parse_severity("medium").ok(), Some("Medium"));
+    }
+
+    #[test]
+    fn daily_schedule_fires_at_the_next_matching_minute() {
+        // 2026-11-24T10:00:00Z → next 03:00 UTC is 2026-11-25T03:00:00Z.
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z").expect("time").timestamp_millis();
+        let next = next_run("0 3 * * *", at).expect("valid").expect("next");
+        assert_eq!(next - at, 17 * 3_600_000);
+        assert!(next_run("every day", at).is_err());
+        assert!(next_run("61 * * * *", at).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! The one place where service errors become HTTP status codes and JSON error bodies.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use flotilla_api::{ErrorBody, ErrorDetail};
+use flotilla_core::ActivationRefusal;
+
+use super::ServiceError;
+
+/// An HTTP error reply: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        let message = err.to_string();
+        match err {
+            ServiceError::Invalid(_) => Self::invalid(message),
+            ServiceError::NotFound(_) => Self::not_found(message),
+            ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            ServiceError::Unauthorized(_) => Self::unauthorized(message),
+            ServiceError::Refused(refusal) => match refusal {
+                ActivationRefusal::UnknownId(_) => Self::new(StatusCode::NOT_FOUND, "unknown_activation", message),
+                ActivationRefusal::WrongCode(_) => Self::new(StatusCode::FORBIDDEN, "wrong_activation_code", message),
+                ActivationRefusal::Expired(_) => Self::new(StatusCode::FORBIDDEN, "activation_expired", message),
+                ActivationRefusal::LimitReached { .. } => {
+                    Self::new(StatusCode::FORBIDDEN, "registration_limit_reached", message)
+                }
+            },
+            ServiceError::Integrity(_) => {
+                tracing::error!("integrity check failed: {message}");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "integrity_check_failed", message)
+            }
+            ServiceError::Store(_) | ServiceError::Internal(_) => {
+                // Logged here, where it is handled: a human must look.
+                tracing::error!("request failed: {message}");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{message}; see the server log"))
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,183 @@
+//! Run Command as operators see it: create (resolve targets and plan once, store, hand to the
+//! engine), list, show, cancel, and full output from the artifact store.
+//!
+//! Invariant: a command is created only if its document plans, its limits parse and its
+//! targets match at least one node; otherwise nothing is stored.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use flotilla_api as api;
+use flotilla_core::command::{InvocationStatus, MaxConcurrency, MaxErrors};
+use flotilla_store::{CommandRecord, InvocationRecord};
+
+use crate::app::AppState;
+use crate::fleet;
+use crate::platform::artifact::ArtifactError;
+use crate::platform::secret::random_bytes;
+use crate::platform::{ServiceError, now_ms};
+use crate::runcommand::documents;
+use crate::runcommand::engine::Event;
+
+/// Default delivery timeout (AWS console default).
+const DEFAULT_DELIVERY_TIMEOUT_S: u32 = 600;
+
+fn invocation_to_api(i: &InvocationRecord) -> api::Invocation {
+    api::Invocation {
+        node_id: i.node_id.clone(),
+        status: i.status.clone(),
+        exit_code: i.exit_code,
+        started_at: i.started_at.map(api::rfc3339),
+        ended_at: i.ended_at.map(api::rfc3339),
+        output: api::InvocationOutput {
+            stdout: i.stdout.clone(),
+            stderr: i.stderr.clone(),
+            truncated: i.stdout_truncated || i.stderr_truncated,
+            stdout_bytes: i.stdout_bytes,
+            stderr_bytes: i.stderr_bytes,
+        },
+        detail: i.detail.clone(),
+    }
+}
+
+fn to_api(c: &CommandRecord, counts: BTreeMap<String, u32>, invocations: Option<&[InvocationRecord]>) -> api::Command {
+    api::Command {
+        id: c.id.clone(),
+        document: c.document.clone(),
+        document_version: c.document_version,
+        status: c.status.clone(),
+        targets: serde_json::from_str(&c.targets).unwrap_or_default(),
+        max_concurrency: c.max_concurrency.clone(),
+        max_errors: c.max_errors.clone(),
+        comment: c.comment.clone(),
+        counts,
+        created_at: api::rfc3339(c.created_at),
+        ended_at: c.ended_at.map(api::rfc3339),
+        invocations: invocations.map(|list| list.iter().map(invocation_to_api).collect()),
+    }
+}
+
+/// The command with every invocation.
+fn with_invocations(c: &CommandRecord, invocations: &[InvocationRecord]) -> api::Command {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for i in invocations {
+        *counts.entry(i.status.clone()).or_default() += 1;
+    }
+    to_api(c, counts, Some(invocations))
+}
+
+pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Command, ServiceError> {
+    let concurrency = MaxConcurrency::from_str(req.max_concurrency.as_deref().unwrap_or("50"))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let errors = MaxErrors::from_str(req.max_errors.as_deref().unwrap_or("0"))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    if let Some(t) = req.timeout_seconds
+        && !(5..=172_800).contains(&t)
+    {
+        return Err(ServiceError::Invalid(format!("timeout {t} s is out of range: use 5 to 172800")));
+    }
+    let delivery = req.delivery_timeout_seconds.unwrap_or(DEFAULT_DELIVERY_TIMEOUT_S);
+    if !(5..=2_592_000).contains(&delivery) {
+        return Err(ServiceError::Invalid(format!("delivery timeout {delivery} s is out of range: use 5 to 2592000")));
+    }
+    let comment = req.comment.unwrap_or_default();
+    if comment.chars().count() > 100 {
+        return Err(ServiceError::Invalid("the comment is longer than 100 characters".into()));
+    }
+    if req.targets.is_empty() {
+        return Err(ServiceError::Invalid(
+            "no target: give at least one --target (a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all; join terms with & and negate one with !)".into(),
+        ));
+    }
+    let (version, mut steps) = documents::plan(state, &req.document, req.document_version, &req.parameters).await?;
+    if let Some(t) = req.timeout_seconds {
+        for step in &mut steps {
+            step.timeout_seconds = t;
+        }
+    }
+    // Malformed `{{param:...}}` references are refused now; whether the parameters exist is
+    // checked when each invocation is sent (they may be created in between).
+    for step in &steps {
+        crate::parameters::check_references(&step.name, &step.script, step.env.values())
+            .map_err(ServiceError::Invalid)?;
+    }
+    let nodes = fleet::list_nodes(state, &req.targets).await?;
+    if nodes.is_empty() {
+        return Err(ServiceError::Invalid(format!(
+            "the targets {} match no node: check them with `flotilla nodes ls --target ...`; no command was created",
+            req.targets.join(" ")
+        )));
+    }
+    let id_bytes: [u8; 10] = random_bytes();
+    let record = CommandRecord {
+        id: format!("c-{}", id_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        document: req.document,
+        document_version: version,
+        parameters: serde_json::to_string(&req.parameters).unwrap_or_default(),
+        targets: serde_json::to_string(&req.targets).unwrap_or_default(),
+        plan: serde_json::to_string(&steps).map_err(|e| ServiceError::Internal(e.to_string()))?,
+        max_concurrency: concurrency.to_string(),
+        max_errors: errors.to_string(),
+        delivery_timeout_ms: i64::from(delivery) * 1000,
+        comment,
+        status: "Pending".into(),
+        stopped_for_errors: false,
+        cancel_requested: false,
+        created_at: now_ms(),
+        ended_at: None,
+    };
+    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    state.store.create_command(&record, &node_ids).await?;
+    tracing::info!(command_id = %record.id, document = %record.document, nodes = node_ids.len(), "command created");
+    state.run.engine.notify(Event::Start(record.id.clone())).await;
+    let invocations = state.store.list_invocations(&record.id).await?;
+    Ok(with_invocations(&record, &invocations))
+}
+
+pub async fn get(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {
+    let record =
+        state.store.get_command(id).await?.ok_or_else(|| {
+            ServiceError::NotFound(format!("no command `{id}`: list them with `flotilla commands ls`"))
+        })?;
+    let invocations = state.store.list_invocations(id).await?;
+    Ok(with_invocations(&record, &invocations))
+}
+
+pub async fn list(state: &AppState) -> Result<Vec<api::Command>, ServiceError> {
+    let records = state.store.list_commands(200).await?;
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    let mut counts: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for (command, status, n) in state.store.invocation_counts(&ids).await? {
+        counts.entry(command).or_default().insert(status, n);
+    }
+    Ok(records.iter().map(|r| to_api(r, counts.remove(&r.id).unwrap_or_default(), None)).collect())
+}
+
+pub async fn cancel(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {
+    state.run.engine.cancel(id).await?;
+    get(state, id).await
+}
+
+/// The full output of one stream, byte for byte.
+pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Result<Vec<u8>, ServiceError> {
+    if stream != "stdout" && stream != "stderr" {
+        return Err(ServiceError::Invalid(format!("unknown stream `{stream}`: use stdout or stderr")));
+    }
+    let invocations = state.store.list_invocations(id).await?;
+    let Some(invocation) = invocations.iter().find(|i| i.node_id == node) else {
+        return Err(ServiceError::NotFound(format!("command `{id}` has no invocation on node `{node}`")));
+    };
+    let bytes = if stream == "stdout" { invocation.stdout_bytes } else { invocation.stderr_bytes };
+    let finished = InvocationStatus::from_str(&invocation.status).is_ok_and(InvocationStatus::is_terminal);
+    if finished && bytes == 0 {
+        // The engine stores no artifact for an empty stream.
+        return Ok(Vec::new());
+    }
+    state.artifacts.get(&format!("commands/{id}/{node}/{stream}")).await.map_err(|e| match e {
+        e @ (ArtifactError::Tampered { .. } | ArtifactError::NotEncrypted { .. }) => {
+            ServiceError::Integrity(e.to_string())
+        }
+        ArtifactError::Crypto { .. } => ServiceError::Internal(e.to_string()),
+        _ => ServiceError::NotFound(format!("no output yet for node `{node}` in command `{id}`: it has not finished")),
+    })
+}

@@ -1,0 +1,56 @@
+//! Retention: finished commands, their invocations and their outputs are deleted once they are
+//! older than `command_retention` (default 90 days), in bulk, and replaced inventory snapshots
+//! (`inventory/...` in the artifact store) once they became history longer than
+//! `inventory_history_retention` ago (default 30 days), so the store and the artifact store do
+//! not grow without bound. A node's current inventory lives in the store and is never swept.
+//!
+//! Invariant: a command that has not ended is never deleted. Artifacts go after the rows, so an
+//! interrupted sweep leaves at worst unreferenced objects, which the next sweep cannot see but
+//! which never make a listed command lose its output.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::platform::now_ms;
+
+pub async fn retention_worker(state: Arc<AppState>, shutdown: CancellationToken) {
+    let retention = state.config.command_retention;
+    let history = state.config.inventory_history_retention;
+    let every = (retention.min(history) / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        sweep(&state, retention).await;
+        sweep_inventory_history(&state, history).await;
+    }
+}
+
+async fn sweep_inventory_history(state: &AppState, retention: Duration) {
+    let cutoff = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    match state.artifacts.delete_older_than("inventory", cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(snapshots = n, "retention: deleted inventory history past its retention"),
+        Err(e) => tracing::warn!("inventory history sweep failed (will retry): {e}"),
+    }
+}
+
+async fn sweep(state: &AppState, retention: Duration) {
+    let cutoff = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    let ids = match state.store.delete_commands_ended_before(cutoff).await {
+        Ok(ids) => ids,
+        Err(e) => return tracing::warn!("retention sweep failed (will retry): {e}"),
+    };
+    for id in &ids {
+        if let Err(e) = state.artifacts.delete_prefix(&format!("commands/{id}")).await {
+            tracing::warn!(command_id = %id, "cannot delete the command's artifacts: {e}");
+        }
+    }
+    if !ids.is_empty() {
+        tracing::info!(commands = ids.len(), "retention: deleted finished commands past their retention");
+    }
+}

@@ -1,0 +1,343 @@
+//! SQL for [`CommandStore`]: documents and their versions, commands and their invocations.
+//!
+//! Invariants: a document version is claimed by a conditional update of its head, so two
+//! concurrent puts never share a version; a command and its invocations are created in one
+//! transaction; invocation results are written in batches, one transaction each.
+
+use async_trait::async_trait;
+use flotilla_core::UnixMillis;
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+
+use super::{MAX_BINDS, SqlStore, get, q};
+use crate::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord, StoreError};
+
+const COMMAND_COLUMNS: &str = "id, document, document_version, parameters, targets, plan, max_concurrency, max_errors, \
+     delivery_timeout_ms, comment, status, stopped_for_errors, cancel_requested, created_at, ended_at";
+
+fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
+    Ok(CommandRecord {
+        id: get(row, "id")?,
+        document: get(row, "document")?,
+        document_version: get(row, "document_version")?,
+        parameters: get(row, "parameters")?,
+        targets: get(row, "targets")?,
+        plan: get(row, "plan")?,
+        max_concurrency: get(row, "max_concurrency")?,
+        max_errors: get(row, "max_errors")?,
+        delivery_timeout_ms: get(row, "delivery_timeout_ms")?,
+        comment: get(row, "comment")?,
+        status: get(row, "status")?,
+        stopped_for_errors: get::<i64>(row, "stopped_for_errors")? != 0,
+        cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
+        created_at: get(row, "created_at")?,
+        ended_at: get(row, "ended_at")?,
+    })
+}
+
+const INVOCATION_COLUMNS: &str = "command_id, node_id, status, exit_code, dispatched_at, started_at, ended_at, stdout, \
+     stderr, stdout_truncated, stderr_truncated, stdout_bytes, stderr_bytes, detail";
+
+fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
+    Ok(InvocationRecord {
+        command_id: get(row, "command_id")?,
+        node_id: get(row, "node_id")?,
+        status: get(row, "status")?,
+        exit_code: get(row, "exit_code")?,
+        dispatched_at: get(row, "dispatched_at")?,
+        started_at: get(row, "started_at")?,
+        ended_at: get(row, "ended_at")?,
+        stdout: get(row, "stdout")?,
+        stderr: get(row, "stderr")?,
+        stdout_truncated: get::<i64>(row, "stdout_truncated")? != 0,
+        stderr_truncated: get::<i64>(row, "stderr_truncated")? != 0,
+        stdout_bytes: get(row, "stdout_bytes")?,
+        stderr_bytes: get(row, "stderr_bytes")?,
+        detail: get(row, "detail")?,
+    })
+}
+
+const DOCUMENT_HEAD_SELECT: &str = "SELECT h.name, h.latest_version, h.default_version, d.description \
+     FROM document_heads h JOIN documents d ON d.name = h.name AND d.version = h.default_version";
+
+fn document_head_from_row(row: &AnyRow) -> Result<DocumentHead, StoreError> {
+    Ok(DocumentHead {
+        name: get(row, "name")?,
+        latest_version: get(row, "latest_version")?,
+        default_version: get(row, "default_version")?,
+        description: get(row, "description")?,
+    })
+}
+
+fn document_from_row(row: &AnyRow) -> Result<DocumentVersion, StoreError> {
+    Ok(DocumentVersion {
+        name: get(row, "name")?,
+        version: get(row, "version")?,
+        content: get(row, "content")?,
+        description: get(row, "description")?,
+        format: get(row, "format")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl CommandStore for SqlStore {
+    async fn put_document(&self, doc: &DocumentVersion) -> Result<i64, StoreError> {
+        let name = doc.name.as_str();
+        let mut tx = self.begin_write().await.map_err(q("begin a document update"))?;
+        let head = sqlx::query("SELECT latest_version FROM document_heads WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("read a document's latest version"))?;
+        let version = match head {
+            Some(row) => get::<i64>(&row, "latest_version")? + 1,
+            None => 1,
+        };
+        if version == 1 {
+            sqlx::query("INSERT INTO document_heads (name, latest_version, default_version) VALUES ($1, 1, 1)")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("create a document"))?;
+        } else {
+            // The conditional update makes two concurrent updates conflict instead of both
+            // claiming the same version.
+            let done =
+                sqlx::query("UPDATE document_heads SET latest_version = $1 WHERE name = $2 AND latest_version = $3")
+                    .bind(version)
+                    .bind(name)
+                    .bind(version - 1)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("advance a document's version"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Query { op: "advance a document's version", source: sqlx::Error::RowNotFound });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO documents (name, version, content, description, format, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(&doc.content)
+        .bind(&doc.description)
+        .bind(&doc.format)
+        .bind(doc.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("store a document version"))?;
+        tx.commit().await.map_err(q("commit a document version"))?;
+        Ok(version)
+    }
+
+    async fn get_document(&self, name: &str, version: Option<i64>) -> Result<Option<DocumentVersion>, StoreError> {
+        let row = match version {
+            Some(v) => sqlx::query(
+                "SELECT name, version, content, description, format, created_at FROM documents WHERE name = $1 AND version = $2",
+            )
+                .bind(name)
+                .bind(v)
+                .fetch_optional(&self.pool)
+                .await,
+            None => sqlx::query(
+                "SELECT d.name, d.version, d.content, d.description, d.format, d.created_at FROM documents d \
+                 JOIN document_heads h ON h.name = d.name AND h.default_version = d.version WHERE d.name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await,
+        }
+        .map_err(q("read a document"))?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    async fn list_documents(&self) -> Result<Vec<DocumentHead>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!("{DOCUMENT_HEAD_SELECT} ORDER BY h.name")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list documents"))?;
+        rows.iter().map(document_head_from_row).collect()
+    }
+
+    async fn get_document_head(&self, name: &str) -> Result<Option<DocumentHead>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("{DOCUMENT_HEAD_SELECT} WHERE h.name = $1")))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a document"))?;
+        row.as_ref().map(document_head_from_row).transpose()
+    }
+
+    async fn set_default_document_version(&self, name: &str, version: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE document_heads SET default_version = $1 WHERE name = $2 AND latest_version >= $1 AND $1 >= 1",
+        )
+        .bind(version)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(q("set a document's default version"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_command(&self, c: &CommandRecord, nodes: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin creating a command"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO commands ({COMMAND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        )))
+        .bind(&c.id)
+        .bind(&c.document)
+        .bind(c.document_version)
+        .bind(&c.parameters)
+        .bind(&c.targets)
+        .bind(&c.plan)
+        .bind(&c.max_concurrency)
+        .bind(&c.max_errors)
+        .bind(c.delivery_timeout_ms)
+        .bind(&c.comment)
+        .bind(&c.status)
+        .bind(i64::from(c.stopped_for_errors))
+        .bind(i64::from(c.cancel_requested))
+        .bind(c.created_at)
+        .bind(c.ended_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("insert a command"))?;
+        for node in nodes {
+            sqlx::query("INSERT INTO invocations (command_id, node_id, status) VALUES ($1, $2, 'Pending')")
+                .bind(&c.id)
+                .bind(node)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("insert an invocation"))?;
+        }
+        tx.commit().await.map_err(q("commit a new command"))
+    }
+
+    async fn get_command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a command"))?;
+        row.as_ref().map(command_from_row).transpose()
+    }
+
+    async fn list_commands(&self, limit: u32) -> Result<Vec<CommandRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COMMAND_COLUMNS} FROM commands ORDER BY created_at DESC, id DESC LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list commands"))?;
+        rows.iter().map(command_from_row).collect()
+    }
+
+    async fn unfinished_commands(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM commands WHERE ended_at IS NULL ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list unfinished commands"))?;
+        rows.iter().map(|row| get(row, "id")).collect()
+    }
+
+    async fn update_command(&self, c: &CommandRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE commands SET status = $1, stopped_for_errors = $2, cancel_requested = $3, ended_at = $4 WHERE id = $5",
+        )
+        .bind(&c.status)
+        .bind(i64::from(c.stopped_for_errors))
+        .bind(i64::from(c.cancel_requested))
+        .bind(c.ended_at)
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await
+        .map_err(q("update a command"))?;
+        Ok(())
+    }
+
+    async fn list_invocations(&self, command_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE command_id = $1 ORDER BY node_id"
+        )))
+        .bind(command_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list invocations"))?;
+        rows.iter().map(invocation_from_row).collect()
+    }
+
+    async fn delete_commands_ended_before(&self, cutoff: UnixMillis) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin deleting old commands"))?;
+        sqlx::query(
+            "DELETE FROM invocations WHERE command_id IN \
+             (SELECT id FROM commands WHERE ended_at IS NOT NULL AND ended_at < $1)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("delete old invocations"))?;
+        let rows = sqlx::query("DELETE FROM commands WHERE ended_at IS NOT NULL AND ended_at < $1 RETURNING id")
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("delete old commands"))?;
+        tx.commit().await.map_err(q("commit deleting old commands"))?;
+        rows.iter().map(|row| get(row, "id")).collect()
+    }
+
+    async fn invocation_counts(&self, command_ids: &[String]) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in command_ids.chunks(MAX_BINDS) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT command_id, status, COUNT(*) AS n FROM invocations WHERE command_id IN ({}) GROUP BY command_id, status",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(q("count invocations"))?;
+            for row in &rows {
+                let n: i64 = get(row, "n")?;
+                out.push((get(row, "command_id")?, get(row, "status")?, u32::try_from(n).unwrap_or(u32::MAX)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn update_invocations(&self, list: &[InvocationRecord]) -> Result<(), StoreError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await.map_err(q("begin an invocation batch"))?;
+        for i in list {
+            sqlx::query(
+                "UPDATE invocations SET status = $1, exit_code = $2, dispatched_at = $3, started_at = $4, ended_at = $5, \
+                 stdout = $6, stderr = $7, stdout_truncated = $8, stderr_truncated = $9, stdout_bytes = $10, \
+                 stderr_bytes = $11, detail = $12 WHERE command_id = $13 AND node_id = $14",
+            )
+            .bind(&i.status)
+            .bind(i.exit_code)
+            .bind(i.dispatched_at)
+            .bind(i.started_at)
+            .bind(i.ended_at)
+            .bind(&i.stdout)
+            .bind(&i.stderr)
+            .bind(i64::from(i.stdout_truncated))
+            .bind(i64::from(i.stderr_truncated))
+            .bind(i.stdout_bytes)
+            .bind(i.stderr_bytes)
+            .bind(&i.detail)
+            .bind(&i.command_id)
+            .bind(&i.node_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("update an invocation"))?;
+        }
+        tx.commit().await.map_err(q("commit an invocation batch"))
+    }
+}

@@ -1,0 +1,273 @@
+//! The SQL back ends: connection set-up, the migration lists, the write queue and the row
+//! helpers every domain's SQL (`sql/<domain>.rs`) shares. One implementation over sqlx's `Any`
+//! driver serves SQLite and PostgreSQL: the schema and every query are written in the subset
+//! both engines share, with `$N` placeholders, so the contract suite exercises the same code on
+//! both.
+//!
+//! Invariants: times are Unix milliseconds; tags and lists are JSON text; every multi-row
+//! change runs in one transaction.
+
+mod assessments;
+mod commands;
+mod fleet;
+mod inventory;
+mod parameters;
+mod schedules;
+mod vulndb;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Once};
+
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr};
+
+use crate::{Store, StoreError};
+
+/// Versioned migrations per engine, embedded in the binary. Append only: a released
+/// migration is never edited (sqlx checks each applied one's checksum at start-up).
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql")),
+    (2, "commands", include_str!("../../migrations/sqlite/0002_commands.sql")),
+    (3, "inventory", include_str!("../../migrations/sqlite/0003_inventory.sql")),
+    (4, "parameters", include_str!("../../migrations/sqlite/0004_parameters.sql")),
+    (5, "vulndb", include_str!("../../migrations/sqlite/0005_vulndb.sql")),
+    (6, "assessments", include_str!("../../migrations/sqlite/0006_assessments.sql")),
+    (7, "assessment_templates", include_str!("../../migrations/sqlite/0007_assessment_templates.sql")),
+    (8, "advisory_age", include_str!("../../migrations/sqlite/0008_advisory_age.sql")),
+    (9, "schedules", include_str!("../../migrations/sqlite/0009_schedules.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
+    (2, "commands", include_str!("../../migrations/postgres/0002_commands.sql")),
+    (3, "inventory", include_str!("../../migrations/postgres/0003_inventory.sql")),
+    (4, "parameters", include_str!("../../migrations/postgres/0004_parameters.sql")),
+    (5, "vulndb", include_str!("../../migrations/postgres/0005_vulndb.sql")),
+    (6, "assessments", include_str!("../../migrations/postgres/0006_assessments.sql")),
+    (7, "assessment_templates", include_str!("../../migrations/postgres/0007_assessment_templates.sql")),
+    (8, "advisory_age", include_str!("../../migrations/postgres/0008_advisory_age.sql")),
+    (9, "schedules", include_str!("../../migrations/postgres/0009_schedules.sql")),
+];
+
+fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        list.iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A [`Store`] on SQLite or PostgreSQL.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite only: write transactions queue here, in this process and in order, rather than
+    /// in SQLite's busy handler, which sleeps up to 100 ms between tries and so turns a burst
+    /// of concurrent writers (every agent reporting at once) into mostly sleeping.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// Most bind parameters in one statement. Not an engine limit: sqlx's SQLite driver finds each
+/// parameter's argument through `sqlite3_bind_parameter_name`, a linear scan of the statement's
+/// parameter list, so binding is quadratic in the count — a 2,500-parameter INSERT spent more
+/// time there than in SQLite writing the rows. Multi-row statements are sized from this.
+pub(crate) const MAX_BINDS: usize = 200;
+
+fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+impl SqlStore {
+    /// Begins a write transaction, after the writers queued before it on SQLite.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = match &self.writer {
+            Some(writer) => Some(writer.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn })
+    }
+
+    /// Opens (creating if missing) the SQLite database file at `path`, in WAL mode, and
+    /// applies pending migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let location = path.display().to_string();
+        // SQLite allows one writer at a time; a small pool avoids needless lock contention.
+        Self::open(Backend::Sqlite, &url, location, 4).await
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://...`) and applies pending migrations.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        Self::open(Backend::Postgres, url, redact(url), 16).await
+    }
+
+    /// Opens whichever back end `url` names: `postgres://`/`postgresql://` or `sqlite://PATH`.
+    pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url).await
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Self::open_sqlite(Path::new(path)).await
+        } else {
+            Err(StoreError::UnsupportedUrl(redact(url)))
+        }
+    }
+
+    async fn open(backend: Backend, url: &str, location: String, max: u32) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let open_err = |source| StoreError::Open { backend: backend.name(), location: location.clone(), source };
+        let options = AnyConnectOptions::from_str(url).map_err(open_err)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        let migrator = migrator(match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        });
+        migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(SqlStore { pool, backend, writer })
+    }
+
+    /// Closes every connection; used on shutdown so SQLite checkpoints its WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hides a password in a database URL before it reaches a log or an error message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serialising maps and vectors of strings cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &'static str, key: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { what, key: key.to_owned(), detail: e.to_string() })
+}
+
+fn get<'r, T>(row: &'r AnyRow, column: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column).map_err(q("decode a row"))
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(q("ping the database"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, redact};
+
+    /// One schema for both engines: the same versions, names and statements. When an engine
+    /// needs its own SQL one day, this test is where the difference gets named and allowed.
+    #[test]
+    fn both_engines_migrate_to_the_same_schema() {
+        assert_eq!(SQLITE_MIGRATIONS.len(), POSTGRES_MIGRATIONS.len());
+        for (sqlite, postgres) in SQLITE_MIGRATIONS.iter().zip(POSTGRES_MIGRATIONS) {
+            assert_eq!((sqlite.0, sqlite.1), (postgres.0, postgres.1), "versions and names pair up");
+            assert_eq!(sqlite.2, postgres.2, "migration {} ({}) differs between the engines", sqlite.0, sqlite.1);
+        }
+        let versions: Vec<i64> = SQLITE_MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(versions, (1..=i64::try_from(versions.len()).expect("few")).collect::<Vec<_>>(), "no gaps");
+        // A migration file that is not in the list would never run.
+        for engine in ["sqlite", "postgres"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(engine);
+            let files = std::fs::read_dir(&dir).expect("migrations dir").count();
+            assert_eq!(files, SQLITE_MIGRATIONS.len(), "{} holds files not listed in sql/mod.rs", dir.display());
+        }
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}
