@@ -32,7 +32,7 @@ pub use platform::error::ServiceError;
 pub use platform::{artifact, config, keys};
 
 use app::AppState;
-use platform::{Platform, bootstrap, listener, metrics, registry};
+use platform::{Platform, bootstrap, listener, metrics, registry, scheduler};
 use runcommand::{documents, engine, output, retention};
 
 /// A running server.
@@ -70,6 +70,7 @@ impl Server {
         let output = output::OutputSpool::new(&config.data_dir.join("spool"), config.max_output_bytes)
             .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
         let (engine, engine_events) = engine::Engine::new();
+        let store_for_scheduler = store.clone();
         let platform = Arc::new(Platform {
             store,
             artifacts,
@@ -79,6 +80,7 @@ impl Server {
             pki: boot.pki,
             metrics: metrics::Metrics::new(),
             config: config.clone(),
+            scheduler: Arc::new(scheduler::Scheduler::new(store_for_scheduler, url.clone())),
         });
         let state = Arc::new(AppState { platform: platform.clone(), run: runcommand::RunState { engine, output } });
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
@@ -95,7 +97,10 @@ impl Server {
             tokio::spawn(registry::liveness_worker(platform.clone(), shutdown.clone())),
             tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
             tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
-            tokio::spawn(assessments::schedule_worker(state.clone(), shutdown.clone())),
+            tokio::spawn(platform.scheduler.clone().run(
+                vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))],
+                shutdown.clone(),
+            )),
         ];
         assessments::resume(&state).await.context("cannot resume unfinished assessment runs")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");

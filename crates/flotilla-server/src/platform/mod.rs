@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metrics;
 pub mod pki;
 pub mod registry;
+pub mod scheduler;
 pub mod secret;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct Platform {
     pub pki: pki::Pki,
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
+    /// The one scheduler; capabilities call `changed()` when they change a schedule.
+    pub scheduler: Arc<scheduler::Scheduler>,
 }
 
 /// The platform as axum state: what platform handlers extract (`State<PlatformState>`), from

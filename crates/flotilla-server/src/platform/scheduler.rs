@@ -27,6 +27,8 @@ use flotilla_store::{OccurrenceOutcome, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::now_ms;
+
 /// How often the loop re-reads every source even when nothing woke it: the bound on how late a
 /// schedule created through another server is noticed.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(30);
@@ -85,11 +87,6 @@ impl Scheduler {
     /// `claimer` names this server in the occurrence rows (its URL).
     pub fn new(store: Arc<dyn Store>, claimer: String) -> Scheduler {
         Scheduler { store, claimer, wake: Notify::new(), resync: DEFAULT_RESYNC, counters: SchedulerCounters::default() }
-    }
-
-    pub fn with_resync(mut self, resync: Duration) -> Scheduler {
-        self.resync = resync;
-        self
     }
 
     /// A capability created, changed or removed a schedule: look again now.
@@ -177,10 +174,6 @@ impl Scheduler {
     }
 }
 
-fn now_ms() -> UnixMillis {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
 
 #[cfg(test)]
 mod tests {
