@@ -71,7 +71,7 @@ fn bad_schedules_are_refused_saying_what_to_write() {
         .cli_json(&["assess", "templates", "put", "berlin", "--schedule", "cron(30 2 * * *)", "--timezone", "Europe/Berlin"])
         .expect("put");
     assert_eq!(saved["timezone"], "Europe/Berlin");
-    let next = ts(&saved["next_run_at"]).expect("next run").to_zoned(jiff::tz::TimeZone::UTC);
+    let next = jiff::tz::TimeZone::UTC.to_datetime(ts(&saved["next_run_at"]).expect("next run"));
     // 02:30 in Berlin is 00:30Z in summer, 01:30Z in winter.
     assert!(next.minute() == 30 && (next.hour() == 0 || next.hour() == 1), "{next}");
 }
@@ -127,10 +127,13 @@ fn a_server_killed_across_an_occurrence_fires_it_once_within_grace_and_records_i
 }
 
 /// Copies what a second server on the same database needs of the first: its master key (the
-/// database records which key its secrets are under).
-fn share_master_key(from: &Path, to: &Path) {
+/// database records which key its secrets are under) and the admin token (each start records
+/// the token file's credential as the admin's).
+fn share_secrets(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("data dir");
-    std::fs::copy(from.join("master.key"), to.join("master.key")).expect("copy master key");
+    for file in ["master.key", "admin.token"] {
+        std::fs::copy(from.join(file), to.join(file)).expect("copy a shared secret");
+    }
 }
 
 #[test]
@@ -147,9 +150,10 @@ fn two_servers_on_one_postgres_fire_an_occurrence_once() {
     // Both servers list the template at start, so both wake for its occurrence and race.
     let (soon, _) = at_in(8);
     put(&a, "raced", &ids[0], &["--schedule", &soon]);
-    share_master_key(&dir.path().join("a"), &dir.path().join("b"));
+    share_secrets(&dir.path().join("a"), &dir.path().join("b"));
     let b = TestServer::start(&dir.path().join("b"), "1s", &env).expect("server b on the same database");
-    wait_until(Duration::from_secs(60), || Ok(runs(&a) >= 1)).expect("the occurrence fired");
+    wait_until(Duration::from_secs(60), || Ok(runs(&a) >= 1))
+        .unwrap_or_else(|e| panic!("the occurrence fired: {e}\na:\n{}\nb:\n{}", a.log_text(), b.log_text()));
     // One more occurrence put through b; once it has fired, both have passed over `raced`.
     let (probe, _) = at_in(3);
     put(&b, "probe", &ids[0], &["--schedule", &probe]);

@@ -180,7 +180,7 @@ mod tests {
     use std::sync::Mutex;
 
     use flotilla_core::schedule::ScheduleRules;
-    use flotilla_store::{ScheduleStore, SqlStore};
+    use flotilla_store::SqlStore;
 
     use super::*;
 
