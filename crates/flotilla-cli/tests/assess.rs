@@ -281,7 +281,10 @@ Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9.9
     refused(&["assess", "run", "--noncompliant-at", "Critical"], "not one of");
     refused(&["assess", "show", "ar-0000000000000000"], "no assessment run");
     refused(&["findings", "ls", "--severity", "Severe"], "not one of");
-    refused(&["assess", "templates", "put", "bad", "--schedule", "every night"], "is not cron(...), rate(...) or at(...)");
+    refused(
+        &["assess", "templates", "put", "bad", "--schedule", "every night"],
+        "is not cron(...), rate(...) or at(...)",
+    );
     refused(&["assess", "templates", "put", "bad", "--duration", "1s"], "outside 30 s to 24 h");
     refused(&["assess", "run", "--template", "nope"], "no assessment template `nope`");
     let runs = server.cli_json(&["assess", "ls"]).expect("ls");

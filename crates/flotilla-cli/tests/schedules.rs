@@ -68,7 +68,16 @@ fn bad_schedules_are_refused_saying_what_to_write() {
     assert_eq!(list, serde_json::json!([]), "a refused template is not stored");
     // A good one in a zone shows its next run in UTC.
     let saved = server
-        .cli_json(&["assess", "templates", "put", "berlin", "--schedule", "cron(30 2 * * *)", "--timezone", "Europe/Berlin"])
+        .cli_json(&[
+            "assess",
+            "templates",
+            "put",
+            "berlin",
+            "--schedule",
+            "cron(30 2 * * *)",
+            "--timezone",
+            "Europe/Berlin",
+        ])
         .expect("put");
     assert_eq!(saved["timezone"], "Europe/Berlin");
     let next = jiff::tz::TimeZone::UTC.to_datetime(ts(&saved["next_run_at"]).expect("next run"));

@@ -46,7 +46,10 @@ fn parsed(t: &flotilla_store::AssessmentTemplate) -> Option<Result<Schedule, Str
     )
 }
 
-async fn to_api(state: &AppState, t: flotilla_store::AssessmentTemplate) -> Result<api::AssessmentTemplate, ServiceError> {
+async fn to_api(
+    state: &AppState,
+    t: flotilla_store::AssessmentTemplate,
+) -> Result<api::AssessmentTemplate, ServiceError> {
     let key = key(&t.name);
     let last_fired = state.store.last_fired(&key).await?;
     let next = match parsed(&t) {

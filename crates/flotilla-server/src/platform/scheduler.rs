@@ -33,6 +33,13 @@ use super::now_ms;
 /// schedule created through another server is noticed.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(30);
 
+/// How long occurrence rows are kept (each schedule's newest is kept regardless: it is the
+/// schedule's catch-up mark).
+pub const OCCURRENCE_RETENTION_MS: i64 = 30 * 86_400_000;
+
+/// How often the loop prunes old occurrence rows.
+const PRUNE_EVERY_MS: i64 = 3_600_000;
+
 /// One schedule as a source lists it.
 #[derive(Debug, Clone)]
 pub struct ScheduleEntry {
@@ -86,7 +93,13 @@ pub struct Scheduler {
 impl Scheduler {
     /// `claimer` names this server in the occurrence rows (its URL).
     pub fn new(store: Arc<dyn Store>, claimer: String) -> Scheduler {
-        Scheduler { store, claimer, wake: Notify::new(), resync: DEFAULT_RESYNC, counters: SchedulerCounters::default() }
+        Scheduler {
+            store,
+            claimer,
+            wake: Notify::new(),
+            resync: DEFAULT_RESYNC,
+            counters: SchedulerCounters::default(),
+        }
     }
 
     /// A capability created, changed or removed a schedule: look again now.
@@ -96,9 +109,18 @@ impl Scheduler {
 
     /// The worker loop: passes over every source until `cancel`.
     pub async fn run(self: Arc<Self>, sources: Vec<Arc<dyn ScheduleSource>>, cancel: CancellationToken) {
+        let mut pruned_at = i64::MIN;
         loop {
             let now = now_ms();
             let next = self.pass(&sources, now).await;
+            if now.saturating_sub(pruned_at) >= PRUNE_EVERY_MS {
+                pruned_at = now;
+                match self.store.prune_occurrences(now - OCCURRENCE_RETENTION_MS).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned old schedule occurrences"),
+                    Err(e) => tracing::warn!("cannot prune old schedule occurrences: {e}"),
+                }
+            }
             let resync = now.saturating_add(i64::try_from(self.resync.as_millis()).unwrap_or(i64::MAX));
             let until = next.map_or(resync, |n| n.min(resync));
             let wait = Duration::from_millis(u64::try_from(until.saturating_sub(now_ms())).unwrap_or(0));
@@ -143,7 +165,8 @@ impl Scheduler {
         entry: &ScheduleEntry,
         now: UnixMillis,
     ) -> Result<Option<UnixMillis>, StoreError> {
-        let mark = self.store.last_occurrence(&entry.key).await?.map_or(entry.since, |o| o.occurrence_at.max(entry.since));
+        let mark =
+            self.store.last_occurrence(&entry.key).await?.map_or(entry.since, |o| o.occurrence_at.max(entry.since));
         let decision = entry.schedule.catch_up(mark, now, entry.grace_ms);
         if !decision.missed.is_empty() {
             let written = self.store.record_missed(&entry.key, &decision.missed, now, &self.claimer).await?;
@@ -173,7 +196,6 @@ impl Scheduler {
         Ok(decision.next)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
