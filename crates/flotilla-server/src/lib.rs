@@ -86,23 +86,22 @@ impl Server {
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
-        let tasks =
-            vec![
-                tokio::spawn(listener::serve(
-                    listener,
-                    tls,
-                    app,
-                    listener::Table::new(listener::Limits::from_config(&config), state.metrics.listener.clone()),
-                    shutdown.clone(),
-                )),
-                tokio::spawn(registry::liveness_worker(platform.clone(), shutdown.clone())),
-                tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
-                tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
-                tokio::spawn(platform.scheduler.clone().run(
-                    vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))],
-                    shutdown.clone(),
-                )),
-            ];
+        // Each capability's schedules, fired by the one scheduler.
+        let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> =
+            vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))];
+        let tasks = vec![
+            tokio::spawn(listener::serve(
+                listener,
+                tls,
+                app,
+                listener::Table::new(listener::Limits::from_config(&config), state.metrics.listener.clone()),
+                shutdown.clone(),
+            )),
+            tokio::spawn(registry::liveness_worker(platform.clone(), shutdown.clone())),
+            tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
+            tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
+            tokio::spawn(platform.scheduler.clone().run(schedules, shutdown.clone())),
+        ];
         assessments::resume(&state).await.context("cannot resume unfinished assessment runs")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, tasks, state, _lock: boot.lock })
