@@ -42,5 +42,7 @@ if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
 fi
 export FLOTILLA_OPENAPI_VALIDATOR="${FLOTILLA_OPENAPI_VALIDATOR:-$PWD/$venv/bin/openapi-spec-validator}"
 
-cargo build --workspace
+# The same feature set as the tests (dev-dependencies such as tokio test-util are unified
+# into them), so nextest finds the build fresh instead of compiling everything a second time.
+cargo build --workspace --tests
 cargo nextest run --workspace "$@"

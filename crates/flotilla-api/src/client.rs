@@ -210,6 +210,11 @@ impl Client {
         self.get(&format!("/api/v1/events?since={since}")).await
     }
 
+    /// The server's workers, agents and store (`flotilla server status`).
+    pub async fn server_status(&self) -> Result<crate::server::ServerStatus, ClientError> {
+        self.get("/api/v1/server/status").await
+    }
+
     /// Enrolls an agent (no API token needed: the activation code is the credential).
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
         self.call(reqwest::Method::POST, "/agent/v1/register", Some(req)).await

@@ -8,6 +8,7 @@ pub mod assess;
 pub mod client;
 pub mod inventory;
 pub mod parameters;
+pub mod server;
 pub mod types;
 pub mod vulndb;
 
@@ -15,5 +16,6 @@ pub use assess::*;
 pub use client::{Client, ClientError};
 pub use inventory::*;
 pub use parameters::*;
+pub use server::*;
 pub use types::*;
 pub use vulndb::*;

@@ -38,9 +38,11 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane.
+    /// Run the control plane, or ask a running one about itself (`server status`).
     ///
     /// Example: flotilla server --data-dir /var/lib/flotilla --listen 0.0.0.0:8443
+    ///
+    /// Example: flotilla server status
     Server(cmd::server::ServerArgs),
     /// Start a server and a sample fleet of real agents; stays up until Ctrl-C.
     ///
@@ -107,7 +109,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let quiet_client = !matches!(cli.command, Command::Server(_) | Command::Demo(_));
+    let quiet_client =
+        !matches!(cli.command, Command::Server(cmd::server::ServerArgs { command: None, .. }) | Command::Demo(_));
     let default_filter = if quiet_client { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -142,6 +145,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let conn = profile::Connection { url: cli.url, token: cli.token, ca: cli.ca, insecure_http: cli.insecure_http };
     let format = cli.output;
     match cli.command {
+        Command::Server(cmd::server::ServerArgs { command: Some(cmd::server::ServerCommand::Status), .. }) => {
+            cmd::server::status(&conn.client()?, format).await
+        }
         Command::Server(args) => cmd::server::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Login(args) => profile::login(args, conn.insecure_http).await,
@@ -167,5 +173,21 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn server_runs_without_a_subcommand_and_status_is_one() {
+        use super::{Cli, Command};
+        use crate::cmd::server::{ServerArgs, ServerCommand};
+        use clap::Parser;
+        let run = Cli::try_parse_from(["flotilla", "server", "--data-dir", "/tmp/d", "--listen", "127.0.0.1:0"]);
+        assert!(matches!(run.map(|c| c.command), Ok(Command::Server(ServerArgs { command: None, .. }))));
+        let status = Cli::try_parse_from(["flotilla", "server", "status", "-o", "json"]);
+        assert!(matches!(
+            status.map(|c| c.command),
+            Ok(Command::Server(ServerArgs { command: Some(ServerCommand::Status), .. }))
+        ));
+        let mixed = Cli::try_parse_from(["flotilla", "server", "--data-dir", "/tmp/d", "status"]);
+        assert!(mixed.is_err(), "server flags belong to running a server, not to `status`");
     }
 }

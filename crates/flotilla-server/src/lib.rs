@@ -23,13 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use assessments::vulndb;
 pub use config::ServerConfig;
 pub use platform::error::ServiceError;
+pub use platform::worker::{LastRun, WorkerContext, WorkerError, WorkerResult, WorkerSnapshot, WorkerState, Workers};
 pub use platform::{artifact, config, keys};
+
+/// How long [`Server::stop`] waits for all workers together before aborting the late ones.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 use app::AppState;
 use platform::{Platform, bootstrap, listener, metrics, registry, scheduler};
@@ -43,7 +46,6 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
     state: Arc<AppState>,
     _lock: bootstrap::DataDirLock,
 }
@@ -79,6 +81,7 @@ impl Server {
             registry: registry::Registry::default(),
             pki: boot.pki,
             metrics: metrics::Metrics::new(),
+            workers: Workers::new(shutdown.clone()),
             config: config.clone(),
             scheduler: Arc::new(scheduler::Scheduler::new(store_for_scheduler, url.clone())),
         });
@@ -86,25 +89,16 @@ impl Server {
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
-        // Each capability's schedules, fired by the one scheduler.
-        let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> =
-            vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))];
-        let tasks = vec![
-            tokio::spawn(listener::serve(
-                listener,
-                tls,
-                app,
-                listener::Table::new(listener::Limits::from_config(&config), state.metrics.listener.clone()),
-                shutdown.clone(),
-            )),
-            tokio::spawn(registry::liveness_worker(platform.clone(), shutdown.clone())),
-            tokio::spawn(engine::run(state.clone(), engine_events, shutdown.clone())),
-            tokio::spawn(retention::retention_worker(state.clone(), shutdown.clone())),
-            tokio::spawn(platform.scheduler.clone().run(schedules, shutdown.clone())),
-        ];
+        spawn_workers(&state, listener, tls, app, engine_events).context("cannot start the background workers")?;
         assessments::resume(&state).await.context("cannot resume unfinished assessment runs")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
-        Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, tasks, state, _lock: boot.lock })
+        Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, state, _lock: boot.lock })
+    }
+
+    /// The server's named workers: their status, and a way to add one (tests add a worker
+    /// that panics to see the server keep serving).
+    pub fn workers(&self) -> &Workers {
+        &self.state.workers
     }
 
     /// Token that stops the server when cancelled.
@@ -112,14 +106,75 @@ impl Server {
         self.shutdown.clone()
     }
 
-    /// Stops accepting, closes agent streams, waits (bounded) for tasks, flushes the store.
+    /// Stops accepting, closes agent streams, waits for every worker against one deadline
+    /// ([`STOP_DEADLINE`]; the late ones are named in the log and aborted), flushes the store.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
+        self.state.workers.shutdown(tokio::time::Instant::now() + STOP_DEADLINE).await;
         if let Err(e) = self.state.registry.flush(self.state.store.as_ref()).await {
             tracing::warn!("last-seen flush at shutdown failed: {e}");
         }
     }
+}
+
+/// Every long-lived background task of the server, each as a named worker (restarted with
+/// backoff if it fails or panics). Not workers: each agent stream's tasks and each accepted
+/// connection's task (owned by their connection, as many as there are agents, ended with it),
+/// and the engine's per-invocation output persist tasks (short, reported back to the engine).
+fn spawn_workers(
+    state: &Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    engine_events: tokio::sync::mpsc::Receiver<engine::Event>,
+) -> Result<(), WorkerError> {
+    let workers = &state.workers;
+    let listener = Arc::new(listener);
+    let table = listener::Table::new(listener::Limits::from_config(&state.config), state.metrics.listener.clone());
+    workers.spawn("listener", move |ctx| {
+        let (listener, tls, app, table) = (listener.clone(), tls.clone(), app.clone(), table.clone());
+        async move {
+            listener::serve(listener, tls, app, table, ctx.token().clone()).await;
+            Ok(())
+        }
+    })?;
+    let platform = state.platform.clone();
+    workers.spawn("liveness", move |ctx| {
+        let platform = platform.clone();
+        async move {
+            registry::liveness_worker(platform, ctx).await;
+            Ok(())
+        }
+    })?;
+    // The queue outlives an engine that panicked; the next engine takes it over (the lock is
+    // only ever held by the one running engine, for its whole life).
+    let events = Arc::new(tokio::sync::Mutex::new(engine_events));
+    let s = state.clone();
+    workers.spawn("engine", move |ctx| {
+        let (s, events) = (s.clone(), events.clone());
+        async move {
+            let mut events = events.lock().await;
+            engine::run(s, &mut events, &ctx).await;
+            Ok(())
+        }
+    })?;
+    let s = state.clone();
+    workers.spawn("retention", move |ctx| {
+        let s = s.clone();
+        async move {
+            retention::retention_worker(s, ctx).await;
+            Ok(())
+        }
+    })?;
+    // Each capability's schedules, fired by the one scheduler.
+    let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> =
+        vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))];
+    let scheduler = state.scheduler.clone();
+    workers.spawn("scheduler", move |ctx| {
+        let (scheduler, schedules) = (scheduler.clone(), schedules.clone());
+        async move {
+            scheduler.run(&schedules, &ctx).await;
+            Ok(())
+        }
+    })?;
+    Ok(())
 }

@@ -164,19 +164,38 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Drives run `id` as the transient worker `assessment-run ID` (listed while it runs; a panic
+/// restarts it with backoff, and every step resumes from the stored status).
 pub fn spawn(state: Arc<AppState>, id: String) {
-    tokio::spawn(async move {
-        if let Err(e) = drive(&state, &id).await {
-            tracing::error!(run = %id, "assessment run failed: {e}");
-            if let Ok(Some(mut run)) = state.store.get_assessment_run(&id).await {
-                run.status = "Failed".into();
-                run.detail = e.to_string();
-                run.ended_at = Some(now_ms());
-                let _ = state.store.update_assessment_run(&run).await;
-                state.events.publish("AssessmentRunCompleted", None, None, &format!("{id} Failed"));
+    let workers = state.workers.clone();
+    let name = format!("assessment-run {id}");
+    let started = workers.spawn_transient(name, move |ctx| {
+        let (state, id) = (state.clone(), id.clone());
+        async move {
+            ctx.running();
+            // Stopping mid-step is safe: every step is idempotent per node and the run resumes
+            // from its stored status at the next start.
+            let outcome = tokio::select! {
+                () = ctx.cancelled() => return Ok(()),
+                outcome = drive(&state, &id) => outcome,
+            };
+            if let Err(e) = outcome {
+                tracing::error!(run = %id, "assessment run failed: {e}");
+                if let Ok(Some(mut run)) = state.store.get_assessment_run(&id).await {
+                    run.status = "Failed".into();
+                    run.detail = e.to_string();
+                    run.ended_at = Some(now_ms());
+                    let _ = state.store.update_assessment_run(&run).await;
+                    state.events.publish("AssessmentRunCompleted", None, None, &format!("{id} Failed"));
+                }
             }
+            Ok(())
         }
     });
+    if let Err(e) = started {
+        // Already being driven (a resume racing a create): one driver is enough.
+        tracing::debug!("{e}");
+    }
 }
 
 /// At start-up: every unfinished run continues where it was.

@@ -323,8 +323,11 @@ impl Drop for Slot {
     }
 }
 
+/// The accept loop, run as the `listener` worker. It borrows the socket (shared) so that a
+/// restarted loop accepts on the same port; connections already accepted live in their own
+/// tasks and are not affected by a restart.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,
     table: Arc<Table>,

@@ -1,6 +1,6 @@
 //! The platform: what every capability stands on (store access, artifact store, keys, PKI,
-//! the event bus, the connection registry, the listener, configuration, metrics, the HTTP error
-//! mapping). It knows no capability: nothing here imports `crate::app`, `crate::http` or a
+//! the event bus, the connection registry, the listener, the named workers, configuration,
+//! metrics, the HTTP error mapping). It knows no capability: nothing here imports `crate::app`, `crate::http` or a
 //! capability module (checked by `tests/layout.rs`).
 
 pub mod api_error;
@@ -18,6 +18,8 @@ pub mod pki;
 pub mod registry;
 pub mod scheduler;
 pub mod secret;
+pub mod status;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -35,6 +37,8 @@ pub struct Platform {
     pub registry: registry::Registry,
     pub pki: pki::Pki,
     pub metrics: metrics::Metrics,
+    /// Every background task, by name (`GET /api/v1/server/status`).
+    pub workers: worker::Workers,
     pub config: ServerConfig,
     /// The one scheduler; capabilities call `changed()` when they change a schedule.
     pub scheduler: Arc<scheduler::Scheduler>,

@@ -19,10 +19,10 @@ use flotilla_core::{NodeId, UnixMillis, node::is_silent};
 use flotilla_proto::v1::ServerMessage;
 use flotilla_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use super::Platform;
 use super::now_ms;
+use super::worker::WorkerContext;
 
 struct Conn {
     generation: u64,
@@ -204,7 +204,7 @@ pub fn liveness_cutoff(now: UnixMillis, started_at: UnixMillis, heartbeat_ms: i6
 /// Every heartbeat interval (at most 5 s): flush last-seen times, close silent streams, and
 /// mark nodes that are Online in the store but not held by a live stream (silent, or left
 /// Online by a process that died) ConnectionLost.
-pub async fn liveness_worker(state: std::sync::Arc<Platform>, shutdown: CancellationToken) {
+pub async fn liveness_worker(state: std::sync::Arc<Platform>, ctx: WorkerContext) {
     let started_at = now_ms();
     let interval = state.config.heartbeat_interval;
     let heartbeat_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
@@ -212,13 +212,15 @@ pub async fn liveness_worker(state: std::sync::Arc<Platform>, shutdown: Cancella
     let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(5)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        ctx.idle();
         tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = ctx.cancelled() => {
                 state.registry.close_all();
                 return;
             }
             _ = ticker.tick() => {}
         }
+        ctx.running();
         let now = now_ms();
         for id in state.registry.silent(now, heartbeat_ms, missed) {
             tracing::info!(node_id = %id, "node missed {missed} heartbeats; closing its stream");

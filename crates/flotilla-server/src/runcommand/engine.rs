@@ -34,11 +34,11 @@ use flotilla_proto::v1::{
 use flotilla_store::{CommandRecord, InvocationRecord};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::platform::metrics::StatusLabels;
 use crate::platform::registry::Sent;
+use crate::platform::worker::WorkerContext;
 use crate::platform::{ServiceError, now_ms};
 use crate::runcommand::output::{INLINE_STDERR_CHARS, INLINE_STDOUT_CHARS, inline, invocation_id, split_invocation_id};
 
@@ -314,8 +314,10 @@ async fn deliver(state: &AppState, command: &mut Active) {
     }
 }
 
-/// The engine task. Returns when `shutdown` is cancelled, after a last flush.
-pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+/// The engine task, run as the `engine` worker. Returns when the worker is cancelled, after a
+/// last flush. It borrows the event queue so that a restarted engine (after a panic) picks up
+/// the same queue, and rebuilds its in-memory state from the store, as after a server restart.
+pub async fn run(state: Arc<AppState>, events: &mut mpsc::Receiver<Event>, ctx: &WorkerContext) {
     let mut active: HashMap<String, Active> = HashMap::new();
     match state.store.unfinished_commands().await {
         Ok(ids) => {
@@ -331,13 +333,15 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<Event>, shutdo
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        ctx.idle();
         tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = ctx.cancelled() => {
                 flush(&state, &mut active).await;
                 return;
             }
             event = events.recv() => {
                 let Some(event) = event else { return };
+                ctx.running();
                 // Take whatever else is already queued before advancing the commands: the rate
                 // plan looks at every invocation of a command, so advancing once per batch and
                 // not once per event keeps a fan-out to N nodes linear in N, not quadratic.
@@ -357,6 +361,8 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<Event>, shutdo
                 }
             }
             _ = ticker.tick() => {
+                ctx.running();
+                ctx.progress(format!("{} unfinished commands", active.len()));
                 for command in active.values_mut() {
                     expire(&state, command);
                     advance(&state, command);

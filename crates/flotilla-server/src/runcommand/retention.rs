@@ -11,20 +11,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::app::AppState;
 use crate::platform::now_ms;
+use crate::platform::worker::WorkerContext;
 
-pub async fn retention_worker(state: Arc<AppState>, shutdown: CancellationToken) {
+pub async fn retention_worker(state: Arc<AppState>, ctx: WorkerContext) {
     let retention = state.config.command_retention;
     let history = state.config.inventory_history_retention;
     let every = (retention.min(history) / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
+        ctx.idle();
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = ctx.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
+        ctx.running();
         sweep(&state, retention).await;
         sweep_inventory_history(&state, history).await;
     }
