@@ -206,8 +206,25 @@ impl Client {
         self.send::<()>(reqwest::Method::GET, &path, None).await
     }
 
-    pub async fn list_events(&self, since: u64) -> Result<Vec<Event>, ClientError> {
-        self.get(&format!("/api/v1/events?since={since}")).await
+    /// The highest event sequence number so far.
+    pub async fn last_event_seq(&self) -> Result<EventsHead, ClientError> {
+        self.get("/api/v1/events/last").await
+    }
+
+    /// Events after `query.after`, oldest first. With `wait`, the server holds the request
+    /// until a matching event exists or the wait ends (then the list is empty).
+    pub async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>, ClientError> {
+        let mut path = format!("/api/v1/events?after={}", query.after);
+        for t in &query.types {
+            path.push_str(&format!("&type={}", enc(t)));
+        }
+        if let Some(limit) = query.limit {
+            path.push_str(&format!("&limit={limit}"));
+        }
+        if let Some(wait) = query.wait {
+            path.push_str(&format!("&wait={wait}"));
+        }
+        self.get(&path).await
     }
 
     /// The server's workers, agents and store (`flotilla server status`).

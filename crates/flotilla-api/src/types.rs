@@ -259,24 +259,53 @@ pub struct Command {
     pub invocations: Option<Vec<Invocation>>,
 }
 
-/// A state change, as published on the server's event bus (`GET /api/v1/events`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A state change from the server's durable event log (`GET /api/v1/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
-    /// Increasing per server process; ask for `?since=SEQ` to get only newer ones.
-    pub seq: u64,
+    /// Increasing, never reused, kept across restarts: ask for `?after=SEQ` to get only newer
+    /// events.
+    pub seq: i64,
+    /// Unique and stable (what a webhook delivery names as `Flotilla-Event-Id`).
+    pub id: String,
     pub time: String,
-    /// `command.status`, `invocation.status` or `parameter.change` (status: Create, Update,
-    /// Label or Delete).
+    /// `Command.StatusChanged`, `Invocation.StatusChanged`, `Node.Registered`, `Node.Online`,
+    /// `Node.ConnectionLost`, `Node.Deregistered`, `Parameter.Changed`,
+    /// `Assessment.StatusChanged`, `Assessment.Completed`, `Finding.Reported`, ...
     #[serde(rename = "type")]
     pub kind: String,
-    pub command_id: Option<String>,
-    pub node_id: Option<String>,
-    pub status: String,
-    /// For `parameter.change`: the parameter's name (never its value).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameter: Option<String>,
-    /// For `parameter.change`: the version concerned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<i64>,
+    /// The capability that emitted it, e.g. `flotilla.runcommand`.
+    pub source: String,
+    /// The ids the event is about (command, node, run, parameter name ...).
+    pub resources: Vec<String>,
+    /// Type-specific fields (e.g. `status`, `command_id`, `node_id`); never a secret value.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub detail: serde_json::Value,
+}
+
+/// The query of `GET /api/v1/events` (not a body: it is sent as URL parameters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only events with a higher sequence number (0: from the start of the log).
+    pub after: i64,
+    /// Only these types (exact names); all when empty.
+    pub types: Vec<String>,
+    /// At most this many (the server's default and maximum: [`EVENTS_MAX_LIMIT`]).
+    pub limit: Option<u32>,
+    /// Seconds to wait for a first matching event (long poll; at most [`EVENTS_MAX_WAIT`]).
+    pub wait: Option<u32>,
+}
+
+/// The most events one `GET /api/v1/events` returns.
+pub const EVENTS_MAX_LIMIT: u32 = 1000;
+/// The longest long poll `GET /api/v1/events?wait=` holds a request, in seconds (below the
+/// client's 60 s request timeout).
+pub const EVENTS_MAX_WAIT: u32 = 30;
+
+/// Reply of `GET /api/v1/events/last`: where a follower that wants only new events starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventsHead {
+    /// The highest sequence number handed out so far (0 for an empty log).
+    pub seq: i64,
 }

@@ -71,7 +71,7 @@ enum Command {
     /// Commands sent with `flotilla run`.
     #[command(subcommand)]
     Commands(cmd::commands::Commands),
-    /// State changes published on the server's event bus.
+    /// The durable event log: every state change, paged by sequence number or followed live.
     #[command(subcommand)]
     Events(cmd::events::Events),
     /// Vulnerability assessment runs.

@@ -252,12 +252,12 @@ Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9.9
     assert_eq!(strict["node_count"], 1);
     assert_eq!(inventory(&alma, "Compliance")[0]["status"], "NON_COMPLIANT");
 
-    // Events: one FindingReported per node and the completion.
+    // Events: one Finding.Reported per node and the completion.
     let events = server.cli_json(&["events", "ls"]).expect("events");
     let kinds: Vec<String> =
         events.as_array().expect("events").iter().map(|e| e["type"].as_str().unwrap_or_default().to_owned()).collect();
-    assert_eq!(kinds.iter().filter(|k| *k == "FindingReported").count(), 5, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| *k == "AssessmentRunCompleted").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "Finding.Reported").count(), 5, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "Assessment.Completed").count(), 2, "{kinds:?}");
 
     // Network reachability: a listener on every address is reported with its port.
     let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");

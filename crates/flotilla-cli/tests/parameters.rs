@@ -213,8 +213,11 @@ fn parameters_bad_input_versions_labels_and_paths() {
         .as_array()
         .expect("list")
         .iter()
-        .filter(|e| e["type"] == "parameter.change")
-        .map(|e| (e["parameter"].as_str().unwrap_or("").to_owned(), e["status"].as_str().unwrap_or("").to_owned()))
+        .filter(|e| e["type"] == "Parameter.Changed")
+        .map(|e| {
+            let d = &e["detail"];
+            (d["name"].as_str().unwrap_or("").to_owned(), d["operation"].as_str().unwrap_or("").to_owned())
+        })
         .collect();
     for want in
         [("/app/db/host", "Create"), ("/app/db/host", "Update"), ("/app/db/host", "Label"), ("/app/db/host", "Delete")]

@@ -1,4 +1,5 @@
-//! Flotilla's domain core: nodes, activations, tags, targets and reconnect backoff.
+//! Flotilla's domain core: nodes, activations, tags, targets, reconnect backoff and the event
+//! log's vocabulary.
 //!
 //! Architecture invariant: this crate does no I/O and knows nothing of tokio, sqlx, axum or
 //! tonic. Time and randomness come in as arguments, so every rule here is testable with tables.
@@ -6,6 +7,7 @@
 pub mod activation;
 pub mod backoff;
 pub mod command;
+pub mod event;
 pub mod node;
 pub mod parameter;
 pub mod schedule;
@@ -13,6 +15,7 @@ pub mod tag;
 pub mod target;
 
 pub use activation::{Activation, ActivationRefusal};
+pub use event::{Cursor, CursorError, EventType, UnknownEventType};
 pub use node::{Node, NodeId, NodeIdError, NodeInfo, NodeStatus, Platform};
 pub use tag::{TagError, Tags};
 pub use target::{Literal, Target, TargetError, Term};

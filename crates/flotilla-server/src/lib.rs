@@ -74,10 +74,10 @@ impl Server {
         let (engine, engine_events) = engine::Engine::new();
         let store_for_scheduler = store.clone();
         let platform = Arc::new(Platform {
+            events: platform::events::EventLog::new(store.clone()),
             store,
             artifacts,
             keys: boot.keys,
-            events: platform::events::EventBus::new(),
             registry: registry::Registry::default(),
             pki: boot.pki,
             metrics: metrics::Metrics::new(),

@@ -14,6 +14,7 @@
 mod assessments;
 mod commands;
 mod error;
+mod events;
 mod fleet;
 mod inventory;
 mod parameters;
@@ -24,6 +25,7 @@ mod vulndb;
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use commands::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord};
 pub use error::StoreError;
+pub use events::{EventRecord, EventStore, NewEvent};
 pub use fleet::{Enrollment, FleetStore, TargetGroup};
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
@@ -36,7 +38,8 @@ use async_trait::async_trait;
 /// Every store trait, for `use flotilla_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AssessmentStore, CommandStore, FleetStore, InventoryStore, ParameterStore, ScheduleStore, Store, VulnDbStore,
+        AssessmentStore, CommandStore, EventStore, FleetStore, InventoryStore, ParameterStore, ScheduleStore, Store,
+        VulnDbStore,
     };
 }
 
@@ -51,6 +54,7 @@ pub trait Store:
     + ParameterStore
     + VulnDbStore
     + ScheduleStore
+    + EventStore
     + Send
     + Sync
     + 'static

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_api as api;
-use flotilla_core::NodeId;
+use flotilla_core::{EventType, NodeId};
 use flotilla_document::{ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY};
 use flotilla_store::{AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord};
 use flotilla_vuln::{Coverage, EcosystemHoldings, InstalledPackage, OsFacts, Staleness};
@@ -51,7 +51,6 @@ const RULES: &[&str] = &[RULE_CVE, RULE_BEST_PRACTICES, RULE_NETWORK];
 const RULE_INACTIVE_KERNEL: &str = "cve-inactive-kernel";
 /// Nodes evaluated at once (each is a few store reads and one write).
 const PARALLEL_NODES: usize = 8;
-const COMMAND_POLL: Duration = Duration::from_millis(300);
 /// How long node-side checks wait for delivery unless a template says otherwise.
 const DEFAULT_DURATION_SECONDS: u32 = 600;
 fn document_of(rule: &str) -> Option<&'static str> {
@@ -154,7 +153,6 @@ pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Re
         ended_at: None,
     };
     state.store.create_assessment_run(&run, &node_ids).await?;
-    state.events.publish("AssessmentRunCreated", None, None, &run.id);
     tracing::info!(run = %run.id, nodes = node_ids.len(), rules = ?run.rules, "assessment run created");
     spawn(state.clone(), run.id.clone());
     Ok(to_api(&run, None))
@@ -186,7 +184,6 @@ pub fn spawn(state: Arc<AppState>, id: String) {
                     run.detail = e.to_string();
                     run.ended_at = Some(now_ms());
                     let _ = state.store.update_assessment_run(&run).await;
-                    state.events.publish("AssessmentRunCompleted", None, None, &format!("{id} Failed"));
                 }
             }
             Ok(())
@@ -285,7 +282,6 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
     let report = serde_json::to_vec_pretty(&summary).map_err(|e| ServiceError::Internal(e.to_string()))?;
     put_report(state, &format!("assessments/{}/run.json", run.id), report).await?;
     state.store.update_assessment_run(&run).await?;
-    state.events.publish("AssessmentRunCompleted", None, None, &format!("{} Completed", run.id));
     tracing::info!(run = %run.id, ?counts, "assessment run completed");
     Ok(())
 }
@@ -333,13 +329,27 @@ struct NodeOutcome {
     not_assessable: bool,
 }
 
+fn is_final(status: &str) -> bool {
+    matches!(status, "Success" | "Failed" | "Cancelled" | "TimedOut")
+}
+
+/// Waits for the command's final `Command.StatusChanged` event in the event log.
 async fn wait_for_command(state: &AppState, id: &str) -> Result<(), ServiceError> {
+    // The position is taken BEFORE the status is read: a command that ends after the read
+    // has its event after the position, so it cannot slip between the two.
+    let from = state.events.last().await?;
+    if is_final(&crate::runcommand::commands::get(state, id).await?.status) {
+        return Ok(());
+    }
+    let mut events = state.events.subscribe(from, vec![EventType::CommandStatusChanged]);
     loop {
-        let command = crate::runcommand::commands::get(state, id).await?;
-        if matches!(command.status.as_str(), "Success" | "Failed" | "Cancelled" | "TimedOut") {
-            return Ok(());
+        for event in events.next().await? {
+            if event.resources.first().map(String::as_str) == Some(id)
+                && event.detail.get("status").and_then(Value::as_str).is_some_and(is_final)
+            {
+                return Ok(());
+            }
         }
-        tokio::time::sleep(COMMAND_POLL).await;
     }
 }
 
@@ -487,8 +497,6 @@ async fn evaluate_node(
         *counts.entry(f.severity.clone()).or_default() += 1;
     }
     write_inventory(state, &node_id, run, &findings, &counts, status, age_days).await?;
-    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
-    state.events.publish("FindingReported", None, Some(node), &format!("{} {}", run.id, summary.join(",")));
     Ok(NodeOutcome { counts, stale, not_assessable: status == "NotAssessable" })
 }
 

@@ -131,22 +131,14 @@ async fn ingest_report(state: &AppState, node: &NodeId, report: InventoryReport)
             changes.push(InventoryChange::Delete { type_name: gone.clone() });
         }
     }
-    if !changes.is_empty() {
-        if let Err(e) = apply(state, node, &changes, &held, report.collected_at_unix_ms).await {
-            tracing::error!(node_id = %node, "cannot store inventory: {e}");
-            ack.rejected.insert("*".into(), format!("the server could not store the inventory: {e}"));
-            ack.hashes = held.into_iter().map(|(name, (hash, _))| (name, hash)).collect();
-            return ack;
-        }
-        let names: Vec<&str> = changes
-            .iter()
-            .map(|c| match c {
-                InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => {
-                    type_name.as_str()
-                }
-            })
-            .collect();
-        state.events.publish("InventoryChanged", None, Some(node.as_str()), &names.join(","));
+    // The store records the change's Inventory.Changed event with it.
+    if !changes.is_empty()
+        && let Err(e) = apply(state, node, &changes, &held, report.collected_at_unix_ms).await
+    {
+        tracing::error!(node_id = %node, "cannot store inventory: {e}");
+        ack.rejected.insert("*".into(), format!("the server could not store the inventory: {e}"));
+        ack.hashes = held.into_iter().map(|(name, (hash, _))| (name, hash)).collect();
+        return ack;
     }
     let mut now_held: HashMap<String, String> = held.into_iter().map(|(name, (hash, _))| (name, hash)).collect();
     for change in changes {

@@ -133,11 +133,6 @@ pub async fn put(state: &AppState, req: api::PutParameter) -> Result<api::Parame
         };
         match state.store.put_parameter(&record, req.overwrite, MAX_VERSIONS).await? {
             ParameterPut::Stored => {
-                state.events.publish_parameter(
-                    if version == 1 { "Create" } else { "Update" },
-                    &req.name,
-                    Some(version),
-                );
                 tracing::info!(parameter = %req.name, version, "parameter stored");
                 return to_api(state, record, false).await;
             }
@@ -265,7 +260,6 @@ pub async fn label(state: &AppState, req: api::LabelParameter) -> Result<api::Pa
             )));
         }
     }
-    state.events.publish_parameter("Label", &req.name, Some(req.version));
     get(state, &req.name, Selector::Version(req.version), false).await
 }
 
@@ -274,7 +268,6 @@ pub async fn delete(state: &AppState, name: &str) -> Result<(), ServiceError> {
     if !state.store.delete_parameter(name).await? {
         return Err(not_found(name));
     }
-    state.events.publish_parameter("Delete", name, None);
     tracing::info!(parameter = %name, "parameter deleted");
     Ok(())
 }

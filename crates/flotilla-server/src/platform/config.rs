@@ -45,6 +45,11 @@ pub struct ServerConfig {
     /// Env: `FLOTILLA_INVENTORY_HISTORY_RETENTION`.
     #[serde(with = "humantime_serde")]
     pub inventory_history_retention: Duration,
+    /// How long events are kept in the event log, e.g. "30d"; older ones are deleted by the
+    /// retention worker (their sequence numbers are never handed out again).
+    /// Env: `FLOTILLA_EVENT_RETENTION`.
+    #[serde(with = "humantime_serde")]
+    pub event_retention: Duration,
     /// How long a client may take to complete the TLS handshake, e.g. "10s".
     /// Env: `FLOTILLA_TLS_HANDSHAKE_TIMEOUT`.
     #[serde(with = "humantime_serde")]
@@ -88,6 +93,8 @@ pub struct ServerConfig {
 pub const DEFAULT_ADVISORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Inventory history kept for a month by default.
 pub const DEFAULT_INVENTORY_HISTORY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default [`ServerConfig::event_retention`]: 30 days.
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default [`ServerConfig::max_output_bytes`]: 256 MiB per stream.
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
 /// Default [`ServerConfig::lost_agent_grace`].
@@ -123,6 +130,7 @@ impl Default for ServerConfig {
             command_retention: Duration::from_secs(90 * 24 * 3600),
             advisory_max_age: DEFAULT_ADVISORY_MAX_AGE,
             inventory_history_retention: DEFAULT_INVENTORY_HISTORY_RETENTION,
+            event_retention: DEFAULT_EVENT_RETENTION,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             http_header_read_timeout: DEFAULT_HTTP_HEADER_READ_TIMEOUT,
             connection_idle_timeout: DEFAULT_CONNECTION_IDLE_TIMEOUT,
@@ -181,6 +189,10 @@ impl ServerConfig {
                 "FLOTILLA_ADVISORY_MAX_AGE" => match humantime::parse_duration(&value) {
                     Ok(v) => config.advisory_max_age = v,
                     Err(e) => bad(format!("not a duration like 7d ({e})")),
+                },
+                "FLOTILLA_EVENT_RETENTION" => match humantime::parse_duration(&value) {
+                    Ok(v) => config.event_retention = v,
+                    Err(e) => bad(format!("not a duration like 30d ({e})")),
                 },
                 "FLOTILLA_INVENTORY_HISTORY_RETENTION" => match humantime::parse_duration(&value) {
                     Ok(v) => config.inventory_history_retention = v,
@@ -241,6 +253,9 @@ impl ServerConfig {
         }
         if self.advisory_max_age < Duration::from_secs(3600) {
             problems.push(format!("advisory_max_age = {:?} is too short: use at least 1h", self.advisory_max_age));
+        }
+        if self.event_retention < Duration::from_secs(1) {
+            problems.push("event_retention must be at least 1s".into());
         }
         if self.inventory_history_retention < Duration::from_secs(1) {
             problems.push("inventory_history_retention must be at least 1s".into());

@@ -1,86 +1,109 @@
-//! The internal event bus: every command and invocation status change, and every Parameter
-//! Store change (name and version only), is published here, for
-//! subscribers in the server (notifications and event rules come later) and, through a bounded
-//! window of recent events, for operators (`GET /api/v1/events`).
+//! The event log: the server's view of the store's durable, sequenced events (written by the
+//! store in the transaction of each state change), for operators (`GET /api/v1/events`, its
+//! long poll) and for subscribers inside the server (the assessment driver today; rules and
+//! notifications next).
 //!
-//! Invariants: publishing never blocks or fails (a slow subscriber lags and is told so by the
-//! broadcast channel); sequence numbers increase by one per event within a process.
+//! Invariants: a subscriber reads from the log, never from a side channel, so it sees every
+//! committed event at least once and resumes from any sequence number (after a restart too);
+//! in-process commits wake waiters at once (the store's `watch_appended`), and a slow poll
+//! covers events committed by another replica on the same database. Knows no capability.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
 
-use flotilla_api as api;
-use tokio::sync::broadcast;
+use flotilla_core::{Cursor, EventType};
+use flotilla_store::{EventRecord, NewEvent, Store, StoreError};
+use tokio::sync::watch;
 
-use super::now_ms;
+/// How often a waiter re-reads the log when nothing in this process woke it: the bound on how
+/// late an event committed by another replica is seen.
+const REPLICA_POLL: Duration = Duration::from_secs(2);
 
-/// Events kept for `GET /api/v1/events`.
-const RECENT: usize = 10_000;
+/// Page size of subscriptions.
+const PAGE: u32 = 500;
 
-pub struct EventBus {
-    tx: broadcast::Sender<api::Event>,
-    recent: Mutex<(u64, VecDeque<api::Event>)>,
+#[derive(Clone)]
+pub struct EventLog {
+    store: Arc<dyn Store>,
+    appended: watch::Receiver<i64>,
 }
 
-impl EventBus {
-    pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(4096);
-        EventBus { tx, recent: Mutex::new((0, VecDeque::new())) }
+impl EventLog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let appended = store.watch_appended();
+        EventLog { store, appended }
     }
 
-    pub fn publish(&self, kind: &str, command_id: Option<&str>, node_id: Option<&str>, status: &str) {
-        let event = api::Event {
-            seq: 0,
-            time: api::rfc3339(now_ms()),
-            kind: kind.to_owned(),
-            command_id: command_id.map(str::to_owned),
-            node_id: node_id.map(str::to_owned),
-            status: status.to_owned(),
-            parameter: None,
-            version: None,
-        };
-        self.push(event);
+    /// Appends events that record no stored change of their own (a stored change's event is
+    /// written by the store method that makes it).
+    #[allow(dead_code)] // for events without a stored change (sessions, windows: next issues)
+    pub async fn publish(&self, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
+        self.store.publish(events).await
     }
 
-    /// A Parameter Store change (`Create`, `Update`, `Label`, `Delete`): the name and version,
-    /// never the value.
-    pub fn publish_parameter(&self, operation: &str, name: &str, version: Option<i64>) {
-        let event = api::Event {
-            seq: 0,
-            time: api::rfc3339(now_ms()),
-            kind: "parameter.change".to_owned(),
-            command_id: None,
-            node_id: None,
-            status: operation.to_owned(),
-            parameter: Some(name.to_owned()),
-            version,
-        };
-        self.push(event);
+    pub async fn list(&self, after: Cursor, types: &[EventType], limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        self.store.list_events(after.0, types, limit).await
     }
 
-    fn push(&self, mut event: api::Event) {
-        let mut guard = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0 += 1;
-        event.seq = guard.0;
-        if guard.1.len() == RECENT {
-            guard.1.pop_front();
+    pub async fn last(&self) -> Result<Cursor, StoreError> {
+        Ok(Cursor(self.store.last_event_seq().await?))
+    }
+
+    /// Events after `after`, waiting up to `wait` for the first one (a long poll). Empty when
+    /// none came in time.
+    pub async fn wait_for(
+        &self,
+        after: Cursor,
+        types: &[EventType],
+        limit: u32,
+        wait: Duration,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut woken = self.appended.clone();
+        loop {
+            // Marked seen BEFORE reading: a commit between the read and the wait still wakes.
+            woken.borrow_and_update();
+            let events = self.list(after, types, limit).await?;
+            let now = tokio::time::Instant::now();
+            if !events.is_empty() || now >= deadline {
+                return Ok(events);
+            }
+            let nap = (deadline - now).min(REPLICA_POLL);
+            // A closed channel (the store gone) falls back to polling.
+            let _ = tokio::time::timeout(nap, woken.changed()).await;
         }
-        guard.1.push_back(event.clone());
-        drop(guard);
-        // No subscriber is not an error.
-        let _ = self.tx.send(event);
     }
 
-    /// Live events from now on.
-    #[allow(dead_code)] // the notification and event-rule workers subscribe here (next issues)
-    pub fn subscribe(&self) -> broadcast::Receiver<api::Event> {
-        self.tx.subscribe()
+    /// Follows the log from `after` (at least once: a subscriber that stops before acting on
+    /// an event resumes from the last sequence it stored and sees it again).
+    pub fn subscribe(&self, after: Cursor, types: Vec<EventType>) -> Subscription {
+        Subscription { log: self.clone(), cursor: after, types }
+    }
+}
+
+/// A reader of the log with its own position.
+pub struct Subscription {
+    log: EventLog,
+    cursor: Cursor,
+    types: Vec<EventType>,
+}
+
+impl Subscription {
+    /// The next events, waiting as long as it takes for at least one.
+    pub async fn next(&mut self) -> Result<Vec<EventRecord>, StoreError> {
+        loop {
+            let events = self.log.wait_for(self.cursor, &self.types, PAGE, REPLICA_POLL * 15).await?;
+            if let Some(last) = events.last() {
+                self.cursor = self.cursor.advance(last.seq);
+                return Ok(events);
+            }
+        }
     }
 
-    /// Recent events with a sequence number above `since`, oldest first.
-    pub fn since(&self, since: u64) -> Vec<api::Event> {
-        let guard = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        guard.1.iter().filter(|e| e.seq > since).cloned().collect()
+    /// The sequence number it has read up to.
+    #[allow(dead_code)] // for durable subscribers that store their position (rules, next issue)
+    pub fn position(&self) -> Cursor {
+        self.cursor
     }
 }
 
@@ -88,15 +111,28 @@ impl EventBus {
 mod tests {
     use super::*;
 
+    fn one(kind: EventType, resource: &str) -> NewEvent {
+        NewEvent::new(kind, 1, vec![resource.into()], serde_json::json!({}))
+    }
+
     #[tokio::test]
-    async fn publish_subscribe_and_window() {
-        let bus = EventBus::new();
-        let mut rx = bus.subscribe();
-        bus.publish("command.status", Some("c-1"), None, "InProgress");
-        bus.publish("invocation.status", Some("c-1"), Some("n-1"), "Success");
-        assert_eq!(rx.recv().await.expect("event").status, "InProgress");
-        assert_eq!(bus.since(0).len(), 2);
-        let later = bus.since(1);
-        assert_eq!((later.len(), later[0].seq, later[0].node_id.as_deref()), (1, 2, Some("n-1")));
+    async fn a_subscriber_is_woken_by_a_commit_and_resumes_by_sequence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(flotilla_store::SqlStore::open_sqlite(&dir.path().join("db")).await.expect("open"));
+        let log = EventLog::new(store);
+        log.publish(&[one(EventType::NodeOnline, "n-1")]).await.expect("publish");
+        let mut sub = log.subscribe(Cursor::START, vec![EventType::CommandStatusChanged]);
+        let waiter = tokio::spawn(async move { sub.next().await.map(|e| (e, sub.position())) });
+        log.publish(&[one(EventType::CommandStatusChanged, "c-1")]).await.expect("publish");
+        let (events, position) = waiter.await.expect("join").expect("next");
+        assert_eq!(events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(), [(2, EventType::CommandStatusChanged)]);
+        assert_eq!(position, Cursor(2));
+
+        // A long poll with nothing new ends empty; one from an old position returns at once.
+        let none = log.wait_for(Cursor(2), &[], 10, Duration::from_millis(50)).await.expect("wait");
+        assert!(none.is_empty());
+        let again = log.wait_for(Cursor(1), &[], 10, Duration::from_secs(30)).await.expect("wait");
+        assert_eq!(again.len(), 1);
     }
 }

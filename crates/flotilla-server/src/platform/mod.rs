@@ -1,5 +1,5 @@
 //! The platform: what every capability stands on (store access, artifact store, keys, PKI,
-//! the event bus, the connection registry, the listener, the named workers, configuration,
+//! the event log, the connection registry, the listener, the named workers, configuration,
 //! metrics, the HTTP error mapping). It knows no capability: nothing here imports `crate::app`, `crate::http` or a
 //! capability module (checked by `tests/layout.rs`).
 
@@ -33,7 +33,7 @@ pub struct Platform {
     pub store: Arc<dyn Store>,
     pub artifacts: artifact::ArtifactStore,
     pub keys: keys::KeyService,
-    pub events: events::EventBus,
+    pub events: events::EventLog,
     pub registry: registry::Registry,
     pub pki: pki::Pki,
     pub metrics: metrics::Metrics,

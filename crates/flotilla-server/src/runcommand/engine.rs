@@ -587,7 +587,6 @@ fn advance(state: &AppState, command: &mut Active) {
         }
         command.record_dirty = true;
         state.metrics.command_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
-        state.events.publish("command.status", Some(&command.record.id), None, status.as_str());
         tracing::info!(command_id = %command.record.id, status = status.as_str(), "command status");
     }
 }
@@ -802,9 +801,8 @@ fn ack(invocation_id: &str) -> ServerMessage {
 async fn flush_one(state: &AppState, command: &mut Active) {
     let ended: Vec<String> =
         command.transitions.iter().filter(|(_, status)| status.is_terminal()).map(|(node, _)| node.clone()).collect();
-    for (node, status) in command.transitions.drain(..) {
+    for (_, status) in command.transitions.drain(..) {
         state.metrics.invocation_transitions.get_or_create(&StatusLabels { status: status.as_str() }).inc();
-        state.events.publish("invocation.status", Some(&command.record.id), Some(&node), status.as_str());
     }
     let batch: Vec<InvocationRecord> =
         command.dirty.iter().filter_map(|node| command.invocations.get(node).cloned()).collect();

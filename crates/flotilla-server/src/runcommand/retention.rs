@@ -1,8 +1,9 @@
 //! Retention: finished commands, their invocations and their outputs are deleted once they are
 //! older than `command_retention` (default 90 days), in bulk, and replaced inventory snapshots
 //! (`inventory/...` in the artifact store) once they became history longer than
-//! `inventory_history_retention` ago (default 30 days), so the store and the artifact store do
-//! not grow without bound. A node's current inventory lives in the store and is never swept.
+//! `inventory_history_retention` ago (default 30 days), and events of the event log older than
+//! `event_retention` (default 30 days), so the store and the artifact store do not grow
+//! without bound. A node's current inventory lives in the store and is never swept.
 //!
 //! Invariant: a command that has not ended is never deleted. Artifacts go after the rows, so an
 //! interrupted sweep leaves at worst unreferenced objects, which the next sweep cannot see but
@@ -18,7 +19,8 @@ use crate::platform::worker::WorkerContext;
 pub async fn retention_worker(state: Arc<AppState>, ctx: WorkerContext) {
     let retention = state.config.command_retention;
     let history = state.config.inventory_history_retention;
-    let every = (retention.min(history) / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let events = state.config.event_retention;
+    let every = (retention.min(history).min(events) / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
         ctx.idle();
         tokio::select! {
@@ -28,6 +30,16 @@ pub async fn retention_worker(state: Arc<AppState>, ctx: WorkerContext) {
         ctx.running();
         sweep(&state, retention).await;
         sweep_inventory_history(&state, history).await;
+        sweep_events(&state, events).await;
+    }
+}
+
+async fn sweep_events(state: &AppState, retention: Duration) {
+    let cutoff = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    match state.store.delete_events_before(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(events = n, "retention: deleted events past their retention"),
+        Err(e) => tracing::warn!("event log sweep failed (will retry): {e}"),
     }
 }
 

@@ -154,11 +154,20 @@ impl AssessmentStore for SqlStore {
             }
             query.execute(&mut *tx).await.map_err(q("store assessment nodes"))?;
         }
+        super::events::append(&mut tx, &[super::events::assessment_status(run, None)]).await?;
         tx.commit().await.map_err(q("commit an assessment run"))?;
         Ok(())
     }
 
     async fn update_assessment_run(&self, run: &AssessmentRunRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin updating an assessment run"))?;
+        let previous: Option<String> = sqlx::query("SELECT status FROM assessment_runs WHERE id = $1")
+            .bind(&run.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("read an assessment run's status"))?
+            .map(|row| get(&row, "status"))
+            .transpose()?;
         sqlx::query(
             "UPDATE assessment_runs SET status = $2, node_count = $3, finding_counts = $4, command_ids = $5, \
              detail = $6, ended_at = $7 WHERE id = $1",
@@ -170,9 +179,13 @@ impl AssessmentStore for SqlStore {
         .bind(to_json(&run.command_ids))
         .bind(&run.detail)
         .bind(run.ended_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("update an assessment run"))?;
+        if let Some(previous) = previous.filter(|p| *p != run.status) {
+            super::events::append(&mut tx, &[super::events::assessment_status(run, Some(&previous))]).await?;
+        }
+        tx.commit().await.map_err(q("commit an assessment run update"))?;
         Ok(())
     }
 
@@ -295,6 +308,7 @@ impl AssessmentStore for SqlStore {
             }
             query.execute(&mut *tx).await.map_err(q("store findings"))?;
         }
+        super::events::append(&mut tx, &[super::events::findings_reported(run_id, node, findings)]).await?;
         tx.commit().await.map_err(q("commit a node assessment"))?;
         Ok(())
     }

@@ -4,16 +4,54 @@
 //! concurrent puts never share a version; a command and its invocations are created in one
 //! transaction; invocation results are written in batches, one transaction each.
 
+use std::collections::{BTreeMap, HashMap};
+
 use async_trait::async_trait;
 use flotilla_core::UnixMillis;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{MAX_BINDS, SqlStore, get, q};
+use super::{MAX_BINDS, SqlStore, WriteTx, events, get, q};
 use crate::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord, StoreError};
 
 const COMMAND_COLUMNS: &str = "id, document, document_version, parameters, targets, plan, max_concurrency, max_errors, \
      delivery_timeout_ms, comment, status, stopped_for_errors, cancel_requested, created_at, ended_at";
+
+/// The stored status of each of `list`'s invocations, by (command id, node id).
+async fn statuses_before<'a>(
+    tx: &mut WriteTx,
+    list: &'a [InvocationRecord],
+) -> Result<HashMap<(&'a str, &'a str), String>, StoreError> {
+    let mut by_command: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for i in list {
+        by_command.entry(i.command_id.as_str()).or_default().push(i.node_id.as_str());
+    }
+    let mut out = HashMap::with_capacity(list.len());
+    for (command, nodes) in by_command {
+        for chunk in nodes.chunks(MAX_BINDS - 1) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT node_id, status FROM invocations WHERE command_id = $1 AND node_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(command);
+            for node in chunk {
+                query = query.bind(*node);
+            }
+            let rows = query.fetch_all(&mut **tx).await.map_err(q("read invocations' statuses"))?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                found.insert(get::<String>(row, "node_id")?, get::<String>(row, "status")?);
+            }
+            for node in chunk {
+                if let Some(status) = found.remove(*node) {
+                    out.insert((command, *node), status);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
 
 fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
     Ok(CommandRecord {
@@ -212,6 +250,7 @@ impl CommandStore for SqlStore {
                 .await
                 .map_err(q("insert an invocation"))?;
         }
+        events::append(&mut tx, &[events::command_status(c, None)]).await?;
         tx.commit().await.map_err(q("commit a new command"))
     }
 
@@ -244,6 +283,14 @@ impl CommandStore for SqlStore {
     }
 
     async fn update_command(&self, c: &CommandRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin updating a command"))?;
+        let previous: Option<String> = sqlx::query("SELECT status FROM commands WHERE id = $1")
+            .bind(&c.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("read a command's status"))?
+            .map(|row| get(&row, "status"))
+            .transpose()?;
         sqlx::query(
             "UPDATE commands SET status = $1, stopped_for_errors = $2, cancel_requested = $3, ended_at = $4 WHERE id = $5",
         )
@@ -252,10 +299,14 @@ impl CommandStore for SqlStore {
         .bind(i64::from(c.cancel_requested))
         .bind(c.ended_at)
         .bind(&c.id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("update a command"))?;
-        Ok(())
+        // No row, or the same status: nothing happened that an event would tell.
+        if let Some(previous) = previous.filter(|p| *p != c.status) {
+            events::append(&mut tx, &[events::command_status(c, Some(&previous))]).await?;
+        }
+        tx.commit().await.map_err(q("commit a command update"))
     }
 
     async fn list_invocations(&self, command_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
@@ -314,7 +365,16 @@ impl CommandStore for SqlStore {
             return Ok(());
         }
         let mut tx = self.begin_write().await.map_err(q("begin an invocation batch"))?;
+        // The statuses before, to record an event only for a real change (the engine rewrites
+        // invocations whose status did not change, e.g. to store output). Read in the write
+        // transaction, a few statements per batch rather than one per invocation.
+        let previous = statuses_before(&mut tx, list).await?;
+        let mut changed = Vec::new();
         for i in list {
+            let before = previous.get(&(i.command_id.as_str(), i.node_id.as_str()));
+            if let Some(before) = before.filter(|p| **p != i.status) {
+                changed.push(events::invocation_status(i, before));
+            }
             sqlx::query(
                 "UPDATE invocations SET status = $1, exit_code = $2, dispatched_at = $3, started_at = $4, ended_at = $5, \
                  stdout = $6, stderr = $7, stdout_truncated = $8, stderr_truncated = $9, stdout_bytes = $10, \
@@ -338,6 +398,7 @@ impl CommandStore for SqlStore {
             .await
             .map_err(q("update an invocation"))?;
         }
+        events::append(&mut tx, &changed).await?;
         tx.commit().await.map_err(q("commit an invocation batch"))
     }
 }

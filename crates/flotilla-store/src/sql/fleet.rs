@@ -6,11 +6,11 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags, UnixMillis};
+use flotilla_core::{Activation, EventType, Node, NodeId, NodeInfo, NodeStatus, Platform, Tags, UnixMillis};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{SqlStore, from_json, get, q, to_json};
+use super::{SqlStore, events, from_json, get, q, to_json};
 use crate::{Enrollment, FleetStore, StoreError, TargetGroup};
 
 const ACTIVATION_COLUMNS: &str =
@@ -142,6 +142,8 @@ impl FleetStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(q("insert an enrolled node"))?;
+        let detail = serde_json::json!({ "hostname": n.hostname, "activation_id": activation_id });
+        events::append(&mut tx, &[events::node_event(EventType::NodeRegistered, n.id.as_str(), detail)]).await?;
         tx.commit().await.map_err(q("commit an enrollment"))?;
         Ok(Enrollment::Enrolled)
     }
@@ -164,6 +166,7 @@ impl FleetStore for SqlStore {
     }
 
     async fn node_connected(&self, id: &NodeId, info: &NodeInfo, now: UnixMillis) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin recording a node's connection"))?;
         let done = sqlx::query(
             "UPDATE nodes SET status = 'Online', last_seen = $1, hostname = $2, platform_name = $3, \
              platform_version = $4, platform_id = $5, kernel = $6, arch = $7, agent_version = $8, addresses = $9 \
@@ -179,34 +182,48 @@ impl FleetStore for SqlStore {
         .bind(&info.agent_version)
         .bind(to_json(&info.addresses))
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("record a node's connection"))?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let detail = serde_json::json!({ "hostname": info.hostname, "agent_version": info.agent_version });
+        events::append(&mut tx, &[events::node_event(EventType::NodeOnline, id.as_str(), detail)]).await?;
+        tx.commit().await.map_err(q("commit a node's connection"))?;
+        Ok(true)
     }
 
     async fn nodes_lost(&self, ids: &[NodeId]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin marking nodes lost"))?;
+        let mut lost = Vec::new();
         for id in ids {
-            sqlx::query("UPDATE nodes SET status = 'ConnectionLost' WHERE id = $1 AND status = 'Online'")
+            let done = sqlx::query("UPDATE nodes SET status = 'ConnectionLost' WHERE id = $1 AND status = 'Online'")
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(q("mark a node ConnectionLost"))?;
+            if done.rows_affected() > 0 {
+                let detail = serde_json::json!({ "reason": "stream closed" });
+                lost.push(events::node_event(EventType::NodeConnectionLost, id.as_str(), detail));
+            }
         }
+        events::append(&mut tx, &lost).await?;
         tx.commit().await.map_err(q("commit nodes lost"))
     }
 
     async fn expire_silent_nodes(&self, before: UnixMillis) -> Result<Vec<NodeId>, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin expiring silent nodes"))?;
         let rows = sqlx::query(
             "UPDATE nodes SET status = 'ConnectionLost' \
              WHERE status = 'Online' AND (last_seen IS NULL OR last_seen < $1) RETURNING id",
         )
         .bind(before)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(q("expire silent nodes"))?;
-        rows.iter()
+        let ids = rows
+            .iter()
             .map(|row| {
                 let id: String = get(row, "id")?;
                 NodeId::from_str(&id).map_err(|e| StoreError::Corrupt {
@@ -215,7 +232,17 @@ impl FleetStore for SqlStore {
                     detail: e.to_string(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let lost: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let detail = serde_json::json!({ "reason": "silent", "not_seen_since": before });
+                events::node_event(EventType::NodeConnectionLost, id.as_str(), detail)
+            })
+            .collect();
+        events::append(&mut tx, &lost).await?;
+        tx.commit().await.map_err(q("commit expiring silent nodes"))?;
+        Ok(ids)
     }
 
     async fn touch_nodes(&self, seen: &[(NodeId, UnixMillis)]) -> Result<(), StoreError> {
@@ -242,12 +269,27 @@ impl FleetStore for SqlStore {
     }
 
     async fn deregister_node(&self, id: &NodeId) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE nodes SET status = 'Deregistered' WHERE id = $1")
+        let mut tx = self.begin_write().await.map_err(q("begin deregistering a node"))?;
+        let Some(row) = sqlx::query("SELECT status FROM nodes WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(q("deregister a node"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(q("read a node's status"))?
+        else {
+            return Ok(false);
+        };
+        let previous: String = get(&row, "status")?;
+        if previous != NodeStatus::Deregistered.as_str() {
+            sqlx::query("UPDATE nodes SET status = 'Deregistered' WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(q("deregister a node"))?;
+            let detail = serde_json::json!({ "previous_status": previous });
+            events::append(&mut tx, &[events::node_event(EventType::NodeDeregistered, id.as_str(), detail)]).await?;
+            tx.commit().await.map_err(q("commit a deregistration"))?;
+        }
+        Ok(true)
     }
 
     async fn put_api_token(&self, name: &str, token_hash: &str, now: UnixMillis) -> Result<(), StoreError> {

@@ -90,6 +90,19 @@ impl InventoryStore for SqlStore {
                 query.execute(&mut *tx).await.map_err(q("store inventory items"))?;
             }
         }
+        if !changes.is_empty() {
+            let types: Vec<&str> = changes
+                .iter()
+                .map(|c| match c {
+                    InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => {
+                        type_name.as_str()
+                    }
+                })
+                .collect();
+            let detail = serde_json::json!({ "node_id": node.as_str(), "types": types });
+            let event = super::events::node_event(flotilla_core::EventType::InventoryChanged, node.as_str(), detail);
+            super::events::append(&mut tx, &[event]).await?;
+        }
         tx.commit().await.map_err(q("commit an inventory update"))?;
         Ok(())
     }

@@ -9,6 +9,7 @@
 
 mod assessments;
 mod commands;
+pub(crate) mod events;
 mod fleet;
 mod inventory;
 mod parameters;
@@ -38,6 +39,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "assessment_templates", include_str!("../../migrations/sqlite/0007_assessment_templates.sql")),
     (8, "advisory_age", include_str!("../../migrations/sqlite/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/sqlite/0009_schedules.sql")),
+    (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -49,6 +51,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "assessment_templates", include_str!("../../migrations/postgres/0007_assessment_templates.sql")),
     (8, "advisory_age", include_str!("../../migrations/postgres/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/postgres/0009_schedules.sql")),
+    (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
@@ -91,17 +94,34 @@ pub struct SqlStore {
     /// in SQLite's busy handler, which sleeps up to 100 ms between tries and so turns a burst
     /// of concurrent writers (every agent reporting at once) into mostly sleeping.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The highest event sequence number this process has committed: told after each commit
+    /// of a transaction that appended events, so in-process subscribers wake without polling.
+    appended: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 /// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The last event sequence number appended in this transaction (`events::append`).
+    pub(crate) appended: Option<i64>,
+    notify: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 impl WriteTx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if let Some(seq) = self.appended {
+            // Only after the commit: a woken reader must find the events.
+            self.notify.send_if_modified(|last| {
+                let newer = seq > *last;
+                if newer {
+                    *last = seq;
+                }
+                newer
+            });
+        }
+        Ok(())
     }
 }
 
@@ -135,7 +155,7 @@ impl SqlStore {
             Some(writer) => Some(writer.clone().lock_owned().await),
             None => None,
         };
-        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn })
+        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn, appended: None, notify: self.appended.clone() })
     }
 
     /// Opens (creating if missing) the SQLite database file at `path`, in WAL mode, and
@@ -190,7 +210,8 @@ impl SqlStore {
         });
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        Ok(SqlStore { pool, backend, writer })
+        let appended = Arc::new(tokio::sync::watch::Sender::new(0));
+        Ok(SqlStore { pool, backend, writer, appended })
     }
 
     /// Closes every connection; used on shutdown so SQLite checkpoints its WAL.

@@ -152,6 +152,9 @@ impl ParameterStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(q("store a parameter version"))?;
+        let operation = if record.version == 1 { "Create" } else { "Update" };
+        let event = super::events::parameter_changed(name, Some(record.version), operation, &[]);
+        super::events::append(&mut tx, &[event]).await?;
         tx.commit().await.map_err(q("commit a parameter version"))?;
         Ok(ParameterPut::Stored)
     }
@@ -284,6 +287,8 @@ impl ParameterStore for SqlStore {
             // Dropping the transaction rolls the moves back: a refusal changes nothing.
             return Ok(ParameterLabel::TooMany { limit: max_per_version });
         }
+        let event = super::events::parameter_changed(name, Some(version), "Label", labels);
+        super::events::append(&mut tx, &[event]).await?;
         tx.commit().await.map_err(q("commit parameter labels"))?;
         Ok(ParameterLabel::Labelled)
     }
@@ -301,6 +306,9 @@ impl ParameterStore for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("delete a parameter's versions and labels"))?;
+        }
+        if done.rows_affected() > 0 {
+            super::events::append(&mut tx, &[super::events::parameter_changed(name, None, "Delete", &[])]).await?;
         }
         tx.commit().await.map_err(q("commit a parameter deletion"))?;
         Ok(done.rows_affected() > 0)
