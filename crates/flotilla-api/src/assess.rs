@@ -42,9 +42,17 @@ pub struct AssessmentTemplate {
     /// How long the node-side checks may take to be delivered (seconds, default 600).
     #[serde(default)]
     pub duration_seconds: Option<u32>,
-    /// A 5-field cron expression in UTC (e.g. `0 3 * * *`, daily at 03:00).
+    /// A schedule: `cron(MIN HOUR DOM MON DOW)`, `rate(N minutes|hours|days)`,
+    /// `at(YYYY-MM-DDTHH:MM:SS)`, or a bare five-field cron (`0 3 * * *`, daily at 03:00).
     #[serde(default)]
     pub schedule: Option<String>,
+    /// The IANA time zone the schedule's cron or at reads in (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// How late a run missed while no server was up may still start, in seconds (default 3600);
+    /// an older missed run is recorded as missed instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u32>,
     /// Replies only: when the schedule last fired and fires next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fired_at: Option<String>,

@@ -281,13 +281,16 @@ Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9.9
     refused(&["assess", "run", "--noncompliant-at", "Critical"], "not one of");
     refused(&["assess", "show", "ar-0000000000000000"], "no assessment run");
     refused(&["findings", "ls", "--severity", "Severe"], "not one of");
-    refused(&["assess", "templates", "put", "bad", "--schedule", "every night"], "not a cron expression");
+    refused(
+        &["assess", "templates", "put", "bad", "--schedule", "every night"],
+        "is not cron(...), rate(...) or at(...)",
+    );
     refused(&["assess", "templates", "put", "bad", "--duration", "1s"], "outside 30 s to 24 h");
     refused(&["assess", "run", "--template", "nope"], "no assessment template `nope`");
     let runs = server.cli_json(&["assess", "ls"]).expect("ls");
     assert_eq!(runs.as_array().map(Vec::len), Some(3));
 
-    // Templates: a run takes its settings from one; a schedule fires it (every minute here).
+    // Templates: a run takes its settings from one; a schedule fires it (a few seconds ahead).
     let saved = server
         .cli_json(&[
             "assess",
@@ -305,6 +308,11 @@ Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9.9
     assert_eq!(saved["duration_seconds"], 300);
     let from_template = assess(&server, &["--template", "alma-cve"]);
     assert_eq!((from_template["node_count"].as_i64(), from_template["rules"][0].as_str()), (Some(1), Some("cve")));
+    let soon = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(4))
+        .expect("in range")
+        .strftime("at(%Y-%m-%dT%H:%M:%S)")
+        .to_string();
     server
         .cli_json(&[
             "assess",
@@ -316,7 +324,7 @@ Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9.9
             "--rules",
             "cve",
             "--schedule",
-            "* * * * *",
+            &soon,
         ])
         .expect("scheduled template");
     let listed = server.cli_json(&["assess", "templates", "ls"]).expect("templates");

@@ -14,7 +14,7 @@ use flotilla_testkit::{TestServer, bin_path, wait_until};
 use serde_json::Value;
 
 /// Workers every server runs from its start (others may join them).
-const WORKERS: [&str; 5] = ["assessment-schedule", "engine", "listener", "liveness", "retention"];
+const WORKERS: [&str; 5] = ["engine", "listener", "liveness", "retention", "scheduler"];
 
 #[test]
 fn server_status_lists_the_named_workers() {

@@ -12,6 +12,7 @@ pub mod command;
 pub mod event;
 pub mod node;
 pub mod parameter;
+pub mod schedule;
 pub mod severity;
 pub mod tag;
 pub mod target;

@@ -35,7 +35,7 @@ pub use platform::{artifact, config, keys};
 pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 use app::AppState;
-use platform::{Platform, bootstrap, listener, metrics, registry};
+use platform::{Platform, bootstrap, listener, metrics, registry, scheduler};
 use runcommand::{documents, engine, output, retention};
 
 /// A running server.
@@ -72,6 +72,7 @@ impl Server {
         let output = output::OutputSpool::new(&config.data_dir.join("spool"), config.max_output_bytes)
             .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
         let (engine, engine_events) = engine::Engine::new();
+        let store_for_scheduler = store.clone();
         let platform = Arc::new(Platform {
             events: platform::events::EventLog::new(store.clone()),
             store,
@@ -82,6 +83,7 @@ impl Server {
             metrics: metrics::Metrics::new(),
             workers: Workers::new(shutdown.clone()),
             config: config.clone(),
+            scheduler: Arc::new(scheduler::Scheduler::new(store_for_scheduler, url.clone())),
         });
         let state = Arc::new(AppState { platform: platform.clone(), run: runcommand::RunState { engine, output } });
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
@@ -163,11 +165,14 @@ fn spawn_workers(
             Ok(())
         }
     })?;
-    let s = state.clone();
-    workers.spawn("assessment-schedule", move |ctx| {
-        let s = s.clone();
+    // Each capability's schedules, fired by the one scheduler.
+    let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> =
+        vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))];
+    let scheduler = state.scheduler.clone();
+    workers.spawn("scheduler", move |ctx| {
+        let (scheduler, schedules) = (scheduler.clone(), schedules.clone());
         async move {
-            assessments::schedule_worker(s, ctx).await;
+            scheduler.run(&schedules, &ctx).await;
             Ok(())
         }
     })?;

@@ -55,26 +55,24 @@ pub struct AssessmentTemplate {
     pub rules: Vec<String>,
     pub noncompliant_at: Severity,
     pub duration_seconds: i64,
-    /// A 5-field cron expression (UTC), when the template runs on a schedule.
+    /// A schedule (`cron(...)`, `rate(...)`, `at(...)` or a bare five-field cron), when the
+    /// template runs on one. Which occurrences fired lives in the [`crate::ScheduleStore`].
     pub schedule: Option<String>,
-    pub last_fired_at: Option<UnixMillis>,
+    /// The IANA zone of the schedule; None is UTC.
+    pub timezone: Option<String>,
+    /// How late a missed occurrence may still fire, in seconds; None is the default (1 hour).
+    pub grace_seconds: Option<i64>,
+    /// When the schedule (or its zone) was last set: no occurrence before it is caught up.
+    pub schedule_since: UnixMillis,
     pub created_at: UnixMillis,
 }
 
 #[async_trait]
 pub trait AssessmentStore {
-    /// Creates or replaces a template (keeping when it last fired).
+    /// Creates or replaces a template (keeping its creation time).
     async fn put_assessment_template(&self, template: &AssessmentTemplate) -> Result<(), StoreError>;
     async fn list_assessment_templates(&self) -> Result<Vec<AssessmentTemplate>, StoreError>;
     async fn delete_assessment_template(&self, name: &str) -> Result<bool, StoreError>;
-    /// Records that the schedule fired at `now`, only if it still last fired at `previous`:
-    /// of several replicas, exactly one wins (true).
-    async fn claim_template_firing(
-        &self,
-        name: &str,
-        previous: Option<UnixMillis>,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError>;
     /// Stores a new run and its nodes (all Pending).
     async fn create_assessment_run(&self, run: &AssessmentRunRecord, nodes: &[String]) -> Result<(), StoreError>;
     /// Updates status, counts, command ids, detail and end of a run.

@@ -18,6 +18,7 @@ mod events;
 mod fleet;
 mod inventory;
 mod parameters;
+mod schedules;
 mod sql;
 mod vulndb;
 
@@ -28,6 +29,7 @@ pub use events::{EventRecord, EventStore, NewEvent};
 pub use fleet::{Enrollment, FleetStore, TargetGroup};
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
+pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory, VulnDbStore};
 
@@ -36,7 +38,8 @@ use async_trait::async_trait;
 /// Every store trait, for `use flotilla_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AssessmentStore, CommandStore, EventStore, FleetStore, InventoryStore, ParameterStore, Store, VulnDbStore,
+        AssessmentStore, CommandStore, EventStore, FleetStore, InventoryStore, ParameterStore, ScheduleStore, Store,
+        VulnDbStore,
     };
 }
 
@@ -50,6 +53,7 @@ pub trait Store:
     + AssessmentStore
     + ParameterStore
     + VulnDbStore
+    + ScheduleStore
     + EventStore
     + Send
     + Sync

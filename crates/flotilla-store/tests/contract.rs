@@ -429,18 +429,24 @@ async fn assessments(store: &dyn Store) {
         noncompliant_at: Severity::High,
         duration_seconds: 600,
         schedule: Some("0 3 * * *".into()),
-        last_fired_at: None,
+        timezone: Some("Europe/Berlin".into()),
+        grace_seconds: Some(7200),
+        schedule_since: 5,
         created_at: 1,
     };
     store.put_assessment_template(&template).await.expect("put");
-    // Of two replicas claiming the same firing, one wins.
-    assert!(store.claim_template_firing("nightly", None, 100).await.expect("claim"));
-    assert!(!store.claim_template_firing("nightly", None, 100).await.expect("claim twice"));
-    assert!(store.claim_template_firing("nightly", Some(100), 200).await.expect("next"));
-    // Replacing a template keeps when it last fired.
-    store.put_assessment_template(&AssessmentTemplate { duration_seconds: 60, ..template.clone() }).await.expect("put");
+    assert_eq!(store.list_assessment_templates().await.expect("list"), vec![template.clone()]);
+    // Replacing a template keeps its creation time and takes the rest.
+    let replaced = AssessmentTemplate {
+        duration_seconds: 60,
+        timezone: None,
+        schedule_since: 9,
+        created_at: 2,
+        ..template.clone()
+    };
+    store.put_assessment_template(&replaced).await.expect("put");
     let listed = store.list_assessment_templates().await.expect("list");
-    assert_eq!((listed[0].duration_seconds, listed[0].last_fired_at), (60, Some(200)));
+    assert_eq!(listed, vec![AssessmentTemplate { created_at: 1, ..replaced }]);
     assert!(store.delete_assessment_template("nightly").await.expect("delete"));
     assert!(!store.delete_assessment_template("nightly").await.expect("delete"));
 }

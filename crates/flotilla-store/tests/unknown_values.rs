@@ -122,7 +122,9 @@ async fn fill(store: &dyn Store) -> NodeId {
         noncompliant_at: Severity::Medium,
         duration_seconds: 60,
         schedule: None,
-        last_fired_at: None,
+        timezone: None,
+        grace_seconds: None,
+        schedule_since: 1,
         created_at: 1,
     };
     store.put_assessment_template(&template).await.expect("template");

@@ -57,9 +57,16 @@ pub enum Templates {
         /// How long node-side checks may take to be delivered (e.g. 10m; default 10m).
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
-        /// A 5-field cron expression in UTC, e.g. '0 3 * * *' (daily at 03:00).
+        /// A schedule: 'cron(0 3 * * *)' (or bare '0 3 * * *'), 'rate(12 hours)' or
+        /// 'at(2026-12-24T18:00:00)'; at most every 5 minutes.
         #[arg(long)]
         schedule: Option<String>,
+        /// The IANA time zone for a cron or at schedule, e.g. Europe/Berlin (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// How late a run missed while the server was down may still start (e.g. 2h; default 1h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
     },
     /// List templates with their next scheduled run.
     Ls,
@@ -147,7 +154,20 @@ impl Assess {
                 let runs = client.list_assessments().await?;
                 print(format, &runs, RUN_HEADERS, run_rows(&runs))
             }
-            Assess::Templates(Templates::Put { name, targets, rules, noncompliant_at, duration, schedule }) => {
+            Assess::Templates(Templates::Put {
+                name,
+                targets,
+                rules,
+                noncompliant_at,
+                duration,
+                schedule,
+                timezone,
+                grace,
+            }) => {
+                let grace_seconds = grace
+                    .map(|d| u32::try_from(d.as_secs()))
+                    .transpose()
+                    .map_err(|_| anyhow::anyhow!("--grace is too long: at most 7 days"))?;
                 let duration_seconds = duration
                     .map(|d| u32::try_from(d.as_secs()))
                     .transpose()
@@ -159,6 +179,8 @@ impl Assess {
                     noncompliant_at,
                     duration_seconds,
                     schedule,
+                    timezone,
+                    grace_seconds,
                     ..Default::default()
                 };
                 let saved = client.put_assessment_template(&template).await?;

@@ -20,8 +20,11 @@
 //! restart is resumed from its stored state.
 
 pub mod http;
+pub mod templates;
 pub mod vulndb;
 pub mod vulndb_http;
+
+pub use templates::{delete_template, list_templates, put_template};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -52,9 +55,6 @@ const RULE_INACTIVE_KERNEL: &str = "cve-inactive-kernel";
 const PARALLEL_NODES: usize = 8;
 /// How long node-side checks wait for delivery unless a template says otherwise.
 const DEFAULT_DURATION_SECONDS: u32 = 600;
-/// How often scheduled templates are checked.
-const SCHEDULE_TICK: Duration = Duration::from_secs(15);
-
 fn document_of(rule: &str) -> Option<&'static str> {
     match rule {
         RULE_BEST_PRACTICES => Some(ASSESS_BEST_PRACTICES),
@@ -646,116 +646,6 @@ fn finding_json(f: &FindingRecord) -> Value {
     })
 }
 
-fn next_run(schedule: &str, after: i64) -> Result<Option<i64>, String> {
-    let cron: croner::Cron = schedule.parse().map_err(|e: croner::errors::CronError| e.to_string())?;
-    let Some(start) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(after) else { return Ok(None) };
-    Ok(cron.find_next_occurrence(&start, false).ok().map(|t| t.timestamp_millis()))
-}
-
-fn template_to_api(t: flotilla_store::AssessmentTemplate) -> api::AssessmentTemplate {
-    let next = t.schedule.as_deref().and_then(|s| next_run(s, t.last_fired_at.unwrap_or(t.created_at)).ok().flatten());
-    api::AssessmentTemplate {
-        name: t.name,
-        targets: t.targets,
-        rules: t.rules,
-        noncompliant_at: Some(t.noncompliant_at.as_str().to_owned()),
-        duration_seconds: u32::try_from(t.duration_seconds).ok(),
-        schedule: t.schedule,
-        last_fired_at: t.last_fired_at.map(api::rfc3339),
-        next_run_at: next.map(api::rfc3339),
-    }
-}
-
-pub async fn put_template(
-    state: &AppState,
-    name: &str,
-    req: api::AssessmentTemplate,
-) -> Result<api::AssessmentTemplate, ServiceError> {
-    flotilla_core::target::validate_group_name(name)
-        .map_err(|reason| ServiceError::Invalid(format!("template name `{name}`: {reason}")))?;
-    let rules = checked_rules(req.rules)?;
-    let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
-    crate::fleet::parse_targets(&targets)?;
-    let noncompliant_at = req.noncompliant_at.as_deref().map_or(Ok(Severity::High), parse_severity)?;
-    let duration = req.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS);
-    if !(30..=86_400).contains(&duration) {
-        return Err(ServiceError::Invalid(format!("duration {duration}s is outside 30 s to 24 h")));
-    }
-    if let Some(schedule) = &req.schedule {
-        next_run(schedule, now_ms()).map_err(|e| {
-            ServiceError::Invalid(format!(
-                "schedule `{schedule}` is not a cron expression ({e}); e.g. `0 3 * * *` for daily at 03:00 UTC"
-            ))
-        })?;
-    }
-    let template = flotilla_store::AssessmentTemplate {
-        name: name.to_owned(),
-        targets,
-        rules,
-        noncompliant_at,
-        duration_seconds: i64::from(duration),
-        schedule: req.schedule,
-        last_fired_at: None,
-        created_at: now_ms(),
-    };
-    state.store.put_assessment_template(&template).await?;
-    let stored =
-        state.store.list_assessment_templates().await?.into_iter().find(|t| t.name == name).unwrap_or(template);
-    Ok(template_to_api(stored))
-}
-
-pub async fn list_templates(state: &AppState) -> Result<Vec<api::AssessmentTemplate>, ServiceError> {
-    Ok(state.store.list_assessment_templates().await?.into_iter().map(template_to_api).collect())
-}
-
-pub async fn delete_template(state: &AppState, name: &str) -> Result<(), ServiceError> {
-    if !state.store.delete_assessment_template(name).await? {
-        return Err(ServiceError::NotFound(format!("no assessment template `{name}`")));
-    }
-    Ok(())
-}
-
-/// Starts a run for every template whose schedule is due. Until a general scheduler exists,
-/// this timer is it; the firing is claimed in the store, so one replica starts each run.
-pub async fn schedule_worker(state: Arc<AppState>, ctx: crate::platform::worker::WorkerContext) {
-    let mut tick = tokio::time::interval(SCHEDULE_TICK);
-    loop {
-        ctx.idle();
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = ctx.cancelled() => return,
-        }
-        ctx.running();
-        let templates = match state.store.list_assessment_templates().await {
-            Ok(templates) => templates,
-            Err(e) => {
-                tracing::warn!("cannot read assessment templates: {e}");
-                continue;
-            }
-        };
-        let now = now_ms();
-        for t in templates {
-            let Some(schedule) = &t.schedule else { continue };
-            let due =
-                matches!(next_run(schedule, t.last_fired_at.unwrap_or(t.created_at)), Ok(Some(next)) if next <= now);
-            if !due {
-                continue;
-            }
-            match state.store.claim_template_firing(&t.name, t.last_fired_at, now).await {
-                Ok(true) => {
-                    let req = api::CreateAssessment { template: Some(t.name.clone()), ..Default::default() };
-                    match create(&state, req).await {
-                        Ok(run) => tracing::info!(template = %t.name, run = %run.id, "scheduled assessment started"),
-                        Err(e) => tracing::warn!(template = %t.name, "scheduled assessment not started: {e}"),
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(template = %t.name, "cannot claim the scheduled run: {e}"),
-            }
-        }
-    }
-}
-
 pub async fn list(state: &AppState) -> Result<Vec<api::AssessmentRun>, ServiceError> {
     Ok(state.store.list_assessment_runs().await?.iter().map(|r| to_api(r, None)).collect())
 }
@@ -872,15 +762,5 @@ mod tests {
         assert_eq!(list, ["High", "Medium", "Low", "Informational", "Bogus"]);
         assert!(parse_severity("critical").is_err());
         assert_eq!(parse_severity("medium").ok(), Some(Severity::Medium));
-    }
-
-    #[test]
-    fn daily_schedule_fires_at_the_next_matching_minute() {
-        // 2026-11-24T10:00:00Z → next 03:00 UTC is 2026-11-25T03:00:00Z.
-        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z").expect("time").timestamp_millis();
-        let next = next_run("0 3 * * *", at).expect("valid").expect("next");
-        assert_eq!(next - at, 17 * 3_600_000);
-        assert!(next_run("every day", at).is_err());
-        assert!(next_run("61 * * * *", at).is_err());
     }
 }

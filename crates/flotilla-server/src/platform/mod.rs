@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metrics;
 pub mod pki;
 pub mod registry;
+pub mod scheduler;
 pub mod secret;
 pub mod status;
 pub mod worker;
@@ -39,6 +40,8 @@ pub struct Platform {
     /// Every background task, by name (`GET /api/v1/server/status`).
     pub workers: worker::Workers,
     pub config: ServerConfig,
+    /// The one scheduler; capabilities call `changed()` when they change a schedule.
+    pub scheduler: Arc<scheduler::Scheduler>,
 }
 
 /// The platform as axum state: what platform handlers extract (`State<PlatformState>`), from

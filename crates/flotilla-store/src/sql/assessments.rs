@@ -62,10 +62,11 @@ impl AssessmentStore for SqlStore {
     async fn put_assessment_template(&self, t: &AssessmentTemplate) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO assessment_templates (name, targets, rules, noncompliant_at, duration_seconds, schedule, \
-             last_fired_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             timezone, grace_seconds, schedule_since, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (name) DO UPDATE SET targets = excluded.targets, rules = excluded.rules, \
              noncompliant_at = excluded.noncompliant_at, duration_seconds = excluded.duration_seconds, \
-             schedule = excluded.schedule",
+             schedule = excluded.schedule, timezone = excluded.timezone, grace_seconds = excluded.grace_seconds, \
+             schedule_since = excluded.schedule_since",
         )
         .bind(&t.name)
         .bind(to_json(&t.targets))
@@ -73,7 +74,9 @@ impl AssessmentStore for SqlStore {
         .bind(t.noncompliant_at.as_str())
         .bind(t.duration_seconds)
         .bind(t.schedule.clone())
-        .bind(t.last_fired_at)
+        .bind(t.timezone.clone())
+        .bind(t.grace_seconds)
+        .bind(t.schedule_since)
         .bind(t.created_at)
         .execute(&self.pool)
         .await
@@ -83,8 +86,8 @@ impl AssessmentStore for SqlStore {
 
     async fn list_assessment_templates(&self) -> Result<Vec<AssessmentTemplate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, targets, rules, noncompliant_at, duration_seconds, schedule, last_fired_at, created_at \
-             FROM assessment_templates ORDER BY name",
+            "SELECT name, targets, rules, noncompliant_at, duration_seconds, schedule, timezone, grace_seconds, \
+             schedule_since, created_at FROM assessment_templates ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await
@@ -94,14 +97,18 @@ impl AssessmentStore for SqlStore {
                 let name: String = get(row, "name")?;
                 let targets: String = get(row, "targets")?;
                 let rules: String = get(row, "rules")?;
+                let created_at: i64 = get(row, "created_at")?;
                 Ok(AssessmentTemplate {
                     targets: from_json(&targets, "template targets", &name)?,
                     rules: from_json(&rules, "template rules", &name)?,
                     noncompliant_at: parse(row, "assessment_templates", &name, "noncompliant_at")?,
                     duration_seconds: get(row, "duration_seconds")?,
                     schedule: get(row, "schedule")?,
-                    last_fired_at: get(row, "last_fired_at")?,
-                    created_at: get(row, "created_at")?,
+                    timezone: get(row, "timezone")?,
+                    grace_seconds: get(row, "grace_seconds")?,
+                    // Templates from before migration 0009 scheduled from their creation.
+                    schedule_since: get::<Option<i64>>(row, "schedule_since")?.unwrap_or(created_at),
+                    created_at,
                     name,
                 })
             })
@@ -115,30 +122,6 @@ impl AssessmentStore for SqlStore {
             .await
             .map_err(q("delete an assessment template"))?;
         Ok(done.rows_affected() > 0)
-    }
-
-    async fn claim_template_firing(&self, name: &str, previous: Option<i64>, now: i64) -> Result<bool, StoreError> {
-        let done = match previous {
-            Some(previous) => {
-                sqlx::query("UPDATE assessment_templates SET last_fired_at = $2 WHERE name = $1 AND last_fired_at = $3")
-                    .bind(name)
-                    .bind(now)
-                    .bind(previous)
-                    .execute(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE assessment_templates SET last_fired_at = $2 WHERE name = $1 AND last_fired_at IS NULL",
-                )
-                .bind(name)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-            }
-        }
-        .map_err(q("claim a template firing"))?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn create_assessment_run(&self, run: &AssessmentRunRecord, nodes: &[String]) -> Result<(), StoreError> {

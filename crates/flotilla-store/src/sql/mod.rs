@@ -13,6 +13,7 @@ pub(crate) mod events;
 mod fleet;
 mod inventory;
 mod parameters;
+mod schedules;
 mod vulndb;
 
 use std::path::Path;
@@ -37,6 +38,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "assessments", include_str!("../../migrations/sqlite/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../../migrations/sqlite/0007_assessment_templates.sql")),
     (8, "advisory_age", include_str!("../../migrations/sqlite/0008_advisory_age.sql")),
+    (9, "schedules", include_str!("../../migrations/sqlite/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -48,6 +50,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "assessments", include_str!("../../migrations/postgres/0006_assessments.sql")),
     (7, "assessment_templates", include_str!("../../migrations/postgres/0007_assessment_templates.sql")),
     (8, "advisory_age", include_str!("../../migrations/postgres/0008_advisory_age.sql")),
+    (9, "schedules", include_str!("../../migrations/postgres/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
 ];
 
