@@ -142,11 +142,8 @@ fn fleet_lifecycle() {
 
 #[test]
 fn fleet_on_postgres() {
-    let admin = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let db =
-        rt.block_on(flotilla_testkit::postgres::TempDatabase::create(&admin)).expect("PostgreSQL must be reachable");
+    let db = rt.block_on(flotilla_testkit::postgres::TempDatabase::for_test());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start(&dir.path().join("server"), "1s", &[("FLOTILLA_DATABASE_URL", db.url())])
         .expect("server on postgres");

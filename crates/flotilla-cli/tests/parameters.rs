@@ -16,10 +16,6 @@ use serde_json::Value;
 
 const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
 
-fn pg_admin() -> String {
-    std::env::var("FLOTILLA_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 fn fails(server: &TestServer, args: &[&str]) -> String {
     let out = server.cli(args).expect("cli");
     let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -426,9 +422,7 @@ fn secrets_at_rest_on_sqlite() {
 #[test]
 fn secrets_at_rest_on_postgres() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let db = rt
-        .block_on(TempDatabase::create(&pg_admin()))
-        .expect("PostgreSQL must be reachable (set FLOTILLA_TEST_POSTGRES)");
+    let db = rt.block_on(TempDatabase::for_test());
     secrets_at_rest(Some(db.url()));
     rt.block_on(db.drop_database()).expect("drop");
 }

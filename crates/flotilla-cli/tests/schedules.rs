@@ -147,11 +147,8 @@ fn share_secrets(from: &Path, to: &Path) {
 
 #[test]
 fn two_servers_on_one_postgres_fire_an_occurrence_once() {
-    let admin = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let db =
-        rt.block_on(flotilla_testkit::postgres::TempDatabase::create(&admin)).expect("PostgreSQL must be reachable");
+    let db = rt.block_on(flotilla_testkit::postgres::TempDatabase::for_test());
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [("FLOTILLA_DATABASE_URL", db.url())];
     let a = TestServer::start(&dir.path().join("a"), "1s", &env).expect("server a");

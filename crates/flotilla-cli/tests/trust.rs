@@ -373,11 +373,8 @@ fn the_server_refuses_output_it_did_not_ask_for_and_ignores_replays() {
 /// Online on the same stream the whole time.
 #[test]
 fn a_slow_inventory_ingest_does_not_make_the_node_lost() {
-    let admin = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let db =
-        rt.block_on(flotilla_testkit::postgres::TempDatabase::create(&admin)).expect("PostgreSQL must be reachable");
+    let db = rt.block_on(flotilla_testkit::postgres::TempDatabase::for_test());
     let f = fleet(1, &[("FLOTILLA_DATABASE_URL", db.url()), ("FLOTILLA_MISSED_HEARTBEATS", "2")]);
     wait_until(Duration::from_secs(30), || {
         Ok(f.server.cli(&["inventory", "show", &f.ids[0], "--type", "InstanceInformation"])?.status.success())

@@ -12,9 +12,7 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_status_in_the_database_is_a_clear_error_naming_the_row() {
-    let admin = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = TempDatabase::create(&admin).await.expect("PostgreSQL must be reachable (set FLOTILLA_TEST_POSTGRES)");
+    let db = TempDatabase::for_test().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = tokio::task::spawn_blocking({
         let data = dir.path().join("server");

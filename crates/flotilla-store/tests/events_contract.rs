@@ -192,11 +192,7 @@ async fn sqlite_event_log() {
 
 #[tokio::test]
 async fn postgres_event_log() {
-    let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = flotilla_testkit::postgres::TempDatabase::create(&admin_url)
-        .await
-        .expect("PostgreSQL must be reachable for the contract suite (set FLOTILLA_TEST_POSTGRES)");
+    let db = flotilla_testkit::postgres::TempDatabase::for_test().await;
     let store = SqlStore::open_postgres(db.url()).await.expect("open postgres");
     log_contract(&store).await;
     outbox(&store).await;
@@ -218,11 +214,7 @@ async fn postgres_event_log() {
 /// event exactly once in sequence order, with no number missing.
 #[tokio::test]
 async fn postgres_concurrent_writers_never_make_a_reader_skip() {
-    let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = flotilla_testkit::postgres::TempDatabase::create(&admin_url)
-        .await
-        .expect("PostgreSQL must be reachable for the contract suite (set FLOTILLA_TEST_POSTGRES)");
+    let db = flotilla_testkit::postgres::TempDatabase::for_test().await;
     let a = Arc::new(SqlStore::open_postgres(db.url()).await.expect("open a"));
     let b = Arc::new(SqlStore::open_postgres(db.url()).await.expect("open b"));
     const WRITERS: usize = 8;

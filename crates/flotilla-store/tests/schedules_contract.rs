@@ -78,11 +78,7 @@ async fn sqlite_schedule_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_schedule_contract() {
-    let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = flotilla_testkit::postgres::TempDatabase::create(&admin_url)
-        .await
-        .expect("PostgreSQL must be reachable for the contract suite (set FLOTILLA_TEST_POSTGRES)");
+    let db = flotilla_testkit::postgres::TempDatabase::for_test().await;
     let store = SqlStore::open_postgres(db.url()).await.expect("open postgres");
     occurrences(&store).await;
     // Two pools, as two servers sharing the database, with 20 claimers split between them.

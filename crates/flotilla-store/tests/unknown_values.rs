@@ -266,11 +266,7 @@ async fn sqlite_refuses_unknown_values() {
 
 #[tokio::test]
 async fn postgres_refuses_unknown_values() {
-    let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = flotilla_testkit::postgres::TempDatabase::create(&admin_url)
-        .await
-        .expect("PostgreSQL must be reachable for the contract suite (set FLOTILLA_TEST_POSTGRES)");
+    let db = flotilla_testkit::postgres::TempDatabase::for_test().await;
     let store = SqlStore::open_postgres(db.url()).await.expect("open postgres");
     let raw = AnyPool::connect(db.url()).await.expect("raw connection");
     unknown_values_are_refused(&store, &raw).await;

@@ -10,7 +10,22 @@ pub struct TempDatabase {
     url: String,
 }
 
+/// The server tests create their databases on: `FLOTILLA_TEST_POSTGRES`, or this machine
+/// kind's local PostgreSQL.
+pub fn admin_url() -> String {
+    std::env::var("FLOTILLA_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
 impl TempDatabase {
+    /// A throwaway database on [`admin_url`]; panics with what to do when PostgreSQL is not
+    /// reachable (this is for tests, where that is the clearest failure).
+    pub async fn for_test() -> TempDatabase {
+        match TempDatabase::create(&admin_url()).await {
+            Ok(db) => db,
+            Err(e) => panic!("PostgreSQL must be reachable for this test (set FLOTILLA_TEST_POSTGRES): {e:#}"),
+        }
+    }
+
     /// Creates `flotilla_test_<random>` through `admin_url` (a URL of an existing database).
     pub async fn create(admin_url: &str) -> anyhow::Result<TempDatabase> {
         let mut conn = PgConnection::connect(admin_url)

@@ -274,11 +274,7 @@ mod tests {
     /// while seq 1 may still appear (it would page past it for good).
     #[tokio::test]
     async fn postgres_a_later_writer_waits_for_an_earlier_uncommitted_one() {
-        let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let db = flotilla_testkit::postgres::TempDatabase::create(&admin_url)
-            .await
-            .expect("PostgreSQL must be reachable (set FLOTILLA_TEST_POSTGRES)");
+        let db = flotilla_testkit::postgres::TempDatabase::for_test().await;
         let store = Arc::new(SqlStore::open_postgres(db.url()).await.expect("open"));
         let mut slow = store.begin_write().await.expect("begin");
         assert_eq!(append(&mut slow, &[one(1)]).await.expect("append"), vec![1]);
