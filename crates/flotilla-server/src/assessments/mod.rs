@@ -222,7 +222,7 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
             let document = document_of(rule).unwrap_or_default();
             let command = crate::runcommand::commands::create(
                 state,
-                api::CreateCommand {
+                crate::runcommand::commands::NewCommand {
                     document: document.into(),
                     targets: run.targets.clone(),
                     max_concurrency: Some("100%".into()),
@@ -233,7 +233,7 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
                 },
             )
             .await?;
-            run.command_ids.push(command.id);
+            run.command_ids.push(command.record.id);
         }
         state.store.update_assessment_run(&run).await?;
     }

@@ -40,8 +40,10 @@ impl From<ServiceError> for ApiError {
         let message = err.to_string();
         match err {
             ServiceError::Invalid(_) => Self::invalid(message),
-            ServiceError::NotFound(_) => Self::not_found(message),
-            ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            ServiceError::Missing { .. } | ServiceError::NotFound(_) => Self::not_found(message),
+            ServiceError::Clash { .. } | ServiceError::Conflict(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
             ServiceError::Unauthorized(_) => Self::unauthorized(message),
             ServiceError::Refused(refusal) => match refusal {
                 ActivationRefusal::UnknownId(_) => Self::new(StatusCode::NOT_FOUND, "unknown_activation", message),
