@@ -121,7 +121,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
         created_at: now_ms(),
         ended_at: None,
     };
-    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
     state.store.create_command(&record, &node_ids).await?;
     tracing::info!(command_id = %record.id, document = %record.document, nodes = node_ids.len(), "command created");
     state.run.engine.notify(Event::Start(record.id.clone())).await;
