@@ -77,3 +77,29 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::{ApiError, ServiceError};
+
+    #[test]
+    fn context_errors_map_to_their_status_with_the_message_unchanged() {
+        let cases = [
+            (
+                ServiceError::missing("command", "c-1", "list them with `flotilla commands ls`"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (ServiceError::NotFound("no assessment run `ar-1`".into()), StatusCode::NOT_FOUND, "not_found"),
+            (ServiceError::clash("parameter", "/a", "parameter `/a` already exists"), StatusCode::CONFLICT, "conflict"),
+            (ServiceError::Conflict("busy".into()), StatusCode::CONFLICT, "conflict"),
+        ];
+        for (err, status, code) in cases {
+            let message = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!((api.status, api.code, api.message.as_str()), (status, code, message.as_str()));
+        }
+    }
+}
