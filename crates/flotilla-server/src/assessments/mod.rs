@@ -138,8 +138,9 @@ pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Re
     let noncompliant_at = req.noncompliant_at.as_deref().map_or(Ok(Severity::High), parse_severity)?;
     let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
     let nodes = crate::fleet::list_nodes(state, &targets).await?;
-    let deregistered = flotilla_core::NodeStatus::Deregistered.as_str();
-    let node_ids: Vec<String> = nodes.into_iter().filter(|n| n.status != deregistered).map(|n| n.id).collect();
+    let deregistered = flotilla_core::NodeStatus::Deregistered;
+    let node_ids: Vec<String> =
+        nodes.into_iter().filter(|n| n.status != deregistered).map(|n| n.id.to_string()).collect();
     if node_ids.is_empty() {
         return Err(ServiceError::Invalid(format!("the targets {} match no node", targets.join(" "))));
     }
@@ -222,7 +223,7 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
             let document = document_of(rule).unwrap_or_default();
             let command = crate::runcommand::commands::create(
                 state,
-                api::CreateCommand {
+                crate::runcommand::commands::NewCommand {
                     document: document.into(),
                     targets: run.targets.clone(),
                     max_concurrency: Some("100%".into()),
@@ -233,7 +234,7 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
                 },
             )
             .await?;
-            run.command_ids.push(command.id);
+            run.command_ids.push(command.record.id);
         }
         state.store.update_assessment_run(&run).await?;
     }

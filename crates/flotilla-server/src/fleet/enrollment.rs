@@ -21,18 +21,37 @@ const DEFAULT_EXPIRY_SECS: u64 = 24 * 3600;
 /// Longest allowed activation lifetime (SSM allows 30 days).
 const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
 
-pub fn to_api(a: &Activation, code: Option<String>) -> api::Activation {
-    api::Activation {
-        id: a.id.clone(),
-        code,
-        description: a.description.clone(),
-        registration_limit: a.registration_limit,
-        registrations: a.registrations,
-        expires_at: api::rfc3339(a.expires_at),
-        expired: now_ms() >= a.expires_at,
-        tags: a.default_tags.clone(),
-        created_at: api::rfc3339(a.created_at),
-    }
+/// What an operator asks for; absent values take the defaults (one registration, 24 hours).
+#[derive(Debug, Clone, Default)]
+pub struct NewActivation {
+    pub description: Option<String>,
+    pub registration_limit: Option<u32>,
+    pub expires_in_seconds: Option<u64>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A new activation and its code in clear, which exists only in this reply.
+#[derive(Debug, Clone)]
+pub struct CreatedActivation {
+    pub activation: Activation,
+    pub code: String,
+}
+
+/// An agent's enrollment request: the activation it proves and the key it wants certified.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub activation_id: String,
+    pub activation_code: String,
+    pub csr_pem: String,
+    pub hostname: String,
+}
+
+/// An enrolled node's identity: its id, its client certificate and the CA that signed it.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub node_id: NodeId,
+    pub certificate_pem: String,
+    pub ca_pem: String,
 }
 
 pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), ServiceError> {
@@ -42,7 +61,7 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), ServiceError
     Ok(())
 }
 
-pub async fn create_activation(state: &AppState, req: api::CreateActivation) -> Result<api::Activation, ServiceError> {
+pub async fn create_activation(state: &AppState, req: NewActivation) -> Result<CreatedActivation, ServiceError> {
     let limit = req.registration_limit.unwrap_or(1);
     if limit == 0 || limit > MAX_REGISTRATION_LIMIT {
         return Err(ServiceError::Invalid(format!(
@@ -77,11 +96,19 @@ pub async fn create_activation(state: &AppState, req: api::CreateActivation) -> 
     };
     state.store.create_activation(&activation).await?;
     tracing::info!(activation_id = %activation.id, limit, "activation created");
-    Ok(to_api(&activation, Some(code)))
+    Ok(CreatedActivation { activation, code })
+}
+
+pub async fn list_activations(state: &AppState) -> Result<Vec<Activation>, ServiceError> {
+    Ok(state.store.list_activations().await?)
+}
+
+pub async fn delete_activation(state: &AppState, id: &str) -> Result<(), ServiceError> {
+    if state.store.delete_activation(id).await? { Ok(()) } else { Err(ServiceError::missing("activation", id, "")) }
 }
 
 /// Enrolls an agent. Every refusal leaves the store as it was.
-pub async fn register(state: &AppState, req: api::RegisterRequest) -> Result<api::RegisterResponse, ServiceError> {
+pub async fn register(state: &AppState, req: Registration) -> Result<Registered, ServiceError> {
     let activation = state
         .store
         .get_activation(&req.activation_id)
@@ -131,9 +158,5 @@ pub async fn register(state: &AppState, req: api::RegisterRequest) -> Result<api
     {
         tracing::warn!(node_id = %node_id, "cannot keep the enrollment record: {e}");
     }
-    Ok(api::RegisterResponse {
-        node_id: node_id.to_string(),
-        certificate_pem: cert_pem,
-        ca_pem: state.pki.ca_pem.clone(),
-    })
+    Ok(Registered { node_id, certificate_pem: cert_pem, ca_pem: state.pki.ca_pem.clone() })
 }

@@ -8,34 +8,12 @@ pub mod http;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use flotilla_api as api;
 use flotilla_core::{Node, NodeId, Target, tag, target};
 use flotilla_store::TargetGroup;
 
 use crate::app::AppState;
 use crate::fleet::enrollment::validate_tags;
 use crate::platform::{ServiceError, now_ms};
-
-pub fn to_api(n: &Node) -> api::Node {
-    api::Node {
-        id: n.id.to_string(),
-        hostname: n.hostname.clone(),
-        status: n.status.as_str().to_owned(),
-        last_seen: n.last_seen.map(api::rfc3339),
-        platform: api::Platform {
-            name: n.platform.name.clone(),
-            version: n.platform.version.clone(),
-            id: n.platform.id.clone(),
-        },
-        kernel: n.kernel.clone(),
-        arch: n.arch.clone(),
-        agent_version: n.agent_version.clone(),
-        addresses: n.addresses.clone(),
-        tags: n.tags.clone(),
-        activation_id: n.activation_id.clone(),
-        registered_at: api::rfc3339(n.registered_at),
-    }
-}
 
 fn parse_node_id(id: &str) -> Result<NodeId, ServiceError> {
     NodeId::from_str(id).map_err(|e| ServiceError::Invalid(e.to_string()))
@@ -62,15 +40,15 @@ pub(crate) fn resolve<'n>(
 }
 
 /// Nodes matching the union of `targets`; every node (deregistered included) without targets.
-pub async fn list_nodes(state: &AppState, targets: &[String]) -> Result<Vec<api::Node>, ServiceError> {
+pub async fn list_nodes(state: &AppState, targets: &[String]) -> Result<Vec<Node>, ServiceError> {
     let parsed = parse_targets(targets)?;
     let nodes = state.store.list_nodes().await?;
     if parsed.is_empty() {
-        return Ok(nodes.iter().map(to_api).collect());
+        return Ok(nodes);
     }
     let groups = saved_groups(state).await?;
     let picked = resolve(&parsed, &nodes, &groups)?;
-    Ok(picked.into_iter().map(to_api).collect())
+    Ok(picked.into_iter().cloned().collect())
 }
 
 async fn load(state: &AppState, id: &NodeId) -> Result<Node, ServiceError> {
@@ -78,14 +56,14 @@ async fn load(state: &AppState, id: &NodeId) -> Result<Node, ServiceError> {
         .store
         .get_node(id)
         .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no node `{id}`: list nodes with `flotilla nodes ls`")))
+        .ok_or_else(|| ServiceError::missing("node", id.as_str(), "list nodes with `flotilla nodes ls`"))
 }
 
-pub async fn get_node(state: &AppState, id: &str) -> Result<api::Node, ServiceError> {
-    Ok(to_api(&load(state, &parse_node_id(id)?).await?))
+pub async fn get_node(state: &AppState, id: &str) -> Result<Node, ServiceError> {
+    load(state, &parse_node_id(id)?).await
 }
 
-pub async fn tag_node(state: &AppState, id: &str, tags: BTreeMap<String, String>) -> Result<api::Node, ServiceError> {
+pub async fn tag_node(state: &AppState, id: &str, tags: BTreeMap<String, String>) -> Result<Node, ServiceError> {
     let id = parse_node_id(id)?;
     if tags.is_empty() {
         return Err(ServiceError::Invalid("no tags given: pass KEY=VALUE".into()));
@@ -101,10 +79,10 @@ pub async fn tag_node(state: &AppState, id: &str, tags: BTreeMap<String, String>
     }
     state.store.set_tags(&id, &node.tags).await?;
     membership_changed(state).await;
-    Ok(to_api(&node))
+    Ok(node)
 }
 
-pub async fn untag_node(state: &AppState, id: &str, keys: Vec<String>) -> Result<api::Node, ServiceError> {
+pub async fn untag_node(state: &AppState, id: &str, keys: Vec<String>) -> Result<Node, ServiceError> {
     let id = parse_node_id(id)?;
     if keys.is_empty() {
         return Err(ServiceError::Invalid("no tag keys given".into()));
@@ -118,11 +96,11 @@ pub async fn untag_node(state: &AppState, id: &str, keys: Vec<String>) -> Result
     }
     state.store.set_tags(&id, &node.tags).await?;
     membership_changed(state).await;
-    Ok(to_api(&node))
+    Ok(node)
 }
 
 /// Revokes the node's credential and closes its stream if it is connected here.
-pub async fn deregister(state: &AppState, id: &str) -> Result<api::Node, ServiceError> {
+pub async fn deregister(state: &AppState, id: &str) -> Result<Node, ServiceError> {
     let id = parse_node_id(id)?;
     let mut node = load(state, &id).await?;
     state.store.deregister_node(&id).await?;
@@ -134,7 +112,7 @@ pub async fn deregister(state: &AppState, id: &str) -> Result<api::Node, Service
     );
     node.status = flotilla_core::NodeStatus::Deregistered;
     tracing::info!(node_id = %id, "node deregistered");
-    Ok(to_api(&node))
+    Ok(node)
 }
 
 /// Group membership decides inventory settings: connected nodes get theirs again. The change
@@ -148,27 +126,25 @@ async fn membership_changed(state: &AppState) {
     }
 }
 
-pub async fn put_group(state: &AppState, group: api::Group) -> Result<api::Group, ServiceError> {
-    target::validate_group_name(&group.name)
-        .map_err(|reason| ServiceError::Invalid(format!("group `{}`: {reason}", group.name)))?;
-    if group.targets.is_empty() {
+/// Saves the group `name` (replacing one of that name) once its targets resolve.
+pub async fn put_group(state: &AppState, name: String, targets: Vec<String>) -> Result<TargetGroup, ServiceError> {
+    target::validate_group_name(&name).map_err(|reason| ServiceError::Invalid(format!("group `{name}`: {reason}")))?;
+    if targets.is_empty() {
         return Err(ServiceError::Invalid("a group needs at least one target".into()));
     }
-    let parsed = parse_targets(&group.targets)?;
+    let parsed = parse_targets(&targets)?;
     // Refuse a group that would not resolve (unknown or cyclic references) now, not later.
     let mut groups = saved_groups(state).await?;
-    groups.insert(group.name.clone(), group.targets.clone());
+    groups.insert(name.clone(), targets.clone());
     resolve(&parsed, &[], &groups)?;
-    state
-        .store
-        .put_group(&TargetGroup { name: group.name.clone(), targets: group.targets.clone(), created_at: now_ms() })
-        .await?;
+    let group = TargetGroup { name, targets, created_at: now_ms() };
+    state.store.put_group(&group).await?;
     membership_changed(state).await;
     Ok(group)
 }
 
-pub async fn list_groups(state: &AppState) -> Result<Vec<api::Group>, ServiceError> {
-    Ok(state.store.list_groups().await?.into_iter().map(|g| api::Group { name: g.name, targets: g.targets }).collect())
+pub async fn list_groups(state: &AppState) -> Result<Vec<TargetGroup>, ServiceError> {
+    Ok(state.store.list_groups().await?)
 }
 
 pub async fn delete_group(state: &AppState, name: &str) -> Result<(), ServiceError> {
@@ -176,6 +152,6 @@ pub async fn delete_group(state: &AppState, name: &str) -> Result<(), ServiceErr
         membership_changed(state).await;
         Ok(())
     } else {
-        Err(ServiceError::NotFound(format!("no group `{name}`")))
+        Err(ServiceError::missing("group", name, ""))
     }
 }

@@ -20,12 +20,11 @@ pub mod http;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
-use flotilla_api as api;
 use flotilla_core::{NodeId, NodeStatus, Target};
 use flotilla_inventory::types::SERVER_WRITTEN;
 use flotilla_inventory::{Filter, InventoryType};
 use flotilla_proto::v1::{InventoryAck, InventoryConfig, InventoryReport, ServerMessage, server_message};
-use flotilla_store::{InventoryChange, InventorySetting, StoreError};
+use flotilla_store::{InventoryChange, InventorySetting, StoreError, StoredInventoryType};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -286,15 +285,44 @@ fn parse_type(name: &str) -> Result<InventoryType, ServiceError> {
     InventoryType::parse(name).map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
-/// `GET /api/v1/nodes/{id}/inventory[?type=T]`.
-pub async fn show(
-    state: &AppState,
-    id: &str,
-    type_name: Option<&str>,
-) -> Result<Vec<api::InventoryTypeView>, ServiceError> {
+/// One inventory type a node reported, with its items.
+#[derive(Debug, Clone)]
+pub struct TypeSnapshot {
+    pub stored: StoredInventoryType,
+    pub items: Vec<Value>,
+}
+
+/// A fleet query: nodes with items of `type_name` matching every filter, a page at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub type_name: String,
+    pub filters: Vec<String>,
+    /// Rows per page (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub after: Option<String>,
+}
+
+/// A node and its matching items.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub node_id: String,
+    pub hostname: String,
+    pub items: Vec<Value>,
+}
+
+/// One page of a query; `next` is where the next page starts, when there is one.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub rows: Vec<Row>,
+    pub next: Option<String>,
+}
+
+/// A node's inventory, every type or only `type_name`.
+pub async fn show(state: &AppState, id: &str, type_name: Option<&str>) -> Result<Vec<TypeSnapshot>, ServiceError> {
     let node = parse_node(id)?;
     if state.store.get_node(&node).await?.is_none() {
-        return Err(ServiceError::NotFound(format!("no node `{id}`: list nodes with `flotilla nodes ls`")));
+        return Err(ServiceError::missing("node", id, "list nodes with `flotilla nodes ls`"));
     }
     if let Some(t) = type_name {
         parse_type(t)?;
@@ -311,19 +339,13 @@ pub async fn show(
                 serde_json::from_str(i).map_err(|e| ServiceError::Internal(format!("stored item unreadable: {e}")))
             })
             .collect::<Result<Vec<Value>, _>>()?;
-        out.push(api::InventoryTypeView {
-            type_name: stored.type_name,
-            content_hash: stored.content_hash,
-            item_count: stored.item_count,
-            collected_at: api::rfc3339(stored.collected_at),
-            items,
-        });
+        out.push(TypeSnapshot { stored, items });
     }
     Ok(out)
 }
 
-/// `POST /api/v1/inventory/query`: nodes (in id order) with the items matching every filter.
-pub async fn query(state: &AppState, q: api::InventoryQuery) -> Result<api::InventoryPage, ServiceError> {
+/// Nodes (in id order) with the items matching every filter.
+pub async fn query(state: &AppState, q: Query) -> Result<Page, ServiceError> {
     let kind = parse_type(&q.type_name)?;
     let filters = q
         .filters
@@ -346,7 +368,7 @@ pub async fn query(state: &AppState, q: api::InventoryQuery) -> Result<api::Inve
     loop {
         let batch = state.store.inventory_scan(kind.as_str(), key, cursor.as_deref(), SCAN_BATCH_NODES).await?;
         let Some((last, _)) = batch.last() else {
-            return Ok(api::InventoryPage { rows, next: None });
+            return Ok(Page { rows, next: None });
         };
         let last = last.clone();
         let mut by_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -362,68 +384,68 @@ pub async fn query(state: &AppState, q: api::InventoryQuery) -> Result<api::Inve
             if items.is_empty() || *status == NodeStatus::Deregistered {
                 continue;
             }
-            rows.push(api::InventoryRow { node_id: node.clone(), hostname: hostname.clone(), items });
+            rows.push(Row { node_id: node.clone(), hostname: hostname.clone(), items });
             if rows.len() == limit as usize {
                 let more =
                     node != last || !state.store.inventory_scan(kind.as_str(), key, Some(&node), 1).await?.is_empty();
-                return Ok(api::InventoryPage { rows, next: more.then_some(node) });
+                return Ok(Page { rows, next: more.then_some(node) });
             }
         }
         cursor = Some(last);
     }
 }
 
-fn to_api_settings(s: InventorySetting) -> api::InventorySettings {
-    api::InventorySettings {
-        group: s.group_name,
-        interval_seconds: s.interval_seconds.and_then(|i| u32::try_from(i).ok()),
-        files: s.files,
-    }
+pub async fn list_settings(state: &AppState) -> Result<Vec<InventorySetting>, ServiceError> {
+    Ok(state.store.list_inventory_settings().await?)
 }
 
-pub async fn list_settings(state: &AppState) -> Result<Vec<api::InventorySettings>, ServiceError> {
-    Ok(state.store.list_inventory_settings().await?.into_iter().map(to_api_settings).collect())
-}
-
+/// Sets how often `group` collects (`None`: the agent's default) and which files it watches.
 pub async fn put_settings(
     state: &AppState,
     group: &str,
-    req: api::InventorySettings,
-) -> Result<api::InventorySettings, ServiceError> {
+    interval_seconds: Option<u32>,
+    files: Vec<String>,
+) -> Result<InventorySetting, ServiceError> {
     if !state.store.list_groups().await?.iter().any(|g| g.name == group) {
-        return Err(ServiceError::NotFound(format!(
-            "no group `{group}`: create it with `flotilla groups create {group} --target ...` first"
-        )));
+        return Err(ServiceError::missing(
+            "group",
+            group,
+            &format!("create it with `flotilla groups create {group} --target ...` first"),
+        ));
     }
-    if let Some(seconds) = req.interval_seconds
+    if let Some(seconds) = interval_seconds
         && seconds < MIN_INTERVAL_SECONDS
     {
         return Err(ServiceError::Invalid(format!(
             "interval {seconds}s is too short: collections may run at most every {MIN_INTERVAL_SECONDS}s"
         )));
     }
-    if req.files.len() > MAX_WATCHED_PATTERNS {
+    if files.len() > MAX_WATCHED_PATTERNS {
         return Err(ServiceError::Invalid(format!("at most {MAX_WATCHED_PATTERNS} file patterns per group")));
     }
-    if let Some(bad) = req.files.iter().find(|f| !f.starts_with('/') || f.contains('\0') || f.len() > 4096) {
+    if let Some(bad) = files.iter().find(|f| !f.starts_with('/') || f.contains('\0') || f.len() > 4096) {
         return Err(ServiceError::Invalid(format!(
             "file pattern {bad:?} must be an absolute path or glob, like /etc/*.conf"
         )));
     }
     let setting = InventorySetting {
         group_name: group.to_owned(),
-        interval_seconds: req.interval_seconds.map(i64::from),
-        files: req.files,
+        interval_seconds: interval_seconds.map(i64::from),
+        files,
         updated_at: now_ms(),
     };
     state.store.put_inventory_setting(&setting).await?;
     push_settings(state).await?;
-    Ok(to_api_settings(setting))
+    Ok(setting)
 }
 
 pub async fn delete_settings(state: &AppState, group: &str) -> Result<(), ServiceError> {
     if !state.store.delete_inventory_setting(group).await? {
-        return Err(ServiceError::NotFound(format!("no inventory settings for group `{group}`")));
+        return Err(ServiceError::missing_with(
+            "inventory settings",
+            group,
+            format!("no inventory settings for group `{group}`"),
+        ));
     }
     push_settings(state).await
 }

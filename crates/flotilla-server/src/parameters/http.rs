@@ -12,9 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::parameters;
+use crate::parameters::{self, NewParameter, ParameterView};
 use crate::platform::api_error::ApiError;
 use crate::platform::extract::{Body, query_values};
+use crate::platform::keys::KeyVersionInfo;
 
 type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<AppState>>;
@@ -53,13 +54,22 @@ fn name(query: Option<&str>) -> Result<String> {
 async fn list_parameters(State(state): S, RawQuery(query): RawQuery) -> Result<Json<Vec<api::Parameter>>> {
     let q = query.as_deref();
     let path = one(q, "path").unwrap_or_else(|| "/".into());
-    Ok(Json(parameters::list(&state, &path, flag(q, "recursive")?, flag(q, "decrypt")?).await?))
+    let list = parameters::list(&state, &path, flag(q, "recursive")?, flag(q, "decrypt")?).await?;
+    Ok(Json(list.into_iter().map(parameter_to_api).collect()))
 }
 
 #[utoipa::path(put, path = "/api/v1/parameters", request_body = api::PutParameter,
     responses((status = 200, body = api::Parameter, description = "Stored; the value is not echoed"), (status = 400, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
 async fn put_parameter(State(state): S, Body(req): Body<api::PutParameter>) -> Result<Json<api::Parameter>> {
-    Ok(Json(parameters::put(&state, req).await?))
+    let new = NewParameter {
+        name: req.name,
+        value: req.value,
+        kind: req.kind,
+        description: req.description,
+        overwrite: req.overwrite,
+        tier: req.tier,
+    };
+    Ok(Json(parameter_to_api(parameters::put(&state, new).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/parameters", params(("name" = String, Query, description = "The parameter")),
@@ -86,7 +96,7 @@ async fn get_parameter(State(state): S, RawQuery(query): RawQuery) -> Result<Jso
         (None, Some(l)) => Selector::Label(l),
         (None, None) => Selector::Latest,
     };
-    Ok(Json(parameters::get(&state, &name(q)?, selector, flag(q, "decrypt")?).await?))
+    Ok(Json(parameter_to_api(parameters::get(&state, &name(q)?, selector, flag(q, "decrypt")?).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/parameters/history",
@@ -94,21 +104,45 @@ async fn get_parameter(State(state): S, RawQuery(query): RawQuery) -> Result<Jso
     responses((status = 200, body = [api::Parameter]), (status = 404, body = api::ErrorBody)))]
 async fn parameter_history(State(state): S, RawQuery(query): RawQuery) -> Result<Json<Vec<api::Parameter>>> {
     let q = query.as_deref();
-    Ok(Json(parameters::history(&state, &name(q)?, flag(q, "decrypt")?).await?))
+    let history = parameters::history(&state, &name(q)?, flag(q, "decrypt")?).await?;
+    Ok(Json(history.into_iter().map(parameter_to_api).collect()))
 }
 
 #[utoipa::path(post, path = "/api/v1/parameters/labels", request_body = api::LabelParameter,
     responses((status = 200, body = api::Parameter), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
 async fn label_parameter(State(state): S, Body(req): Body<api::LabelParameter>) -> Result<Json<api::Parameter>> {
-    Ok(Json(parameters::label(&state, req).await?))
+    Ok(Json(parameter_to_api(parameters::label(&state, &req.name, req.version, &req.labels).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/keys", responses((status = 200, body = [api::KeyVersion])))]
 async fn list_keys(State(state): S) -> Json<Vec<api::KeyVersion>> {
-    Json(parameters::key_versions(&state))
+    Json(parameters::key_versions(&state).into_iter().map(key_to_api).collect())
 }
 
 #[utoipa::path(post, path = "/api/v1/keys/rotate", responses((status = 200, body = api::KeyVersion)))]
 async fn rotate_key(State(state): S) -> Result<Json<api::KeyVersion>> {
-    Ok(Json(parameters::rotate_key(&state).await?))
+    Ok(Json(key_to_api(parameters::rotate_key(&state).await?)))
+}
+
+fn parameter_to_api(p: ParameterView) -> api::Parameter {
+    let record = p.record;
+    api::Parameter {
+        name: record.name,
+        kind: record.kind.as_str().to_owned(),
+        value: p.value,
+        version: record.version,
+        labels: record.labels,
+        last_modified: api::rfc3339(record.created_at),
+        description: record.description,
+        tier: record.tier.as_str().to_owned(),
+    }
+}
+
+fn key_to_api(v: KeyVersionInfo) -> api::KeyVersion {
+    api::KeyVersion {
+        key_id: v.key_id,
+        version: v.version,
+        created_at: (v.created_at > 0).then(|| api::rfc3339(v.created_at)),
+        current: v.current,
+    }
 }

@@ -12,7 +12,6 @@ pub mod http;
 use std::str::FromStr;
 
 use base64::Engine as _;
-use flotilla_api as api;
 use flotilla_core::parameter::{
     self as rules, MAX_LABELS_PER_VERSION, MAX_VERSIONS, ParameterType, Selector, Tier, validate_description,
     validate_labels, validate_name, validate_path, validate_value,
@@ -20,7 +19,7 @@ use flotilla_core::parameter::{
 use flotilla_store::{ParameterLabel, ParameterPut, ParameterRecord};
 
 use crate::app::AppState;
-use crate::platform::keys::{Binding, KeyError};
+use crate::platform::keys::{Binding, KeyError, KeyVersionInfo};
 use crate::platform::{ServiceError, now_ms};
 
 /// Puts retried after losing a race for a version before giving up.
@@ -66,26 +65,42 @@ async fn open(state: &AppState, record: &ParameterRecord) -> Result<String, Serv
     String::from_utf8(clear).map_err(|_| ServiceError::Integrity(format!("{what} decrypted to invalid UTF-8")))
 }
 
-async fn to_api(state: &AppState, record: ParameterRecord, decrypt: bool) -> Result<api::Parameter, ServiceError> {
+/// What an operator stores: a value for `name`, with its type and tier as they were given
+/// (checked here; absent means keep the current type, or String and Standard for a new one).
+#[derive(Debug, Clone, Default)]
+pub struct NewParameter {
+    pub name: String,
+    pub value: String,
+    pub kind: Option<String>,
+    pub description: Option<String>,
+    pub overwrite: bool,
+    pub tier: Option<String>,
+}
+
+/// One version of a parameter as a caller may see it.
+#[derive(Debug, Clone)]
+pub struct ParameterView {
+    /// As stored; its `value` is sealed for a SecureString: show `value` below instead.
+    pub record: ParameterRecord,
+    /// The clear value; `None` for a SecureString the caller did not ask to decrypt.
+    pub value: Option<String>,
+}
+
+async fn view(state: &AppState, record: ParameterRecord, decrypt: bool) -> Result<ParameterView, ServiceError> {
     let value =
         if record.kind == ParameterType::SecureString && !decrypt { None } else { Some(open(state, &record).await?) };
-    Ok(api::Parameter {
-        name: record.name,
-        kind: record.kind.as_str().to_owned(),
-        value,
-        version: record.version,
-        labels: record.labels,
-        last_modified: api::rfc3339(record.created_at),
-        description: record.description,
-        tier: record.tier.as_str().to_owned(),
-    })
+    Ok(ParameterView { record, value })
 }
 
 fn not_found(name: &str) -> ServiceError {
-    ServiceError::NotFound(format!("no parameter `{name}`; list them with `flotilla params ls --recursive`"))
+    ServiceError::missing_with(
+        "parameter",
+        name,
+        format!("no parameter `{name}`; list them with `flotilla params ls --recursive`"),
+    )
 }
 
-pub async fn put(state: &AppState, req: api::PutParameter) -> Result<api::Parameter, ServiceError> {
+pub async fn put(state: &AppState, req: NewParameter) -> Result<ParameterView, ServiceError> {
     validate_name(&req.name).map_err(invalid)?;
     let asked_kind = req.kind.as_deref().map(ParameterType::from_str).transpose().map_err(invalid)?;
     let requested_tier = Tier::from_str(req.tier.as_deref().unwrap_or("Standard")).map_err(invalid)?;
@@ -131,30 +146,40 @@ pub async fn put(state: &AppState, req: api::PutParameter) -> Result<api::Parame
         match state.store.put_parameter(&record, req.overwrite, MAX_VERSIONS).await? {
             ParameterPut::Stored => {
                 tracing::info!(parameter = %req.name, version, "parameter stored");
-                return to_api(state, record, false).await;
+                return view(state, record, false).await;
             }
             ParameterPut::Exists => return Err(exists(&req.name)),
             ParameterPut::OldestLabelled { version, labels } => {
-                return Err(ServiceError::Conflict(format!(
-                    "`{}` already has {MAX_VERSIONS} versions and the oldest (version {version}) carries labels {}; \
-                     move those labels to a newer version with `flotilla params label` first",
-                    req.name,
-                    labels.join(", ")
-                )));
+                return Err(ServiceError::clash(
+                    "parameter",
+                    req.name.clone(),
+                    format!(
+                        "`{}` already has {MAX_VERSIONS} versions and the oldest (version {version}) carries labels \
+                         {}; move those labels to a newer version with `flotilla params label` first",
+                        req.name,
+                        labels.join(", ")
+                    ),
+                ));
             }
             ParameterPut::Conflict => continue,
         }
     }
-    Err(ServiceError::Conflict(format!("`{}` is being changed by others at the same time; try again", req.name)))
-}
-
-fn exists(name: &str) -> ServiceError {
-    ServiceError::Conflict(format!(
-        "parameter `{name}` already exists; pass --overwrite to store a new version (the old ones are kept)"
+    Err(ServiceError::clash(
+        "parameter",
+        req.name.clone(),
+        format!("`{}` is being changed by others at the same time; try again", req.name),
     ))
 }
 
-/// The version `selector` names; `NotFound` with what exists when there is none.
+fn exists(name: &str) -> ServiceError {
+    ServiceError::clash(
+        "parameter",
+        name,
+        format!("parameter `{name}` already exists; pass --overwrite to store a new version (the old ones are kept)"),
+    )
+}
+
+/// The version `selector` names; `Missing` with what exists when there is none.
 async fn find(state: &AppState, name: &str, selector: &Selector) -> Result<ParameterRecord, ServiceError> {
     validate_name(name).map_err(invalid)?;
     let version = match selector {
@@ -164,9 +189,14 @@ async fn find(state: &AppState, name: &str, selector: &Selector) -> Result<Param
             Some(v) => Some(v),
             None => {
                 return Err(match state.store.get_parameter(name, None).await? {
-                    Some(_) => ServiceError::NotFound(format!(
-                        "parameter `{name}` has no label `{label}`; see its labels with `flotilla params history {name}`"
-                    )),
+                    Some(_) => ServiceError::missing_with(
+                        "parameter label",
+                        format!("{name}:{label}"),
+                        format!(
+                            "parameter `{name}` has no label `{label}`; see its labels with `flotilla params history \
+                             {name}`"
+                        ),
+                    ),
                     None => not_found(name),
                 });
             }
@@ -175,11 +205,15 @@ async fn find(state: &AppState, name: &str, selector: &Selector) -> Result<Param
     match state.store.get_parameter(name, version).await? {
         Some(record) => Ok(record),
         None => Err(match (version, state.store.get_parameter(name, None).await?) {
-            (Some(v), Some(latest)) => ServiceError::NotFound(format!(
-                "parameter `{name}` has no version {v} (latest is {}; only the last {MAX_VERSIONS} are kept); see \
-                 `flotilla params history {name}`",
-                latest.version
-            )),
+            (Some(v), Some(latest)) => ServiceError::missing_with(
+                "parameter version",
+                format!("{name}:{v}"),
+                format!(
+                    "parameter `{name}` has no version {v} (latest is {}; only the last {MAX_VERSIONS} are kept); \
+                     see `flotilla params history {name}`",
+                    latest.version
+                ),
+            ),
             _ => not_found(name),
         }),
     }
@@ -190,9 +224,9 @@ pub async fn get(
     name: &str,
     selector: Selector,
     decrypt: bool,
-) -> Result<api::Parameter, ServiceError> {
+) -> Result<ParameterView, ServiceError> {
     let record = find(state, name, &selector).await?;
-    to_api(state, record, decrypt).await
+    view(state, record, decrypt).await
 }
 
 /// The clear value a reference names, for the engine at send time. The reference's spelling
@@ -212,19 +246,19 @@ pub async fn list(
     path: &str,
     recursive: bool,
     decrypt: bool,
-) -> Result<Vec<api::Parameter>, ServiceError> {
+) -> Result<Vec<ParameterView>, ServiceError> {
     validate_path(path).map_err(invalid)?;
     let prefix = if path.ends_with('/') { path.to_owned() } else { format!("{path}/") };
     let mut out = Vec::new();
     for record in state.store.list_parameters(&prefix).await? {
         if rules::is_under(&record.name, path, recursive) {
-            out.push(to_api(state, record, decrypt).await?);
+            out.push(view(state, record, decrypt).await?);
         }
     }
     Ok(out)
 }
 
-pub async fn history(state: &AppState, name: &str, decrypt: bool) -> Result<Vec<api::Parameter>, ServiceError> {
+pub async fn history(state: &AppState, name: &str, decrypt: bool) -> Result<Vec<ParameterView>, ServiceError> {
     validate_name(name).map_err(invalid)?;
     let records = state.store.parameter_history(name).await?;
     if records.is_empty() {
@@ -232,31 +266,37 @@ pub async fn history(state: &AppState, name: &str, decrypt: bool) -> Result<Vec<
     }
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        out.push(to_api(state, record, decrypt).await?);
+        out.push(view(state, record, decrypt).await?);
     }
     Ok(out)
 }
 
-pub async fn label(state: &AppState, req: api::LabelParameter) -> Result<api::Parameter, ServiceError> {
-    validate_name(&req.name).map_err(invalid)?;
-    if req.labels.is_empty() {
+/// Puts `labels` on version `version` of `name` (moving them from another version).
+pub async fn label(
+    state: &AppState,
+    name: &str,
+    version: i64,
+    labels: &[String],
+) -> Result<ParameterView, ServiceError> {
+    validate_name(name).map_err(invalid)?;
+    if labels.is_empty() {
         return Err(ServiceError::Invalid("give at least one label, e.g. `flotilla params label /a 2 prod`".into()));
     }
-    validate_labels(&req.labels).map_err(invalid)?;
-    match state.store.label_parameter(&req.name, req.version, &req.labels, MAX_LABELS_PER_VERSION).await? {
+    validate_labels(labels).map_err(invalid)?;
+    match state.store.label_parameter(name, version, labels, MAX_LABELS_PER_VERSION).await? {
         ParameterLabel::Labelled => {}
         ParameterLabel::NoSuchVersion => {
-            find(state, &req.name, &Selector::Version(req.version)).await?;
-            return Err(not_found(&req.name));
+            find(state, name, &Selector::Version(version)).await?;
+            return Err(not_found(name));
         }
         ParameterLabel::TooMany { limit } => {
             return Err(ServiceError::Invalid(format!(
                 "version {} of `{}` would carry more than {limit} labels; move some to another version first",
-                req.version, req.name
+                version, name
             )));
         }
     }
-    get(state, &req.name, Selector::Version(req.version), false).await
+    get(state, name, Selector::Version(version), false).await
 }
 
 pub async fn delete(state: &AppState, name: &str) -> Result<(), ServiceError> {
@@ -269,21 +309,12 @@ pub async fn delete(state: &AppState, name: &str) -> Result<(), ServiceError> {
 }
 
 /// Master key versions, for `flotilla keys ls`.
-pub fn key_versions(state: &AppState) -> Vec<api::KeyVersion> {
-    state.keys.provider().versions().into_iter().map(key_to_api).collect()
-}
-
-fn key_to_api(v: crate::platform::keys::KeyVersionInfo) -> api::KeyVersion {
-    api::KeyVersion {
-        key_id: v.key_id,
-        version: v.version,
-        created_at: (v.created_at > 0).then(|| api::rfc3339(v.created_at)),
-        current: v.current,
-    }
+pub fn key_versions(state: &AppState) -> Vec<KeyVersionInfo> {
+    state.keys.provider().versions()
 }
 
 /// Makes a new master key version current and records it in the store.
-pub async fn rotate_key(state: &AppState) -> Result<api::KeyVersion, ServiceError> {
+pub async fn rotate_key(state: &AppState) -> Result<KeyVersionInfo, ServiceError> {
     let info = state.keys.provider().rotate(now_ms()).await.map_err(|e| ServiceError::Internal(e.to_string()))?;
     let key = crate::platform::keys::KeyRef { key_id: info.key_id.clone(), version: info.version };
     if let Some(check_value) = state.keys.provider().check_value(&key) {
@@ -298,7 +329,7 @@ pub async fn rotate_key(state: &AppState) -> Result<api::KeyVersion, ServiceErro
             .await?;
     }
     tracing::info!(key_id = %info.key_id, version = info.version, "master key rotated");
-    Ok(key_to_api(info))
+    Ok(info)
 }
 
 /// Checks the Parameter Store references (`{{param:...}}`, `{{ssm:...}}`, `{{ssm-secure:...}}`)

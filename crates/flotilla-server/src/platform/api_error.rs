@@ -40,8 +40,10 @@ impl From<ServiceError> for ApiError {
         let message = err.to_string();
         match err {
             ServiceError::Invalid(_) => Self::invalid(message),
-            ServiceError::NotFound(_) => Self::not_found(message),
-            ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            ServiceError::Missing { .. } | ServiceError::NotFound(_) => Self::not_found(message),
+            ServiceError::Clash { .. } | ServiceError::Conflict(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
             ServiceError::Unauthorized(_) => Self::unauthorized(message),
             ServiceError::Refused(refusal) => match refusal {
                 ActivationRefusal::UnknownId(_) => Self::new(StatusCode::NOT_FOUND, "unknown_activation", message),
@@ -73,5 +75,31 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::{ApiError, ServiceError};
+
+    #[test]
+    fn context_errors_map_to_their_status_with_the_message_unchanged() {
+        let cases = [
+            (
+                ServiceError::missing("command", "c-1", "list them with `flotilla commands ls`"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (ServiceError::NotFound("no assessment run `ar-1`".into()), StatusCode::NOT_FOUND, "not_found"),
+            (ServiceError::clash("parameter", "/a", "parameter `/a` already exists"), StatusCode::CONFLICT, "conflict"),
+            (ServiceError::Conflict("busy".into()), StatusCode::CONFLICT, "conflict"),
+        ];
+        for (err, status, code) in cases {
+            let message = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!((api.status, api.code, api.message.as_str()), (status, code, message.as_str()));
+        }
     }
 }

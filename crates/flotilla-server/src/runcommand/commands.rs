@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use flotilla_api as api;
 use flotilla_core::command::{CommandStatus, MaxConcurrency, MaxErrors};
 use flotilla_store::{CommandRecord, InvocationRecord};
 
@@ -22,51 +21,47 @@ use crate::runcommand::engine::Event;
 /// Default delivery timeout (AWS console default).
 const DEFAULT_DELIVERY_TIMEOUT_S: u32 = 600;
 
-fn invocation_to_api(i: &InvocationRecord) -> api::Invocation {
-    api::Invocation {
-        node_id: i.node_id.clone(),
-        status: i.status.as_str().to_owned(),
-        exit_code: i.exit_code,
-        started_at: i.started_at.map(api::rfc3339),
-        ended_at: i.ended_at.map(api::rfc3339),
-        output: api::InvocationOutput {
-            stdout: i.stdout.clone(),
-            stderr: i.stderr.clone(),
-            truncated: i.stdout_truncated || i.stderr_truncated,
-            stdout_bytes: i.stdout_bytes,
-            stderr_bytes: i.stderr_bytes,
-        },
-        detail: i.detail.clone(),
-    }
+/// What to run, where and how: the request to create a command, in the service's terms.
+/// Absent limits take the defaults (50 at once, stop after the first error, 600 s delivery).
+#[derive(Debug, Clone, Default)]
+pub struct NewCommand {
+    pub document: String,
+    /// The default version when absent.
+    pub document_version: Option<i64>,
+    pub parameters: BTreeMap<String, Vec<String>>,
+    pub targets: Vec<String>,
+    pub max_concurrency: Option<String>,
+    pub max_errors: Option<String>,
+    pub timeout_seconds: Option<u32>,
+    pub delivery_timeout_seconds: Option<u32>,
+    pub comment: Option<String>,
 }
 
-fn to_api(c: &CommandRecord, counts: BTreeMap<String, u32>, invocations: Option<&[InvocationRecord]>) -> api::Command {
-    api::Command {
-        id: c.id.clone(),
-        document: c.document.clone(),
-        document_version: c.document_version,
-        status: c.status.as_str().to_owned(),
-        targets: serde_json::from_str(&c.targets).unwrap_or_default(),
-        max_concurrency: c.max_concurrency.clone(),
-        max_errors: c.max_errors.clone(),
-        comment: c.comment.clone(),
-        counts,
-        created_at: api::rfc3339(c.created_at),
-        ended_at: c.ended_at.map(api::rfc3339),
-        invocations: invocations.map(|list| list.iter().map(invocation_to_api).collect()),
-    }
+/// A command with its invocations, as stored, and how many invocations are in each status
+/// (keyed by the status's name, as the REST API shows them).
+#[derive(Debug, Clone)]
+pub struct CommandDetail {
+    pub record: CommandRecord,
+    pub invocations: Vec<InvocationRecord>,
+    pub counts: BTreeMap<String, u32>,
 }
 
-/// The command with every invocation.
-fn with_invocations(c: &CommandRecord, invocations: &[InvocationRecord]) -> api::Command {
+/// A listed command: its record and its invocation counts (no invocations).
+#[derive(Debug, Clone)]
+pub struct CommandSummary {
+    pub record: CommandRecord,
+    pub counts: BTreeMap<String, u32>,
+}
+
+fn detail(record: CommandRecord, invocations: Vec<InvocationRecord>) -> CommandDetail {
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for i in invocations {
+    for i in &invocations {
         *counts.entry(i.status.as_str().to_owned()).or_default() += 1;
     }
-    to_api(c, counts, Some(invocations))
+    CommandDetail { record, invocations, counts }
 }
 
-pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Command, ServiceError> {
+pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, ServiceError> {
     let concurrency = MaxConcurrency::from_str(req.max_concurrency.as_deref().unwrap_or("50"))
         .map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let errors = MaxErrors::from_str(req.max_errors.as_deref().unwrap_or("0"))
@@ -126,34 +121,42 @@ pub async fn create(state: &AppState, req: api::CreateCommand) -> Result<api::Co
         created_at: now_ms(),
         ended_at: None,
     };
-    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
     state.store.create_command(&record, &node_ids).await?;
     tracing::info!(command_id = %record.id, document = %record.document, nodes = node_ids.len(), "command created");
     state.run.engine.notify(Event::Start(record.id.clone())).await;
     let invocations = state.store.list_invocations(&record.id).await?;
-    Ok(with_invocations(&record, &invocations))
+    Ok(detail(record, invocations))
 }
 
-pub async fn get(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {
-    let record =
-        state.store.get_command(id).await?.ok_or_else(|| {
-            ServiceError::NotFound(format!("no command `{id}`: list them with `flotilla commands ls`"))
-        })?;
+pub async fn get(state: &AppState, id: &str) -> Result<CommandDetail, ServiceError> {
+    let record = state
+        .store
+        .get_command(id)
+        .await?
+        .ok_or_else(|| ServiceError::missing("command", id, "list them with `flotilla commands ls`"))?;
     let invocations = state.store.list_invocations(id).await?;
-    Ok(with_invocations(&record, &invocations))
+    Ok(detail(record, invocations))
 }
 
-pub async fn list(state: &AppState) -> Result<Vec<api::Command>, ServiceError> {
+/// The newest 200 commands with their invocation counts.
+pub async fn list(state: &AppState) -> Result<Vec<CommandSummary>, ServiceError> {
     let records = state.store.list_commands(200).await?;
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let mut counts: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
     for (command, status, n) in state.store.invocation_counts(&ids).await? {
         counts.entry(command).or_default().insert(status.as_str().to_owned(), n);
     }
-    Ok(records.iter().map(|r| to_api(r, counts.remove(&r.id).unwrap_or_default(), None)).collect())
+    Ok(records
+        .into_iter()
+        .map(|record| {
+            let counts = counts.remove(&record.id).unwrap_or_default();
+            CommandSummary { record, counts }
+        })
+        .collect())
 }
 
-pub async fn cancel(state: &AppState, id: &str) -> Result<api::Command, ServiceError> {
+pub async fn cancel(state: &AppState, id: &str) -> Result<CommandDetail, ServiceError> {
     state.run.engine.cancel(id).await?;
     get(state, id).await
 }
@@ -165,7 +168,11 @@ pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Res
     }
     let invocations = state.store.list_invocations(id).await?;
     let Some(invocation) = invocations.iter().find(|i| i.node_id == node) else {
-        return Err(ServiceError::NotFound(format!("command `{id}` has no invocation on node `{node}`")));
+        return Err(ServiceError::missing_with(
+            "invocation",
+            format!("{id}/{node}"),
+            format!("command `{id}` has no invocation on node `{node}`"),
+        ));
     };
     let bytes = if stream == "stdout" { invocation.stdout_bytes } else { invocation.stderr_bytes };
     let finished = invocation.status.is_terminal();
@@ -178,6 +185,10 @@ pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Res
             ServiceError::Integrity(e.to_string())
         }
         ArtifactError::Crypto { .. } => ServiceError::Internal(e.to_string()),
-        _ => ServiceError::NotFound(format!("no output yet for node `{node}` in command `{id}`: it has not finished")),
+        _ => ServiceError::missing_with(
+            "output",
+            format!("{id}/{node}/{stream}"),
+            format!("no output yet for node `{node}` in command `{id}`: it has not finished"),
+        ),
     })
 }

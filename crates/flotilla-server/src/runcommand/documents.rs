@@ -8,10 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
-use flotilla_api as api;
 use flotilla_core::command::DocumentFormat;
 use flotilla_document::Document;
-use flotilla_store::DocumentVersion;
+use flotilla_store::{DocumentHead, DocumentVersion};
 
 use crate::app::AppState;
 use crate::platform::{ServiceError, now_ms};
@@ -63,45 +62,51 @@ pub async fn install_builtins(state: &AppState) -> Result<(), ServiceError> {
     Ok(())
 }
 
-async fn to_api(state: &AppState, d: DocumentVersion) -> Result<api::Document, ServiceError> {
+/// One version of a document, with the document's default and latest version numbers.
+#[derive(Debug, Clone)]
+pub struct DocumentDetail {
+    pub version: DocumentVersion,
+    pub default_version: i64,
+    pub latest_version: i64,
+}
+
+/// What an author submits: a new document or a new version of one.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub name: String,
+    pub content: String,
+    /// `flotilla` (the default) or `ssm`.
+    pub format: Option<String>,
+}
+
+async fn detail(state: &AppState, d: DocumentVersion) -> Result<DocumentDetail, ServiceError> {
     let head = state.store.get_document_head(&d.name).await?;
-    Ok(api::Document {
+    Ok(DocumentDetail {
         default_version: head.as_ref().map_or(d.version, |h| h.default_version),
         latest_version: head.as_ref().map_or(d.version, |h| h.latest_version),
-        name: d.name,
-        version: d.version,
-        description: d.description,
-        format: d.format.as_str().to_owned(),
-        content: d.content,
-        created_at: api::rfc3339(d.created_at),
+        version: d,
     })
 }
 
-pub async fn list(state: &AppState) -> Result<Vec<api::DocumentSummary>, ServiceError> {
-    Ok(state
-        .store
-        .list_documents()
-        .await?
-        .into_iter()
-        .map(|h| api::DocumentSummary {
-            name: h.name,
-            description: h.description,
-            default_version: h.default_version,
-            latest_version: h.latest_version,
-        })
-        .collect())
+/// Every document's name, description, default and latest version.
+pub async fn list(state: &AppState) -> Result<Vec<DocumentHead>, ServiceError> {
+    Ok(state.store.list_documents().await?)
 }
 
-pub async fn get(state: &AppState, name: &str, version: Option<i64>) -> Result<api::Document, ServiceError> {
+pub async fn get(state: &AppState, name: &str, version: Option<i64>) -> Result<DocumentDetail, ServiceError> {
     let doc = state.store.get_document(name, version).await?.ok_or_else(|| match version {
-        Some(v) => ServiceError::NotFound(format!("document `{name}` has no version {v}")),
-        None => ServiceError::NotFound(format!("no document `{name}`: list them with `flotilla documents ls`")),
+        Some(v) => ServiceError::missing_with(
+            "document version",
+            format!("{name}@{v}"),
+            format!("document `{name}` has no version {v}"),
+        ),
+        None => ServiceError::missing("document", name, "list them with `flotilla documents ls`"),
     })?;
-    to_api(state, doc).await
+    detail(state, doc).await
 }
 
 /// Creates a document (`create: true`) or adds a version to an existing one.
-pub async fn put(state: &AppState, req: api::PutDocument, create: bool) -> Result<api::Document, ServiceError> {
+pub async fn put(state: &AppState, req: NewDocument, create: bool) -> Result<DocumentDetail, ServiceError> {
     validate_name(&req.name)?;
     if req.name.starts_with(BUILTIN_PREFIX) {
         return Err(ServiceError::Invalid(format!(
@@ -119,12 +124,19 @@ pub async fn put(state: &AppState, req: api::PutDocument, create: bool) -> Resul
     let exists = state.store.get_document(&req.name, None).await?.is_some();
     match (create, exists) {
         (true, true) => {
-            return Err(ServiceError::Conflict(format!(
-                "document `{}` already exists: add a version with `flotilla documents update`",
-                req.name
-            )));
+            return Err(ServiceError::clash(
+                "document",
+                req.name.clone(),
+                format!("document `{}` already exists: add a version with `flotilla documents update`", req.name),
+            ));
         }
-        (false, false) => return Err(ServiceError::NotFound(format!("no document `{}` to update", req.name))),
+        (false, false) => {
+            return Err(ServiceError::missing_with(
+                "document",
+                req.name.clone(),
+                format!("no document `{}` to update", req.name),
+            ));
+        }
         _ => {}
     }
     let version = state

@@ -449,10 +449,14 @@ async fn handle(state: &Arc<AppState>, active: &mut HashMap<String, Active>, eve
         }
         Event::Cancel(id, reply) => {
             let outcome = match active.get_mut(&id) {
-                Some(command) if command.record.status.is_terminal() => Err(ServiceError::Conflict(format!(
-                    "command {id} has already finished ({}); there is nothing to cancel",
-                    command.record.status
-                ))),
+                Some(command) if command.record.status.is_terminal() => Err(ServiceError::clash(
+                    "command",
+                    id.clone(),
+                    format!(
+                        "command {id} has already finished ({}); there is nothing to cancel",
+                        command.record.status
+                    ),
+                )),
                 Some(command) => {
                     command.record.cancel_requested = true;
                     command.record_dirty = true;
@@ -479,11 +483,12 @@ async fn handle(state: &Arc<AppState>, active: &mut HashMap<String, Active>, eve
                     Ok(())
                 }
                 None => match state.store.get_command(&id).await {
-                    Ok(Some(record)) => Err(ServiceError::Conflict(format!(
-                        "command {id} has already finished ({}); there is nothing to cancel",
-                        record.status
-                    ))),
-                    Ok(None) => Err(ServiceError::NotFound(format!("no command `{id}`"))),
+                    Ok(Some(record)) => Err(ServiceError::clash(
+                        "command",
+                        id.clone(),
+                        format!("command {id} has already finished ({}); there is nothing to cancel", record.status),
+                    )),
+                    Ok(None) => Err(ServiceError::missing("command", id.clone(), "")),
                     Err(e) => Err(e.into()),
                 },
             };
