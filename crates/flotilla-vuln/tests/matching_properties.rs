@@ -55,10 +55,13 @@ proptest! {
         let compiled = advisory("P-1", vec![entry(eco, events)]).compile().expect("valid record");
         let installed = PackageVersion::parse(ordering, &v).expect("valid version");
         let verdict = evaluate_affected(&compiled.affected[0], &installed);
-        let inside = cmp(&lo, &v) != Ordering::Greater && cmp(&v, &hi) == Ordering::Less;
+        // OSV's `introduced: "0"` means "from the first version", below which a dpkg `0~x`
+        // still sorts: it is no lower bound at all.
+        let from_start = lo == "0";
+        let inside = (from_start || cmp(&lo, &v) != Ordering::Greater) && cmp(&v, &hi) == Ordering::Less;
         let expected = if inside {
             RangeVerdict::Affected { fixed: Some(hi.clone()) }
-        } else if cmp(&v, &hi) != Ordering::Less && cmp(&lo, &hi) == Ordering::Less {
+        } else if cmp(&v, &hi) != Ordering::Less && (from_start || cmp(&lo, &hi) == Ordering::Less) {
             RangeVerdict::Fixed
         } else {
             verdict.clone() // below `introduced` (or an empty range): not affected either way
@@ -97,4 +100,17 @@ proptest! {
         let fixed_somewhere = cmp(&installed, &fix1) != Ordering::Less || cmp(&installed, &fix2) != Ordering::Less;
         prop_assert_eq!(report.findings.is_empty(), fixed_somewhere);
     }
+}
+
+/// Found by the interval property: dpkg sorts `0~0` below `0`, and OSV's `introduced: "0"` is
+/// no lower bound, so such a version is affected.
+#[test]
+fn introduced_zero_is_no_lower_bound() {
+    let events = vec![Event::new(EventKind::Introduced, "0"), Event::new(EventKind::Fixed, "0")];
+    let compiled = advisory("P-0", vec![entry("Debian:12", events)]).compile().expect("valid record");
+    let installed = PackageVersion::parse(Ecosystem::Deb, "0~0").expect("valid version");
+    assert_eq!(
+        evaluate_affected(&compiled.affected[0], &installed),
+        RangeVerdict::Affected { fixed: Some("0".into()) }
+    );
 }
