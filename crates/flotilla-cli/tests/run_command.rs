@@ -122,17 +122,11 @@ fn run_shell_script_everywhere_and_read_output() {
 #[test]
 fn large_and_binary_output_round_trip() {
     let f = fleet(1);
-    let (ok, cmd, err) = run(
-        &f.server,
-        &[
-            "Flotilla-RunShellScript",
-            "--param",
-            "commands=head -c 10485760 /dev/urandom > /tmp/flotilla-rand.bin; cat /tmp/flotilla-rand.bin; sha256sum /tmp/flotilla-rand.bin >&2",
-            "--target",
-            "all",
-            "--wait",
-        ],
-    );
+    // The script's own copy, in a place no other test run shares.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("rand.bin");
+    let script = format!("commands=head -c 10485760 /dev/urandom > {0}; cat {0}; sha256sum {0} >&2", file.display());
+    let (ok, cmd, err) = run(&f.server, &["Flotilla-RunShellScript", "--param", &script, "--target", "all", "--wait"]);
     assert!(ok, "{err}");
     let inv = &cmd["invocations"][0];
     assert_eq!(inv["output"]["truncated"], true);
@@ -141,7 +135,7 @@ fn large_and_binary_output_round_trip() {
     let id = cmd["id"].as_str().expect("id");
     let out = f.server.cli(&["commands", "output", id, "--node", &f.ids[0], "--full"]).expect("output");
     assert_eq!(out.stdout.len(), 10 * 1024 * 1024);
-    let expected = std::fs::read("/tmp/flotilla-rand.bin").expect("the node's file");
+    let expected = std::fs::read(&file).expect("the node's file");
     assert!(out.stdout == expected, "the full output is byte for byte what the script wrote");
 }
 
