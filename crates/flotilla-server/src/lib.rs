@@ -25,7 +25,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-pub use assessments::vulndb;
+/// The advisory database for tools and tests that use it without a server: the CVE rule, and
+/// import of records as the API carries them.
+pub mod vulndb {
+    pub use crate::assessments::vulndb::*;
+    pub use crate::assessments::vulndb_http::import_request as import;
+}
 pub use config::ServerConfig;
 pub use platform::error::ServiceError;
 pub use platform::worker::{LastRun, WorkerContext, WorkerError, WorkerResult, WorkerSnapshot, WorkerState, Workers};

@@ -30,7 +30,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_api as api;
 use flotilla_core::assessment::{NodeStatus, RunStatus};
 use flotilla_core::command::{CommandStatus, InvocationStatus};
 use flotilla_core::{EventType, NodeId, Severity};
@@ -63,14 +62,8 @@ fn document_of(rule: &str) -> Option<&'static str> {
     }
 }
 
-/// The order of a severity as the API spells it (finding views read from inventory JSON):
-/// High first, anything unknown last.
-fn severity_rank(severity: &str) -> usize {
-    severity.parse::<Severity>().map_or(Severity::ALL.len(), |s| s as usize)
-}
-
 /// A severity as an operator wrote it (any case).
-fn parse_severity(text: &str) -> Result<Severity, ServiceError> {
+pub(crate) fn parse_severity(text: &str) -> Result<Severity, ServiceError> {
     Severity::parse_ignoring_case(text)
         .map_err(|_| ServiceError::Invalid(format!("severity `{text}` is not one of High, Medium, Low, Informational")))
 }
@@ -80,30 +73,28 @@ fn counts_by_name(counts: &BTreeMap<Severity, u64>) -> BTreeMap<String, u64> {
     counts.iter().map(|(s, n)| (s.as_str().to_owned(), *n)).collect()
 }
 
-fn to_api(run: &AssessmentRunRecord, nodes: Option<Vec<AssessmentNodeRecord>>) -> api::AssessmentRun {
-    api::AssessmentRun {
-        id: run.id.clone(),
-        status: run.status.as_str().to_owned(),
-        targets: run.targets.clone(),
-        rules: run.rules.clone(),
-        noncompliant_at: run.noncompliant_at.as_str().to_owned(),
-        node_count: run.node_count,
-        finding_counts: serde_json::from_str(&run.finding_counts).unwrap_or_default(),
-        command_ids: run.command_ids.clone(),
-        detail: run.detail.clone(),
-        created_at: api::rfc3339(run.created_at),
-        ended_at: run.ended_at.map(api::rfc3339),
-        nodes: nodes.map(|list| {
-            list.into_iter()
-                .map(|n| api::AssessmentNode {
-                    node_id: n.node_id,
-                    status: n.status.as_str().to_owned(),
-                    detail: n.detail,
-                    advisories_age_days: n.advisories_age_days,
-                })
-                .collect()
-        }),
-    }
+/// What an operator asks for when starting a run; what it leaves out comes from its template,
+/// if it names one, or the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct NewAssessment {
+    pub template: Option<String>,
+    pub targets: Vec<String>,
+    pub rules: Vec<String>,
+    pub noncompliant_at: Option<Severity>,
+}
+
+/// A run with the status of each of its nodes (`assess show`).
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    pub run: AssessmentRunRecord,
+    pub nodes: Vec<AssessmentNodeRecord>,
+}
+
+/// A finding as an operator reads it: the finding and the age of the advisories it came from.
+#[derive(Debug, Clone)]
+pub struct FindingView {
+    pub finding: FindingRecord,
+    pub advisories_age_days: Option<i64>,
 }
 
 fn checked_rules(rules: Vec<String>) -> Result<Vec<String>, ServiceError> {
@@ -116,14 +107,12 @@ fn checked_rules(rules: Vec<String>) -> Result<Vec<String>, ServiceError> {
 
 /// `POST /api/v1/assessments`: resolves the targets now and starts the run. Values the
 /// request leaves out come from its template, if it names one.
-pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Result<api::AssessmentRun, ServiceError> {
+pub async fn create(state: &Arc<AppState>, mut req: NewAssessment) -> Result<AssessmentRunRecord, ServiceError> {
     let mut duration_seconds = i64::from(DEFAULT_DURATION_SECONDS);
     if let Some(name) = &req.template {
         let template =
             state.store.list_assessment_templates().await?.into_iter().find(|t| &t.name == name).ok_or_else(|| {
-                ServiceError::NotFound(format!(
-                    "no assessment template `{name}`: list them with `flotilla assess templates ls`"
-                ))
+                ServiceError::missing("assessment template", name, "list them with `flotilla assess templates ls`")
             })?;
         if req.targets.is_empty() {
             req.targets = template.targets;
@@ -131,11 +120,11 @@ pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Re
         if req.rules.is_empty() {
             req.rules = template.rules;
         }
-        req.noncompliant_at = req.noncompliant_at.or(Some(template.noncompliant_at.as_str().to_owned()));
+        req.noncompliant_at = req.noncompliant_at.or(Some(template.noncompliant_at));
         duration_seconds = template.duration_seconds;
     }
     let rules = checked_rules(req.rules)?;
-    let noncompliant_at = req.noncompliant_at.as_deref().map_or(Ok(Severity::High), parse_severity)?;
+    let noncompliant_at = req.noncompliant_at.unwrap_or(Severity::High);
     let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
     let nodes = crate::fleet::list_nodes(state, &targets).await?;
     let deregistered = flotilla_core::NodeStatus::Deregistered;
@@ -161,7 +150,7 @@ pub async fn create(state: &Arc<AppState>, mut req: api::CreateAssessment) -> Re
     state.store.create_assessment_run(&run, &node_ids).await?;
     tracing::info!(run = %run.id, nodes = node_ids.len(), rules = ?run.rules, "assessment run created");
     spawn(state.clone(), run.id.clone());
-    Ok(to_api(&run, None))
+    Ok(run)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -211,11 +200,8 @@ pub async fn resume(state: &Arc<AppState>) -> Result<(), ServiceError> {
 }
 
 async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
-    let mut run = state
-        .store
-        .get_assessment_run(id)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no assessment run `{id}`")))?;
+    let mut run =
+        state.store.get_assessment_run(id).await?.ok_or_else(|| ServiceError::missing("assessment run", id, ""))?;
     let agent_rules: Vec<String> = run.rules.iter().filter(|r| document_of(r).is_some()).cloned().collect();
     if run.status == RunStatus::Created {
         run.status = if agent_rules.is_empty() { RunStatus::EvaluatingRules } else { RunStatus::CollectingData };
@@ -284,7 +270,8 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
     run.finding_counts = serde_json::to_string(&counts_by_name(&counts)).unwrap_or_else(|_| "{}".into());
     run.status = RunStatus::Completed;
     run.ended_at = Some(now_ms());
-    let summary = to_api(&run, Some(state.store.assessment_nodes(&run.id).await?));
+    // The kept report has the shape a run has in the API, so it is written by the same conversion.
+    let summary = http::run_to_api(&run, Some(state.store.assessment_nodes(&run.id).await?));
     let report = serde_json::to_vec_pretty(&summary).map_err(|e| ServiceError::Internal(e.to_string()))?;
     put_report(state, &format!("assessments/{}/run.json", run.id), report).await?;
     state.store.update_assessment_run(&run).await?;
@@ -344,11 +331,10 @@ async fn wait_for_command(state: &AppState, id: &str) -> Result<(), ServiceError
     // The position is taken BEFORE the status is read: a command that ends after the read
     // has its event after the position, so it cannot slip between the two.
     let from = state.events.last().await?;
-    let command = state
-        .store
-        .get_command(id)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("the assessment's command `{id}` is gone")))?;
+    let command =
+        state.store.get_command(id).await?.ok_or_else(|| {
+            ServiceError::missing_with("command", id, format!("the assessment's command `{id}` is gone"))
+        })?;
     if command.status.is_terminal() {
         return Ok(());
     }
@@ -647,36 +633,38 @@ fn finding_json(f: &FindingRecord) -> Value {
     })
 }
 
-pub async fn list(state: &AppState) -> Result<Vec<api::AssessmentRun>, ServiceError> {
-    Ok(state.store.list_assessment_runs().await?.iter().map(|r| to_api(r, None)).collect())
+pub async fn list(state: &AppState) -> Result<Vec<AssessmentRunRecord>, ServiceError> {
+    Ok(state.store.list_assessment_runs().await?)
 }
 
-pub async fn show(state: &AppState, id: &str) -> Result<api::AssessmentRun, ServiceError> {
-    let run = state.store.get_assessment_run(id).await?.ok_or_else(|| {
-        ServiceError::NotFound(format!("no assessment run `{id}`: list them with `flotilla assess ls`"))
-    })?;
+pub async fn show(state: &AppState, id: &str) -> Result<RunDetail, ServiceError> {
+    let run = state
+        .store
+        .get_assessment_run(id)
+        .await?
+        .ok_or_else(|| ServiceError::missing("assessment run", id, "list them with `flotilla assess ls`"))?;
     let nodes = state.store.assessment_nodes(id).await?;
-    Ok(to_api(&run, Some(nodes)))
+    Ok(RunDetail { run, nodes })
 }
 
-/// `GET /api/v1/findings`: a run's findings, or every node's latest (its `Finding` inventory).
+/// `GET /api/v1/findings`: a run's findings, or every node's latest (its `Finding` inventory),
+/// most severe first.
 pub async fn findings(
     state: &AppState,
     node: Option<&str>,
-    severity: Option<&str>,
+    severity: Option<Severity>,
     run: Option<&str>,
-) -> Result<Vec<api::FindingView>, ServiceError> {
-    let severity = severity.map(parse_severity).transpose()?;
+) -> Result<Vec<FindingView>, ServiceError> {
     if let Some(node) = node {
         let id: NodeId = node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Invalid(e.to_string()))?;
         if state.store.get_node(&id).await?.is_none() {
-            return Err(ServiceError::NotFound(format!("no node `{node}`")));
+            return Err(ServiceError::missing("node", node, ""));
         }
     }
-    let mut out: Vec<api::FindingView> = match run {
+    let mut out: Vec<FindingView> = match run {
         Some(run) => {
             if state.store.get_assessment_run(run).await?.is_none() {
-                return Err(ServiceError::NotFound(format!("no assessment run `{run}`")));
+                return Err(ServiceError::missing("assessment run", run, ""));
             }
             let ages: HashMap<String, i64> = state
                 .store
@@ -690,33 +678,22 @@ pub async fn findings(
                 .run_findings(run, node)
                 .await?
                 .into_iter()
-                .map(|f| api::FindingView {
-                    advisories_age_days: ages.get(&f.node_id).copied(),
-                    node_id: f.node_id,
-                    run_id: f.run_id,
-                    rule: f.rule,
-                    advisory_id: f.advisory_id,
-                    aliases: f.aliases,
-                    package: f.package,
-                    installed_version: f.installed_version,
-                    fixed_version: f.fixed_version,
-                    severity: f.severity.as_str().to_owned(),
-                    score: f.score,
-                    title: f.title,
-                })
+                .map(|f| FindingView { advisories_age_days: ages.get(&f.node_id).copied(), finding: f })
                 .collect()
         }
         None => latest(state, node).await?,
     };
     if let Some(severity) = severity {
-        out.retain(|f| f.severity == severity.as_str());
+        out.retain(|f| f.finding.severity == severity);
     }
-    out.sort_by(|a, b| severity_rank(&a.severity).cmp(&severity_rank(&b.severity)).then(a.node_id.cmp(&b.node_id)));
+    out.sort_by(|a, b| a.finding.severity.cmp(&b.finding.severity).then(a.finding.node_id.cmp(&b.finding.node_id)));
     Ok(out)
 }
 
-/// Each node's findings from its latest assessment, read from its `Finding` inventory.
-async fn latest(state: &AppState, node: Option<&str>) -> Result<Vec<api::FindingView>, ServiceError> {
+/// Each node's findings from its latest assessment, read from its `Finding` inventory. Only
+/// this server writes those items; one it cannot read (no known severity) is logged and left
+/// out rather than shown with a made-up severity.
+async fn latest(state: &AppState, node: Option<&str>) -> Result<Vec<FindingView>, ServiceError> {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -730,22 +707,29 @@ async fn latest(state: &AppState, node: Option<&str>) -> Result<Vec<api::Finding
         .filter_map(|(node_id, item)| {
             let v: Value = serde_json::from_str(&item).ok()?;
             let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-            Some(api::FindingView {
-                run_id: s("run_id").unwrap_or_default(),
-                node_id,
-                rule: s("rule").unwrap_or_default(),
-                advisory_id: s("advisory_id").unwrap_or_default(),
-                aliases: v
-                    .get("aliases")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default(),
-                package: s("package").unwrap_or_default(),
-                installed_version: s("installed_version").unwrap_or_default(),
-                fixed_version: s("fixed_version"),
-                severity: s("severity").unwrap_or_default(),
-                score: s("score"),
-                title: s("title").unwrap_or_default(),
+            let text = s("severity").unwrap_or_default();
+            let Ok(severity) = text.parse::<Severity>() else {
+                tracing::warn!(node = %node_id, "Finding item with unknown severity `{text}` left out");
+                return None;
+            };
+            Some(FindingView {
+                finding: FindingRecord {
+                    run_id: s("run_id").unwrap_or_default(),
+                    node_id,
+                    rule: s("rule").unwrap_or_default(),
+                    advisory_id: s("advisory_id").unwrap_or_default(),
+                    aliases: v
+                        .get("aliases")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
+                    package: s("package").unwrap_or_default(),
+                    installed_version: s("installed_version").unwrap_or_default(),
+                    fixed_version: s("fixed_version"),
+                    severity,
+                    score: s("score"),
+                    title: s("title").unwrap_or_default(),
+                },
                 advisories_age_days: v.get("advisories_age_days").and_then(Value::as_i64),
             })
         })
@@ -757,10 +741,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn severities_rank_high_first() {
-        let mut list = vec!["Low", "Bogus", "Informational", "High", "Medium"];
-        list.sort_by_key(|s| severity_rank(s));
-        assert_eq!(list, ["High", "Medium", "Low", "Informational", "Bogus"]);
+    fn severities_parse_in_any_case_and_order_high_first() {
+        let mut list = vec![Severity::Low, Severity::Informational, Severity::High, Severity::Medium];
+        list.sort();
+        assert_eq!(list, [Severity::High, Severity::Medium, Severity::Low, Severity::Informational]);
         assert!(parse_severity("critical").is_err());
         assert_eq!(parse_severity("medium").ok(), Some(Severity::Medium));
     }

@@ -11,11 +11,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flotilla_api as api;
 use flotilla_core::schedule::{DEFAULT_GRACE_MS, Schedule, ScheduleRules};
 use flotilla_core::{Severity, UnixMillis};
 
-use super::{DEFAULT_DURATION_SECONDS, checked_rules, create, parse_severity};
+use super::{DEFAULT_DURATION_SECONDS, NewAssessment, checked_rules, create};
 use crate::app::AppState;
 use crate::platform::scheduler::{ScheduleEntry, ScheduleSource, SourceError};
 use crate::platform::{ServiceError, now_ms};
@@ -46,10 +45,27 @@ fn parsed(t: &flotilla_store::AssessmentTemplate) -> Option<Result<Schedule, Str
     )
 }
 
-async fn to_api(
-    state: &AppState,
-    t: flotilla_store::AssessmentTemplate,
-) -> Result<api::AssessmentTemplate, ServiceError> {
+/// A template as an operator writes it; the path names it.
+#[derive(Debug, Clone, Default)]
+pub struct NewTemplate {
+    pub targets: Vec<String>,
+    pub rules: Vec<String>,
+    pub noncompliant_at: Option<Severity>,
+    pub duration_seconds: Option<u32>,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub grace_seconds: Option<u32>,
+}
+
+/// A stored template with where its schedule stands.
+#[derive(Debug, Clone)]
+pub struct TemplateView {
+    pub template: flotilla_store::AssessmentTemplate,
+    pub last_fired_at: Option<UnixMillis>,
+    pub next_run_at: Option<UnixMillis>,
+}
+
+async fn view(state: &AppState, t: flotilla_store::AssessmentTemplate) -> Result<TemplateView, ServiceError> {
     let key = key(&t.name);
     let last_fired = state.store.last_fired(&key).await?;
     let next = match parsed(&t) {
@@ -60,31 +76,16 @@ async fn to_api(
         }
         _ => None,
     };
-    Ok(api::AssessmentTemplate {
-        targets: t.targets,
-        rules: t.rules,
-        noncompliant_at: Some(t.noncompliant_at.as_str().to_owned()),
-        duration_seconds: u32::try_from(t.duration_seconds).ok(),
-        schedule: t.schedule,
-        timezone: t.timezone,
-        grace_seconds: t.grace_seconds.and_then(|g| u32::try_from(g).ok()),
-        last_fired_at: last_fired.map(|o| api::rfc3339(o.occurrence_at)),
-        next_run_at: next.map(api::rfc3339),
-        name: t.name,
-    })
+    Ok(TemplateView { template: t, last_fired_at: last_fired.map(|o| o.occurrence_at), next_run_at: next })
 }
 
-pub async fn put_template(
-    state: &AppState,
-    name: &str,
-    req: api::AssessmentTemplate,
-) -> Result<api::AssessmentTemplate, ServiceError> {
+pub async fn put_template(state: &AppState, name: &str, req: NewTemplate) -> Result<TemplateView, ServiceError> {
     flotilla_core::target::validate_group_name(name)
         .map_err(|reason| ServiceError::Invalid(format!("template name `{name}`: {reason}")))?;
     let rules = checked_rules(req.rules)?;
     let targets = if req.targets.is_empty() { vec!["all".to_owned()] } else { req.targets };
     crate::fleet::parse_targets(&targets)?;
-    let noncompliant_at = req.noncompliant_at.as_deref().map_or(Ok(Severity::High), parse_severity)?;
+    let noncompliant_at = req.noncompliant_at.unwrap_or(Severity::High);
     let duration = req.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS);
     if !(30..=86_400).contains(&duration) {
         return Err(ServiceError::Invalid(format!("duration {duration}s is outside 30 s to 24 h")));
@@ -134,20 +135,20 @@ pub async fn put_template(
     state.scheduler.changed();
     let stored =
         state.store.list_assessment_templates().await?.into_iter().find(|t| t.name == name).unwrap_or(template);
-    to_api(state, stored).await
+    view(state, stored).await
 }
 
-pub async fn list_templates(state: &AppState) -> Result<Vec<api::AssessmentTemplate>, ServiceError> {
+pub async fn list_templates(state: &AppState) -> Result<Vec<TemplateView>, ServiceError> {
     let mut out = Vec::new();
     for t in state.store.list_assessment_templates().await? {
-        out.push(to_api(state, t).await?);
+        out.push(view(state, t).await?);
     }
     Ok(out)
 }
 
 pub async fn delete_template(state: &AppState, name: &str) -> Result<(), ServiceError> {
     if !state.store.delete_assessment_template(name).await? {
-        return Err(ServiceError::NotFound(format!("no assessment template `{name}`")));
+        return Err(ServiceError::missing("assessment template", name, ""));
     }
     state.store.delete_occurrences(&key(name)).await?;
     state.scheduler.changed();
@@ -197,7 +198,7 @@ impl ScheduleSource for TemplateSchedules {
 
     async fn fire(&self, key: &str, occurrence_at: UnixMillis) -> Result<(), SourceError> {
         let name = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
-        let req = api::CreateAssessment { template: Some(name.to_owned()), ..Default::default() };
+        let req = NewAssessment { template: Some(name.to_owned()), ..Default::default() };
         match create(&self.state, req).await {
             Ok(run) => {
                 tracing::info!(template = %name, run = %run.id, occurrence = occurrence_at, "scheduled assessment started");

@@ -10,30 +10,56 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use flotilla_api as api;
 use flotilla_osv::parse_record;
-use flotilla_store::{AdvisoryRecord, ImportOutcome, Store};
-use flotilla_vuln::{CompiledAdvisory, InstalledPackage, NodeVulnReport, OsFacts, OsvEcosystem, PreparedNode};
+use flotilla_store::{AdvisoryRecord, AdvisoryStats, ImportOutcome, Store};
+use flotilla_vuln::{
+    AdvisoryMatch, CompiledAdvisory, InstalledPackage, NodeVulnReport, OsFacts, OsvEcosystem, PreparedNode,
+};
 
 use crate::platform::ServiceError;
 
 /// Largest batch of records accepted in one import request.
 pub const MAX_RECORDS_PER_BATCH: usize = 5_000;
 
+/// One OSV record as sent, with where it came from (a file name, for the rejection report).
+#[derive(Debug, Clone)]
+pub struct RecordText {
+    pub source: String,
+    pub text: String,
+}
+
+/// A record that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub source: String,
+    /// The record id, when it got far enough to have one.
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: Vec<Rejected>,
+}
+
 /// Checks and stores a batch of OSV records; each record is new, updated, unchanged or
 /// rejected with its reason.
-pub async fn import(store: &dyn Store, req: api::VulnImport) -> Result<api::VulnImportResult, ServiceError> {
-    if req.records.len() > MAX_RECORDS_PER_BATCH {
+pub async fn import(store: &dyn Store, records: Vec<RecordText>) -> Result<ImportSummary, ServiceError> {
+    if records.len() > MAX_RECORDS_PER_BATCH {
         return Err(ServiceError::Invalid(format!(
             "too many records in one request ({}; at most {MAX_RECORDS_PER_BATCH}): send smaller batches",
-            req.records.len()
+            records.len()
         )));
     }
     // Parsing a batch is CPU work: keep it off the async threads.
     let (accepted, mut result) = tokio::task::spawn_blocking(move || {
         let mut accepted = Vec::new();
-        let mut result = api::VulnImportResult::default();
-        for r in req.records {
+        let mut result = ImportSummary::default();
+        for r in records {
             match parse_record(&r.text) {
                 Ok(record) => {
                     let index = record.index_keys();
@@ -46,7 +72,7 @@ pub async fn import(store: &dyn Store, req: api::VulnImport) -> Result<api::Vuln
                         index,
                     });
                 }
-                Err(e) => result.rejected.push(api::VulnRejected {
+                Err(e) => result.rejected.push(Rejected {
                     source: r.source,
                     id: e.id().map(str::to_owned),
                     reason: e.to_string(),
@@ -69,21 +95,8 @@ pub async fn import(store: &dyn Store, req: api::VulnImport) -> Result<api::Vuln
 }
 
 /// Counts per ecosystem and the newest record.
-pub async fn status(store: &dyn Store) -> Result<api::VulnDbStatus, ServiceError> {
-    let stats = store.advisory_stats().await?;
-    Ok(api::VulnDbStatus {
-        advisories: stats.total,
-        ecosystems: stats
-            .ecosystems
-            .into_iter()
-            .map(|(ecosystem, advisories, newest)| api::VulnEcosystemStatus {
-                ecosystem,
-                advisories,
-                newest_modified: Some(api::rfc3339(newest / 1000)),
-            })
-            .collect(),
-        newest: stats.newest.map(|(id, modified)| api::VulnNewest { id, modified }),
-    })
+pub async fn status(store: &dyn Store) -> Result<AdvisoryStats, ServiceError> {
+    Ok(store.advisory_stats().await?)
 }
 
 /// Parsed advisories by id, reused across the nodes of one assessment run. A record whose
@@ -216,22 +229,10 @@ pub async fn match_version(
     ecosystem: &str,
     package: &str,
     version: &str,
-) -> Result<Vec<api::VulnMatch>, ServiceError> {
+) -> Result<Vec<AdvisoryMatch>, ServiceError> {
     let eco = OsvEcosystem::parse(ecosystem).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let ids = store.advisory_ids_for(&[(eco.key().to_owned(), package.to_owned())]).await?;
     let advisories = AdvisoryCache::new().load(store, &ids).await?;
-    let rows = flotilla_vuln::match_version(&eco, package, version, advisories.iter().map(Arc::as_ref))
-        .map_err(|e| ServiceError::Invalid(format!("{e} (versions are compared as {} does)", eco.ordering())))?;
-    Ok(rows
-        .into_iter()
-        .map(|m| api::VulnMatch {
-            advisory_id: m.advisory_id,
-            aliases: m.aliases,
-            package: m.package,
-            fixed_version: m.fixed_version,
-            severity: m.severity.to_string(),
-            score: m.score,
-            title: m.title,
-        })
-        .collect())
+    flotilla_vuln::match_version(&eco, package, version, advisories.iter().map(Arc::as_ref))
+        .map_err(|e| ServiceError::Invalid(format!("{e} (versions are compared as {} does)", eco.ordering())))
 }

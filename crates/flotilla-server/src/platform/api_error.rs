@@ -40,10 +40,8 @@ impl From<ServiceError> for ApiError {
         let message = err.to_string();
         match err {
             ServiceError::Invalid(_) => Self::invalid(message),
-            ServiceError::Missing { .. } | ServiceError::NotFound(_) => Self::not_found(message),
-            ServiceError::Clash { .. } | ServiceError::Conflict(_) => {
-                Self::new(StatusCode::CONFLICT, "conflict", message)
-            }
+            ServiceError::Missing { .. } => Self::not_found(message),
+            ServiceError::Clash { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
             ServiceError::Unauthorized(_) => Self::unauthorized(message),
             ServiceError::Refused(refusal) => match refusal {
                 ActivationRefusal::UnknownId(_) => Self::new(StatusCode::NOT_FOUND, "unknown_activation", message),
@@ -92,9 +90,12 @@ mod tests {
                 StatusCode::NOT_FOUND,
                 "not_found",
             ),
-            (ServiceError::NotFound("no assessment run `ar-1`".into()), StatusCode::NOT_FOUND, "not_found"),
+            (
+                ServiceError::missing("assessment run", "ar-1", "list them with `flotilla assess ls`"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
             (ServiceError::clash("parameter", "/a", "parameter `/a` already exists"), StatusCode::CONFLICT, "conflict"),
-            (ServiceError::Conflict("busy".into()), StatusCode::CONFLICT, "conflict"),
         ];
         for (err, status, code) in cases {
             let message = err.to_string();

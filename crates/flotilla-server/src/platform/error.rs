@@ -14,16 +14,10 @@ pub enum ServiceError {
     /// the CLI and its tests know it.
     #[error("{message}")]
     Missing { what: &'static str, id: String, message: String },
-    /// Not found, with only a message: for the capabilities not yet converted to `Missing`.
-    #[error("{0}")]
-    NotFound(String),
     /// The named thing exists but is in a state that refuses the operation (already exists,
     /// already finished, changed by someone else).
     #[error("{message}")]
     Clash { what: &'static str, id: String, message: String },
-    /// A conflict with only a message: for the capabilities not yet converted to `Clash`.
-    #[error("{0}")]
-    Conflict(String),
     #[error(transparent)]
     Refused(#[from] ActivationRefusal),
     #[error("{0}")]
