@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_core::{Cursor, EventType};
-use flotilla_store::{EventRecord, NewEvent, Store, StoreError};
+use flotilla_store::{EventRecord, Store, StoreError};
 use tokio::sync::watch;
 
 /// How often a waiter re-reads the log when nothing in this process woke it: the bound on how
@@ -32,13 +32,6 @@ impl EventLog {
     pub fn new(store: Arc<dyn Store>) -> Self {
         let appended = store.watch_appended();
         EventLog { store, appended }
-    }
-
-    /// Appends events that record no stored change of their own (a stored change's event is
-    /// written by the store method that makes it).
-    #[allow(dead_code)] // for events without a stored change (sessions, windows: next issues)
-    pub async fn publish(&self, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
-        self.store.publish(events).await
     }
 
     pub async fn list(&self, after: Cursor, types: &[EventType], limit: u32) -> Result<Vec<EventRecord>, StoreError> {
@@ -99,17 +92,12 @@ impl Subscription {
             }
         }
     }
-
-    /// The sequence number it has read up to.
-    #[allow(dead_code)] // for durable subscribers that store their position (rules, next issue)
-    pub fn position(&self) -> Cursor {
-        self.cursor
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_store::NewEvent;
 
     fn one(kind: EventType, resource: &str) -> NewEvent {
         NewEvent::new(kind, 1, vec![resource.into()], serde_json::json!({}))
@@ -120,19 +108,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> =
             Arc::new(flotilla_store::SqlStore::open_sqlite(&dir.path().join("db")).await.expect("open"));
-        let log = EventLog::new(store);
-        log.publish(&[one(EventType::NodeOnline, "n-1")]).await.expect("publish");
+        let log = EventLog::new(store.clone());
+        store.publish(&[one(EventType::NodeOnline, "n-1")]).await.expect("publish");
         let mut sub = log.subscribe(Cursor::START, vec![EventType::CommandStatusChanged]);
-        let waiter = tokio::spawn(async move { sub.next().await.map(|e| (e, sub.position())) });
-        log.publish(&[one(EventType::CommandStatusChanged, "c-1")]).await.expect("publish");
-        let (events, position) = waiter.await.expect("join").expect("next");
+        let waiter = tokio::spawn(async move { sub.next().await.map(|e| (e, sub)) });
+        store.publish(&[one(EventType::CommandStatusChanged, "c-1")]).await.expect("publish");
+        let (events, mut sub) = waiter.await.expect("join").expect("next");
         assert_eq!(events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(), [(2, EventType::CommandStatusChanged)]);
-        assert_eq!(position, Cursor(2));
+        // It goes on from where it stopped: the next read holds only what came after.
+        store.publish(&[one(EventType::CommandStatusChanged, "c-2")]).await.expect("publish");
+        let later = sub.next().await.expect("next");
+        assert_eq!(later.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
 
         // A long poll with nothing new ends empty; one from an old position returns at once.
-        let none = log.wait_for(Cursor(2), &[], 10, Duration::from_millis(50)).await.expect("wait");
+        let none = log.wait_for(Cursor(3), &[], 10, Duration::from_millis(50)).await.expect("wait");
         assert!(none.is_empty());
-        let again = log.wait_for(Cursor(1), &[], 10, Duration::from_secs(30)).await.expect("wait");
+        let again = log.wait_for(Cursor(2), &[], 10, Duration::from_secs(30)).await.expect("wait");
         assert_eq!(again.len(), 1);
     }
 }
