@@ -77,9 +77,9 @@ impl Server {
         let output = output::OutputSpool::new(&config.data_dir.join("spool"), config.max_output_bytes)
             .with_context(|| format!("cannot create {}", config.data_dir.join("spool").display()))?;
         let (engine, engine_events) = engine::Engine::new();
-        let store_for_scheduler = store.clone();
         let platform = Arc::new(Platform {
             events: platform::events::EventLog::new(store.clone()),
+            scheduler: Arc::new(scheduler::Scheduler::new(store.clone(), url.clone())),
             store,
             artifacts,
             keys: boot.keys,
@@ -88,7 +88,6 @@ impl Server {
             metrics: metrics::Metrics::new(),
             workers: Workers::new(shutdown.clone()),
             config: config.clone(),
-            scheduler: Arc::new(scheduler::Scheduler::new(store_for_scheduler, url.clone())),
         });
         let state = Arc::new(AppState { platform: platform.clone(), run: runcommand::RunState { engine, output } });
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;

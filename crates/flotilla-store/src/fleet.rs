@@ -2,7 +2,7 @@
 //! belongs to the fleet and who may call the API. SQL in `sql/fleet.rs`.
 
 use async_trait::async_trait;
-use flotilla_core::{Activation, Node, NodeId, NodeInfo, Tags, UnixMillis};
+use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Tags, UnixMillis};
 
 use crate::StoreError;
 
@@ -37,6 +37,8 @@ pub trait FleetStore: Send + Sync {
     async fn enroll_node(&self, activation_id: &str, node: &Node) -> Result<Enrollment, StoreError>;
     async fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError>;
     async fn list_nodes(&self) -> Result<Vec<Node>, StoreError>;
+    /// How many nodes are in each status (one grouped query; for status pages on big fleets).
+    async fn count_nodes_by_status(&self) -> Result<Vec<(NodeStatus, u64)>, StoreError>;
     /// Records what the agent reported at connect and marks it Online. Returns false when the
     /// node does not exist or is deregistered (then nothing changes).
     async fn node_connected(&self, id: &NodeId, info: &NodeInfo, now: UnixMillis) -> Result<bool, StoreError>;

@@ -475,6 +475,8 @@ async fn sqlite_contract() {
     // Reopening applies no migration twice and keeps the data.
     let again = SqlStore::open_sqlite(&path).await.expect("reopen sqlite");
     assert_eq!(again.list_nodes().await.expect("list").len(), 3);
+    let counted: u64 = again.count_nodes_by_status().await.expect("count").iter().map(|(_, n)| n).sum();
+    assert_eq!(counted, 3, "the grouped count covers every node");
 }
 
 #[tokio::test]

@@ -51,11 +51,10 @@ pub async fn status(platform: &Platform) -> ServerStatus {
         },
     };
     let (enrolled, online) = if store_health.reachable {
-        match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.list_nodes()).await {
-            Ok(Ok(nodes)) => {
-                let enrolled = nodes.iter().filter(|n| n.status != NodeStatus::Deregistered).count();
-                let online = nodes.iter().filter(|n| n.status == NodeStatus::Online).count();
-                (Some(count(enrolled)), Some(count(online)))
+        match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.count_nodes_by_status()).await {
+            Ok(Ok(counts)) => {
+                let sum = |keep: fn(NodeStatus) -> bool| counts.iter().filter(|(s, _)| keep(*s)).map(|(_, n)| n).sum();
+                (Some(sum(|s| s != NodeStatus::Deregistered)), Some(sum(|s| s == NodeStatus::Online)))
             }
             Ok(Err(e)) => {
                 tracing::warn!("server status: cannot count the nodes: {e}");

@@ -164,6 +164,19 @@ impl FleetStore for SqlStore {
         rows.iter().map(node_from_row).collect()
     }
 
+    async fn count_nodes_by_status(&self) -> Result<Vec<(NodeStatus, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM nodes GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("count nodes"))?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = get(row, "n")?;
+                Ok((parse(row, "nodes", "(counted by status)", "status")?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     async fn node_connected(&self, id: &NodeId, info: &NodeInfo, now: UnixMillis) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin recording a node's connection"))?;
         let done = sqlx::query(
