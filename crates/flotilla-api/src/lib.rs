@@ -5,6 +5,7 @@
 //! added; requests reject unknown fields so that a typo is an error, not a silent default.
 
 pub mod assess;
+pub mod associations;
 pub mod client;
 pub mod inventory;
 pub mod parameters;
@@ -13,6 +14,7 @@ pub mod types;
 pub mod vulndb;
 
 pub use assess::*;
+pub use associations::*;
 pub use client::{Client, ClientError};
 pub use inventory::*;
 pub use parameters::*;

@@ -74,6 +74,12 @@ enum Command {
     /// The durable event log: every state change, paged by sequence number or followed live.
     #[command(subcommand)]
     Events(cmd::events::Events),
+    /// State Manager: documents kept applied on target nodes, on a schedule and as nodes join.
+    #[command(subcommand)]
+    Associations(cmd::associations::Associations),
+    /// Compliance of every type (Association, Patch, Vulnerability) per node and fleet-wide.
+    #[command(subcommand)]
+    Compliance(cmd::associations::Compliance),
     /// Vulnerability assessment runs.
     #[command(subcommand)]
     Assess(cmd::assess::Assess),
@@ -163,6 +169,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => c.run(&conn.client()?, format).await,
         Command::Inventory(c) => c.run(&conn.client()?, format).await,
         Command::Assess(c) => c.run(&conn.client()?, format).await,
+        Command::Associations(c) => c.run(&conn.client()?, format).await,
+        Command::Compliance(c) => c.run(&conn.client()?, format).await,
         Command::Findings(c) => c.run(&conn.client()?, format).await,
         Command::Vulndb(c) => c.run(&conn.client()?, format).await,
     }

@@ -1,5 +1,5 @@
 //! Flotilla's domain core: nodes, activations, tags, targets, reconnect backoff, Run Command's
-//! rules, the Parameter Store's rules, assessment states, severity levels and the event log's
+//! rules, the Parameter Store's rules, State Manager associations, compliance, assessment states, severity levels and the event log's
 //! vocabulary.
 //!
 //! Architecture invariant: this crate does no I/O and knows nothing of tokio, sqlx, axum or
@@ -7,8 +7,10 @@
 
 pub mod activation;
 pub mod assessment;
+pub mod association;
 pub mod backoff;
 pub mod command;
+pub mod compliance;
 pub mod event;
 pub mod node;
 pub mod parameter;

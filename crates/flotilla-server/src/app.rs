@@ -8,10 +8,13 @@ use axum::extract::FromRef;
 
 use crate::platform::{Platform, PlatformState};
 use crate::runcommand::RunState;
+use crate::statemanager::Reconciler;
 
 pub(crate) struct AppState {
     pub platform: Arc<Platform>,
     pub run: RunState,
+    /// Wakes State Manager's reconciler.
+    pub associations: Reconciler,
 }
 
 impl Deref for AppState {

@@ -4,18 +4,21 @@
 //! (`/api/v1`), enrollment (`/agent/v1`), the agent channel (gRPC `flotilla.agent.v1`), and
 //! `/healthz`, `/readyz`, `/metrics`. Layout: `platform` (store access, keys, PKI, artifacts,
 //! events, registry, listener, config, metrics) knows no capability; each capability folder
-//! (`fleet`, `runcommand`, `inventory`, `assessments`, `parameters`) owns its services, workers
+//! (`fleet`, `runcommand`, `inventory`, `assessments`, `parameters`, `statemanager`,
+//! `compliance`) owns its services, workers
 //! and HTTP handlers; `app` holds the shared state and `http` assembles the routes. This file
 //! wires them at start.
 
 mod app;
 mod assessments;
+mod compliance;
 mod fleet;
 mod http;
 mod inventory;
 mod parameters;
 mod platform;
 mod runcommand;
+mod statemanager;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,7 +92,11 @@ impl Server {
             workers: Workers::new(shutdown.clone()),
             config: config.clone(),
         });
-        let state = Arc::new(AppState { platform: platform.clone(), run: runcommand::RunState { engine, output } });
+        let state = Arc::new(AppState {
+            platform: platform.clone(),
+            run: runcommand::RunState { engine, output },
+            associations: statemanager::Reconciler::default(),
+        });
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
@@ -170,8 +177,10 @@ fn spawn_workers(
         }
     })?;
     // Each capability's schedules, fired by the one scheduler.
-    let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> =
-        vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))];
+    let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> = vec![
+        Arc::new(assessments::templates::TemplateSchedules::new(state.clone())),
+        Arc::new(statemanager::AssociationSchedules::new(state.clone())),
+    ];
     let scheduler = state.scheduler.clone();
     workers.spawn("scheduler", move |ctx| {
         let (scheduler, schedules) = (scheduler.clone(), schedules.clone());
@@ -179,6 +188,11 @@ fn spawn_workers(
             scheduler.run(&schedules, &ctx).await;
             Ok(())
         }
+    })?;
+    let s = state.clone();
+    workers.spawn("associations", move |ctx| {
+        let s = s.clone();
+        async move { statemanager::reconciler::run(s, &ctx).await }
     })?;
     Ok(())
 }

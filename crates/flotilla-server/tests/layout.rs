@@ -18,6 +18,9 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("runcommand", &["fleet", "parameters"]),
     // Node-side rules run as commands.
     ("assessments", &["fleet", "runcommand"]),
+    // Associations resolve targets and run as commands.
+    ("statemanager", &["fleet", "runcommand"]),
+    ("compliance", &["fleet"]),
 ];
 /// The composition root: wires everything, may import anything.
 const ROOT_FILES: &[&str] = &["lib.rs", "app.rs", "http.rs"];

@@ -12,7 +12,9 @@
 //! back ends differ only in their connection set-up and migrations.
 
 mod assessments;
+mod associations;
 mod commands;
+mod compliance;
 mod error;
 mod events;
 mod fleet;
@@ -23,7 +25,9 @@ mod sql;
 mod vulndb;
 
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
+pub use associations::{AssociationNodeRecord, AssociationRecord, AssociationStore, SettledRun};
 pub use commands::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord};
+pub use compliance::{ComplianceItem, ComplianceStore};
 pub use error::StoreError;
 pub use events::{EventRecord, EventStore, NewEvent};
 pub use fleet::{Enrollment, FleetStore, TargetGroup};
@@ -38,8 +42,8 @@ use async_trait::async_trait;
 /// Every store trait, for `use flotilla_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AssessmentStore, CommandStore, EventStore, FleetStore, InventoryStore, ParameterStore, ScheduleStore, Store,
-        VulnDbStore,
+        AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
+        ParameterStore, ScheduleStore, Store, VulnDbStore,
     };
 }
 
@@ -51,6 +55,8 @@ pub trait Store:
     + CommandStore
     + InventoryStore
     + AssessmentStore
+    + AssociationStore
+    + ComplianceStore
     + ParameterStore
     + VulnDbStore
     + ScheduleStore

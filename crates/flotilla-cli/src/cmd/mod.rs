@@ -2,6 +2,7 @@
 
 pub mod activations;
 pub mod assess;
+pub mod associations;
 pub mod commands;
 pub mod documents;
 pub mod events;

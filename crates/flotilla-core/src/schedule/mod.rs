@@ -214,6 +214,11 @@ impl Schedule {
         matches!(self.kind, Kind::At(_))
     }
 
+    /// Whether this is a `rate(...)` schedule.
+    pub fn is_rate(&self) -> bool {
+        matches!(self.kind, Kind::Rate { .. })
+    }
+
     /// The first occurrence strictly after `t`.
     pub fn next_after(&self, t: UnixMillis) -> Option<UnixMillis> {
         match &self.kind {

@@ -32,8 +32,10 @@ use std::time::Duration;
 
 use flotilla_core::assessment::{NodeStatus, RunStatus};
 use flotilla_core::command::{CommandStatus, InvocationStatus};
+use flotilla_core::compliance::{ComplianceSeverity, ComplianceStatus, ComplianceType};
 use flotilla_core::{EventType, NodeId, Severity};
 use flotilla_document::{ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY};
+use flotilla_store::ComplianceItem;
 use flotilla_store::{AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord};
 use flotilla_vuln::{Coverage, EcosystemHoldings, InstalledPackage, OsFacts, Staleness};
 use futures::StreamExt;
@@ -604,6 +606,24 @@ async fn write_inventory(
     ];
     let now = now_ms();
     state.store.apply_inventory(node, &changes, now, now).await?;
+    // The same verdict as a compliance item, beside associations and patches. Not assessable
+    // is never compliant.
+    let item = ComplianceItem {
+        node_id: node.to_string(),
+        kind: ComplianceType::Vulnerability,
+        item_id: "assessment".into(),
+        title: format!("vulnerability assessment ({})", run.rules.join(", ")),
+        status: if compliance_status == "COMPLIANT" {
+            ComplianceStatus::Compliant
+        } else {
+            ComplianceStatus::NonCompliant
+        },
+        severity: worst.map_or(ComplianceSeverity::Unspecified, ComplianceSeverity::from_vulnerability),
+        detail: if status == NodeStatus::NotAssessable { format!("not assessable; {detail}") } else { detail.clone() },
+        execution_id: run.id.clone(),
+        time: now,
+    };
+    state.store.put_compliance(&[item]).await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use crate::platform::secret::random_bytes;
 use crate::platform::{ServiceError, now_ms};
 use crate::runcommand::documents;
 use crate::runcommand::engine::Event;
+use crate::runcommand::engine::PlannedStep;
 
 /// Default delivery timeout (AWS console default).
 const DEFAULT_DELIVERY_TIMEOUT_S: u32 = 600;
@@ -35,6 +36,9 @@ pub struct NewCommand {
     pub timeout_seconds: Option<u32>,
     pub delivery_timeout_seconds: Option<u32>,
     pub comment: Option<String>,
+    /// When not empty: exactly these nodes, already resolved from `targets` by the caller (an
+    /// association sends itself only to the nodes that are behind). `targets` stays the record.
+    pub nodes: Vec<String>,
 }
 
 /// A command with its invocations, as stored, and how many invocations are in each status
@@ -84,20 +88,18 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
             "no target: give at least one --target (a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all; join terms with & and negate one with !)".into(),
         ));
     }
-    let (version, mut steps) = documents::plan(state, &req.document, req.document_version, &req.parameters).await?;
+    let (version, mut steps) = checked_plan(state, &req.document, req.document_version, &req.parameters).await?;
     if let Some(t) = req.timeout_seconds {
         for step in &mut steps {
             step.timeout_seconds = t;
         }
     }
-    // Malformed `{{param:...}}` references are refused now; whether the parameters exist is
-    // checked when each invocation is sent (they may be created in between).
-    for step in &steps {
-        crate::parameters::check_references(&step.name, &step.script, step.env.values())
-            .map_err(ServiceError::Invalid)?;
-    }
-    let nodes = fleet::list_nodes(state, &req.targets).await?;
-    if nodes.is_empty() {
+    let node_ids: Vec<String> = if req.nodes.is_empty() {
+        fleet::list_nodes(state, &req.targets).await?.iter().map(|n| n.id.to_string()).collect()
+    } else {
+        req.nodes.clone()
+    };
+    if node_ids.is_empty() {
         return Err(ServiceError::Invalid(format!(
             "the targets {} match no node: check them with `flotilla nodes ls --target ...`; no command was created",
             req.targets.join(" ")
@@ -121,12 +123,29 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
         created_at: now_ms(),
         ended_at: None,
     };
-    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
     state.store.create_command(&record, &node_ids).await?;
     tracing::info!(command_id = %record.id, document = %record.document, nodes = node_ids.len(), "command created");
     state.run.engine.notify(Event::Start(record.id.clone())).await;
     let invocations = state.store.list_invocations(&record.id).await?;
     Ok(detail(record, invocations))
+}
+
+/// Plans `document` with `parameters` as a command would: the document and version exist, the
+/// parameters bind, and `{{param:...}}` references are well formed (whether the parameters
+/// exist is checked when each invocation is sent: they may be created in between). For
+/// services that store a command to run later (associations, window tasks).
+pub async fn checked_plan(
+    state: &AppState,
+    document: &str,
+    version: Option<i64>,
+    parameters: &BTreeMap<String, Vec<String>>,
+) -> Result<(i64, Vec<PlannedStep>), ServiceError> {
+    let (version, steps) = documents::plan(state, document, version, parameters).await?;
+    for step in &steps {
+        crate::parameters::check_references(&step.name, &step.script, step.env.values())
+            .map_err(ServiceError::Invalid)?;
+    }
+    Ok((version, steps))
 }
 
 pub async fn get(state: &AppState, id: &str) -> Result<CommandDetail, ServiceError> {

@@ -149,6 +149,7 @@ fn new_command(req: api::CreateCommand) -> NewCommand {
         timeout_seconds: req.timeout_seconds,
         delivery_timeout_seconds: req.delivery_timeout_seconds,
         comment: req.comment,
+        nodes: Vec::new(),
     }
 }
 

@@ -8,7 +8,9 @@
 //! change runs in one transaction.
 
 mod assessments;
+mod associations;
 mod commands;
+mod compliance;
 pub(crate) mod events;
 mod fleet;
 mod inventory;
@@ -40,6 +42,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "advisory_age", include_str!("../../migrations/sqlite/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/sqlite/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
+    (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -52,6 +55,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "advisory_age", include_str!("../../migrations/postgres/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/postgres/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
+    (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
