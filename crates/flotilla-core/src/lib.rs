@@ -9,6 +9,7 @@ pub mod activation;
 pub mod assessment;
 pub mod backoff;
 pub mod command;
+pub mod desired;
 pub mod event;
 pub mod node;
 pub mod parameter;
