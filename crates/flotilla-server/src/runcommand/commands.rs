@@ -93,8 +93,12 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
     // Malformed `{{param:...}}` references are refused now; whether the parameters exist is
     // checked when each invocation is sent (they may be created in between).
     for step in &steps {
-        crate::parameters::check_references(&step.name, &step.script, step.env.values())
-            .map_err(ServiceError::Invalid)?;
+        crate::parameters::check_references(
+            &step.name,
+            &step.script,
+            step.env.values().chain(step.agent_inputs.values()),
+        )
+        .map_err(ServiceError::Invalid)?;
     }
     let nodes = fleet::list_nodes(state, &req.targets).await?;
     if nodes.is_empty() {
