@@ -209,15 +209,48 @@ pub async fn run(spec: &Spec, sink: mpsc::Sender<Chunk>, cancel: CancellationTok
     Ok(outcome)
 }
 
-/// Runs a tool the agent itself needs (`rpm`, `systemctl`) and returns its stdout: same fixed
-/// environment and own process group as scripts, killed at the timeout. `Ok(None)` when the
-/// program is not installed.
-pub async fn capture(program: &str, args: &[&str], timeout: Duration) -> Result<Option<String>, String> {
+/// What a tool run by [`output`] left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutput {
+    /// The exit status; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ToolOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// "PROGRAM failed (exit N): its stderr (or stdout)", for a step's failure detail.
+    pub fn failure(&self, program: &str) -> String {
+        let said = if self.stderr.trim().is_empty() { self.stdout.trim() } else { self.stderr.trim() };
+        // The tool's last lines say what went wrong; progress chatter comes before them.
+        let lines: Vec<&str> = said.lines().collect();
+        let tail = lines.get(lines.len().saturating_sub(6)..).unwrap_or_default().join("\n");
+        match self.code {
+            Some(code) => format!("{program} failed (exit {code}): {tail}"),
+            None => format!("{program} was killed by a signal: {tail}"),
+        }
+    }
+}
+
+/// Runs a tool the agent itself needs (`rpm`, `systemctl`, `useradd`) with `args` (never
+/// through a shell), the same fixed environment plus `env`, in its own process group, killed
+/// at the timeout. `Ok(None)` when the program is not installed; a non-zero exit is `Ok`.
+pub async fn output(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Option<ToolOutput>, String> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("LANG", "C.UTF-8")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -237,11 +270,24 @@ pub async fn capture(program: &str, args: &[&str], timeout: Duration) -> Result<
         }
     };
     kill_group(pid);
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!("{program} failed ({}): {}", output.status, stderr.trim()));
+    Ok(Some(ToolOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }))
+}
+
+/// Runs a tool the agent itself needs and returns its stdout (see [`output`]); a non-zero exit
+/// is an error with its stderr. `Ok(None)` when the program is not installed.
+pub async fn capture(program: &str, args: &[&str], timeout: Duration) -> Result<Option<String>, String> {
+    match output(program, args, &[], timeout).await? {
+        None => Ok(None),
+        Some(out) if out.success() => Ok(Some(out.stdout)),
+        Some(out) => {
+            let status = out.code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit status: {c}"));
+            Err(format!("{program} failed ({status}): {}", out.stderr.trim()))
+        }
     }
-    Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
 }
 
 #[cfg(test)]

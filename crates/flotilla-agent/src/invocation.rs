@@ -59,6 +59,18 @@ struct ResultFile {
     stdout_dropped_bytes: u64,
     #[serde(default)]
     stderr_dropped_bytes: u64,
+    /// What each desired-state step found and did (absent in older spools and tombstones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    state: Vec<StepStateFile>,
+}
+
+/// One desired-state step's report, as spooled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StepStateFile {
+    step: String,
+    action: String,
+    changed: bool,
+    detail: String,
 }
 
 /// What is remembered of an acknowledged invocation, in `executed/ID.json`.
@@ -218,6 +230,7 @@ impl Runner {
                         detail: "this invocation already ran; its record on the node is damaged".into(),
                         stdout_dropped_bytes: 0,
                         stderr_dropped_bytes: 0,
+                        state: Vec::new(),
                     },
                     stdout_bytes: 0,
                     stderr_bytes: 0,
@@ -394,9 +407,46 @@ impl Runner {
             detail: String::new(),
             stdout_dropped_bytes: 0,
             stderr_dropped_bytes: 0,
+            state: Vec::new(),
         };
         let mut budgets = [Budget::new(run.max_output_bytes); 2];
         for step in run.steps {
+            if crate::desired::is_desired_state(&step.agent_action) {
+                let root = self.inventory.root().to_owned();
+                let timeout = Duration::from_secs(u64::from(step.timeout_seconds.max(1)));
+                let inputs: std::collections::BTreeMap<String, String> = step.agent_inputs.into_iter().collect();
+                let applied = tokio::select! {
+                    applied = crate::desired::apply(&root, &step.agent_action, &inputs, timeout) => applied,
+                    () = cancel.cancelled() => {
+                        (result.outcome, result.exit_code, result.detail) =
+                            (InvocationOutcome::Cancelled as i32, -1, "cancelled".into());
+                        break;
+                    }
+                };
+                let line = match &applied {
+                    Ok(report) => format!("{}\n", report.detail),
+                    Err(why) => format!("{}: {why}\n", step.name),
+                };
+                self.output(dir, &run.invocation_id, &mut budgets[0], OutputStream::Stdout, line.into_bytes()).await;
+                match applied {
+                    Ok(report) => {
+                        result.state.push(StepStateFile {
+                            step: step.name,
+                            action: step.agent_action,
+                            changed: report.changed,
+                            detail: report.detail,
+                        });
+                        (result.outcome, result.exit_code, result.detail) =
+                            (InvocationOutcome::Success as i32, 0, String::new());
+                    }
+                    Err(why) => {
+                        (result.outcome, result.exit_code, result.detail) =
+                            (InvocationOutcome::Failed as i32, 1, format!("step {}: {why}", step.name));
+                        break;
+                    }
+                }
+                continue;
+            }
             if !step.agent_action.is_empty() {
                 let (outcome, exit_code, detail, text) = self.agent_action(&step.agent_action).await;
                 self.output(dir, &run.invocation_id, &mut budgets[0], OutputStream::Stdout, text.into_bytes()).await;
@@ -524,6 +574,7 @@ async fn terminate_orphan(dir: &Path, id: &str) {
         detail: "the agent stopped while this invocation ran".into(),
         stdout_dropped_bytes: 0,
         stderr_dropped_bytes: 0,
+        state: Vec::new(),
     };
     if let Err(e) = write_result(dir, &result).await {
         tracing::warn!(invocation = %id, "cannot record a terminated invocation: {e}");
@@ -547,6 +598,16 @@ fn result_message(id: &str, r: &ResultFile, stdout_bytes: u64, stderr_bytes: u64
         stdout_dropped_bytes: r.stdout_dropped_bytes,
         stderr_dropped_bytes: r.stderr_dropped_bytes,
         replayed,
+        state: r
+            .state
+            .iter()
+            .map(|s| flotilla_proto::v1::StepState {
+                step: s.step.clone(),
+                action: s.action.clone(),
+                changed: s.changed,
+                detail: s.detail.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod assess;
 mod channel;
+mod desired;
 mod enroll;
 mod error;
 pub mod exec;

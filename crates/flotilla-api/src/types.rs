@@ -238,6 +238,27 @@ pub struct Invocation {
     pub ended_at: Option<String>,
     pub output: InvocationOutput,
     pub detail: String,
+    /// Whether the run changed anything on the node: true when any desired-state step
+    /// changed its resource, false when every one found it as described, null when no step
+    /// reported a state (scripts only, or not ended).
+    #[serde(default)]
+    pub changed: Option<bool>,
+    /// What each desired-state step found and did, in step order.
+    #[serde(default)]
+    pub state: Vec<StepState>,
+}
+
+/// One desired-state step's report (`file:write`, `service:ensure`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepState {
+    /// The planned step's name (`desiredState.0`).
+    pub step: String,
+    pub action: String,
+    /// The run had to change the resource.
+    pub changed: bool,
+    /// What differed and what was done, or "unchanged".
+    pub detail: String,
 }
 
 /// A command, with its invocations in `show`.

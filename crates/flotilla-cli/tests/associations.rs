@@ -199,3 +199,112 @@ fn an_association_applies_at_creation_on_demand_on_schedule_and_to_nodes_that_jo
     let items = server.cli_json(&["compliance", "ls", "--type", "Association"]).expect("compliance");
     assert!(items.as_array().is_some_and(|a| a.iter().all(|i| i["id"] != assoc.as_str())), "{items}");
 }
+
+/// The motd association of the demo, on a real agent's root: applied at creation (changed),
+/// applied again (unchanged), an edit on the node corrected by the next run, a managed file the
+/// association cannot keep (a directory in its place) NON_COMPLIANT until fixed, and an owner
+/// the node does not have refused with the node's reason.
+#[test]
+fn a_desired_state_association_keeps_a_file_and_its_compliance_follows_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let (agents, ids) = start_fleet(&server, dir.path(), 1, DEBIAN).expect("fleet");
+    let node = ids[0].as_str();
+    let motd = agents[0].root.join("etc/motd");
+    let resources =
+        r#"resources=[{"action":"file:write","path":"/etc/motd","content":"managed by flotilla\n","mode":"0644"}]"#;
+    let created = server
+        .cli_json(&[
+            "associations",
+            "create",
+            "--name",
+            "motd",
+            "--document",
+            "Flotilla-DesiredState",
+            "--param",
+            resources,
+            "--target",
+            "all",
+            "--compliance-severity",
+            "MEDIUM",
+        ])
+        .expect("create");
+    let assoc = created["id"].as_str().expect("id").to_owned();
+    let mut seen: Vec<String> = Vec::new();
+    let next = |seen: &mut Vec<String>, apply: bool| -> Value {
+        if apply {
+            server.cli_json(&["associations", "apply", "motd"]).expect("apply");
+        }
+        let rows = wait_settled(&server, &assoc, &[node], seen);
+        let r = row(&rows, node).clone();
+        seen.push(r["command_id"].as_str().expect("command").to_owned());
+        r
+    };
+    let first = next(&mut seen, false);
+    assert_eq!((first["status"].as_str(), first["changed"].as_bool()), (Some("Success"), Some(true)), "{first}");
+    assert_eq!(std::fs::read_to_string(&motd).expect("motd"), "managed by flotilla\n");
+    let second = next(&mut seen, true);
+    assert_eq!((second["status"].as_str(), second["changed"].as_bool()), (Some("Success"), Some(false)), "{second}");
+    // Edited on the node: the next run puts it back and says what it corrected.
+    std::fs::write(&motd, "hello from a human\n").expect("edit");
+    let third = next(&mut seen, true);
+    assert_eq!(third["changed"], true, "{third}");
+    assert!(third["detail"].as_str().is_some_and(|d| d.contains("corrected")), "{third}");
+    assert_eq!(std::fs::read_to_string(&motd).expect("motd"), "managed by flotilla\n");
+    // A directory where the file should be: the association cannot keep it.
+    std::fs::remove_file(&motd).expect("rm");
+    std::fs::create_dir(&motd).expect("dir in the way");
+    let fourth = next(&mut seen, true);
+    assert_eq!(fourth["status"], "Failed", "{fourth}");
+    let compliance = |server: &TestServer| {
+        let items = server.cli_json(&["compliance", "ls", "--type", "Association"]).expect("compliance");
+        items.as_array().and_then(|a| a.first().cloned()).expect("one item")
+    };
+    let item = compliance(&server);
+    assert_eq!((item["status"].as_str(), item["severity"].as_str()), (Some("NON_COMPLIANT"), Some("MEDIUM")), "{item}");
+    std::fs::remove_dir(&motd).expect("rmdir");
+    let fifth = next(&mut seen, true);
+    assert_eq!((fifth["status"].as_str(), fifth["changed"].as_bool()), (Some("Success"), Some(true)), "{fifth}");
+    assert_eq!(compliance(&server)["status"], "COMPLIANT");
+    // The history shows it all, newest first; the event log has each move and correction.
+    let history = server.cli_json(&["compliance", "history", node, "--type", "Association"]).expect("history");
+    let statuses: Vec<&str> = history.as_array().expect("array").iter().filter_map(|h| h["status"].as_str()).collect();
+    assert_eq!(statuses, ["COMPLIANT", "NON_COMPLIANT", "COMPLIANT", "COMPLIANT", "COMPLIANT"], "{history}");
+    let events = server.cli_json(&["events", "ls", "--type", "Association.Compliance"]).expect("events");
+    let moves: Vec<(String, Option<bool>)> = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| (e["detail"]["status"].as_str().unwrap_or("").to_owned(), e["detail"]["changed"].as_bool()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("COMPLIANT".to_owned(), Some(true)),
+            ("COMPLIANT".to_owned(), Some(true)),
+            ("NON_COMPLIANT".to_owned(), None),
+            ("COMPLIANT".to_owned(), Some(true)),
+        ],
+        "first application, the correction, the failure and the recovery; not the unchanged run: {events}"
+    );
+    // An owner the node does not have: refused on the node, nothing written.
+    let bad = server
+        .cli_json(&[
+            "associations",
+            "create",
+            "--name",
+            "bad-owner",
+            "--document",
+            "Flotilla-DesiredState",
+            "--param",
+            r#"resources=[{"action":"file:write","path":"/etc/other","content":"x","owner":"no-such-user"}]"#,
+            "--target",
+            "all",
+        ])
+        .expect("create");
+    let rows = wait_settled(&server, bad["id"].as_str().expect("id"), &[node], &[]);
+    let r = row(&rows, node);
+    assert_eq!(r["status"], "Failed", "{r}");
+    assert!(r["detail"].as_str().is_some_and(|d| d.contains("no-such-user")), "{r}");
+    assert!(!agents[0].root.join("etc/other").exists());
+}

@@ -11,6 +11,7 @@ pub mod association;
 pub mod backoff;
 pub mod command;
 pub mod compliance;
+pub mod desired;
 pub mod event;
 pub mod node;
 pub mod parameter;

@@ -1,5 +1,6 @@
-//! Step actions: the closed set of things a step can do (`run:shell`, `run:document`) and the
-//! rules for their inputs.
+//! Step actions: the closed set of things a step can do (`run:shell`, `run:document`, the
+//! input-less agent actions, the desired-state actions of `flotilla_core::desired` and
+//! `state:apply`, a JSON list of those) and the rules for their inputs.
 //!
 //! Invariants, checked when a document is parsed:
 //! - Only the inputs listed for an action are accepted; anything else is named and refused.
@@ -9,7 +10,10 @@
 //!   expected, it has no single meaning and is refused.
 //! - Inputs without references are already valid: a literal `workingDirectory` is absolute and
 //!   NUL-free, a literal `timeoutSeconds` is a whole number in 5..=172800, `env` names are
-//!   shell variable names outside the reserved `FLOTILLA_` prefix.
+//!   shell variable names outside the reserved `FLOTILLA_` prefix; a literal desired-state
+//!   input (and every element of a literal `state:apply` list) passes
+//!   `flotilla_core::desired::check_inputs`. Values holding a reference are checked again
+//!   after substitution, when the plan is made.
 //!
 //! Inputs keep their text with references in it; substitution happens when a plan is made,
 //! because only then are values known (see the `plan` module for the rules).
@@ -33,6 +37,10 @@ pub const INVENTORY_COLLECT: &str = "inventory:collect";
 /// Actions the agent performs itself, without a script and without inputs: inventory
 /// collection and the node-side checks of the assessment rules packages.
 pub const AGENT_ACTIONS: &[&str] = &[INVENTORY_COLLECT, "assess:best-practices", "assess:network-reachability"];
+/// The action that applies a JSON list of desired-state resources, one planned step each
+/// (`Flotilla-DesiredState`).
+pub const STATE_APPLY: &str = "state:apply";
+const STATE_APPLY_INPUTS: &[&str] = &["resources"];
 
 /// Seconds a script may run when the step does not say (as SSM's `executionTimeout`).
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 3600;
@@ -46,6 +54,10 @@ pub enum Action {
     RunDocument(RunDocumentAction),
     /// An action the agent performs itself, without a script (`inventory:collect`).
     Agent(&'static str),
+    /// A desired-state action (`file:write`, `service:ensure`, ...) with its inputs.
+    Resource(ResourceAction),
+    /// `state:apply`: a list of desired-state resources, given as JSON text.
+    StateApply(StateApplyAction),
 }
 
 impl Action {
@@ -55,6 +67,8 @@ impl Action {
             Self::Shell(_) => RUN_SHELL,
             Self::RunDocument(_) => RUN_DOCUMENT,
             Self::Agent(name) => name,
+            Self::Resource(resource) => resource.action,
+            Self::StateApply(_) => STATE_APPLY,
         }
     }
 }
@@ -75,6 +89,95 @@ pub struct RunDocumentAction {
     pub document_name: String,
     pub document_version: Option<String>,
     pub document_parameters: BTreeMap<String, ParameterArgument>,
+}
+
+/// A desired-state action's inputs, as written (references not yet substituted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceAction {
+    /// One of `flotilla_core::desired::ACTIONS`.
+    pub action: &'static str,
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// `state:apply` inputs, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateApplyAction {
+    /// A JSON list of resources, each an object with `action` and that action's inputs.
+    pub resources: String,
+}
+
+/// One element of a resource list: the action and its inputs.
+pub type ResourceItem = (&'static str, BTreeMap<String, String>);
+
+/// Reads a JSON list of desired-state resources (`[{"action":"file:write","path":...}]`) and
+/// checks each with the action's rules; values `skip` says are not final are only checked for
+/// presence. Returns (action, inputs) per element, or the reason naming the element's index
+/// and field (`resources[1].mode: "999" is not an octal mode ...`).
+pub fn parse_resources(text: &str, skip: &dyn Fn(&str) -> bool) -> Result<Vec<ResourceItem>, String> {
+    use flotilla_core::desired::{self, InputError};
+    let list: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        format!("resources is not JSON ({e}); give a list such as [{{\"action\":\"file:absent\",\"path\":\"/tmp/x\"}}]")
+    })?;
+    let serde_json::Value::Array(items) = list else {
+        return Err("resources is not a JSON list; give a list of resource objects".into());
+    };
+    let names = || desired::ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ");
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let serde_json::Value::Object(fields) = item else {
+            return Err(format!("resources[{i}] is not an object; write {{\"action\": ..., inputs...}}"));
+        };
+        let action = match fields.get("action") {
+            None => return Err(format!("resources[{i}] has no `action`; use one of: {}", names())),
+            Some(serde_json::Value::String(a)) => a.as_str(),
+            Some(_) => return Err(format!("resources[{i}].action is not a string; use one of: {}", names())),
+        };
+        let Some(spec) = desired::spec(action) else {
+            return Err(format!(
+                "resources[{i}].action `{action}` is not a desired-state action; use one of: {}",
+                names()
+            ));
+        };
+        let mut inputs = BTreeMap::new();
+        for (key, value) in fields {
+            if key == "action" {
+                continue;
+            }
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Array(list) if key == "groups" => {
+                    let mut names = Vec::new();
+                    for g in list {
+                        match g {
+                            serde_json::Value::String(g) => names.push(g.clone()),
+                            _ => return Err(format!("resources[{i}].groups: each group is a string")),
+                        }
+                    }
+                    names.join(",")
+                }
+                _ => return Err(format!("resources[{i}].{key} is not a string, number or boolean")),
+            };
+            inputs.insert(key.clone(), text);
+        }
+        desired::check_inputs(spec.name, &inputs, skip).map_err(|e| match e {
+            InputError::Invalid { ref input, .. } => {
+                let reason = e.to_string();
+                let reason = reason.strip_prefix(&format!("`{input}` ")).unwrap_or(&reason).to_owned();
+                format!("resources[{i}].{input}: {reason}")
+            }
+            other => format!("resources[{i}] ({action}): {other}"),
+        })?;
+        out.push((spec.name, inputs));
+    }
+    Ok(out)
+}
+
+/// True when `text` holds a value known only later: a `{{ name }}` parameter reference (until
+/// the plan) or a Parameter Store reference (until the server sends the step).
+pub(crate) fn deferred(text: &str) -> bool {
+    !template::references(text).is_empty() || flotilla_core::parameter::mentions_reference(text)
 }
 
 /// A value passed to a child document's parameter.
@@ -132,9 +235,13 @@ pub(crate) fn read_action(
     let empty = Value::Mapping(serde_yaml::Mapping::new());
     let inputs = inputs.unwrap_or(&empty);
     let reader = |action: &'static str| Inputs { step, action, path: inputs_path, parameters };
+    if let Some(spec) = flotilla_core::desired::spec(action) {
+        return reader(spec.name).resource(spec, inputs).map(Action::Resource);
+    }
     match action {
         RUN_SHELL => reader(RUN_SHELL).shell(inputs).map(Action::Shell),
         RUN_DOCUMENT => reader(RUN_DOCUMENT).run_document(inputs).map(Action::RunDocument),
+        STATE_APPLY => reader(STATE_APPLY).state_apply(inputs).map(Action::StateApply),
         agent if AGENT_ACTIONS.contains(&agent) => {
             let name = AGENT_ACTIONS.iter().copied().find(|a| *a == agent).unwrap_or(INVENTORY_COLLECT);
             reader(name).entries(inputs, &[]).map(|_| Action::Agent(name))
@@ -288,6 +395,44 @@ impl Inputs<'_> {
             }
         }
         Ok(ShellAction { commands, working_directory, timeout_seconds, env })
+    }
+
+    fn invalid(&self, at: FieldPath, problem: String) -> DocumentError {
+        DocumentError::InvalidInput { at: Position::at(&at), step: self.step.to_owned(), action: self.action, problem }
+    }
+
+    fn resource(
+        &self,
+        spec: &'static flotilla_core::desired::ActionSpec,
+        inputs: &Value,
+    ) -> Result<ResourceAction, DocumentError> {
+        use flotilla_core::desired::{InputError, check_inputs};
+        let entries = self.entries(inputs, spec.inputs)?;
+        let mut values = BTreeMap::new();
+        for (input, value) in entries {
+            let text = self.one(value, &self.path.key(input))?;
+            values.insert(input.to_owned(), text);
+        }
+        check_inputs(spec.name, &values, &deferred).map_err(|e| match e {
+            InputError::Missing { input } => self.missing(input),
+            InputError::Invalid { ref input, .. } | InputError::Unknown { ref input, .. } => {
+                self.invalid(self.path.key(input), e.to_string())
+            }
+            InputError::Conflict { .. } => self.invalid(self.path.clone(), e.to_string()),
+        })?;
+        Ok(ResourceAction { action: spec.name, inputs: values })
+    }
+
+    fn state_apply(&self, inputs: &Value) -> Result<StateApplyAction, DocumentError> {
+        let entries = self.entries(inputs, STATE_APPLY_INPUTS)?;
+        let value = tree::get(&entries, "resources").ok_or_else(|| self.missing("resources"))?;
+        let path = self.path.key("resources");
+        let resources = self.one(value, &path)?;
+        if template::references(&resources).is_empty() {
+            parse_resources(&resources, &|v| flotilla_core::parameter::mentions_reference(v))
+                .map_err(|reason| DocumentError::InvalidResources { at: Position::at(&path), reason })?;
+        }
+        Ok(StateApplyAction { resources })
     }
 
     fn run_document(&self, inputs: &Value) -> Result<RunDocumentAction, DocumentError> {

@@ -15,6 +15,12 @@ const COLLECT_INVENTORY_YAML: &str = include_str!("builtin/Flotilla-CollectInven
 pub const ASSESS_BEST_PRACTICES: &str = "Flotilla-AssessBestPractices";
 /// The node-side checks of the `network-reachability` rules package.
 pub const ASSESS_NETWORK_REACHABILITY: &str = "Flotilla-AssessNetworkReachability";
+/// Keeps a list of resources on the node as described (files, services, packages, users,
+/// kernel parameters); each element of its [`DESIRED_STATE_PARAMETER`] becomes one step.
+pub const DESIRED_STATE: &str = "Flotilla-DesiredState";
+/// `Flotilla-DesiredState`'s parameter: a JSON list of resource objects, each with `action`
+/// and that action's inputs, e.g. `[{"action":"file:write","path":"/etc/motd","content":"hi\n"}]`.
+pub const DESIRED_STATE_PARAMETER: &str = "resources";
 const RUN_SHELL_SCRIPT_YAML: &str = include_str!("builtin/Flotilla-RunShellScript.yaml");
 
 /// The built-in documents as (name, YAML text).
@@ -24,6 +30,7 @@ pub fn builtin_documents() -> Vec<(&'static str, &'static str)> {
         (COLLECT_INVENTORY, COLLECT_INVENTORY_YAML),
         (ASSESS_BEST_PRACTICES, include_str!("builtin/Flotilla-AssessBestPractices.yaml")),
         (ASSESS_NETWORK_REACHABILITY, include_str!("builtin/Flotilla-AssessNetworkReachability.yaml")),
+        (DESIRED_STATE, include_str!("builtin/Flotilla-DesiredState.yaml")),
     ]
 }
 

@@ -225,6 +225,10 @@ pub enum DocumentError {
     InvalidEnvName { at: Position, name: String },
     #[error("{at}: the value contains a NUL character, which no process environment can carry; remove it")]
     NulInEnv { at: Position },
+    #[error("{at}: step `{step}` ({action}): {problem}; fix the value")]
+    InvalidInput { at: Position, step: String, action: &'static str, problem: String },
+    #[error("{at}: {reason}")]
+    InvalidResources { at: Position, reason: String },
     #[error("{at}: documentName is empty; name the document to run")]
     EmptyDocumentName { at: Position },
     #[error("{at}: {reason}; write `precondition: {{StringEquals: [platformType, Linux]}}` (Linux, MacOS or Windows)")]
@@ -278,6 +282,8 @@ macro_rules! with_at {
             | DocumentError::InvalidEnvName { at: $at, .. }
             | DocumentError::NulInEnv { at: $at, .. }
             | DocumentError::EmptyDocumentName { at: $at, .. }
+            | DocumentError::InvalidInput { at: $at, .. }
+            | DocumentError::InvalidResources { at: $at, .. }
             | DocumentError::InvalidPrecondition { at: $at, .. } => $found,
         }
     };
@@ -430,7 +436,7 @@ fn script_parameters(
                             ParameterArgument::List(items) => items.as_slice(),
                         })
                         .collect(),
-                    Action::Agent(_) => Vec::new(),
+                    Action::Agent(_) | Action::Resource(_) | Action::StateApply(_) => Vec::new(),
                 }
             })
             .filter_map(|line| crate::template::whole_reference(line))

@@ -80,6 +80,9 @@ pub struct ShellStep {
     pub env: BTreeMap<String, String>,
     /// Set for an action the agent performs itself (then `script` is empty).
     pub agent_action: Option<String>,
+    /// The inputs of a desired-state action, substituted (Parameter Store references are left
+    /// for the server to resolve at send time); empty otherwise.
+    pub agent_inputs: BTreeMap<String, String>,
 }
 
 /// Why a plan could not be made.
@@ -125,6 +128,8 @@ pub enum PlanError {
          name); rename one of the steps"
     )]
     DuplicateStepName { name: String },
+    #[error("step `{step}` ({action}): {reason}; fix the document or the parameter values")]
+    InvalidInput { step: String, action: &'static str, reason: String },
 }
 
 fn version_suffix(version: &Option<String>) -> String {
@@ -265,8 +270,40 @@ impl Planner<'_> {
                         timeout_seconds: crate::action::DEFAULT_TIMEOUT_SECONDS,
                         env: BTreeMap::new(),
                         agent_action: Some((*agent).to_owned()),
+                        agent_inputs: BTreeMap::new(),
                     };
                     self.steps.push(PlannedStep { name, precondition, action });
+                }
+                Action::Resource(resource) => {
+                    let mut inputs = BTreeMap::new();
+                    for (input, text) in &resource.inputs {
+                        inputs.insert(input.clone(), values.substitute(text)?);
+                    }
+                    flotilla_core::desired::check_inputs(resource.action, &inputs, &|v| {
+                        flotilla_core::parameter::mentions_reference(v)
+                    })
+                    .map_err(|e| PlanError::InvalidInput {
+                        step: name.clone(),
+                        action: resource.action,
+                        reason: e.to_string(),
+                    })?;
+                    let action = agent_step(resource.action, inputs);
+                    self.steps.push(PlannedStep { name, precondition, action });
+                }
+                Action::StateApply(apply) => {
+                    let text = values.substitute(&apply.resources)?;
+                    let resources =
+                        action::parse_resources(&text, &|v| flotilla_core::parameter::mentions_reference(v)).map_err(
+                            |reason| PlanError::InvalidInput {
+                                step: name.clone(),
+                                action: action::STATE_APPLY,
+                                reason,
+                            },
+                        )?;
+                    for (i, (kind, inputs)) in resources.into_iter().enumerate() {
+                        let action = agent_step(kind, inputs);
+                        self.steps.push(PlannedStep { name: format!("{name}.{i}"), precondition, action });
+                    }
                 }
             }
         }
@@ -458,7 +495,26 @@ fn plan_shell(shell: &ShellAction, values: &Values<'_>) -> Result<ShellStep, Pla
             })?
         }
     };
-    Ok(ShellStep { script: script.text, working_directory, timeout_seconds, env: script.env, agent_action: None })
+    Ok(ShellStep {
+        script: script.text,
+        working_directory,
+        timeout_seconds,
+        env: script.env,
+        agent_action: None,
+        agent_inputs: BTreeMap::new(),
+    })
+}
+
+/// The step of a desired-state action: no script, the agent does the work.
+fn agent_step(action: &str, inputs: BTreeMap<String, String>) -> ShellStep {
+    ShellStep {
+        script: String::new(),
+        working_directory: None,
+        timeout_seconds: action::DEFAULT_TIMEOUT_SECONDS,
+        env: BTreeMap::new(),
+        agent_action: Some(action.to_owned()),
+        agent_inputs: inputs,
+    }
 }
 
 #[cfg(test)]

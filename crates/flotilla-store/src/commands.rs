@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use flotilla_core::UnixMillis;
-use flotilla_core::command::{CommandStatus, DocumentFormat, InvocationStatus};
+use flotilla_core::command::{CommandStatus, DocumentFormat, InvocationStatus, StepState};
 
 use crate::StoreError;
 
@@ -70,6 +70,8 @@ pub struct InvocationRecord {
     pub stdout_bytes: i64,
     pub stderr_bytes: i64,
     pub detail: String,
+    /// What each desired-state step reported, in step order (empty: none reported).
+    pub state: Vec<StepState>,
 }
 
 /// Documents, commands and invocations.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_core::assessment::{NodeStatus as AssessmentNodeStatus, RunStatus};
-use flotilla_core::command::{CommandStatus, DocumentFormat, InvocationStatus};
+use flotilla_core::command::{CommandStatus, DocumentFormat, InvocationStatus, StepState};
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Severity, Tags};
 use flotilla_store::prelude::*;
 use flotilla_store::{
@@ -201,6 +201,20 @@ async fn commands(store: &dyn Store) {
         stdout_bytes: 8,
         stdout_truncated: true,
         ended_at: Some(5),
+        state: vec![
+            StepState {
+                step: "d.0".into(),
+                action: "file:write".into(),
+                changed: true,
+                detail: "/etc/motd: created".into(),
+            },
+            StepState {
+                step: "d.1".into(),
+                action: "sysctl:ensure".into(),
+                changed: false,
+                detail: "unchanged".into(),
+            },
+        ],
         ..invs[0].clone()
     };
     store.update_invocations(std::slice::from_ref(&done)).await.expect("update");

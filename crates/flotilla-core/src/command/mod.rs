@@ -10,10 +10,12 @@ pub mod format;
 pub mod invocation;
 pub mod limit;
 pub mod rate;
+pub mod state;
 pub mod status;
 
 pub use format::{DocumentFormat, DocumentFormatError};
 pub use invocation::{InvocationEvent, InvocationStatus, InvocationStatusError, Outcome, TransitionError, transition};
 pub use limit::{Limit, LimitError, MaxConcurrency, MaxErrors, Percent};
 pub use rate::{Counts, Decision, RatePlan};
+pub use state::{StepState, any_changed};
 pub use status::{CommandStatus, CommandStatusError, command_status};

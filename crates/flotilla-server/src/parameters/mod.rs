@@ -353,13 +353,14 @@ pub fn mentions_references(steps: &[flotilla_proto::v1::ShellStep]) -> bool {
         rules::mentions_reference(&s.script)
             || rules::mentions_reference(&s.working_directory)
             || s.env.values().any(|v| rules::mentions_reference(v))
+            || s.agent_inputs.values().any(|v| rules::mentions_reference(v))
     })
 }
 
 /// Resolves every Parameter Store reference in the steps, for one send to a node. References in script
 /// text become `FLOTILLA_STORE_<i>` variable references (the value goes in the environment,
-/// never into the script); in environment values and the working directory, which are data,
-/// the value is substituted. The result lives only in the message sent over the agent's
+/// never into the script); in environment values, the working directory and the inputs of a
+/// desired-state action, which are data, the value is substituted. The result lives only in the message sent over the agent's
 /// mutually authenticated stream: it is never stored or logged. An unknown parameter, version
 /// or label is an error that says which.
 pub async fn resolve_steps(
@@ -378,6 +379,13 @@ pub async fn resolve_steps(
             step.env.insert(var, reference);
         }
         for value in step.env.values_mut() {
+            if rules::mentions_reference(value) {
+                *value =
+                    substitute(state, &mut cache, value).await.map_err(|e| format!("step `{}`: {e}", step.name))?;
+            }
+        }
+        // A desired-state action's inputs are data (file content, a mode): substituted.
+        for value in step.agent_inputs.values_mut() {
             if rules::mentions_reference(value) {
                 *value =
                     substitute(state, &mut cache, value).await.map_err(|e| format!("step `{}`: {e}", step.name))?;

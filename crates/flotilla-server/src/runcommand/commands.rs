@@ -142,8 +142,12 @@ pub async fn checked_plan(
 ) -> Result<(i64, Vec<PlannedStep>), ServiceError> {
     let (version, steps) = documents::plan(state, document, version, parameters).await?;
     for step in &steps {
-        crate::parameters::check_references(&step.name, &step.script, step.env.values())
-            .map_err(ServiceError::Invalid)?;
+        crate::parameters::check_references(
+            &step.name,
+            &step.script,
+            step.env.values().chain(step.agent_inputs.values()),
+        )
+        .map_err(ServiceError::Invalid)?;
     }
     Ok((version, steps))
 }

@@ -234,6 +234,7 @@ pub async fn plan(
             timeout_seconds: s.action.timeout_seconds,
             env: s.action.env,
             agent_action: s.action.agent_action,
+            agent_inputs: s.action.agent_inputs,
         })
         .collect();
     Ok((stored.version, steps))

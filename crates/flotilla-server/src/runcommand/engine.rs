@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use flotilla_core::NodeId;
 use flotilla_core::command::{
-    Counts, Decision, InvocationEvent, InvocationStatus, MaxConcurrency, MaxErrors, Outcome, RatePlan, command_status,
-    transition,
+    Counts, Decision, InvocationEvent, InvocationStatus, MaxConcurrency, MaxErrors, Outcome, RatePlan, StepState,
+    command_status, transition,
 };
 use flotilla_proto::v1::{
     CancelInvocation, InvocationAccepted, InvocationOutcome, InvocationResult, ResultAck, RunInvocation, ServerMessage,
@@ -57,6 +57,9 @@ pub struct PlannedStep {
     /// An action the agent performs itself (plans stored before it existed have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_action: Option<String>,
+    /// The inputs of a desired-state action (Parameter Store references unresolved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agent_inputs: BTreeMap<String, String>,
 }
 
 /// What the engine reacts to.
@@ -151,6 +154,7 @@ impl Active {
                 timeout_seconds: s.timeout_seconds,
                 env: s.env.into_iter().collect(),
                 agent_action: s.agent_action.unwrap_or_default(),
+                agent_inputs: s.agent_inputs.into_iter().collect(),
             })
             .collect();
         let concurrency = MaxConcurrency::from_str(&record.max_concurrency).map_err(|e| e.to_string())?;
@@ -770,6 +774,16 @@ fn record_persisted(
             detail = if detail.is_empty() { cut } else { format!("{detail}; {cut}") };
         }
         inv.detail = detail;
+        inv.state = result
+            .state
+            .iter()
+            .map(|s| StepState {
+                step: s.step.chars().take(256).collect(),
+                action: s.action.chars().take(64).collect(),
+                changed: s.changed,
+                detail: s.detail.chars().take(1024).collect(),
+            })
+            .collect();
         command.dirty.insert(owner.to_owned());
     }
     // Acknowledged after the next flush: an ack for a result that is not yet durable could

@@ -168,6 +168,17 @@ fn invocation_to_api(i: &InvocationRecord) -> api::Invocation {
             stderr_bytes: i.stderr_bytes,
         },
         detail: i.detail.clone(),
+        changed: flotilla_core::command::any_changed(&i.state),
+        state: i
+            .state
+            .iter()
+            .map(|s| api::StepState {
+                step: s.step.clone(),
+                action: s.action.clone(),
+                changed: s.changed,
+                detail: s.detail.clone(),
+            })
+            .collect(),
     }
 }
 

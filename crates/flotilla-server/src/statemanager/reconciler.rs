@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use flotilla_core::association::{Applied, AssociationStatus, Decision, decide};
 use flotilla_core::command::InvocationStatus;
+use flotilla_core::command::state::any_changed;
 use flotilla_core::{EventType, NodeStatus};
 use flotilla_store::{AssociationNodeRecord, AssociationRecord, InvocationRecord, SettledRun};
 use tokio::sync::Notify;
@@ -165,25 +166,36 @@ async fn settle(state: &AppState) -> Result<usize, ServiceError> {
 /// Whether the run changed the node: any desired-state step reporting a change. None when no
 /// step says (a document of scripts only).
 fn changed(invocation: &InvocationRecord) -> Option<bool> {
-    let _ = invocation;
-    None
+    any_changed(&invocation.state)
 }
 
-/// What the node's status says, for people: what the run changed or why it failed.
+/// What the node's status says, for people: what the run changed (or that nothing differed),
+/// and why it failed.
 fn detail(invocation: &InvocationRecord) -> String {
-    let mut text = match invocation.status {
-        InvocationStatus::Success => "succeeded".to_owned(),
-        InvocationStatus::Failed => match invocation.exit_code {
+    let mut parts = Vec::new();
+    let changed: Vec<&str> = invocation.state.iter().filter(|s| s.changed).map(|s| s.detail.as_str()).collect();
+    if !changed.is_empty() {
+        parts.push(format!("corrected: {}", changed.join("; ")));
+    } else if !invocation.state.is_empty() {
+        parts.push(format!("{} resource(s) unchanged", invocation.state.len()));
+    }
+    match invocation.status {
+        InvocationStatus::Success => {}
+        InvocationStatus::Failed => parts.push(match invocation.exit_code {
             Some(code) => format!("failed with exit code {code}"),
             None => "failed".to_owned(),
-        },
-        other => other.as_str().to_owned(),
-    };
-    if !invocation.detail.is_empty() {
-        text.push_str(": ");
-        text.push_str(&invocation.detail);
+        }),
+        other => parts.push(other.as_str().to_owned()),
     }
-    text
+    if !invocation.detail.is_empty() {
+        parts.push(invocation.detail.clone());
+    } else if invocation.status != InvocationStatus::Success
+        && let Some(last) = invocation.stderr.lines().rev().find(|l| !l.trim().is_empty())
+    {
+        // The node's own words for why (a step's error goes to stderr).
+        parts.push(last.trim().chars().take(300).collect());
+    }
+    if parts.is_empty() { "succeeded".to_owned() } else { parts.join("; ") }
 }
 
 /// Sends `a` to the targeted nodes that are behind; returns how many.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use flotilla_core::UnixMillis;
-use flotilla_core::command::InvocationStatus;
+use flotilla_core::command::{InvocationStatus, StepState};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
@@ -76,13 +76,14 @@ fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
 }
 
 const INVOCATION_COLUMNS: &str = "command_id, node_id, status, exit_code, dispatched_at, started_at, ended_at, stdout, \
-     stderr, stdout_truncated, stderr_truncated, stdout_bytes, stderr_bytes, detail";
+     stderr, stdout_truncated, stderr_truncated, stdout_bytes, stderr_bytes, detail, state";
 
 fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
     let command_id: String = get(row, "command_id")?;
     let node_id: String = get(row, "node_id")?;
+    let key = invocation_key(&command_id, &node_id);
     Ok(InvocationRecord {
-        status: parse(row, "invocations", &invocation_key(&command_id, &node_id), "status")?,
+        status: parse(row, "invocations", &key, "status")?,
         command_id,
         node_id,
         exit_code: get(row, "exit_code")?,
@@ -96,7 +97,49 @@ fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
         stdout_bytes: get(row, "stdout_bytes")?,
         stderr_bytes: get(row, "stderr_bytes")?,
         detail: get(row, "detail")?,
+        state: state_from_text(get(row, "state")?).map_err(|value| StoreError::UnknownValue {
+            table: "invocations",
+            key: key.clone(),
+            column: "state",
+            value,
+        })?,
     })
+}
+
+/// A step state as stored in `invocations.state` (a JSON list of these).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredState {
+    step: String,
+    action: String,
+    changed: bool,
+    detail: String,
+}
+
+fn state_to_text(states: &[StepState]) -> Option<String> {
+    if states.is_empty() {
+        return None;
+    }
+    let stored: Vec<StoredState> = states
+        .iter()
+        .map(|s| StoredState {
+            step: s.step.clone(),
+            action: s.action.clone(),
+            changed: s.changed,
+            detail: s.detail.clone(),
+        })
+        .collect();
+    serde_json::to_string(&stored).ok()
+}
+
+/// The stored text back; `Err` is the text (cut) when it is not a list of step states.
+fn state_from_text(text: Option<String>) -> Result<Vec<StepState>, String> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(Vec::new()) };
+    let stored: Vec<StoredState> =
+        serde_json::from_str(&text).map_err(|_| text.chars().take(80).collect::<String>())?;
+    Ok(stored
+        .into_iter()
+        .map(|s| StepState { step: s.step, action: s.action, changed: s.changed, detail: s.detail })
+        .collect())
 }
 
 const DOCUMENT_HEAD_SELECT: &str = "SELECT h.name, h.latest_version, h.default_version, d.description \
@@ -396,7 +439,7 @@ impl CommandStore for SqlStore {
             sqlx::query(
                 "UPDATE invocations SET status = $1, exit_code = $2, dispatched_at = $3, started_at = $4, ended_at = $5, \
                  stdout = $6, stderr = $7, stdout_truncated = $8, stderr_truncated = $9, stdout_bytes = $10, \
-                 stderr_bytes = $11, detail = $12 WHERE command_id = $13 AND node_id = $14",
+                 stderr_bytes = $11, detail = $12, state = $13 WHERE command_id = $14 AND node_id = $15",
             )
             .bind(i.status.as_str())
             .bind(i.exit_code)
@@ -410,6 +453,7 @@ impl CommandStore for SqlStore {
             .bind(i.stdout_bytes)
             .bind(i.stderr_bytes)
             .bind(&i.detail)
+            .bind(state_to_text(&i.state))
             .bind(&i.command_id)
             .bind(&i.node_id)
             .execute(&mut *tx)
@@ -418,5 +462,25 @@ impl CommandStore for SqlStore {
         }
         events::append(&mut tx, &changed).await?;
         tx.commit().await.map_err(q("commit an invocation batch"))
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn step_states_round_trip_and_damage_is_reported() {
+        let states = vec![StepState {
+            step: "d.0".into(),
+            action: "file:write".into(),
+            changed: true,
+            detail: "/etc/motd: created".into(),
+        }];
+        let text = state_to_text(&states);
+        assert_eq!(state_from_text(text), Ok(states));
+        assert_eq!(state_to_text(&[]), None, "no states: NULL");
+        assert_eq!(state_from_text(None), Ok(Vec::new()));
+        assert_eq!(state_from_text(Some("{\"v\":2}".into())), Err("{\"v\":2}".into()));
     }
 }

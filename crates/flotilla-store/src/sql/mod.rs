@@ -42,6 +42,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "advisory_age", include_str!("../../migrations/sqlite/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/sqlite/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
+    (11, "invocation_state", include_str!("../../migrations/sqlite/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -55,6 +56,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "advisory_age", include_str!("../../migrations/postgres/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/postgres/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
+    (11, "invocation_state", include_str!("../../migrations/postgres/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
 ];
 
