@@ -142,6 +142,54 @@ async fn first_command(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The motd the demo's association keeps on every sample node.
+const DEMO_MOTD: &str = "This node is managed by Flotilla. Local changes to this file are put back.\n";
+
+/// Creates the association that keeps `/etc/motd` on the sample fleet, waits for its first run
+/// and says how to see drift corrected.
+async fn first_association(client: &Client, samples: &[Sample]) -> anyhow::Result<()> {
+    let resources = serde_json::json!([{
+        "action": "file:write", "path": "/etc/motd", "content": DEMO_MOTD, "mode": "0644",
+    }]);
+    let request = flotilla_api::AssociationRequest {
+        name: Some("motd".into()),
+        document: Some("Flotilla-DesiredState".into()),
+        parameters: Some([("resources".to_owned(), vec![resources.to_string()])].into()),
+        targets: Some(vec!["all".into()]),
+        schedule: Some("rate(30 minutes)".into()),
+        compliance_severity: Some("MEDIUM".into()),
+        ..Default::default()
+    };
+    let association = client.create_association(&request).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = client.association_status(&association.id).await?;
+        let settled = status.iter().filter(|s| s.status != "Pending").count();
+        if settled == samples.len() || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    outln!(
+        "State Manager: association `motd` keeps /etc/motd on every node (flotilla associations create --name motd --document Flotilla-DesiredState --param resources='[{{\"action\":\"file:write\",\"path\":\"/etc/motd\",...}}]' --target all --schedule 'rate(30 minutes)')"
+    )?;
+    let rows: Vec<Vec<String>> = status
+        .iter()
+        .map(|s| {
+            let changed = s.changed.map_or("-", |c| if c { "yes" } else { "no" });
+            vec![s.node_id.clone(), s.status.clone(), changed.to_owned(), s.detail.clone()]
+        })
+        .collect();
+    outln!("{}", table(&["NODE", "STATUS", "CHANGED", "DETAIL"], &rows))?;
+    if let Some(sample) = samples.first() {
+        outln!(
+            "Edit {} and run `flotilla associations apply motd`: the file is put back, and `flotilla compliance history NODE` shows it.\n",
+            sample.root.join("etc/motd").display()
+        )?;
+    }
+    Ok(())
+}
+
 fn agent_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the flotilla binary")?;
     let agent = exe.with_file_name("flotilla-agent");
@@ -319,6 +367,7 @@ async fn start_and_serve(
     };
     outln!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)))?;
     first_command(&client).await?;
+    first_association(&client, &samples).await?;
     first_assessment(&client, samples.len()).await?;
     outln!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url)?;
     outln!("Point the CLI at it from another shell:")?;
@@ -328,6 +377,7 @@ async fn start_and_serve(
     outln!("  flotilla nodes ls --target 'tag:env=prod&tag:role=web'")?;
     outln!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'")?;
     outln!("  flotilla findings ls --severity High")?;
+    outln!("  flotilla associations status motd; flotilla compliance summary")?;
     outln!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display())?;
     std::future::pending::<()>().await;
     Ok(())
