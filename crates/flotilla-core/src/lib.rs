@@ -15,6 +15,7 @@ pub mod desired;
 pub mod event;
 pub mod node;
 pub mod parameter;
+pub mod pattern;
 pub mod schedule;
 pub mod severity;
 pub mod tag;
