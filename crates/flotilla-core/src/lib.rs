@@ -14,6 +14,7 @@ pub mod compliance;
 pub mod desired;
 pub mod event;
 pub mod node;
+pub mod notification;
 pub mod parameter;
 pub mod pattern;
 pub mod schedule;

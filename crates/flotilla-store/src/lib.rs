@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod fleet;
 mod inventory;
+mod notifications;
 mod parameters;
 mod schedules;
 mod sql;
@@ -32,6 +33,7 @@ pub use error::StoreError;
 pub use events::{EventRecord, EventStore, NewEvent};
 pub use fleet::{Enrollment, FleetStore, TargetGroup};
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
+pub use notifications::{DeliveryRecord, NewDelivery, NotificationStore, RuleRecord, SubscriptionRecord, TopicRecord};
 pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sql::SqlStore;
@@ -43,7 +45,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        ParameterStore, ScheduleStore, Store, VulnDbStore,
+        NotificationStore, ParameterStore, ScheduleStore, Store, VulnDbStore,
     };
 }
 
@@ -60,6 +62,7 @@ pub trait Store:
     + ParameterStore
     + VulnDbStore
     + ScheduleStore
+    + NotificationStore
     + EventStore
     + Send
     + Sync

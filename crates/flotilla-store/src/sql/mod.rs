@@ -14,6 +14,7 @@ mod compliance;
 pub(crate) mod events;
 mod fleet;
 mod inventory;
+mod notifications;
 mod parameters;
 mod schedules;
 mod vulndb;
@@ -44,6 +45,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/sqlite/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
+    (14, "notifications", include_str!("../../migrations/sqlite/0014_notifications.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -58,6 +60,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/postgres/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
+    (14, "notifications", include_str!("../../migrations/postgres/0014_notifications.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
