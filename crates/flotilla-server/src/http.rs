@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
-use crate::{assessments, compliance, fleet, inventory, parameters, platform, runcommand, statemanager};
+use crate::{assessments, compliance, fleet, inventory, notifications, parameters, platform, runcommand, statemanager};
 
 /// Largest accepted request body on the REST surfaces.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -102,7 +102,8 @@ impl RestRoutes {
                 .merge(assessments::http::routes())
                 .merge(parameters::http::routes())
                 .merge(statemanager::http::routes())
-                .merge(compliance::http::routes()),
+                .merge(compliance::http::routes())
+                .merge(notifications::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
             public: public_routes().merge(fleet::http::public_routes()),
         }

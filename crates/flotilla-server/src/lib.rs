@@ -15,6 +15,7 @@ mod compliance;
 mod fleet;
 mod http;
 mod inventory;
+mod notifications;
 mod parameters;
 mod platform;
 mod runcommand;
@@ -96,6 +97,7 @@ impl Server {
             platform: platform.clone(),
             run: runcommand::RunState { engine, output },
             associations: statemanager::Reconciler::default(),
+            notifications: notifications::Dispatcher::default(),
         });
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
@@ -194,5 +196,6 @@ fn spawn_workers(
         let s = s.clone();
         async move { statemanager::reconciler::run(s, &ctx).await }
     })?;
+    notifications::spawn(state)?;
     Ok(())
 }

@@ -21,6 +21,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     // Associations resolve targets and run as commands.
     ("statemanager", &["fleet", "runcommand"]),
     ("compliance", &["fleet"]),
+    // Rules start assessment runs and document runs; run-document targets resolve nodes.
+    ("notifications", &["fleet", "assessments", "runcommand"]),
 ];
 /// The composition root: wires everything, may import anything.
 const ROOT_FILES: &[&str] = &["lib.rs", "app.rs", "http.rs"];
