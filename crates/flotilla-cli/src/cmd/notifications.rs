@@ -57,7 +57,7 @@ impl Topics {
 pub enum Subscriptions {
     /// Subscribe a webhook, an email address or a document run to a topic.
     ///
-    /// Example: flotilla subscriptions add assessments --webhook https://hooks.example/flotilla --secret-file hook.secret
+    /// Example: flotilla subscriptions add assessments --webhook https://hooks.example/flotilla --secret-file hook.secret --webhook-ca hooks-ca.pem
     Add(AddArgs),
     /// List subscriptions (of one topic), with their deliveries by status.
     ///
@@ -88,9 +88,10 @@ pub struct AddArgs {
     /// dropped). Without it the server generates one and prints it once.
     #[arg(long, requires = "webhook")]
     secret_file: Option<PathBuf>,
-    /// PEM CA certificates to trust for the webhook's HTTPS certificate (instead of the system's).
+    /// PEM CA certificates to trust for the webhook's HTTPS certificate (instead of the
+    /// system's). Not `--ca`: that global flag names the CA of the Flotilla server itself.
     #[arg(long, requires = "webhook")]
-    ca: Option<PathBuf>,
+    webhook_ca: Option<PathBuf>,
     /// Seconds one webhook attempt may take (default 10).
     #[arg(long, requires = "webhook")]
     timeout: Option<u64>,
@@ -155,7 +156,7 @@ impl Subscriptions {
                     Some(path) => Some(read_text(path, "secret")?.trim_end_matches(['\r', '\n']).to_owned()),
                     None => None,
                 };
-                let ca_pem = match &a.ca {
+                let ca_pem = match &a.webhook_ca {
                     Some(path) => Some(read_text(path, "CA")?),
                     None => None,
                 };
