@@ -28,11 +28,8 @@ pub async fn ensure(node: &Node, wanted: &Wanted) -> Result<Report, String> {
     let (root_dir, name) = (node.root.clone(), wanted.name.clone());
     let (existing, member_of) = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let user = accounts::passwd(&root_dir)?.into_iter().find(|e| e.name == name);
-        let mut member_of: Vec<String> = accounts::groups(&root_dir)?
-            .into_iter()
-            .filter(|g| g.members.contains(&name))
-            .map(|g| g.name)
-            .collect();
+        let mut member_of: Vec<String> =
+            accounts::groups(&root_dir)?.into_iter().filter(|g| g.members.contains(&name)).map(|g| g.name).collect();
         member_of.sort();
         Ok((user, member_of))
     })
