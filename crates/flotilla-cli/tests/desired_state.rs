@@ -128,3 +128,36 @@ fn desired_state_changes_the_node_once_and_then_reports_unchanged() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("resources[1].mode: \"999\" is not an octal mode"), "{err}");
 }
+
+/// Simulated nodes answer desired-state steps as real ones do: changed on the first run,
+/// unchanged on the second, per node; the server stores and shows it for each invocation.
+#[test]
+fn simulated_nodes_report_changed_then_unchanged() {
+    const NODES: usize = 200;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "30s", &[]).expect("server");
+    let ca = std::fs::read(&server.ca).expect("ca");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fleet = runtime.block_on(async {
+        let admin = flotilla_api::Client::new(&server.url, Some(server.token.clone()), Some(&ca)).expect("client");
+        let (creds, _) = flotilla_loadgen::enroll(&admin, &server.url, &ca, NODES, None).await.expect("enroll");
+        flotilla_loadgen::Fleet::start(flotilla_loadgen::FleetOptions::new(&server.url, &ca), creds, 0)
+    });
+    flotilla_testkit::wait_until(std::time::Duration::from_secs(120), || Ok(fleet.connected() == NODES))
+        .expect("every simulated node connected");
+    let resources = r#"[{"action":"file:write","path":"/etc/motd","content":"hi\n"},
+        {"action":"service:ensure","name":"chronyd","enabled":true}]"#;
+    for (round, expected) in [(1, true), (2, false)] {
+        let started = std::time::Instant::now();
+        let cmd = run(&server, resources);
+        eprintln!("round {round}: {NODES} simulated nodes in {:?}", started.elapsed());
+        assert_eq!(cmd["status"], "Success", "{cmd}");
+        let invocations = cmd["invocations"].as_array().expect("invocations");
+        assert_eq!(invocations.len(), NODES);
+        for inv in invocations {
+            assert_eq!(inv["changed"], expected, "round {round}: {inv}");
+            assert_eq!(inv["state"].as_array().map(Vec::len), Some(2), "{inv}");
+        }
+    }
+    runtime.block_on(fleet.stop());
+}
