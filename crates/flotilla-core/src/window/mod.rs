@@ -280,7 +280,7 @@ impl ExecutionStatus {
     pub fn from_tasks(tasks: &[TaskStatus]) -> ExecutionStatus {
         if tasks.iter().any(|t| matches!(t, TaskStatus::NotStarted | TaskStatus::TimedOut | TaskStatus::Cancelled)) {
             ExecutionStatus::TimedOut
-        } else if tasks.iter().any(|t| *t == TaskStatus::Failed) {
+        } else if tasks.contains(&TaskStatus::Failed) {
             ExecutionStatus::Failed
         } else {
             ExecutionStatus::Success
