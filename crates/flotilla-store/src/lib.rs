@@ -21,6 +21,7 @@ mod parameters;
 mod schedules;
 mod sql;
 mod vulndb;
+mod windows;
 
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use commands::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord};
@@ -32,6 +33,9 @@ pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRec
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory, VulnDbStore};
+pub use windows::{
+    TaskInvocationRecord, WindowExecutionRecord, WindowRecord, WindowStore, WindowTargetRecord, WindowTaskRecord,
+};
 
 use async_trait::async_trait;
 
@@ -39,7 +43,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, CommandStore, EventStore, FleetStore, InventoryStore, ParameterStore, ScheduleStore, Store,
-        VulnDbStore,
+        VulnDbStore, WindowStore,
     };
 }
 
@@ -55,6 +59,7 @@ pub trait Store:
     + VulnDbStore
     + ScheduleStore
     + EventStore
+    + WindowStore
     + Send
     + Sync
     + 'static

@@ -15,6 +15,7 @@ mod inventory;
 mod parameters;
 mod schedules;
 mod vulndb;
+mod windows;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -40,6 +41,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "advisory_age", include_str!("../../migrations/sqlite/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/sqlite/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
+    (13, "windows", include_str!("../../migrations/sqlite/0013_windows.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -52,6 +54,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "advisory_age", include_str!("../../migrations/postgres/0008_advisory_age.sql")),
     (9, "schedules", include_str!("../../migrations/postgres/0009_schedules.sql")),
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
+    (13, "windows", include_str!("../../migrations/postgres/0013_windows.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
