@@ -11,6 +11,7 @@ pub mod parameters;
 pub mod server;
 pub mod types;
 pub mod vulndb;
+pub mod windows;
 
 pub use assess::*;
 pub use client::{Client, ClientError};
@@ -19,3 +20,4 @@ pub use parameters::*;
 pub use server::*;
 pub use types::*;
 pub use vulndb::*;
+pub use windows::*;
