@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
-use crate::{assessments, fleet, inventory, parameters, platform, runcommand};
+use crate::{assessments, fleet, inventory, parameters, platform, runcommand, windows};
 
 /// Largest accepted request body on the REST surfaces.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -100,7 +100,8 @@ impl RestRoutes {
                 .merge(runcommand::http::routes())
                 .merge(inventory::http::routes())
                 .merge(assessments::http::routes())
-                .merge(parameters::http::routes()),
+                .merge(parameters::http::routes())
+                .merge(windows::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
             public: public_routes().merge(fleet::http::public_routes()),
         }

@@ -4,7 +4,7 @@
 //! (`/api/v1`), enrollment (`/agent/v1`), the agent channel (gRPC `flotilla.agent.v1`), and
 //! `/healthz`, `/readyz`, `/metrics`. Layout: `platform` (store access, keys, PKI, artifacts,
 //! events, registry, listener, config, metrics) knows no capability; each capability folder
-//! (`fleet`, `runcommand`, `inventory`, `assessments`, `parameters`) owns its services, workers
+//! (`fleet`, `runcommand`, `inventory`, `assessments`, `parameters`, `windows`) owns its services, workers
 //! and HTTP handlers; `app` holds the shared state and `http` assembles the routes. This file
 //! wires them at start.
 
@@ -16,6 +16,7 @@ mod inventory;
 mod parameters;
 mod platform;
 mod runcommand;
+mod windows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +96,7 @@ impl Server {
         let app = http::router(state.clone());
         spawn_workers(&state, listener, tls, app, engine_events).context("cannot start the background workers")?;
         assessments::resume(&state).await.context("cannot resume unfinished assessment runs")?;
+        windows::driver::resume(&state).await.context("cannot resume unfinished maintenance window executions")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, state, _lock: boot.lock })
     }
@@ -170,8 +172,10 @@ fn spawn_workers(
         }
     })?;
     // Each capability's schedules, fired by the one scheduler.
-    let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> =
-        vec![Arc::new(assessments::templates::TemplateSchedules::new(state.clone()))];
+    let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> = vec![
+        Arc::new(assessments::templates::TemplateSchedules::new(state.clone())),
+        Arc::new(windows::schedules::WindowSchedules::new(state.clone())),
+    ];
     let scheduler = state.scheduler.clone();
     workers.spawn("scheduler", move |ctx| {
         let (scheduler, schedules) = (scheduler.clone(), schedules.clone());

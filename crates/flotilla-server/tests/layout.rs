@@ -18,6 +18,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("runcommand", &["fleet", "parameters"]),
     // Node-side rules run as commands.
     ("assessments", &["fleet", "runcommand"]),
+    // Window tasks run as commands on the window's registered targets.
+    ("windows", &["fleet", "runcommand"]),
 ];
 /// The composition root: wires everything, may import anything.
 const ROOT_FILES: &[&str] = &["lib.rs", "app.rs", "http.rs"];
