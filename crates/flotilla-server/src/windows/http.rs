@@ -27,19 +27,19 @@ const DEFAULT_NEXT: usize = 5;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(show, update, remove))
-        .routes(routes!(next))
-        .routes(routes!(add_target))
-        .routes(routes!(remove_target))
-        .routes(routes!(add_task))
-        .routes(routes!(remove_task))
-        .routes(routes!(executions))
+        .routes(routes!(list_windows, create_window))
+        .routes(routes!(show_window, update_window, remove_window))
+        .routes(routes!(window_next))
+        .routes(routes!(add_window_target))
+        .routes(routes!(remove_window_target))
+        .routes(routes!(add_window_task))
+        .routes(routes!(remove_window_task))
+        .routes(routes!(window_executions))
 }
 
 #[utoipa::path(post, path = "/api/v1/windows", request_body = api::CreateWindow,
     responses((status = 201, body = api::Window), (status = 400, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
-async fn create(State(state): S, Body(req): Body<api::CreateWindow>) -> Result<(StatusCode, Json<api::Window>)> {
+async fn create_window(State(state): S, Body(req): Body<api::CreateWindow>) -> Result<(StatusCode, Json<api::Window>)> {
     let new = NewWindow {
         name: req.name,
         schedule: req.schedule,
@@ -54,19 +54,19 @@ async fn create(State(state): S, Body(req): Body<api::CreateWindow>) -> Result<(
 }
 
 #[utoipa::path(get, path = "/api/v1/windows", responses((status = 200, body = [api::Window])))]
-async fn list(State(state): S) -> Result<Json<Vec<api::Window>>> {
+async fn list_windows(State(state): S) -> Result<Json<Vec<api::Window>>> {
     Ok(Json(windows::list(&state).await?.into_iter().map(window_to_api).collect()))
 }
 
 #[utoipa::path(get, path = "/api/v1/windows/{window}",
     responses((status = 200, body = api::Window), (status = 404, body = api::ErrorBody)))]
-async fn show(State(state): S, Path(win): Path<String>) -> Result<Json<api::Window>> {
+async fn show_window(State(state): S, Path(win): Path<String>) -> Result<Json<api::Window>> {
     Ok(Json(window_to_api(windows::show(&state, &win).await?)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/windows/{window}", request_body = api::UpdateWindow,
     responses((status = 200, body = api::Window), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
-async fn update(
+async fn update_window(
     State(state): S,
     Path(win): Path<String>,
     Body(req): Body<api::UpdateWindow>,
@@ -86,7 +86,7 @@ async fn update(
 
 #[utoipa::path(delete, path = "/api/v1/windows/{window}",
     responses((status = 200), (status = 404, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
-async fn remove(State(state): S, Path(win): Path<String>) -> Result<Json<()>> {
+async fn remove_window(State(state): S, Path(win): Path<String>) -> Result<Json<()>> {
     windows::remove(&state, &win).await?;
     Ok(Json(()))
 }
@@ -95,7 +95,7 @@ async fn remove(State(state): S, Path(win): Path<String>) -> Result<Json<()>> {
     params(("count" = Option<u32>, Query, description = "How many (1 to 100, default 5)")),
     responses((status = 200, description = "RFC 3339 instants with the window's UTC offset", body = [String]),
         (status = 404, body = api::ErrorBody)))]
-async fn next(State(state): S, Path(win): Path<String>, RawQuery(raw): RawQuery) -> Result<Json<Vec<String>>> {
+async fn window_next(State(state): S, Path(win): Path<String>, RawQuery(raw): RawQuery) -> Result<Json<Vec<String>>> {
     let count = match query_values(raw.as_deref(), "count").into_iter().next() {
         None => DEFAULT_NEXT,
         Some(text) => text
@@ -108,7 +108,7 @@ async fn next(State(state): S, Path(win): Path<String>, RawQuery(raw): RawQuery)
 
 #[utoipa::path(post, path = "/api/v1/windows/{window}/targets", request_body = api::AddWindowTarget,
     responses((status = 201, body = api::WindowTarget), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
-async fn add_target(
+async fn add_window_target(
     State(state): S,
     Path(win): Path<String>,
     Body(req): Body<api::AddWindowTarget>,
@@ -119,14 +119,14 @@ async fn add_target(
 
 #[utoipa::path(delete, path = "/api/v1/windows/{window}/targets/{target}",
     responses((status = 200), (status = 404, body = api::ErrorBody)))]
-async fn remove_target(State(state): S, Path((win, target)): Path<(String, String)>) -> Result<Json<()>> {
+async fn remove_window_target(State(state): S, Path((win, target)): Path<(String, String)>) -> Result<Json<()>> {
     windows::remove_target(&state, &win, &target).await?;
     Ok(Json(()))
 }
 
 #[utoipa::path(post, path = "/api/v1/windows/{window}/tasks", request_body = api::AddWindowTask,
     responses((status = 201, body = api::WindowTask), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
-async fn add_task(
+async fn add_window_task(
     State(state): S,
     Path(win): Path<String>,
     Body(req): Body<api::AddWindowTask>,
@@ -153,14 +153,14 @@ async fn add_task(
 
 #[utoipa::path(delete, path = "/api/v1/windows/{window}/tasks/{task}",
     responses((status = 200), (status = 404, body = api::ErrorBody)))]
-async fn remove_task(State(state): S, Path((win, task)): Path<(String, String)>) -> Result<Json<()>> {
+async fn remove_window_task(State(state): S, Path((win, task)): Path<(String, String)>) -> Result<Json<()>> {
     windows::remove_task(&state, &win, &task).await?;
     Ok(Json(()))
 }
 
 #[utoipa::path(get, path = "/api/v1/windows/{window}/executions",
     responses((status = 200, body = [api::WindowExecution]), (status = 404, body = api::ErrorBody)))]
-async fn executions(State(state): S, Path(win): Path<String>) -> Result<Json<Vec<api::WindowExecution>>> {
+async fn window_executions(State(state): S, Path(win): Path<String>) -> Result<Json<Vec<api::WindowExecution>>> {
     Ok(Json(windows::executions(&state, &win).await?.into_iter().map(execution_to_api).collect()))
 }
 
