@@ -107,7 +107,7 @@ fn execution_event(e: &WindowExecutionRecord, previous: Option<&str>) -> NewEven
         serde_json::json!({
             "window_id": e.window_id,
             "execution_id": e.id,
-            "occurrence_at": e.occurrence_at,
+            "occurrence_at_ms": e.occurrence_at,
             "status": e.status.as_str(),
             "previous_status": previous,
             "detail": e.detail,
