@@ -280,6 +280,8 @@ fn tasks_run_in_priority_order_and_a_restart_mid_window_opens_the_occurrence_onc
 
     // Killed while the first task runs, and started again.
     let first = wait_running(&server, "ordered", "first");
+    let err = stderr_of(&server, &["windows", "rm", "ordered"]);
+    assert!(err.contains("in progress until") && err.contains("--disabled"), "not removed mid-window: {err}");
     server.kill();
     server.restart().expect("restart");
     let e = wait_ended(&server, "ordered");

@@ -135,5 +135,14 @@ pub trait WindowStore: Send + Sync {
     async fn unfinished_window_executions(&self) -> Result<Vec<WindowExecutionRecord>, StoreError>;
     /// By priority, then task name.
     async fn list_task_invocations(&self, execution_id: &str) -> Result<Vec<TaskInvocationRecord>, StoreError>;
+    /// Marks a PENDING task invocation IN_PROGRESS, started at `started_at`: true when this
+    /// call did (the caller alone may start it), false when it was no longer PENDING (another
+    /// driver, on this server or another, took it first).
+    async fn claim_task_start(
+        &self,
+        execution_id: &str,
+        task_id: &str,
+        started_at: UnixMillis,
+    ) -> Result<bool, StoreError>;
     async fn update_task_invocation(&self, invocation: &TaskInvocationRecord) -> Result<(), StoreError>;
 }

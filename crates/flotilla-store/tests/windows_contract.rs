@@ -143,6 +143,11 @@ async fn contract(store: &dyn Store) {
     let mut running = WindowExecutionRecord { status: ExecutionStatus::InProgress, ..e.clone() };
     store.update_window_execution(&running).await.expect("start");
     store.update_window_execution(&running).await.expect("same again");
+    // A start is claimed once: the second claimer (another driver) loses.
+    assert!(store.claim_task_start("we-1", "t-1", 10_010).await.expect("claim"));
+    assert!(!store.claim_task_start("we-1", "t-1", 10_011).await.expect("claim again"), "claimed once");
+    let claimed = store.list_task_invocations("we-1").await.expect("invocations");
+    assert_eq!((claimed[0].status, claimed[0].started_at), (TaskStatus::InProgress, Some(10_010)));
     let mut inv = TaskInvocationRecord {
         status: TaskStatus::InProgress,
         command_id: Some("c-1".into()),

@@ -3,8 +3,9 @@
 //! commands' `Command.StatusChanged` events in the event log (or the next cutoff or end).
 //!
 //! Invariants:
-//! - A task is started at most once: it is marked IN_PROGRESS (and stored) before its command
-//!   is created, and a task already IN_PROGRESS is never started again. A driver resumed after
+//! - A task is started at most once: its start is claimed in the store (PENDING → IN_PROGRESS,
+//!   a conditional update only one driver wins, on any server) before its command is created,
+//!   and a task already IN_PROGRESS is never started again. A driver resumed after
 //!   a restart therefore starts no task that has a command; one the server died while starting
 //!   (IN_PROGRESS with no command recorded) is reported FAILED saying so, not started twice.
 //! - Nothing starts from the cutoff on, resumed or not: the planner refuses, and pending tasks
@@ -196,9 +197,14 @@ async fn start(
     task: &mut TaskInvocationRecord,
     targets: &[String],
 ) -> Result<(), ServiceError> {
+    let now = now_ms();
+    if !state.store.claim_task_start(&task.execution_id, &task.task_id, now).await? {
+        // Another driver (a second server resuming the same execution) took it first.
+        tracing::info!(execution = %execution.id, task = %task.task_name, "window task already started elsewhere");
+        return Ok(());
+    }
     task.status = TaskStatus::InProgress;
-    task.started_at = Some(now_ms());
-    state.store.update_task_invocation(task).await?;
+    task.started_at = Some(now);
     let created = if targets.is_empty() {
         Err(ServiceError::Invalid(format!(
             "the window has no registered targets: add some with `flotilla windows targets add {window} --target ...`"

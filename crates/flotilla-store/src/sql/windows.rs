@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use flotilla_core::EventType;
-use flotilla_core::window::ExecutionStatus;
+use flotilla_core::window::{ExecutionStatus, TaskStatus};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
@@ -409,6 +409,22 @@ impl WindowStore for SqlStore {
         .await
         .map_err(q("list window task invocations"))?;
         rows.iter().map(invocation_from_row).collect()
+    }
+
+    async fn claim_task_start(&self, execution_id: &str, task_id: &str, started_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE window_task_invocations SET status = $3, started_at = $4 \
+             WHERE execution_id = $1 AND task_id = $2 AND status = $5",
+        )
+        .bind(execution_id)
+        .bind(task_id)
+        .bind(TaskStatus::InProgress.as_str())
+        .bind(started_at)
+        .bind(TaskStatus::Pending.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(q("claim a window task's start"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn update_task_invocation(&self, t: &TaskInvocationRecord) -> Result<(), StoreError> {
