@@ -5,7 +5,8 @@
 //!   targets, and a server killed mid-window neither opens the occurrence twice nor starts a
 //!   task twice;
 //! - a server that comes back past the cutoff starts no new task (reported NOT_STARTED with
-//!   the cutoff), accounts for the running one, and past the end cancels CANCEL_TASK work.
+//!   the cutoff), accounts for the running one, and past the end cancels CANCEL_TASK work;
+//! - two servers on one PostgreSQL open an occurrence once.
 //!
 //! Windows last hours, so "later" is reached honestly: with the server stopped, every instant
 //! the database holds about the window (its schedule, its occurrence row, its execution and its
@@ -423,4 +424,68 @@ fn back_past_the_end_cancel_task_work_is_cancelled_and_reported() {
     assert_eq!(t["reason"], format!("still running at the window's end at {end}: cancelled (CANCEL_TASK)"), "{e}");
     wait_until(Duration::from_secs(60), || Ok(server.cli_json(&["commands", "show", long])?["status"] == "Cancelled"))
         .expect("the task's command was cancelled");
+}
+
+/// Copies what a second server on the same database needs of the first: its master key and
+/// the admin token.
+fn share_secrets(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("data dir");
+    for file in ["master.key", "admin.token"] {
+        std::fs::copy(from.join(file), to.join(file)).expect("copy a shared secret");
+    }
+}
+
+#[test]
+fn two_servers_on_one_postgres_open_an_occurrence_once() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let db = rt.block_on(flotilla_testkit::postgres::TempDatabase::for_test());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("FLOTILLA_DATABASE_URL", db.url())];
+    let a = TestServer::start(&dir.path().join("a"), "1s", &env).expect("server a");
+    let (_agents, ids) = start_fleet(&a, dir.path(), 1, DEBIAN).expect("fleet");
+    let (at, _) = at_in(12, "UTC");
+    server_window(&a, &at, &ids[0]);
+    share_secrets(&dir.path().join("a"), &dir.path().join("b"));
+    // Both servers list the window at start, so both wake for its occurrence and race.
+    let b = TestServer::start(&dir.path().join("b"), "1s", &env).expect("server b on the same database");
+    // Whichever won, its first task gets a command (the agent is connected to a only, so a
+    // command made by b may not be delivered: Run Command does not route between replicas yet).
+    wait_until(Duration::from_secs(90), || {
+        Ok(executions(&b, "raced").first().is_some_and(|e| task(e, "one")["command_id"].is_string()))
+    })
+    .unwrap_or_else(|e| panic!("the occurrence opened: {e}\na:\n{}\nb:\n{}", a.log_text(), b.log_text()));
+    // Give the loser every chance to (wrongly) open it too: both pass over it again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(executions(&a, "raced").len(), 1, "one execution for the occurrence");
+    let fired = a.log_text().matches("schedule fired").count() + b.log_text().matches("schedule fired").count();
+    assert_eq!(fired, 1, "a:\n{}\nb:\n{}", a.log_text(), b.log_text());
+    // Every command made for the window is one its execution records (one per task); read in
+    // this order, a task starting in between cannot make the check fail.
+    let commands = a.cli_json(&["commands", "ls"]).expect("commands");
+    let made: std::collections::BTreeSet<String> = commands
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|c| c["comment"].as_str().is_some_and(|t| t.contains("window raced")))
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+        .collect();
+    let recorded: std::collections::BTreeSet<String> = executions(&a, "raced")[0]["task_invocations"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["command_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!made.is_empty() && made.is_subset(&recorded), "made {made:?}, recorded {recorded:?}");
+    drop(a);
+    drop(b);
+    rt.block_on(db.drop_database()).expect("drop");
+}
+
+fn server_window(server: &TestServer, at: &str, node: &str) {
+    server
+        .cli_json(&["windows", "create", "--name", "raced", "--schedule", at, "--duration", "1", "--cutoff", "0"])
+        .expect("create");
+    server.cli_json(&["windows", "targets", "add", "raced", "--target", node]).expect("target");
+    add_task(server, "raced", "one", "1", "echo one", &[]);
+    add_task(server, "raced", "two", "2", "echo two", &[]);
 }
