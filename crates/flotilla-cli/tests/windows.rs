@@ -6,7 +6,9 @@
 //!   task twice;
 //! - a server that comes back past the cutoff starts no new task (reported NOT_STARTED with
 //!   the cutoff), accounts for the running one, and past the end cancels CANCEL_TASK work;
-//! - two servers on one PostgreSQL open an occurrence once.
+//! - two servers on one PostgreSQL open an occurrence once;
+//! - an occurrence missed while the server was down opens late while before its cutoff, and is
+//!   recorded missed after it.
 //!
 //! Windows last hours, so "later" is reached honestly: with the server stopped, every instant
 //! the database holds about the window (its schedule, its occurrence row, its execution and its
@@ -488,4 +490,40 @@ fn server_window(server: &TestServer, at: &str, node: &str) {
     server.cli_json(&["windows", "targets", "add", "raced", "--target", node]).expect("target");
     add_task(server, "raced", "one", "1", "echo one", &[]);
     add_task(server, "raced", "two", "2", "echo two", &[]);
+}
+
+#[test]
+fn an_occurrence_missed_while_down_opens_late_before_its_cutoff_and_never_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let (_agents, ids) = start_fleet(&server, dir.path(), 1, DEBIAN).expect("fleet");
+    let (at, when) = at_in(6, "UTC");
+    for name in ["in-time", "too-late"] {
+        server
+            .cli_json(&["windows", "create", "--name", name, "--schedule", &at, "--duration", "2", "--cutoff", "1"])
+            .expect("create");
+        server.cli_json(&["windows", "targets", "add", name, "--target", &ids[0]]).expect("target");
+        add_task(&server, name, "hello", "1", "echo hello", &[]);
+    }
+    let late = server.cli_json(&["windows", "show", "too-late"]).expect("show")["id"].as_str().expect("id").to_owned();
+    server.kill();
+    // Down across the occurrence. For `too-late`, the server is down 90 minutes longer: its
+    // schedule and creation move back that much, past the 1 h from occurrence to cutoff.
+    let left = when.as_millisecond() - jiff::Timestamp::now().as_millisecond();
+    std::thread::sleep(Duration::from_millis(u64::try_from(left.max(0)).unwrap_or(0) + 2000));
+    let moved = when.checked_sub(jiff::SignedDuration::from_mins(90)).expect("in range");
+    let sql = format!(
+        "UPDATE windows SET schedule = '{}', schedule_since = schedule_since - 5400000, created_at = created_at - \
+         5400000 WHERE id = '{late}'; SELECT changes();",
+        moved.strftime("at(%Y-%m-%dT%H:%M:%S)")
+    );
+    let out = Command::new("sqlite3").arg(server.data_dir.join("flotilla.db")).arg(&sql).output().expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
+    server.restart().expect("restart");
+    let e = wait_ended(&server, "in-time");
+    assert_eq!((e["status"].as_str(), ts(&e["occurrence_at"])), (Some("SUCCESS"), when), "opened late: {e}");
+    assert!(ts(&e["started_at"]) > when, "{e}");
+    wait_until(Duration::from_secs(30), || Ok(server.log_text().contains("schedule occurrences missed")))
+        .expect("the occurrence past its cutoff was recorded missed");
+    assert!(executions(&server, "too-late").is_empty(), "no execution past the cutoff");
 }
