@@ -12,6 +12,7 @@ pub mod parameters;
 pub mod server;
 pub mod types;
 pub mod vulndb;
+pub mod windows;
 
 pub use assess::*;
 pub use associations::*;
@@ -21,3 +22,4 @@ pub use parameters::*;
 pub use server::*;
 pub use types::*;
 pub use vulndb::*;
+pub use windows::*;

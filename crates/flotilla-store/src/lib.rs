@@ -23,6 +23,7 @@ mod parameters;
 mod schedules;
 mod sql;
 mod vulndb;
+mod windows;
 
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use associations::{AssociationNodeRecord, AssociationRecord, AssociationStore, SettledRun};
@@ -36,6 +37,9 @@ pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRec
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory, VulnDbStore};
+pub use windows::{
+    TaskInvocationRecord, WindowExecutionRecord, WindowRecord, WindowStore, WindowTargetRecord, WindowTaskRecord,
+};
 
 use async_trait::async_trait;
 
@@ -43,7 +47,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        ParameterStore, ScheduleStore, Store, VulnDbStore,
+        ParameterStore, ScheduleStore, Store, VulnDbStore, WindowStore,
     };
 }
 
@@ -61,6 +65,7 @@ pub trait Store:
     + VulnDbStore
     + ScheduleStore
     + EventStore
+    + WindowStore
     + Send
     + Sync
     + 'static

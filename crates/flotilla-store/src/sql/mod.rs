@@ -17,6 +17,7 @@ mod inventory;
 mod parameters;
 mod schedules;
 mod vulndb;
+mod windows;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -44,6 +45,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/sqlite/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
+    (13, "windows", include_str!("../../migrations/sqlite/0013_windows.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -58,6 +60,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/postgres/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
+    (13, "windows", include_str!("../../migrations/postgres/0013_windows.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
