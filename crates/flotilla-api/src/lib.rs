@@ -13,6 +13,7 @@ pub mod parameters;
 pub mod server;
 pub mod types;
 pub mod vulndb;
+pub mod windows;
 
 pub use assess::*;
 pub use associations::*;
@@ -23,3 +24,4 @@ pub use parameters::*;
 pub use server::*;
 pub use types::*;
 pub use vulndb::*;
+pub use windows::*;

@@ -25,7 +25,9 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
-use crate::{assessments, compliance, fleet, inventory, notifications, parameters, platform, runcommand, statemanager};
+use crate::{
+    assessments, compliance, fleet, inventory, notifications, parameters, platform, runcommand, statemanager, windows,
+};
 
 /// Largest accepted request body on the REST surfaces.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -103,7 +105,8 @@ impl RestRoutes {
                 .merge(parameters::http::routes())
                 .merge(statemanager::http::routes())
                 .merge(compliance::http::routes())
-                .merge(notifications::http::routes()),
+                .merge(notifications::http::routes())
+                .merge(windows::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
             public: public_routes().merge(fleet::http::public_routes()),
         }
@@ -252,7 +255,7 @@ mod tests {
                 assert!(ok.is_some(), "{method} {path} documents no success response");
                 // Every body-taking operation names its request schema, except the ones whose
                 // inputs are all in the path.
-                let bodiless = path.ends_with("/deregister") || path.ends_with("/cancel") || path.ends_with("/rotate");
+                let bodiless = ["/deregister", "/cancel", "/rotate", "/apply"].iter().any(|end| path.ends_with(end));
                 if matches!(method, "POST" | "PUT") && !bodiless {
                     assert!(operation.request_body.is_some(), "{method} {path} documents no request body");
                 }

@@ -24,6 +24,7 @@ mod parameters;
 mod schedules;
 mod sql;
 mod vulndb;
+mod windows;
 
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use associations::{AssociationNodeRecord, AssociationRecord, AssociationStore, SettledRun};
@@ -38,6 +39,9 @@ pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRec
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory, VulnDbStore};
+pub use windows::{
+    TaskInvocationRecord, WindowExecutionRecord, WindowRecord, WindowStore, WindowTargetRecord, WindowTaskRecord,
+};
 
 use async_trait::async_trait;
 
@@ -45,7 +49,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        NotificationStore, ParameterStore, ScheduleStore, Store, VulnDbStore,
+        NotificationStore, ParameterStore, ScheduleStore, Store, VulnDbStore, WindowStore,
     };
 }
 
@@ -64,6 +68,7 @@ pub trait Store:
     + ScheduleStore
     + NotificationStore
     + EventStore
+    + WindowStore
     + Send
     + Sync
     + 'static
