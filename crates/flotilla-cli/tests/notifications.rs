@@ -657,3 +657,81 @@ fn a_burst_of_10000_events_is_delivered_and_a_stuck_receiver_delays_no_one() {
     drop(rx);
     rt.block_on(db.drop_database()).expect("drop");
 }
+
+#[test]
+fn rules_and_subscriptions_run_documents_on_nodes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_server(dir.path(), &[]);
+    let debian = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+    let (_agents, ids) = flotilla_testkit::start_fleet(&server, dir.path(), 1, debian).expect("fleet online");
+    // A rule that runs a document on given targets, and a topic whose subscription runs one.
+    ok(
+        &server,
+        &[
+            "rules",
+            "create",
+            "echo-on-change",
+            "--pattern",
+            r#"{"type": ["Parameter.Changed"], "detail": {"name": [{"prefix": "/run/"}]}}"#,
+            "--to",
+            "run:Flotilla-RunShellScript",
+            "--param",
+            "commands=echo from-rule",
+            "--target",
+            "all",
+        ],
+    );
+    ok(&server, &["topics", "create", "ops"]);
+    let sub = ok(
+        &server,
+        &[
+            "subscriptions",
+            "add",
+            "ops",
+            "--run-document",
+            "Flotilla-RunShellScript",
+            "--param",
+            "commands=echo from-subscription",
+            "--target",
+            &ids[0],
+        ],
+    );
+    assert_eq!(sub["kind"], "run-document");
+    let sub = sub["id"].as_str().expect("id").to_owned();
+    ok(
+        &server,
+        &[
+            "rules",
+            "create",
+            "to-ops",
+            "--pattern",
+            r#"{"type": ["Parameter.Changed"], "detail": {"name": ["/run/x"]}}"#,
+            "--to",
+            "topic:ops",
+        ],
+    );
+    let err = fails(&server, &["subscriptions", "add", "ops", "--run-document", "No-Such-Document", "--target", "all"]);
+    assert!(err.contains("No-Such-Document"), "{err}");
+
+    put_param(&server, "/run/x", "1");
+    put_param(&server, "/other", "1");
+    let mut commands = Vec::new();
+    let wait = wait_until(Duration::from_secs(60), || {
+        commands = ok(&server, &["commands", "ls"]).as_array().cloned().unwrap_or_default();
+        Ok(commands.len() == 2 && commands.iter().all(|c| c["status"] == "Success"))
+    });
+    assert!(wait.is_ok(), "{commands:#?}\n{}", server.log_text());
+    let mut outputs = BTreeSet::new();
+    for c in &commands {
+        let out =
+            server.cli(&["commands", "output", c["id"].as_str().expect("id"), "--node", &ids[0]]).expect("output");
+        outputs.insert(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    assert_eq!(
+        outputs,
+        BTreeSet::from(["from-rule".to_owned(), "from-subscription".to_owned()]),
+        "only /run/ changes matched"
+    );
+    let rows = settled(&server, &sub, 1);
+    assert_eq!(rows[0]["status"], "Delivered");
+}
