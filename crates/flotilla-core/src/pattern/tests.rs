@@ -1,3 +1,6 @@
+//! Table tests of event patterns (matching and the where-and-what of refusals) and property
+//! tests: matching is total, exact and anything-but are complements, numeric ranges hold exactly.
+
 use super::*;
 use proptest::prelude::*;
 
