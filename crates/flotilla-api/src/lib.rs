@@ -10,6 +10,7 @@ pub mod client;
 pub mod inventory;
 pub mod parameters;
 pub mod server;
+pub mod sessions;
 pub mod types;
 pub mod vulndb;
 
@@ -19,5 +20,6 @@ pub use client::{Client, ClientError};
 pub use inventory::*;
 pub use parameters::*;
 pub use server::*;
+pub use sessions::*;
 pub use types::*;
 pub use vulndb::*;

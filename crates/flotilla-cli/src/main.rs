@@ -102,6 +102,9 @@ enum Command {
     /// The advisory database (OSV records) used for CVE assessment.
     #[command(subcommand)]
     Vulndb(cmd::vulndb::VulnDb),
+    /// Interactive shells and port forwarding through the node's agent, recorded.
+    #[command(subcommand)]
+    Session(cmd::session::SessionCmd),
 }
 
 fn main() -> ExitCode {
@@ -173,6 +176,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Compliance(c) => c.run(&conn.client()?, format).await,
         Command::Findings(c) => c.run(&conn.client()?, format).await,
         Command::Vulndb(c) => c.run(&conn.client()?, format).await,
+        Command::Session(c) => c.run(&conn.client()?, format).await,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod event;
 pub mod node;
 pub mod parameter;
 pub mod schedule;
+pub mod session;
 pub mod severity;
 pub mod tag;
 pub mod target;

@@ -15,6 +15,8 @@ pub(crate) struct AppState {
     pub run: RunState,
     /// Wakes State Manager's reconciler.
     pub associations: Reconciler,
+    /// The sessions open in this process.
+    pub sessions: crate::sessions::SessionState,
 }
 
 impl Deref for AppState {

@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
-use crate::{assessments, compliance, fleet, inventory, parameters, platform, runcommand, statemanager};
+use crate::{assessments, compliance, fleet, inventory, parameters, platform, runcommand, sessions, statemanager};
 
 /// Largest accepted request body on the REST surfaces.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -102,7 +102,8 @@ impl RestRoutes {
                 .merge(assessments::http::routes())
                 .merge(parameters::http::routes())
                 .merge(statemanager::http::routes())
-                .merge(compliance::http::routes()),
+                .merge(compliance::http::routes())
+                .merge(sessions::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
             public: public_routes().merge(fleet::http::public_routes()),
         }
@@ -247,7 +248,8 @@ mod tests {
                 ("PATCH", &item.patch),
             ] {
                 let Some(operation) = operation else { continue };
-                let ok = operation.responses.responses.keys().find(|code| code.starts_with('2'));
+                // Session streams answer 101 Switching Protocols instead.
+                let ok = operation.responses.responses.keys().find(|code| code.starts_with('2') || *code == "101");
                 assert!(ok.is_some(), "{method} {path} documents no success response");
                 // Every body-taking operation names its request schema, except the ones whose
                 // inputs are all in the path.

@@ -18,6 +18,7 @@ mod inventory;
 mod parameters;
 mod platform;
 mod runcommand;
+mod sessions;
 mod statemanager;
 
 use std::net::SocketAddr;
@@ -96,7 +97,9 @@ impl Server {
             platform: platform.clone(),
             run: runcommand::RunState { engine, output },
             associations: statemanager::Reconciler::default(),
+            sessions: sessions::SessionState::default(),
         });
+        sessions::recover(&state).await.context("cannot end the sessions a stopped server left open")?;
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());

@@ -21,6 +21,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     // Associations resolve targets and run as commands.
     ("statemanager", &["fleet", "runcommand"]),
     ("compliance", &["fleet"]),
+    // A session needs its node (status, tags) from the fleet.
+    ("sessions", &["fleet"]),
 ];
 /// The composition root: wires everything, may import anything.
 const ROOT_FILES: &[&str] = &["lib.rs", "app.rs", "http.rs"];

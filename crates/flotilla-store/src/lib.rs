@@ -21,6 +21,7 @@ mod fleet;
 mod inventory;
 mod parameters;
 mod schedules;
+mod sessions;
 mod sql;
 mod vulndb;
 
@@ -34,6 +35,7 @@ pub use fleet::{Enrollment, FleetStore, TargetGroup};
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
+pub use sessions::{SessionConnectionRecord, SessionRecord, SessionStore};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory, VulnDbStore};
 
@@ -43,7 +45,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        ParameterStore, ScheduleStore, Store, VulnDbStore,
+        ParameterStore, ScheduleStore, SessionStore, Store, VulnDbStore,
     };
 }
 
@@ -61,6 +63,7 @@ pub trait Store:
     + VulnDbStore
     + ScheduleStore
     + EventStore
+    + SessionStore
     + Send
     + Sync
     + 'static

@@ -16,6 +16,7 @@ mod fleet;
 mod inventory;
 mod parameters;
 mod schedules;
+mod sessions;
 mod vulndb;
 
 use std::path::Path;
@@ -44,6 +45,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/sqlite/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
+    (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -58,6 +60,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/postgres/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
+    (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
