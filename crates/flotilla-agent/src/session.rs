@@ -398,35 +398,46 @@ async fn tcp_connection(
         return Err("the server went away".into());
     }
     let (mut rd, mut wr) = stream.into_split();
-    let mut buf = vec![0u8; CHUNK];
-    let mut operator_open = true;
-    loop {
-        tokio::select! {
-            read = rd.read(&mut buf) => match read {
-                Ok(0) => return Ok(End { reason: format!("closed by {target}"), exit_code: 0 }),
+    // The two directions run side by side: a write blocked on one never stops the other
+    // being read (an echoing peer would otherwise deadlock the pump).
+    let down = async {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) => return End { reason: format!("closed by {target}"), exit_code: 0 },
                 Ok(n) => {
                     if tx.send(frame(session_frame::Body::Data(buf[..n].to_vec()))).await.is_err() {
-                        return Ok(End { reason: "the server went away".into(), exit_code: -1 });
+                        return End { reason: "the server went away".into(), exit_code: -1 };
                     }
                 }
-                Err(e) => return Ok(End { reason: format!("connection to {target} failed: {e}"), exit_code: -1 }),
-            },
-            message = inbound.message(), if operator_open => match message {
+                Err(e) => return End { reason: format!("connection to {target} failed: {e}"), exit_code: -1 },
+            }
+        }
+    };
+    let up = async {
+        loop {
+            match inbound.message().await {
                 Ok(Some(SessionFrame { body: Some(session_frame::Body::Data(bytes)) })) => {
                     if let Err(e) = wr.write_all(&bytes).await {
-                        return Ok(End { reason: format!("connection to {target} failed: {e}"), exit_code: -1 });
+                        return End { reason: format!("connection to {target} failed: {e}"), exit_code: -1 };
                     }
                 }
                 Ok(Some(SessionFrame { body: Some(session_frame::Body::Closed(c)) })) if c.reason.is_empty() => {
-                    operator_open = false;
+                    // The operator's end of stream: half-close, and let the node side finish.
                     let _ = wr.shutdown().await;
+                    return std::future::pending().await;
                 }
                 Ok(Some(SessionFrame { body: Some(session_frame::Body::Closed(c)) })) => {
-                    return Ok(End { reason: format!("closed by the server ({})", c.reason), exit_code: -1 });
+                    return End { reason: format!("closed by the server ({})", c.reason), exit_code: -1 };
                 }
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return Ok(End { reason: "the server went away".into(), exit_code: -1 }),
-            },
+                Ok(None) | Err(_) => return End { reason: "the server went away".into(), exit_code: -1 },
+            }
         }
-    }
+    };
+    let end = tokio::select! {
+        end = down => end,
+        end = up => end,
+    };
+    Ok(end)
 }

@@ -7,6 +7,7 @@
 //! frames), so memory per stream is bounded and a slow reader holds back its own stream only.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use flotilla_api::sessions::frame;
 use flotilla_proto::v1::{SessionClosed, SessionFrame, WindowSize, session_frame};
@@ -214,53 +215,60 @@ pub async fn connection(state: Arc<AppState>, live: Arc<Live>, seq: i64, stream:
         }
     };
     let (mut rd, mut wr) = tokio::io::split(io);
-    let mut buf = vec![0u8; CHUNK];
-    let (mut bytes_in, mut bytes_out) = (0i64, 0i64);
-    let mut client_open = true;
-    let reason = loop {
-        tokio::select! {
-            () = live.end.cancelled() => {
-                let _ = outbound.send(close("session ended")).await;
-                break format!("session ended ({})", live.reason_or("ended"));
+    let bytes_in = AtomicI64::new(0);
+    let bytes_out = AtomicI64::new(0);
+    let reason = {
+        // Both directions side by side: a blocked write one way never stops reads the other.
+        let up = async {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) => {
+                        // The agent half-closes its connection and keeps reading the node side.
+                        if outbound.send(close("")).await.is_err() {
+                            return AGENT_GONE.to_owned();
+                        }
+                        return std::future::pending().await;
+                    }
+                    Ok(n) => {
+                        bytes_in.fetch_add(i64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+                        live.count_in(n);
+                        if outbound.send(data(buf[..n].to_vec())).await.is_err() {
+                            return AGENT_GONE.to_owned();
+                        }
+                    }
+                    Err(_) => return CLIENT_GONE.to_owned(),
+                }
             }
-            read = rd.read(&mut buf), if client_open => match read {
-                Ok(0) => {
-                    client_open = false;
-                    // The agent half-closes its connection and keeps reading the node side.
-                    if outbound.send(close("")).await.is_err() {
-                        break AGENT_GONE.to_owned();
+        };
+        let down = async {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(SessionFrame { body: Some(session_frame::Body::Data(bytes)) })) => {
+                        bytes_out.fetch_add(i64::try_from(bytes.len()).unwrap_or(0), Ordering::Relaxed);
+                        live.count_out(bytes.len());
+                        if wr.write_all(&bytes).await.is_err() {
+                            return CLIENT_GONE.to_owned();
+                        }
                     }
-                }
-                Ok(n) => {
-                    bytes_in += i64::try_from(n).unwrap_or(0);
-                    live.count_in(n);
-                    if outbound.send(data(buf[..n].to_vec())).await.is_err() {
-                        break AGENT_GONE.to_owned();
+                    Ok(Some(SessionFrame { body: Some(session_frame::Body::Closed(closed)) })) => {
+                        let _ = wr.flush().await;
+                        return if closed.reason.is_empty() { "closed".to_owned() } else { closed.reason };
                     }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return AGENT_GONE.to_owned(),
                 }
-                Err(_) => {
-                    let _ = outbound.send(close(CLIENT_GONE)).await;
-                    break CLIENT_GONE.to_owned();
-                }
-            },
-            message = inbound.message() => match message {
-                Ok(Some(SessionFrame { body: Some(session_frame::Body::Data(bytes)) })) => {
-                    bytes_out += i64::try_from(bytes.len()).unwrap_or(0);
-                    live.count_out(bytes.len());
-                    if wr.write_all(&bytes).await.is_err() {
-                        let _ = outbound.send(close(CLIENT_GONE)).await;
-                        break CLIENT_GONE.to_owned();
-                    }
-                }
-                Ok(Some(SessionFrame { body: Some(session_frame::Body::Closed(closed)) })) => {
-                    let _ = wr.flush().await;
-                    break if closed.reason.is_empty() { "closed".to_owned() } else { closed.reason };
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break AGENT_GONE.to_owned(),
-            },
+            }
+        };
+        tokio::select! {
+            () = live.end.cancelled() => format!("session ended ({})", live.reason_or("ended")),
+            reason = up => reason,
+            reason = down => reason,
         }
     };
+    // Ends the agent's side unless it ended itself (then this finds the stream closed).
+    let _ = outbound.send(close(&reason)).await;
+    let (bytes_in, bytes_out) = (bytes_in.load(Ordering::Relaxed), bytes_out.load(Ordering::Relaxed));
     let _ = wr.shutdown().await;
     record_connection(&state, &live, seq, opened_at, bytes_in, bytes_out, &reason).await;
 }
