@@ -5,6 +5,9 @@
 //! nodes, unknown run-as users, closed ports and unresolvable hosts, the CLI or the agent
 //! killed mid-session, a bulk transfer beside an interactive connection, the agent's cap).
 
+// The test drives local tools (tmux, kill, pgrep), not node processes.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -407,12 +410,14 @@ fn bad_input_is_refused_with_the_reason() {
     let mut s = forward.connect();
     let mut buf = [0u8; 16];
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
-    wait_until(LONG, || Ok(forward.stderr().contains("connection refused by 127.0.0.1"))).expect(&forward.stderr());
+    wait_until(LONG, || Ok(forward.stderr().contains("connection refused by 127.0.0.1")))
+        .unwrap_or_else(|_| panic!("{}", forward.stderr()));
     drop(forward);
     let forward = Forward::start(&server, dir.path(), &node, "no-such-host.invalid:80");
     let mut s = forward.connect();
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
-    wait_until(LONG, || Ok(forward.stderr().contains("cannot resolve no-such-host.invalid"))).expect(&forward.stderr());
+    wait_until(LONG, || Ok(forward.stderr().contains("cannot resolve no-such-host.invalid")))
+        .unwrap_or_else(|_| panic!("{}", forward.stderr()));
     let id = only_session(&server, &node);
     let show = server.cli_json(&["session", "show", &id]).expect("show");
     let reason = show["connections"][0]["reason"].as_str().unwrap_or_default().to_owned();
