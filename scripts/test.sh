@@ -13,9 +13,15 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # Debian packages the tests use: rpm (the rpm inventory collector is tested against real rpm
-# databases), PostgreSQL (the storage contract suite), python3-venv (the OpenAPI validator).
+# databases), PostgreSQL (the storage contract suite), python3-venv (the OpenAPI validator),
+# systemd, passwd, dpkg-dev and apt (the desired-state actions run the real systemctl --root,
+# useradd --root, dpkg-deb/dpkg-scanpackages/dpkg --root and apt-get on throwaway roots).
 apt_missing=()
 command -v rpmbuild >/dev/null || apt_missing+=(rpm)
+command -v systemctl >/dev/null || apt_missing+=(systemd)
+command -v useradd >/dev/null || apt_missing+=(passwd)
+command -v dpkg-scanpackages >/dev/null || apt_missing+=(dpkg-dev)
+command -v apt-get >/dev/null || apt_missing+=(apt)
 command -v pg_ctlcluster >/dev/null || apt_missing+=(postgresql)
 command -v curl >/dev/null || apt_missing+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_missing+=(python3-venv)

@@ -311,3 +311,82 @@ fn watched_files_and_their_links_never_lead_outside_the_root() {
     assert!(by_path(&escape)["error"].as_str().is_some_and(|e| e.contains("outside the agent's root")));
     assert!(!items.iter().any(|i| i["path"].as_str().is_some_and(|p| p.starts_with("/etc/hostdir/"))), "{items:?}");
 }
+
+#[test]
+fn desired_state_steps_report_their_state_and_a_replay_carries_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, mut agent) = setup(dir.path());
+    agent.start().expect("agent");
+    server.wait_sessions(1, WAIT).expect("connected");
+    let step = |name: &str, action: &str, inputs: &[(&str, &str)]| ShellStep {
+        name: name.into(),
+        agent_action: action.into(),
+        agent_inputs: inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        timeout_seconds: 60,
+        ..Default::default()
+    };
+    let desired = |id: &str| {
+        server_message::Body::Run(RunInvocation {
+            invocation_id: id.into(),
+            command_id: id.split('.').next().unwrap_or(id).into(),
+            steps: vec![
+                step("d.0", "file:write", &[("path", "/etc/motd"), ("content", "hi\n"), ("mode", "0644")]),
+                step("d.1", "sysctl:ensure", &[("name", "vm.swappiness"), ("value", "10")]),
+            ],
+            max_output_bytes: 0,
+        })
+    };
+    let summary = |r: &InvocationResult| -> Vec<(String, String, bool, String)> {
+        r.state.iter().map(|s| (s.step.clone(), s.action.clone(), s.changed, s.detail.clone())).collect()
+    };
+
+    let first_id = "cmd-d1.n-0123456789abcdef0";
+    server.send(desired(first_id)).expect("send");
+    let first = wait_result(&server, first_id, 1);
+    assert_eq!(first.outcome, InvocationOutcome::Success as i32, "{first:?}");
+    let state = summary(&first);
+    assert_eq!(state[0], ("d.0".into(), "file:write".into(), true, "/etc/motd: created".into()));
+    assert_eq!((state[1].0.as_str(), state[1].2), ("d.1", true));
+    assert_eq!(std::fs::read_to_string(agent.root.join("etc/motd")).expect("written under --root"), "hi\n");
+    let stdout = String::from_utf8_lossy(&output(&server.received(), first_id, OutputStream::Stdout)).into_owned();
+    assert!(stdout.starts_with("/etc/motd: created\nsysctl vm.swappiness: "), "{stdout}");
+
+    // Acknowledged, then re-sent: the tombstone answers with the same state.
+    server.send(server_message::Body::ResultAck(ResultAck { invocation_id: first_id.into() })).expect("ack");
+    wait_spool_gone(&agent, first_id);
+    server.send(desired(first_id)).expect("re-send");
+    let replayed = wait_result(&server, first_id, 2);
+    assert!(replayed.replayed);
+    assert_eq!(summary(&replayed), state, "the replay carries the recorded state");
+
+    // A new invocation with the same inputs changes nothing.
+    let second_id = "cmd-d2.n-0123456789abcdef0";
+    server.send(desired(second_id)).expect("send");
+    let second = wait_result(&server, second_id, 1);
+    assert!(second.state.iter().all(|s| !s.changed), "{second:?}");
+    assert_eq!(second.state.len(), 2);
+    // The agent is restarted before the ack: the spooled result is re-sent with its state.
+    agent.stop();
+    agent.start().expect("agent again");
+    server.wait_sessions(2, WAIT).expect("reconnected");
+    let resent = wait_result(&server, second_id, 2);
+    assert_eq!(summary(&resent), summary(&second), "spooled with the result");
+
+    // A failing step: the state of the steps before it is kept, the invocation fails.
+    let third_id = "cmd-d3.n-0123456789abcdef0";
+    server
+        .send(server_message::Body::Run(RunInvocation {
+            invocation_id: third_id.into(),
+            command_id: "cmd-d3".into(),
+            steps: vec![
+                step("ok", "file:absent", &[("path", "/etc/nothing")]),
+                step("bad", "file:write", &[("path", "/etc/x"), ("content", "x"), ("owner", "ghost")]),
+            ],
+            max_output_bytes: 0,
+        }))
+        .expect("send");
+    let third = wait_result(&server, third_id, 1);
+    assert_eq!(third.outcome, InvocationOutcome::Failed as i32);
+    assert!(third.detail.contains("step bad: owner `ghost` does not exist on the node"), "{}", third.detail);
+    assert_eq!(summary(&third), [("ok".into(), "file:absent".into(), false, "/etc/nothing: unchanged".into())]);
+}

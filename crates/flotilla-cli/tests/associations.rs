@@ -308,3 +308,62 @@ fn a_desired_state_association_keeps_a_file_and_its_compliance_follows_the_node(
     assert!(r["detail"].as_str().is_some_and(|d| d.contains("no-such-user")), "{r}");
     assert!(!agents[0].root.join("etc/other").exists());
 }
+
+/// A node that joins while the association is still running elsewhere gets its own run and
+/// the running one is not repeated; a server killed mid-run settles both after restart from
+/// what it stored, and sends nothing twice.
+#[test]
+fn a_node_joining_mid_run_and_a_server_restart_mid_run_lose_and_repeat_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let (_agents, ids) = start_fleet(&server, dir.path(), 1, DEBIAN).expect("fleet");
+    server.cli_json(&["nodes", "tag", &ids[0], "role=web"]).expect("tag");
+    let created = server
+        .cli_json(&[
+            "associations",
+            "create",
+            "--name",
+            "slow",
+            "--document",
+            "Flotilla-RunShellScript",
+            "--param",
+            "commands=sleep 6",
+            "--target",
+            "tag:role=web",
+        ])
+        .expect("create");
+    let assoc = created["id"].as_str().expect("id").to_owned();
+    let mut first = String::new();
+    wait_until(Duration::from_secs(30), || {
+        let rows = status(&server, &assoc);
+        first = rows.first().and_then(|r| r["command_id"].as_str()).unwrap_or_default().to_owned();
+        Ok(!first.is_empty())
+    })
+    .expect("the first node's run started");
+    let (_late, late) = join(&server, dir.path(), "late", "role=web");
+    let mut second = String::new();
+    wait_until(Duration::from_secs(30), || {
+        let rows = status(&server, &assoc);
+        second = rows
+            .iter()
+            .find(|r| r["node_id"] == late.as_str())
+            .and_then(|r| r["command_id"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(!second.is_empty())
+    })
+    .expect("the late node's run started");
+    assert_ne!(first, second, "the late node got its own command");
+    let rows = status(&server, &assoc);
+    assert_eq!(row(&rows, &ids[0])["command_id"], first.as_str(), "the running node was not sent it again");
+    // Killed while both run; the agents finish and report to the restarted server.
+    server.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart().expect("restart");
+    let rows = wait_settled(&server, &assoc, &[&ids[0], &late], &[]);
+    assert_eq!(row(&rows, &ids[0])["command_id"], first.as_str(), "{rows:?}");
+    assert_eq!(row(&rows, &late)["command_id"], second.as_str(), "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "Success"), "{rows:?}");
+    let commands = server.cli_json(&["commands", "ls"]).expect("commands");
+    assert_eq!(commands.as_array().map(Vec::len), Some(2), "nothing sent twice: {commands}");
+}

@@ -24,6 +24,9 @@
 //!   `documentVersion`, `documentParameters`) values are substituted literally, because they are
 //!   data there; `workingDirectory` must then be absolute without NUL (empty means none) and
 //!   `timeoutSeconds` a whole number in 5..=172800 (empty means 3600).
+//! - Desired-state inputs (`file:write` content, a unit or package name, ...) and the
+//!   elements of a `state:apply` list are data too: substituted literally, then checked with
+//!   `flotilla_core::desired`; the agent hands them to its tools as arguments, never to a shell.
 //! - Through `run:document` the rule holds at every level: a parent may fill a child's script
 //!   parameter only with text its author wrote or with its own script parameter passed whole;
 //!   splicing any other parameter into it is refused, since the child would run it as code.

@@ -11,12 +11,15 @@
 //! every Welcome until `ResultAck`. An id seen before and not yet acknowledged is never
 //! executed again; after the ack it is forgotten, as the real agent deletes its spool
 //! directory then. Executions are counted per id so tests can check none ran twice.
+//! Desired-state steps (`file:write`, `service:ensure`, ...) report a `StepState` each:
+//! changed the first time the node is asked for a resource as given, unchanged on later
+//! identical runs (each simulated node remembers the last inputs per resource).
 //!
 //! Inventory: uploads by type with the content hash, sending only what differs from the hashes
 //! the server announced (Welcome, then every `InventoryAck`), and again in full what the ack
 //! asks to `resend`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +29,7 @@ use flotilla_core::backoff::Backoff;
 use flotilla_proto::v1::agent_channel_client::AgentChannelClient;
 use flotilla_proto::v1::{
     AgentMessage, Heartbeat, Hello, InventoryAck, InventoryReport, InventoryTypeData, InvocationAccepted,
-    InvocationOutcome, InvocationResult, NodeInfo, OutputChunk, OutputStream, RunInvocation, agent_message,
+    InvocationOutcome, InvocationResult, NodeInfo, OutputChunk, OutputStream, RunInvocation, StepState, agent_message,
     server_message,
 };
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
@@ -225,11 +228,41 @@ impl Fleet {
     }
 }
 
-/// An invocation "running": its id, when it ends, when it started.
+/// An invocation "running": its id, when it ends, when it started, its desired-state steps.
 struct Running {
     id: String,
     due: Instant,
     started_ms: u64,
+    resources: Vec<(String, String, BTreeMap<String, String>)>,
+}
+
+/// What a simulated node's desired-state step reports: `changed` the first time a resource
+/// (a path, a unit, a package, a user, a kernel parameter) is asked to be as given, unchanged
+/// when it already was (the node's memory, `applied`, remembers the last inputs per resource).
+fn desired_state(
+    applied: &mut HashMap<String, String>,
+    step: &str,
+    action: &str,
+    inputs: &BTreeMap<String, String>,
+) -> StepState {
+    let get = |k: &str| inputs.get(k).map(String::as_str).unwrap_or("");
+    let (key, subject) = match action {
+        "file:write" | "file:absent" => (format!("file {}", get("path")), get("path").to_owned()),
+        "service:ensure" => (format!("service {}", get("name")), format!("service {}", get("name"))),
+        "package:ensure" => (format!("package {}", get("name")), format!("package {}", get("name"))),
+        "user:ensure" => (format!("user {}", get("name")), format!("user {}", get("name"))),
+        _ => (format!("sysctl {}", get("name")), format!("sysctl {}", get("name"))),
+    };
+    let wanted = format!("{action}{inputs:?}");
+    let changed = applied.get(&key) != Some(&wanted);
+    applied.insert(key, wanted);
+    let detail = match (changed, action) {
+        (false, _) => format!("{subject}: unchanged"),
+        (true, "file:write") => format!("{subject}: content differed, rewritten"),
+        (true, "file:absent") => format!("{subject}: removed"),
+        (true, _) => format!("{subject}: changed"),
+    };
+    StepState { step: step.to_owned(), action: action.to_owned(), changed, detail }
 }
 
 /// A finished invocation waiting for its ResultAck.
@@ -257,6 +290,8 @@ struct Agent {
     /// Our own types' hashes once computed (the synthetic inventory never changes).
     own_hashes: Option<Vec<(&'static str, String)>>,
     collected_generation: u64,
+    /// Desired-state resources as last applied on this simulated node (see [`desired_state`]).
+    applied: HashMap<String, String>,
 }
 
 impl Agent {
@@ -274,6 +309,7 @@ impl Agent {
             server_hashes: HashMap::new(),
             own_hashes: None,
             collected_generation,
+            applied: HashMap::new(),
         }
     }
 
@@ -527,7 +563,13 @@ impl Agent {
         if tx.send(accepted).await.is_err() {
             return false;
         }
-        self.running.push(Running { id, due: Instant::now() + self.shared.opts.delay, started_ms });
+        let resources = run
+            .steps
+            .into_iter()
+            .filter(|s| flotilla_core::desired::spec(&s.agent_action).is_some())
+            .map(|s| (s.name, s.agent_action, s.agent_inputs.into_iter().collect()))
+            .collect();
+        self.running.push(Running { id, due: Instant::now() + self.shared.opts.delay, started_ms, resources });
         if self.shared.opts.delay.is_zero() {
             self.finish_due();
             return self.resend_results(tx).await;
@@ -547,6 +589,15 @@ impl Agent {
             }
             let done = self.running.swap_remove(i);
             let failed = opts.fail_rate > 0.0 && rand::random::<f64>() < opts.fail_rate;
+            // A failed run changed nothing the node remembers.
+            let state = if failed {
+                Vec::new()
+            } else {
+                done.resources
+                    .iter()
+                    .map(|(step, action, inputs)| desired_state(&mut self.applied, step, action, inputs))
+                    .collect()
+            };
             let result = InvocationResult {
                 invocation_id: done.id.clone(),
                 outcome: if failed { InvocationOutcome::Failed } else { InvocationOutcome::Success } as i32,
@@ -556,6 +607,7 @@ impl Agent {
                 started_at_unix_ms: done.started_ms,
                 ended_at_unix_ms: now_ms(),
                 detail: String::new(),
+                state,
                 ..Default::default()
             };
             self.unacked.insert(done.id, Finished { result });
@@ -653,5 +705,25 @@ async fn sleep_until_opt(due: Option<Instant>) {
     match due {
         Some(due) => tokio::time::sleep_until(due).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod desired_tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_changes_once_per_set_of_inputs() {
+        let mut applied = HashMap::new();
+        let motd: BTreeMap<String, String> =
+            [("path".to_owned(), "/etc/motd".to_owned()), ("content".to_owned(), "hi\n".to_owned())].into();
+        let first = desired_state(&mut applied, "d.0", "file:write", &motd);
+        assert!(first.changed);
+        assert_eq!(first.detail, "/etc/motd: content differed, rewritten");
+        let again = desired_state(&mut applied, "d.0", "file:write", &motd);
+        assert_eq!((again.changed, again.detail.as_str()), (false, "/etc/motd: unchanged"));
+        let absent: BTreeMap<String, String> = [("path".to_owned(), "/etc/motd".to_owned())].into();
+        assert!(desired_state(&mut applied, "d.1", "file:absent", &absent).changed, "another want, same path");
+        assert!(!desired_state(&mut applied, "d.1", "file:absent", &absent).changed);
     }
 }

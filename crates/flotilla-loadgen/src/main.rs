@@ -31,6 +31,8 @@ enum Bench {
     Inventory(Common),
     /// Inventory, the OSV sample, then a `cve` assessment of every node.
     Assess(Common),
+    /// A desired-state association over every agent: applied at creation, then again (unchanged).
+    Associate(Common),
 }
 
 #[derive(Args)]
@@ -120,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Fanout(c) => ("fanout", c),
         Bench::Inventory(c) => ("inventory", c),
         Bench::Assess(c) => ("assess", c),
+        Bench::Associate(c) => ("associate", c),
     };
     let mut target = target(common).await?;
     let settings = Settings {
@@ -138,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "connections" => scenario::connections(&mut target, &settings).await,
         "fanout" => scenario::fanout(&mut target, &settings).await,
         "inventory" => scenario::inventory(&mut target, &settings).await,
+        "associate" => scenario::associate(&mut target, &settings).await,
         _ => scenario::assess(&mut target, &settings).await,
     };
     let report = match report {

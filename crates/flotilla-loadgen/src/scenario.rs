@@ -448,3 +448,86 @@ pub async fn assess(target: &mut Target, s: &Settings) -> anyhow::Result<Value> 
     fleet.stop().await;
     Ok(report)
 }
+
+/// Polls an association's per-node status until `n` nodes have settled (not Pending) from a
+/// command other than those in `seen`; returns the seconds taken and the settled rows.
+async fn association_settled(
+    client: &Client,
+    id: &str,
+    n: usize,
+    seen: &[String],
+    started: Instant,
+    timeout: Duration,
+) -> anyhow::Result<(f64, Vec<flotilla_api::AssociationNodeStatus>)> {
+    loop {
+        let rows = client.association_status(id).await.context("cannot read the association's status")?;
+        let fresh: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.status != "Pending" && r.command_id.as_ref().is_some_and(|c| !seen.contains(c)))
+            .collect();
+        if fresh.len() >= n {
+            return Ok((started.elapsed().as_secs_f64(), fresh));
+        }
+        if started.elapsed() > timeout {
+            bail!("association {id}: {} of {n} nodes settled in {:.0} s", fresh.len(), timeout.as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `associate`: a `Flotilla-DesiredState` association (one file:write) over every agent: the
+/// time from creation until every node's status is settled (each run changes the file), then
+/// an `apply` until every node reports unchanged — State Manager's reconciler, one command per
+/// application, and the settling of every result into status, compliance and events.
+pub async fn associate(target: &mut Target, s: &Settings) -> anyhow::Result<Value> {
+    let metrics = Metrics::new(&target.url, &target.ca_pem)?;
+    let (fleet, part) = connect_fleet(target, s, fleet_options(target, s), &metrics).await?;
+    let client = target.client()?;
+    let mut report = json!({ "scenario": "associate", "agents": s.agents, "db": target.db });
+    merge(&mut report, part);
+    let resources =
+        json!([{ "action": "file:write", "path": "/etc/motd", "content": "managed by flotilla\n", "mode": "0644" }]);
+    let concurrency = s.concurrency.first().cloned().unwrap_or_else(|| "100%".into());
+    let sampler = RssSampler::start(target.pid());
+    let started = Instant::now();
+    let association = client
+        .create_association(&flotilla_api::AssociationRequest {
+            name: Some(format!("loadgen-motd-{}", std::process::id())),
+            document: Some("Flotilla-DesiredState".into()),
+            parameters: Some([("resources".to_owned(), vec![resources.to_string()])].into()),
+            targets: Some(vec!["all".into()]),
+            max_concurrency: Some(concurrency.clone()),
+            ..Default::default()
+        })
+        .await
+        .context("cannot create the association")?;
+    let (first_seconds, first) =
+        association_settled(&client, &association.id, s.agents, &[], started, s.timeout).await?;
+    let seen: Vec<String> = first.iter().filter_map(|r| r.command_id.clone()).collect();
+    let started = Instant::now();
+    client.apply_association(&association.id).await.context("cannot apply the association")?;
+    let (second_seconds, second) =
+        association_settled(&client, &association.id, s.agents, &seen, started, s.timeout).await?;
+    let peak = sampler.finish();
+    let count = |rows: &[flotilla_api::AssociationNodeStatus], status: &str, changed: bool| {
+        rows.iter().filter(|r| r.status == status && r.changed == Some(changed)).count()
+    };
+    let compliance = client.compliance_summary(Some("Association")).await?;
+    merge(
+        &mut report,
+        json!({
+            "max_concurrency": concurrency,
+            "seconds_to_applied": round3(first_seconds),
+            "nodes_per_second": if first_seconds > 0.0 { round3(s.agents as f64 / first_seconds) } else { 0.0 },
+            "first_run_changed": count(&first, "Success", true),
+            "seconds_to_reapplied": round3(second_seconds),
+            "second_run_unchanged": count(&second, "Success", false),
+            "compliant_nodes": compliance.first().map_or(0, |c| c.compliant),
+            "server_peak_rss_bytes": peak,
+            "executions": Stats::get(&fleet.stats().executions),
+            "loadgen_rss_bytes": ProcStats::own().rss_bytes,
+        }),
+    );
+    fleet.stop().await;
+    Ok(report)
+}

@@ -102,10 +102,10 @@ pub fn write(
         return Ok(Report::changed(path, "content differed, rewritten"));
     }
     let mut changes = Vec::new();
-    if let (Some(u), true) = (uid, uid.is_some_and(|u| u != meta.uid())) {
+    if let Some(u) = uid.filter(|u| *u != meta.uid()) {
         changes.push(format!("owner {} → {u}", meta.uid()));
     }
-    if let (Some(g), true) = (gid, gid.is_some_and(|g| g != meta.gid())) {
+    if let Some(g) = gid.filter(|g| *g != meta.gid()) {
         changes.push(format!("group {} → {g}", meta.gid()));
     }
     if !changes.is_empty() {

@@ -57,10 +57,8 @@ pub async fn ensure(node: &Node, unit: &str, state: Option<RunState>, enabled: O
                 }
                 _ => {}
             }
-            if want || is_enabled {
-                systemctl(node, &[if want { "enable" } else { "disable" }, unit], true).await?;
-                changes.push(if want { "enabled".to_owned() } else { "disabled".to_owned() });
-            }
+            systemctl(node, &[if want { "enable" } else { "disable" }, unit], true).await?;
+            changes.push(if want { "enabled".to_owned() } else { "disabled".to_owned() });
         }
     }
     if let Some(state) = state {

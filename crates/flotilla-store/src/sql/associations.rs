@@ -59,17 +59,12 @@ fn node_from_row(row: &AnyRow) -> Result<AssociationNodeRecord, StoreError> {
     })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-#[async_trait]
-impl AssociationStore for SqlStore {
-    async fn create_association(&self, a: &AssociationRecord) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await.map_err(q("begin creating an association"))?;
-        let inserted = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO associations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        )))
+/// Binds every column of `a`, in [`COLUMNS`] order.
+fn bind<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    a: &'q AssociationRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
         .bind(&a.id)
         .bind(&a.name)
         .bind(&a.document)
@@ -86,6 +81,22 @@ impl AssociationStore for SqlStore {
         .bind(a.schedule_since)
         .bind(a.created_at)
         .bind(a.updated_at)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl AssociationStore for SqlStore {
+    async fn create_association(&self, a: &AssociationRecord) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin creating an association"))?;
+        let inserted = bind(
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO associations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ))),
+            a,
+        )
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -99,26 +110,15 @@ impl AssociationStore for SqlStore {
 
     async fn update_association(&self, a: &AssociationRecord) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin updating an association"))?;
-        let done = sqlx::query(
-            "UPDATE associations SET name = $2, document = $3, document_version = $4, parameters = $5, targets = $6, \
-             schedule = $7, timezone = $8, max_concurrency = $9, max_errors = $10, compliance_severity = $11, \
-             apply_only_at_cron_interval = $12, generation = $13, schedule_since = $14, updated_at = $15 WHERE id = $1",
+        let done = bind(
+            sqlx::query(
+                "UPDATE associations SET name = $2, document = $3, document_version = $4, parameters = $5, targets = $6, \
+                 schedule = $7, timezone = $8, max_concurrency = $9, max_errors = $10, compliance_severity = $11, \
+                 apply_only_at_cron_interval = $12, generation = $13, schedule_since = $14, created_at = $15, \
+                 updated_at = $16 WHERE id = $1",
+            ),
+            a,
         )
-        .bind(&a.id)
-        .bind(&a.name)
-        .bind(&a.document)
-        .bind(a.document_version)
-        .bind(to_json(&a.parameters))
-        .bind(to_json(&a.targets))
-        .bind(a.schedule.clone())
-        .bind(a.timezone.clone())
-        .bind(&a.max_concurrency)
-        .bind(&a.max_errors)
-        .bind(a.compliance_severity.as_str())
-        .bind(i64::from(a.apply_only_at_cron_interval))
-        .bind(a.generation)
-        .bind(a.schedule_since)
-        .bind(a.updated_at)
         .execute(&mut *tx)
         .await
         .map_err(q("update an association"))?;
