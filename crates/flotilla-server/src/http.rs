@@ -253,7 +253,8 @@ mod tests {
                 assert!(ok.is_some(), "{method} {path} documents no success response");
                 // Every body-taking operation names its request schema, except the ones whose
                 // inputs are all in the path.
-                let bodiless = path.ends_with("/deregister") || path.ends_with("/cancel") || path.ends_with("/rotate");
+                let bodiless =
+                    ["/deregister", "/cancel", "/rotate", "/apply", "/terminate"].iter().any(|end| path.ends_with(end));
                 if matches!(method, "POST" | "PUT") && !bodiless {
                     assert!(operation.request_body.is_some(), "{method} {path} documents no request body");
                 }

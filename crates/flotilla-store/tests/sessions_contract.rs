@@ -68,7 +68,8 @@ async fn contract(store: &dyn Store) {
     assert_eq!(ended, ["s-2", "s-3"]);
     assert!(store.end_open_sessions(80, "again").await.expect("end open").is_empty());
 
-    let events = store.list_events(0, &[EventType::SessionStarted, EventType::SessionEnded], 100).await.expect("events");
+    let events =
+        store.list_events(0, &[EventType::SessionStarted, EventType::SessionEnded], 100).await.expect("events");
     let kinds: Vec<EventType> = events.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
