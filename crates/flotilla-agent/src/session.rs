@@ -216,51 +216,69 @@ impl Sessions {
             return Err("the server went away".into());
         }
         tracing::info!(session = %id, user = %open.user, pid = ?pid, "shell started");
-        let mut buf = vec![0u8; CHUNK];
-        let end = loop {
-            tokio::select! {
-                read = read_fd(&master, &mut buf) => match read {
-                    // EIO: every process holding the terminal has closed it.
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => {
-                        if tx.send(frame(session_frame::Body::Data(buf[..n].to_vec()))).await.is_err() {
-                            break Some(End { reason: "the server went away".into(), exit_code: -1 });
-                        }
-                    }
-                },
-                message = inbound.message() => match message {
-                    Ok(Some(SessionFrame { body: Some(session_frame::Body::Data(bytes)) })) => {
-                        if write_fd(&master, &bytes).await.is_err() {
-                            break None;
-                        }
-                    }
-                    Ok(Some(SessionFrame { body: Some(session_frame::Body::Resize(size)) })) => {
-                        let ws = winsize(
-                            u16::try_from(size.rows).unwrap_or(u16::MAX).max(1),
-                            u16::try_from(size.cols).unwrap_or(u16::MAX).max(1),
-                        );
-                        // The kernel sends SIGWINCH to the terminal's foreground group.
-                        let _ = rustix::termios::tcsetwinsize(master.get_ref(), ws);
-                    }
-                    Ok(Some(SessionFrame { body: Some(session_frame::Body::Closed(c)) })) => {
-                        break Some(End { reason: format!("closed by the server ({})", c.reason), exit_code: -1 });
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break Some(End { reason: "the server went away".into(), exit_code: -1 }),
-                },
-                status = child.wait() => {
-                    // The shell ended; pass on what it wrote last, briefly.
-                    let code = status.ok().map(exit_code).unwrap_or(-1);
-                    let drain = async {
-                        while let Ok(n) = read_fd(&master, &mut buf).await {
-                            if n == 0 || tx.send(frame(session_frame::Body::Data(buf[..n].to_vec()))).await.is_err() {
-                                break;
+        // Terminal output and operator input each run on their own, so a paste into a program
+        // that echoes it (`cat`) never waits on output nobody reads.
+        let stop = {
+            let down = async {
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    match read_fd(&master, &mut buf).await {
+                        // EIO: every process holding the terminal has closed it.
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => {
+                            if tx.send(frame(session_frame::Body::Data(buf[..n].to_vec()))).await.is_err() {
+                                return Some(End { reason: "the server went away".into(), exit_code: -1 });
                             }
                         }
-                    };
-                    let _ = tokio::time::timeout(Duration::from_millis(300), drain).await;
-                    break Some(End { reason: format!("shell exited (status {code})"), exit_code: code });
+                    }
                 }
+            };
+            let up = async {
+                loop {
+                    match inbound.message().await {
+                        Ok(Some(SessionFrame { body: Some(session_frame::Body::Data(bytes)) })) => {
+                            if write_fd(&master, &bytes).await.is_err() {
+                                return None;
+                            }
+                        }
+                        Ok(Some(SessionFrame { body: Some(session_frame::Body::Resize(size)) })) => {
+                            let ws = winsize(
+                                u16::try_from(size.rows).unwrap_or(u16::MAX).max(1),
+                                u16::try_from(size.cols).unwrap_or(u16::MAX).max(1),
+                            );
+                            // The kernel sends SIGWINCH to the terminal's foreground group.
+                            let _ = rustix::termios::tcsetwinsize(master.get_ref(), ws);
+                        }
+                        Ok(Some(SessionFrame { body: Some(session_frame::Body::Closed(c)) })) => {
+                            return Some(End { reason: format!("closed by the server ({})", c.reason), exit_code: -1 });
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => {
+                            return Some(End { reason: "the server went away".into(), exit_code: -1 });
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                end = down => Err(end),
+                end = up => Err(end),
+                status = child.wait() => Ok(status.ok().map(exit_code).unwrap_or(-1)),
+            }
+        };
+        let end = match stop {
+            Err(end) => end,
+            Ok(code) => {
+                // The shell ended; pass on what it wrote last, briefly.
+                let mut buf = vec![0u8; CHUNK];
+                let drain = async {
+                    while let Ok(n) = read_fd(&master, &mut buf).await {
+                        if n == 0 || tx.send(frame(session_frame::Body::Data(buf[..n].to_vec()))).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_millis(300), drain).await;
+                Some(End { reason: format!("shell exited (status {code})"), exit_code: code })
             }
         };
         crate::exec::kill_session(pid, &marker_id).await;

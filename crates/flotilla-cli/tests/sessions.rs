@@ -20,11 +20,12 @@ use serde_json::Value;
 const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
 const LONG: Duration = Duration::from_secs(60);
 
-/// A node sandbox whose passwd has this host's `root` (so a shell can really run as it).
+/// A node sandbox whose passwd has `root` (uid 0, so a shell can really run as it) with a home
+/// of its own under the sandbox: the login shell reads no profile of this machine's root.
 fn give_passwd(root: &Path) {
-    let host = std::fs::read_to_string("/etc/passwd").expect("host passwd");
-    let line = host.lines().find(|l| l.starts_with("root:")).expect("root in passwd");
-    std::fs::write(root.join("etc/passwd"), format!("{line}\n")).expect("passwd");
+    let home = root.join("home-root");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(root.join("etc/passwd"), format!("root:x:0:0:root:{}:/bin/bash\n", home.display())).expect("passwd");
 }
 
 /// A server and one agent whose node has a passwd; the agent is started with `agent_env`.

@@ -114,6 +114,7 @@ pub async fn shell(state: Arc<AppState>, live: Arc<Live>, stream: AgentStream, u
     let reader = tokio::spawn(read_client(rd, ctx));
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut exit_code = -1;
+    let mut pending: Option<SessionFrame> = None;
     loop {
         tokio::select! {
             () = live.end.cancelled() => {
@@ -140,22 +141,24 @@ pub async fn shell(state: Arc<AppState>, live: Arc<Live>, stream: AgentStream, u
                     break;
                 }
             },
-            message = crx.recv() => match message {
+            // Input waits for room towards the agent without stopping the output above.
+            permit = outbound.reserve(), if pending.is_some() => match (permit, pending.take()) {
+                (Ok(permit), Some(frame)) => permit.send(Ok(frame)),
+                _ => {
+                    live.end_with(AGENT_GONE);
+                    break;
+                }
+            },
+            message = crx.recv(), if pending.is_none() => match message {
                 Some(ClientFrame::Data(bytes)) => {
                     live.count_in(bytes.len());
                     transcript.input(&bytes).await;
-                    if outbound.send(data(bytes)).await.is_err() {
-                        live.end_with(AGENT_GONE);
-                        break;
-                    }
+                    pending = Some(SessionFrame { body: Some(session_frame::Body::Data(bytes)) });
                 }
                 Some(ClientFrame::Resize(rows, cols)) => {
                     transcript.resize(rows, cols);
-                    let resize = SessionFrame { body: Some(session_frame::Body::Resize(WindowSize { rows: u32::from(rows), cols: u32::from(cols) })) };
-                    if outbound.send(Ok(resize)).await.is_err() {
-                        live.end_with(AGENT_GONE);
-                        break;
-                    }
+                    let size = WindowSize { rows: u32::from(rows), cols: u32::from(cols) };
+                    pending = Some(SessionFrame { body: Some(session_frame::Body::Resize(size)) });
                 }
                 None => {
                     live.end_with(CLIENT_GONE);
