@@ -117,7 +117,7 @@ async fn token_name(state: &AppState, headers: &HeaderMap) -> String {
     state.store.find_api_token(&hash).await.ok().flatten().unwrap_or_else(|| "unknown".into())
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions",
+#[utoipa::path(get, path = "/api/v1/sessions", operation_id = "list_sessions",
     params(("node" = Option<String>, Query, description = "Only this node's sessions")),
     responses((status = 200, body = [api::Session])))]
 async fn list(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::Session>>> {
@@ -126,7 +126,7 @@ async fn list(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::
     Ok(Json(list.into_iter().map(|r| to_api(r, Vec::new())).collect()))
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/{id}",
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", operation_id = "show_session",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = api::Session), (status = 404, body = api::ErrorBody)))]
 async fn show(State(state): S, Path(id): Path<String>) -> Result<Json<api::Session>> {
@@ -134,7 +134,7 @@ async fn show(State(state): S, Path(id): Path<String>) -> Result<Json<api::Sessi
     Ok(Json(to_api(record, connections)))
 }
 
-#[utoipa::path(post, path = "/api/v1/sessions/{id}/terminate",
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/terminate", operation_id = "terminate_session",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = api::Session), (status = 404, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
 async fn terminate(State(state): S, Path(id): Path<String>) -> Result<Json<api::Session>> {
@@ -143,7 +143,7 @@ async fn terminate(State(state): S, Path(id): Path<String>) -> Result<Json<api::
     Ok(Json(to_api(record, connections)))
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/transcript",
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/transcript", operation_id = "session_transcript",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, description = "The transcript, asciicast v2", content_type = "application/x-asciicast"),
         (status = 404, body = api::ErrorBody)))]
@@ -165,7 +165,7 @@ async fn transcript(State(state): S, Path(id): Path<String>) -> Result<Response>
         .map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/shell",
+#[utoipa::path(get, path = "/api/v1/sessions/shell", operation_id = "session_shell",
     params(
         ("node" = String, Query, description = "The node"),
         ("user" = Option<String>, Query, description = "Run-as user (default: the node's `session-run-as` tag, then the server's `session_run_as`)"),
@@ -199,7 +199,7 @@ async fn shell(State(state): S, RawQuery(raw): RawQuery, mut request: Request) -
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/port-forward",
+#[utoipa::path(get, path = "/api/v1/sessions/port-forward", operation_id = "session_port_forward",
     params(
         ("node" = String, Query, description = "The node"),
         ("host" = String, Query, description = "Host to connect to, as the node resolves it"),
@@ -219,7 +219,7 @@ async fn port_forward(State(state): S, RawQuery(raw): RawQuery, mut request: Req
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/connect",
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/connect", operation_id = "session_connect",
     params(("id" = String, Path, description = "An open port-forward session")),
     responses((status = 101, description = "Upgraded: raw bytes of one TCP connection to the session's HOST:PORT from the node"),
         (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
