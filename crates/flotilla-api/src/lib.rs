@@ -13,6 +13,7 @@ pub mod server;
 pub mod sessions;
 pub mod types;
 pub mod vulndb;
+pub mod windows;
 
 pub use assess::*;
 pub use associations::*;
@@ -23,3 +24,4 @@ pub use server::*;
 pub use sessions::*;
 pub use types::*;
 pub use vulndb::*;
+pub use windows::*;

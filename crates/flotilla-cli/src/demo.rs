@@ -190,6 +190,44 @@ async fn first_association(client: &Client, samples: &[Sample]) -> anyhow::Resul
     Ok(())
 }
 
+/// A nightly maintenance window over the sample fleet: inventory first, then the motd state,
+/// from 03:00 UTC for 2 hours, nothing new after 04:00.
+async fn nightly_window(client: &Client) -> anyhow::Result<()> {
+    let window = client
+        .create_window(&flotilla_api::CreateWindow {
+            name: "nightly".into(),
+            schedule: "cron(0 3 * * *)".into(),
+            duration_hours: 2,
+            cutoff_hours: 1,
+            ..Default::default()
+        })
+        .await?;
+    client
+        .add_window_target(&window.id, &flotilla_api::AddWindowTarget { targets: vec!["all".into()], name: None })
+        .await?;
+    for (priority, document) in [(1, "Flotilla-CollectInventory"), (2, "Flotilla-DesiredState")] {
+        let mut parameters = std::collections::BTreeMap::new();
+        if document == "Flotilla-DesiredState" {
+            let resources = serde_json::json!([{ "action": "file:write", "path": "/etc/motd", "content": DEMO_MOTD }]);
+            parameters.insert("resources".to_owned(), vec![resources.to_string()]);
+        }
+        let task = flotilla_api::AddWindowTask {
+            document: document.into(),
+            parameters,
+            priority: Some(priority),
+            max_concurrency: Some("50%".into()),
+            ..Default::default()
+        };
+        client.add_window_task(&window.id, &task).await?;
+    }
+    let next = client.window_next(&window.id, 3).await?;
+    outln!(
+        "Maintenance window `nightly` (cron(0 3 * * *), 2 h, cutoff 1 h): inventory, then the motd state; next: {}\n",
+        next.join(", ")
+    )?;
+    Ok(())
+}
+
 fn agent_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the flotilla binary")?;
     let agent = exe.with_file_name("flotilla-agent");
@@ -368,6 +406,7 @@ async fn start_and_serve(
     outln!("{}", table(nodes::HEADERS, &nodes::rows(&nodes)))?;
     first_command(&client).await?;
     first_association(&client, &samples).await?;
+    nightly_window(&client).await?;
     first_assessment(&client, samples.len()).await?;
     outln!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url)?;
     outln!("Point the CLI at it from another shell:")?;
@@ -378,6 +417,7 @@ async fn start_and_serve(
     outln!("  flotilla inventory query --type Application --filter 'name=openssl' --filter 'version<3.0.12'")?;
     outln!("  flotilla findings ls --severity High")?;
     outln!("  flotilla associations status motd; flotilla compliance summary")?;
+    outln!("  flotilla windows executions nightly")?;
     outln!("Data dir: {}. Press Ctrl-C to stop.", data_dir.display())?;
     std::future::pending::<()>().await;
     Ok(())

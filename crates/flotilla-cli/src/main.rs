@@ -102,6 +102,9 @@ enum Command {
     /// The advisory database (OSV records) used for CVE assessment.
     #[command(subcommand)]
     Vulndb(cmd::vulndb::VulnDb),
+    /// Maintenance windows: when tasks (documents on registered targets) may run, by priority.
+    #[command(subcommand)]
+    Windows(cmd::windows::Windows),
     /// Interactive shells and port forwarding through the node's agent, recorded.
     #[command(subcommand)]
     Session(cmd::session::SessionCmd),
@@ -176,6 +179,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Compliance(c) => c.run(&conn.client()?, format).await,
         Command::Findings(c) => c.run(&conn.client()?, format).await,
         Command::Vulndb(c) => c.run(&conn.client()?, format).await,
+        Command::Windows(c) => c.run(&conn.client()?, format).await,
         Command::Session(c) => c.run(&conn.client()?, format).await,
     }
 }

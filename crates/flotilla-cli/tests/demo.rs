@@ -61,6 +61,10 @@ fn demo_runs_a_varied_fleet_and_stops_everything() {
     assert!(text.contains(&format!("export FLOTILLA_URL=https://127.0.0.1:{port}")), "{text}");
     assert!(text.contains("First command") && text.contains(": Success"), "the demo ran a first command: {text}");
     assert!(text.contains("association `motd`") && text.contains("Success"), "the demo's association ran: {text}");
+    assert!(
+        text.contains("Maintenance window `nightly`") && text.contains("T03:00:00+00:00"),
+        "the demo's window: {text}"
+    );
     assert!(text.contains("load average"), "each node's last line of output (uptime) is shown: {text}");
     // The sample fleet's package databases, assessed against the shipped OSV sample: the Ubuntu
     // node's openssh (1:8.9p1-3ubuntu0.6 or older) and the Alpine node's musl are vulnerable.

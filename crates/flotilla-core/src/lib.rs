@@ -1,6 +1,7 @@
 //! Flotilla's domain core: nodes, activations, tags, targets, reconnect backoff, Run Command's
-//! rules, the Parameter Store's rules, State Manager associations, compliance, assessment states, severity levels and the event log's
-//! vocabulary.
+//! rules, the Parameter Store's rules, State Manager associations, compliance, assessment
+//! states, severity levels, the event log's vocabulary, and maintenance windows' rules and
+//! execution planner.
 //!
 //! Architecture invariant: this crate does no I/O and knows nothing of tokio, sqlx, axum or
 //! tonic. Time and randomness come in as arguments, so every rule here is testable with tables.
@@ -20,6 +21,7 @@ pub mod session;
 pub mod severity;
 pub mod tag;
 pub mod target;
+pub mod window;
 
 pub use activation::{Activation, ActivationRefusal};
 pub use event::{Cursor, CursorError, EventType, UnknownEventType};

@@ -25,7 +25,9 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
-use crate::{assessments, compliance, fleet, inventory, parameters, platform, runcommand, sessions, statemanager};
+use crate::{
+    assessments, compliance, fleet, inventory, parameters, platform, runcommand, sessions, statemanager, windows,
+};
 
 /// Largest accepted request body on the REST surfaces.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -103,6 +105,7 @@ impl RestRoutes {
                 .merge(parameters::http::routes())
                 .merge(statemanager::http::routes())
                 .merge(compliance::http::routes())
+                .merge(windows::http::routes())
                 .merge(sessions::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
             public: public_routes().merge(fleet::http::public_routes()),

@@ -5,7 +5,7 @@
 //! `/healthz`, `/readyz`, `/metrics`. Layout: `platform` (store access, keys, PKI, artifacts,
 //! events, registry, listener, config, metrics) knows no capability; each capability folder
 //! (`fleet`, `runcommand`, `inventory`, `assessments`, `parameters`, `statemanager`,
-//! `compliance`) owns its services, workers
+//! `compliance`, `windows`) owns its services, workers
 //! and HTTP handlers; `app` holds the shared state and `http` assembles the routes. This file
 //! wires them at start.
 
@@ -20,6 +20,7 @@ mod platform;
 mod runcommand;
 mod sessions;
 mod statemanager;
+mod windows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -105,6 +106,7 @@ impl Server {
         let app = http::router(state.clone());
         spawn_workers(&state, listener, tls, app, engine_events).context("cannot start the background workers")?;
         assessments::resume(&state).await.context("cannot resume unfinished assessment runs")?;
+        windows::driver::resume(&state).await.context("cannot resume unfinished maintenance window executions")?;
         tracing::info!(%url, store = state.store.backend(), data_dir = %config.data_dir.display(), "flotilla server started");
         Ok(Server { addr, url, data_dir: config.data_dir.clone(), shutdown, state, _lock: boot.lock })
     }
@@ -183,6 +185,7 @@ fn spawn_workers(
     let schedules: Vec<Arc<dyn scheduler::ScheduleSource>> = vec![
         Arc::new(assessments::templates::TemplateSchedules::new(state.clone())),
         Arc::new(statemanager::AssociationSchedules::new(state.clone())),
+        Arc::new(windows::schedules::WindowSchedules::new(state.clone())),
     ];
     let scheduler = state.scheduler.clone();
     workers.spawn("scheduler", move |ctx| {

@@ -21,6 +21,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     // Associations resolve targets and run as commands.
     ("statemanager", &["fleet", "runcommand"]),
     ("compliance", &["fleet"]),
+    // Window tasks run as commands on the window's registered targets.
+    ("windows", &["fleet", "runcommand"]),
     // A session needs its node (status, tags) from the fleet.
     ("sessions", &["fleet"]),
 ];

@@ -24,6 +24,7 @@ mod schedules;
 mod sessions;
 mod sql;
 mod vulndb;
+mod windows;
 
 pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
 pub use associations::{AssociationNodeRecord, AssociationRecord, AssociationStore, SettledRun};
@@ -38,6 +39,9 @@ pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownO
 pub use sessions::{SessionConnectionRecord, SessionRecord, SessionStore};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory, VulnDbStore};
+pub use windows::{
+    TaskInvocationRecord, WindowExecutionRecord, WindowRecord, WindowStore, WindowTargetRecord, WindowTaskRecord,
+};
 
 use async_trait::async_trait;
 
@@ -45,7 +49,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        ParameterStore, ScheduleStore, SessionStore, Store, VulnDbStore,
+        ParameterStore, ScheduleStore, SessionStore, Store, VulnDbStore, WindowStore,
     };
 }
 
@@ -63,6 +67,7 @@ pub trait Store:
     + VulnDbStore
     + ScheduleStore
     + EventStore
+    + WindowStore
     + SessionStore
     + Send
     + Sync

@@ -14,6 +14,7 @@ pub mod server;
 pub mod session;
 pub mod version_cmp;
 pub mod vulndb;
+pub mod windows;
 
 /// Splits `KEY=VALUE`; the server validates the parts.
 pub fn key_value(s: &str) -> Result<(String, String), String> {

@@ -19,7 +19,10 @@ type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<AppState>>;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(summary)).routes(routes!(history))
+    OpenApiRouter::new()
+        .routes(routes!(list_compliance))
+        .routes(routes!(compliance_summary))
+        .routes(routes!(compliance_history))
 }
 
 fn item_to_api(i: ComplianceItem) -> api::ComplianceItem {
@@ -42,7 +45,7 @@ fn item_to_api(i: ComplianceItem) -> api::ComplianceItem {
         ("type" = Option<String>, Query, description = "Association, Patch or Vulnerability")
     ),
     responses((status = 200, body = [api::ComplianceItem]), (status = 400, body = api::ErrorBody)))]
-async fn list(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::ComplianceItem>>> {
+async fn list_compliance(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::ComplianceItem>>> {
     let targets = query_values(raw.as_deref(), "target");
     let kind = parse_type(query_values(raw.as_deref(), "type").first().map(String::as_str))?;
     let items = compliance::list(&state, &targets, kind).await?;
@@ -52,7 +55,7 @@ async fn list(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::
 #[utoipa::path(get, path = "/api/v1/compliance/summary",
     params(("type" = Option<String>, Query, description = "Association, Patch or Vulnerability")),
     responses((status = 200, body = [api::ComplianceSummary]), (status = 400, body = api::ErrorBody)))]
-async fn summary(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::ComplianceSummary>>> {
+async fn compliance_summary(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::ComplianceSummary>>> {
     let kind = parse_type(query_values(raw.as_deref(), "type").first().map(String::as_str))?;
     let list = compliance::summary(&state, kind).await?;
     Ok(Json(
@@ -79,7 +82,7 @@ async fn summary(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<ap
         ("limit" = Option<u32>, Query, description = "At most this many, newest first (default 100, at most 1000)")
     ),
     responses((status = 200, body = [api::ComplianceItem]), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
-async fn history(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::ComplianceItem>>> {
+async fn compliance_history(State(state): S, RawQuery(raw): RawQuery) -> Result<Json<Vec<api::ComplianceItem>>> {
     let one = |k: &str| query_values(raw.as_deref(), k).into_iter().next();
     let node = one("node").ok_or_else(|| ServiceError::Invalid("give the node: ?node=NODE".into()))?;
     let kind = parse_type(one("type").as_deref())?;

@@ -19,10 +19,10 @@ type S = State<Arc<AppState>>;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(show, update, delete))
-        .routes(routes!(apply))
-        .routes(routes!(status))
+        .routes(routes!(list_associations, create_association))
+        .routes(routes!(show_association, update_association, delete_association))
+        .routes(routes!(apply_association))
+        .routes(routes!(association_status))
 }
 
 fn input(req: api::AssociationRequest) -> AssociationInput {
@@ -65,7 +65,7 @@ fn to_api(v: AssociationView) -> api::Association {
 
 #[utoipa::path(post, path = "/api/v1/associations", request_body = api::AssociationRequest,
     responses((status = 201, body = api::Association), (status = 400, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
-async fn create(
+async fn create_association(
     State(state): S,
     Body(req): Body<api::AssociationRequest>,
 ) -> Result<(StatusCode, Json<api::Association>)> {
@@ -73,21 +73,21 @@ async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/associations", responses((status = 200, body = [api::Association])))]
-async fn list(State(state): S) -> Result<Json<Vec<api::Association>>> {
+async fn list_associations(State(state): S) -> Result<Json<Vec<api::Association>>> {
     Ok(Json(sm::list(&state).await?.into_iter().map(to_api).collect()))
 }
 
 #[utoipa::path(get, path = "/api/v1/associations/{id}",
     params(("id" = String, Path, description = "The association's id or name")),
     responses((status = 200, body = api::Association), (status = 404, body = api::ErrorBody)))]
-async fn show(State(state): S, Path(id): Path<String>) -> Result<Json<api::Association>> {
+async fn show_association(State(state): S, Path(id): Path<String>) -> Result<Json<api::Association>> {
     Ok(Json(to_api(sm::get(&state, &id).await?)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/associations/{id}", request_body = api::AssociationRequest,
     params(("id" = String, Path, description = "The association's id or name")),
     responses((status = 200, body = api::Association), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
-async fn update(
+async fn update_association(
     State(state): S,
     Path(id): Path<String>,
     Body(req): Body<api::AssociationRequest>,
@@ -98,7 +98,7 @@ async fn update(
 #[utoipa::path(delete, path = "/api/v1/associations/{id}",
     params(("id" = String, Path, description = "The association's id or name")),
     responses((status = 204), (status = 404, body = api::ErrorBody)))]
-async fn delete(State(state): S, Path(id): Path<String>) -> Result<StatusCode> {
+async fn delete_association(State(state): S, Path(id): Path<String>) -> Result<StatusCode> {
     sm::delete(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -106,14 +106,14 @@ async fn delete(State(state): S, Path(id): Path<String>) -> Result<StatusCode> {
 #[utoipa::path(post, path = "/api/v1/associations/{id}/apply",
     params(("id" = String, Path, description = "The association's id or name")),
     responses((status = 200, body = api::Association), (status = 404, body = api::ErrorBody)))]
-async fn apply(State(state): S, Path(id): Path<String>) -> Result<Json<api::Association>> {
+async fn apply_association(State(state): S, Path(id): Path<String>) -> Result<Json<api::Association>> {
     Ok(Json(to_api(sm::apply(&state, &id).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/associations/{id}/status",
     params(("id" = String, Path, description = "The association's id or name")),
     responses((status = 200, body = [api::AssociationNodeStatus]), (status = 404, body = api::ErrorBody)))]
-async fn status(State(state): S, Path(id): Path<String>) -> Result<Json<Vec<api::AssociationNodeStatus>>> {
+async fn association_status(State(state): S, Path(id): Path<String>) -> Result<Json<Vec<api::AssociationNodeStatus>>> {
     let rows = sm::status(&state, &id).await?;
     Ok(Json(
         rows.into_iter()

@@ -18,6 +18,7 @@ mod parameters;
 mod schedules;
 mod sessions;
 mod vulndb;
+mod windows;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -45,6 +46,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/sqlite/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
+    (13, "windows", include_str!("../../migrations/sqlite/0013_windows.sql")),
     (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -60,6 +62,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
     (11, "invocation_state", include_str!("../../migrations/postgres/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
+    (13, "windows", include_str!("../../migrations/postgres/0013_windows.sql")),
     (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
 ];
 
