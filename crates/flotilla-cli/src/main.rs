@@ -74,6 +74,15 @@ enum Command {
     /// The durable event log: every state change, paged by sequence number or followed live.
     #[command(subcommand)]
     Events(cmd::events::Events),
+    /// Notification topics: where rules send events.
+    #[command(subcommand)]
+    Topics(cmd::notifications::Topics),
+    /// Subscriptions of topics (signed webhooks, document runs) and their deliveries.
+    #[command(subcommand)]
+    Subscriptions(cmd::notifications::Subscriptions),
+    /// Event rules: patterns over the event log routed to topics, assessments or documents.
+    #[command(subcommand)]
+    Rules(cmd::notifications::Rules),
     /// State Manager: documents kept applied on target nodes, on a schedule and as nodes join.
     #[command(subcommand)]
     Associations(cmd::associations::Associations),
@@ -176,6 +185,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Inventory(c) => c.run(&conn.client()?, format).await,
         Command::Assess(c) => c.run(&conn.client()?, format).await,
         Command::Associations(c) => c.run(&conn.client()?, format).await,
+        Command::Topics(c) => c.run(&conn.client()?, format).await,
+        Command::Subscriptions(c) => c.run(&conn.client()?, format).await,
+        Command::Rules(c) => c.run(&conn.client()?, format).await,
         Command::Compliance(c) => c.run(&conn.client()?, format).await,
         Command::Findings(c) => c.run(&conn.client()?, format).await,
         Command::Vulndb(c) => c.run(&conn.client()?, format).await,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::notifications::Dispatcher;
 use crate::platform::{Platform, PlatformState};
 use crate::runcommand::RunState;
 use crate::statemanager::Reconciler;
@@ -15,6 +16,8 @@ pub(crate) struct AppState {
     pub run: RunState,
     /// Wakes State Manager's reconciler.
     pub associations: Reconciler,
+    /// Wakes the notification sender.
+    pub notifications: Dispatcher,
     /// The sessions open in this process.
     pub sessions: crate::sessions::SessionState,
 }

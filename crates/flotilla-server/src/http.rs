@@ -26,7 +26,8 @@ use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
 use crate::{
-    assessments, compliance, fleet, inventory, parameters, platform, runcommand, sessions, statemanager, windows,
+    assessments, compliance, fleet, inventory, notifications, parameters, platform, runcommand, sessions, statemanager,
+    windows,
 };
 
 /// Largest accepted request body on the REST surfaces.
@@ -105,6 +106,7 @@ impl RestRoutes {
                 .merge(parameters::http::routes())
                 .merge(statemanager::http::routes())
                 .merge(compliance::http::routes())
+                .merge(notifications::http::routes())
                 .merge(windows::http::routes())
                 .merge(sessions::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
@@ -257,7 +259,9 @@ mod tests {
                 // Every body-taking operation names its request schema, except the ones whose
                 // inputs are all in the path.
                 let bodiless =
-                    ["/deregister", "/cancel", "/rotate", "/apply", "/terminate"].iter().any(|end| path.ends_with(end));
+                    ["/deregister", "/cancel", "/rotate", "/apply", "/enable", "/disable", "/redrive", "/terminate"]
+                        .iter()
+                        .any(|end| path.ends_with(end));
                 if matches!(method, "POST" | "PUT") && !bodiless {
                     assert!(operation.request_body.is_some(), "{method} {path} documents no request body");
                 }

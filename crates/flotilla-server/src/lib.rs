@@ -15,6 +15,7 @@ mod compliance;
 mod fleet;
 mod http;
 mod inventory;
+mod notifications;
 mod parameters;
 mod platform;
 mod runcommand;
@@ -98,6 +99,7 @@ impl Server {
             platform: platform.clone(),
             run: runcommand::RunState { engine, output },
             associations: statemanager::Reconciler::default(),
+            notifications: notifications::Dispatcher::default(),
             sessions: sessions::SessionState::default(),
         });
         sessions::recover(&state).await.context("cannot end the sessions a stopped server left open")?;
@@ -200,5 +202,6 @@ fn spawn_workers(
         let s = s.clone();
         async move { statemanager::reconciler::run(s, &ctx).await }
     })?;
+    notifications::spawn(state)?;
     Ok(())
 }

@@ -23,6 +23,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("compliance", &["fleet"]),
     // Window tasks run as commands on the window's registered targets.
     ("windows", &["fleet", "runcommand"]),
+    // Rules start assessment runs and document runs; run-document targets resolve nodes.
+    ("notifications", &["fleet", "assessments", "runcommand"]),
     // A session needs its node (status, tags) from the fleet.
     ("sessions", &["fleet"]),
 ];

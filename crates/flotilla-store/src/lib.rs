@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod fleet;
 mod inventory;
+mod notifications;
 mod parameters;
 mod schedules;
 mod sessions;
@@ -34,6 +35,7 @@ pub use error::StoreError;
 pub use events::{EventRecord, EventStore, NewEvent};
 pub use fleet::{Enrollment, FleetStore, TargetGroup};
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
+pub use notifications::{DeliveryRecord, NewDelivery, NotificationStore, RuleRecord, SubscriptionRecord, TopicRecord};
 pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sessions::{SessionConnectionRecord, SessionRecord, SessionStore};
@@ -49,7 +51,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        ParameterStore, ScheduleStore, SessionStore, Store, VulnDbStore, WindowStore,
+        NotificationStore, ParameterStore, ScheduleStore, SessionStore, Store, VulnDbStore, WindowStore,
     };
 }
 
@@ -66,6 +68,7 @@ pub trait Store:
     + ParameterStore
     + VulnDbStore
     + ScheduleStore
+    + NotificationStore
     + EventStore
     + WindowStore
     + SessionStore

@@ -9,6 +9,7 @@ pub mod events;
 pub mod groups;
 pub mod inventory;
 pub mod nodes;
+pub mod notifications;
 pub mod params;
 pub mod server;
 pub mod session;

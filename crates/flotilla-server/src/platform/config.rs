@@ -87,6 +87,19 @@ pub struct ServerConfig {
     /// e.g. "60s". Env: `FLOTILLA_LOST_AGENT_GRACE`.
     #[serde(with = "humantime_serde")]
     pub lost_agent_grace: Duration,
+    /// Attempts in all (the first included) to deliver one event to one subscription before
+    /// it is dead-lettered. Env: `FLOTILLA_DELIVERY_ATTEMPTS`.
+    pub delivery_attempts: u32,
+    /// The first retry of a failed delivery comes within this, doubling each time (with
+    /// jitter), e.g. "1s". Env: `FLOTILLA_DELIVERY_BACKOFF`.
+    #[serde(with = "humantime_serde")]
+    pub delivery_backoff: Duration,
+    /// No wait between delivery attempts is longer, e.g. "10m". Env: `FLOTILLA_DELIVERY_BACKOFF_CAP`.
+    #[serde(with = "humantime_serde")]
+    pub delivery_backoff_cap: Duration,
+    /// Deliveries in flight at once to one subscription (others never wait for it).
+    /// Env: `FLOTILLA_DELIVERY_CONCURRENCY`.
+    pub delivery_concurrency: u32,
     /// A session (shell or port forward) with no byte either way for this long is ended, e.g.
     /// "20m". Env: `FLOTILLA_SESSION_IDLE_TIMEOUT`.
     #[serde(with = "humantime_serde")]
@@ -158,6 +171,10 @@ impl Default for ServerConfig {
             session_max_duration: DEFAULT_SESSION_MAX_DURATION,
             session_run_as: "root".into(),
             lost_agent_grace: DEFAULT_LOST_AGENT_GRACE,
+            delivery_attempts: 8,
+            delivery_backoff: Duration::from_secs(1),
+            delivery_backoff_cap: Duration::from_secs(600),
+            delivery_concurrency: 4,
         }
     }
 }
@@ -225,6 +242,18 @@ impl ServerConfig {
                     Ok(v) => config.lost_agent_grace = v,
                     Err(e) => bad(format!("not a duration like 60s ({e})")),
                 },
+                "FLOTILLA_DELIVERY_ATTEMPTS" | "FLOTILLA_DELIVERY_CONCURRENCY" => match value.parse() {
+                    Ok(v) if key == "FLOTILLA_DELIVERY_ATTEMPTS" => config.delivery_attempts = v,
+                    Ok(v) => config.delivery_concurrency = v,
+                    Err(e) => bad(format!("not a whole number ({e})")),
+                },
+                "FLOTILLA_DELIVERY_BACKOFF" | "FLOTILLA_DELIVERY_BACKOFF_CAP" => {
+                    match humantime::parse_duration(&value) {
+                        Ok(v) if key == "FLOTILLA_DELIVERY_BACKOFF" => config.delivery_backoff = v,
+                        Ok(v) => config.delivery_backoff_cap = v,
+                        Err(e) => bad(format!("not a duration like 1s ({e})")),
+                    }
+                }
                 "FLOTILLA_SESSION_IDLE_TIMEOUT" | "FLOTILLA_SESSION_MAX_DURATION" => {
                     match humantime::parse_duration(&value) {
                         Ok(v) if key == "FLOTILLA_SESSION_IDLE_TIMEOUT" => config.session_idle_timeout = v,
@@ -295,6 +324,25 @@ impl ServerConfig {
         }
         if self.lost_agent_grace < Duration::from_secs(1) || self.lost_agent_grace > Duration::from_secs(24 * 3600) {
             problems.push(format!("lost_agent_grace = {:?} is out of range: use 1s to 24h", self.lost_agent_grace));
+        }
+        if !(1..=100).contains(&self.delivery_attempts) {
+            problems.push(format!("delivery_attempts = {} is out of range: use 1 to 100", self.delivery_attempts));
+        }
+        if !(1..=256).contains(&self.delivery_concurrency) {
+            problems
+                .push(format!("delivery_concurrency = {} is out of range: use 1 to 256", self.delivery_concurrency));
+        }
+        if self.delivery_backoff < Duration::from_millis(10) || self.delivery_backoff > self.delivery_backoff_cap {
+            problems.push(format!(
+                "delivery_backoff = {:?} must be at least 10ms and at most delivery_backoff_cap ({:?})",
+                self.delivery_backoff, self.delivery_backoff_cap
+            ));
+        }
+        if self.delivery_backoff_cap > Duration::from_secs(24 * 3600) {
+            problems.push(format!(
+                "delivery_backoff_cap = {:?} is out of range: use at most 24h",
+                self.delivery_backoff_cap
+            ));
         }
         for (name, value) in
             [("session_idle_timeout", self.session_idle_timeout), ("session_max_duration", self.session_max_duration)]
@@ -414,6 +462,34 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn delivery_settings_are_read_and_checked() {
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_DELIVERY_ATTEMPTS", "3"),
+                ("FLOTILLA_DELIVERY_BACKOFF", "100ms"),
+                ("FLOTILLA_DELIVERY_BACKOFF_CAP", "2s"),
+                ("FLOTILLA_DELIVERY_CONCURRENCY", "2"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.delivery_attempts, c.delivery_backoff, c.delivery_backoff_cap, c.delivery_concurrency),
+            (3, Duration::from_millis(100), Duration::from_secs(2), 2)
+        );
+        let err = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_DELIVERY_ATTEMPTS", "0"),
+                ("FLOTILLA_DELIVERY_BACKOFF", "1h"),
+                ("FLOTILLA_DELIVERY_CONCURRENCY", "x"),
+            ]),
+        )
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 3, "{err}");
     }
 
     #[test]

@@ -44,7 +44,8 @@ async fn version(State(state): S) -> Json<api::VersionInfo> {
     Json(api::VersionInfo { version: env!("CARGO_PKG_VERSION").into(), store: state.store.backend().into() })
 }
 
-fn to_api(e: EventRecord) -> api::Event {
+/// An event as the REST API (`events ls -o json`) and webhook deliveries show it.
+pub fn to_api(e: EventRecord) -> api::Event {
     api::Event {
         seq: e.seq,
         id: e.id,

@@ -323,7 +323,12 @@ impl KeyProvider for LocalKeyring {
 #[derive(Debug, Clone, Copy)]
 pub enum Binding<'a> {
     Artifact(&'a str),
-    Parameter { name: &'a str, version: i64 },
+    Parameter {
+        name: &'a str,
+        version: i64,
+    },
+    /// A notification subscription's webhook secret.
+    Subscription(&'a str),
 }
 
 impl Binding<'_> {
@@ -331,6 +336,7 @@ impl Binding<'_> {
         match self {
             Binding::Artifact(name) => format!("artifact\0{name}").into_bytes(),
             Binding::Parameter { name, version } => format!("parameter\0{name}\0{version}").into_bytes(),
+            Binding::Subscription(id) => format!("subscription\0{id}").into_bytes(),
         }
     }
 
@@ -338,6 +344,7 @@ impl Binding<'_> {
         match self {
             Binding::Artifact(name) => format!("artifact {name}"),
             Binding::Parameter { name, version } => format!("parameter {name} version {version}"),
+            Binding::Subscription(id) => format!("subscription {id}'s secret"),
         }
     }
 }

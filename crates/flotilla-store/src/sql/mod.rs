@@ -14,6 +14,7 @@ mod compliance;
 pub(crate) mod events;
 mod fleet;
 mod inventory;
+mod notifications;
 mod parameters;
 mod schedules;
 mod sessions;
@@ -47,6 +48,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "invocation_state", include_str!("../../migrations/sqlite/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
     (13, "windows", include_str!("../../migrations/sqlite/0013_windows.sql")),
+    (14, "notifications", include_str!("../../migrations/sqlite/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -63,6 +65,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "invocation_state", include_str!("../../migrations/postgres/0011_invocation_state.sql")),
     (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
     (13, "windows", include_str!("../../migrations/postgres/0013_windows.sql")),
+    (14, "notifications", include_str!("../../migrations/postgres/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
 ];
 
