@@ -41,7 +41,8 @@ enum Ended {
 }
 
 /// Connects and serves until stopped by SIGINT/SIGTERM or refused for good.
-pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
+pub async fn run(state_dir: &Path, root: &Path, sessions: crate::session::Settings) -> Result<(), AgentError> {
+    let sessions = crate::session::Sessions::new(root, sessions);
     let identity = Identity::load(state_dir)?;
     let endpoint = endpoint(&identity)?;
     tracing::info!(node_id = %identity.state.node_id, server = %identity.state.server_url, "agent starting");
@@ -58,7 +59,7 @@ pub async fn run(state_dir: &Path, root: &Path) -> Result<(), AgentError> {
     loop {
         let mut welcomed = false;
         let ended = tokio::select! {
-            ended = session(&endpoint, root, &runner, &inventory, &outbox, &mut welcomed) => ended,
+            ended = session(&endpoint, root, &runner, &inventory, &outbox, &sessions, &mut welcomed) => ended,
             () = &mut stop => {
                 tracing::info!("stop signal received; agent exiting");
                 return Ok(());
@@ -148,9 +149,10 @@ async fn session(
     runner: &Arc<Runner>,
     inventory: &Arc<Inventory>,
     outbox: &Outbox,
+    sessions: &Arc<crate::session::Sessions>,
     welcomed: &mut bool,
 ) -> Ended {
-    let ended = stream(endpoint, root, runner, inventory, outbox, welcomed).await;
+    let ended = stream(endpoint, root, runner, inventory, outbox, sessions, welcomed).await;
     // Between sessions invocations keep running and spool; nothing is sent.
     *outbox.lock().unwrap_or_else(|p| p.into_inner()) = None;
     ended
@@ -162,6 +164,7 @@ async fn stream(
     runner: &Arc<Runner>,
     inventory: &Arc<Inventory>,
     outbox: &Outbox,
+    sessions: &Arc<crate::session::Sessions>,
     welcomed: &mut bool,
 ) -> Ended {
     let channel = match endpoint.connect().await {
@@ -177,6 +180,8 @@ async fn stream(
             return Ended::Retry(format!("cannot connect: {text}"));
         }
     };
+    // Session streams ride this same connection (clones share it).
+    let session_channel = channel.clone();
     let mut client = AgentChannelClient::new(channel);
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     let mut seq: u64 = 1;
@@ -224,6 +229,10 @@ async fn stream(
                     Some(server_message::Body::ResultAck(ack)) => runner.acknowledged(&ack.invocation_id).await,
                     Some(server_message::Body::InventoryAck(ack)) => inventory.acknowledged(ack),
                     Some(server_message::Body::InventoryConfig(config)) => inventory.configure(config),
+                    Some(server_message::Body::SessionOpen(open)) => {
+                        tracing::info!(session = %open.session_id, "session requested");
+                        sessions.open(session_channel.clone(), open);
+                    }
                     Some(server_message::Body::HeartbeatAck(_)) | None => {}
                 },
                 Ok(None) => return Ended::Retry("the server closed the stream".into()),

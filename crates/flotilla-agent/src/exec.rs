@@ -423,3 +423,58 @@ mod tests {
         assert_eq!(out.len(), 10 * 1024 * 1024);
     }
 }
+
+/// A login shell on a terminal (a session's PTY slave), for [`spawn_shell`].
+#[derive(Debug)]
+pub struct ShellSpec {
+    pub shell: PathBuf,
+    /// Run as this uid/gid; `None` keeps the agent's own.
+    pub ids: Option<(u32, u32)>,
+    pub user: String,
+    pub home: PathBuf,
+    pub term: String,
+    /// The terminal: stdin, stdout and stderr, and (through `setsid -c`) the controlling
+    /// terminal of the shell's new session.
+    pub terminal: std::os::fd::OwnedFd,
+    /// Set as `MARKER_VAR`: every process of the session is killed by it when it closes.
+    pub marker_id: String,
+}
+
+/// Starts a login shell in a new session (so in its own process group, the session leader)
+/// whose controlling terminal is `spec.terminal`. `setsid -c` (util-linux, busybox) does the
+/// `setsid` + `TIOCSCTTY` a child must do for itself, so no code runs between fork and exec
+/// here. The environment is fixed (PATH, HOME, USER, LOGNAME, SHELL, TERM, LANG and the
+/// marker); nothing of the agent's is inherited. The caller kills the session with
+/// [`kill_session`].
+pub fn spawn_shell(spec: ShellSpec) -> std::io::Result<tokio::process::Child> {
+    let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Stdio::from);
+    let mut cmd = Command::new("setsid");
+    cmd.arg("-c")
+        .arg(&spec.shell)
+        .arg("-l")
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", &spec.home)
+        .env("USER", &spec.user)
+        .env("LOGNAME", &spec.user)
+        .env("SHELL", &spec.shell)
+        .env("TERM", &spec.term)
+        .env("LANG", "C.UTF-8")
+        .env(MARKER_VAR, &spec.marker_id)
+        .stdin(dup(&spec.terminal)?)
+        .stdout(dup(&spec.terminal)?)
+        .stderr(Stdio::from(spec.terminal))
+        .current_dir(if spec.home.is_dir() { spec.home.as_path() } else { std::path::Path::new("/") });
+    if let Some((uid, gid)) = spec.ids {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.spawn()
+}
+
+/// Kills a session's shell: its process group, then every process carrying the session's
+/// marker (background jobs in other groups of its session, anything that left it).
+pub async fn kill_session(pid: Option<u32>, marker_id: &str) {
+    kill_group(pid);
+    let marker = marker(marker_id);
+    let _ = tokio::task::spawn_blocking(move || kill_marked(&marker)).await;
+}

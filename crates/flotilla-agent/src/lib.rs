@@ -2,7 +2,8 @@
 //!
 //! `enroll` turns an activation into an identity kept in the state dir (`state`); `channel`
 //! keeps the one outbound stream to the server alive; `node` reads the machine's facts,
-//! always under `--root`.
+//! always under `--root`; `session` serves shells and port forwards on streams of that same
+//! connection.
 //!
 //! Architecture invariant: the agent is lean. It never opens a database, serves nothing and
 //! accepts no inbound connection; its private key is generated here and never leaves the node.
@@ -17,6 +18,7 @@ mod inventory;
 mod invocation;
 mod node;
 mod root;
+pub mod session;
 mod state;
 
 pub use channel::run;

@@ -48,6 +48,13 @@ enum Command {
         state_dir: PathBuf,
         #[arg(long, default_value = "/")]
         root: PathBuf,
+        /// Most sessions (shells, port forwards) open on this node at once.
+        #[arg(long, env = "FLOTILLA_AGENT_MAX_SESSIONS", default_value_t = flotilla_agent::session::DEFAULT_MAX_SESSIONS)]
+        max_sessions: usize,
+        /// Most output bytes one session stream may have waiting to be sent (rounded to 32 KiB
+        /// frames, at least one).
+        #[arg(long, env = "FLOTILLA_AGENT_SESSION_BUFFER", default_value_t = flotilla_agent::session::DEFAULT_BUFFER_BYTES)]
+        session_buffer: usize,
     },
 }
 
@@ -85,7 +92,10 @@ fn main() -> ExitCode {
                 println!("{node_id}");
                 Ok(())
             }
-            Command::Run { state_dir, root } => flotilla_agent::run(&state_dir, &root).await,
+            Command::Run { state_dir, root, max_sessions, session_buffer } => {
+                let sessions = flotilla_agent::session::Settings { max_sessions, buffer_bytes: session_buffer };
+                flotilla_agent::run(&state_dir, &root, sessions).await
+            }
         }
     });
     match result {

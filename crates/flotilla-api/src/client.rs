@@ -1,6 +1,7 @@
 //! A typed client for `/api/v1` and `/agent/v1` over HTTPS, trusting the server's private CA.
 
 mod parameters;
+mod sessions;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,6 +27,8 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For session streams (HTTP/1.1 upgrades): no overall timeout, they last for hours.
+    streams: reqwest::Client,
     base: String,
     token: Option<String>,
 }
@@ -50,15 +53,27 @@ impl Client {
             .tls_backend_rustls()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(60));
+        let mut streams = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .http1_only()
+            .tcp_nodelay(true);
         if let Some(pem) = ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::BadCa(e.to_string()))?;
             if certs.is_empty() {
                 return Err(ClientError::BadCa("no certificate found".into()));
             }
-            builder = builder.tls_certs_only(certs);
+            builder = builder.tls_certs_only(certs.clone());
+            streams = streams.tls_certs_only(certs);
         }
         let http = builder.build().map_err(|e| ClientError::Build(describe(&e)))?;
-        Ok(Client { http, base: base_url.trim_end_matches('/').to_owned(), token })
+        let streams = streams.build().map_err(|e| ClientError::Build(describe(&e)))?;
+        Ok(Client { http, streams, base: base_url.trim_end_matches('/').to_owned(), token })
+    }
+
+    /// The bearer token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     pub fn base_url(&self) -> &str {
@@ -97,6 +112,47 @@ impl Client {
                 message: format!("{method} {path} failed: {}", String::from_utf8_lossy(&bytes).trim()),
             },
         })
+    }
+
+    /// Opens a session stream: `GET path` upgraded to `flotilla-session`. Returns the session
+    /// id the server names and the bidirectional byte stream, or the server's error.
+    pub async fn open_stream(&self, path: &str) -> Result<(String, reqwest::Upgraded), ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self
+            .streams
+            .get(&url)
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(reqwest::header::UPGRADE, crate::sessions::UPGRADE_PROTOCOL);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let unreachable = |e: reqwest::Error| ClientError::Unreachable { url: self.base.clone(), detail: describe(&e) };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let bytes = resp.bytes().await.map_err(unreachable)?;
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => {
+                    ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message }
+                }
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "http".into(),
+                    message: format!(
+                        "GET {path} did not open a session stream: {}",
+                        String::from_utf8_lossy(&bytes).trim()
+                    ),
+                },
+            });
+        }
+        let id = resp
+            .headers()
+            .get(crate::sessions::SESSION_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let io = resp.upgrade().await.map_err(unreachable)?;
+        Ok((id, io))
     }
 
     pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(

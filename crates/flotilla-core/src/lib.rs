@@ -19,6 +19,7 @@ pub mod notification;
 pub mod parameter;
 pub mod pattern;
 pub mod schedule;
+pub mod session;
 pub mod severity;
 pub mod tag;
 pub mod target;

@@ -18,6 +18,8 @@ pub(crate) struct AppState {
     pub associations: Reconciler,
     /// Wakes the notification sender.
     pub notifications: Dispatcher,
+    /// The sessions open in this process.
+    pub sessions: crate::sessions::SessionState,
 }
 
 impl Deref for AppState {

@@ -26,7 +26,8 @@ use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
 use crate::{
-    assessments, compliance, fleet, inventory, notifications, parameters, platform, runcommand, statemanager, windows,
+    assessments, compliance, fleet, inventory, notifications, parameters, platform, runcommand, sessions, statemanager,
+    windows,
 };
 
 /// Largest accepted request body on the REST surfaces.
@@ -106,7 +107,8 @@ impl RestRoutes {
                 .merge(statemanager::http::routes())
                 .merge(compliance::http::routes())
                 .merge(notifications::http::routes())
-                .merge(windows::http::routes()),
+                .merge(windows::http::routes())
+                .merge(sessions::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
             public: public_routes().merge(fleet::http::public_routes()),
         }
@@ -251,13 +253,15 @@ mod tests {
                 ("PATCH", &item.patch),
             ] {
                 let Some(operation) = operation else { continue };
-                let ok = operation.responses.responses.keys().find(|code| code.starts_with('2'));
+                // Session streams answer 101 Switching Protocols instead.
+                let ok = operation.responses.responses.keys().find(|code| code.starts_with('2') || *code == "101");
                 assert!(ok.is_some(), "{method} {path} documents no success response");
                 // Every body-taking operation names its request schema, except the ones whose
                 // inputs are all in the path.
-                let bodiless = ["/deregister", "/cancel", "/rotate", "/apply", "/enable", "/disable", "/redrive"]
-                    .iter()
-                    .any(|end| path.ends_with(end));
+                let bodiless =
+                    ["/deregister", "/cancel", "/rotate", "/apply", "/enable", "/disable", "/redrive", "/terminate"]
+                        .iter()
+                        .any(|end| path.ends_with(end));
                 if matches!(method, "POST" | "PUT") && !bodiless {
                     assert!(operation.request_body.is_some(), "{method} {path} documents no request body");
                 }

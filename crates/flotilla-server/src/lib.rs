@@ -19,6 +19,7 @@ mod notifications;
 mod parameters;
 mod platform;
 mod runcommand;
+mod sessions;
 mod statemanager;
 mod windows;
 
@@ -99,7 +100,9 @@ impl Server {
             run: runcommand::RunState { engine, output },
             associations: statemanager::Reconciler::default(),
             notifications: notifications::Dispatcher::default(),
+            sessions: sessions::SessionState::default(),
         });
+        sessions::recover(&state).await.context("cannot end the sessions a stopped server left open")?;
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());

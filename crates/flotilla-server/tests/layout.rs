@@ -25,6 +25,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("windows", &["fleet", "runcommand"]),
     // Rules start assessment runs and document runs; run-document targets resolve nodes.
     ("notifications", &["fleet", "assessments", "runcommand"]),
+    // A session needs its node (status, tags) from the fleet.
+    ("sessions", &["fleet"]),
 ];
 /// The composition root: wires everything, may import anything.
 const ROOT_FILES: &[&str] = &["lib.rs", "app.rs", "http.rs"];

@@ -22,6 +22,7 @@ mod inventory;
 mod notifications;
 mod parameters;
 mod schedules;
+mod sessions;
 mod sql;
 mod vulndb;
 mod windows;
@@ -37,6 +38,7 @@ pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInv
 pub use notifications::{DeliveryRecord, NewDelivery, NotificationStore, RuleRecord, SubscriptionRecord, TopicRecord};
 pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
+pub use sessions::{SessionConnectionRecord, SessionRecord, SessionStore};
 pub use sql::SqlStore;
 pub use vulndb::{AdvisoryKeyHit, AdvisoryRecord, AdvisoryStats, ImportOutcome, StoredAdvisory, VulnDbStore};
 pub use windows::{
@@ -49,7 +51,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        NotificationStore, ParameterStore, ScheduleStore, Store, VulnDbStore, WindowStore,
+        NotificationStore, ParameterStore, ScheduleStore, SessionStore, Store, VulnDbStore, WindowStore,
     };
 }
 
@@ -69,6 +71,7 @@ pub trait Store:
     + NotificationStore
     + EventStore
     + WindowStore
+    + SessionStore
     + Send
     + Sync
     + 'static

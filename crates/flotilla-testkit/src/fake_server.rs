@@ -66,6 +66,15 @@ struct Channel {
 #[tonic::async_trait]
 impl AgentChannel for Channel {
     type OpenStream = ReceiverStream<Result<ServerMessage, Status>>;
+    type SessionStream = ReceiverStream<Result<flotilla_proto::v1::SessionFrame, Status>>;
+
+    /// The fake server scripts no sessions.
+    async fn session(
+        &self,
+        _request: Request<Streaming<flotilla_proto::v1::SessionFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        Err(Status::unimplemented("the fake server opens no sessions"))
+    }
 
     async fn open(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::OpenStream>, Status> {
         let refusal = {

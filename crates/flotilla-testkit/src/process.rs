@@ -210,6 +210,13 @@ impl Agent {
         self.spawn(Command::new(bin_path("flotilla-agent")))
     }
 
+    /// Starts the agent with extra environment variables (its `FLOTILLA_AGENT_*` settings).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut cmd = Command::new(bin_path("flotilla-agent"));
+        cmd.envs(env.iter().copied());
+        self.spawn(cmd)
+    }
+
     /// Starts the agent with this umask (e.g. 0o000, to check it does not rely on one).
     pub fn start_with_umask(&mut self, umask: u32) -> anyhow::Result<()> {
         // The shell sets the umask and execs the agent in place: no unsafe pre_exec hook.

@@ -12,6 +12,7 @@ pub mod nodes;
 pub mod notifications;
 pub mod params;
 pub mod server;
+pub mod session;
 pub mod version_cmp;
 pub mod vulndb;
 pub mod windows;

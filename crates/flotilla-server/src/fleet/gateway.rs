@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use flotilla_core::{NodeId, NodeInfo, NodeStatus, Platform};
 use flotilla_proto::v1::agent_channel_server::AgentChannel;
-use flotilla_proto::v1::{AgentMessage, HeartbeatAck, ServerMessage, Welcome, agent_message, server_message};
+use flotilla_proto::v1::{
+    AgentMessage, HeartbeatAck, ServerMessage, SessionFrame, Welcome, agent_message, server_message, session_frame,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -88,6 +90,29 @@ fn info_from(hello: flotilla_proto::v1::Hello) -> NodeInfo {
 #[tonic::async_trait]
 impl AgentChannel for Gateway {
     type OpenStream = ReceiverStream<Result<ServerMessage, Status>>;
+    type SessionStream = ReceiverStream<Result<SessionFrame, Status>>;
+
+    /// A session stream the agent opened because the server asked (`SessionOpen`): handed to
+    /// the waiting session (`platform::streams`) if it comes from the node that was asked.
+    async fn session(
+        &self,
+        request: Request<Streaming<SessionFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let id = self.authenticate(request.extensions().get::<PeerCertificate>()).await?;
+        let mut inbound = request.into_inner();
+        let stream_id = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(SessionFrame { body: Some(session_frame::Body::Hello(hello)) }))) => hello.stream_id,
+            Ok(Err(status)) => return Err(status),
+            _ => return Err(Status::invalid_argument("the first frame of a session stream must be SessionHello")),
+        };
+        let (tx, rx) = mpsc::channel(crate::platform::streams::OUTBOUND_QUEUE);
+        let stream = crate::platform::streams::AgentStream { inbound, outbound: tx };
+        if let Err(refused) = self.state.registry.streams.deliver(&stream_id, &id, stream) {
+            tracing::info!(node_id = %id, stream = %stream_id, "session stream refused: {refused:?}");
+            return Err(Status::not_found(format!("no session waits for stream {stream_id} from node {id}")));
+        }
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
 
     async fn open(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::OpenStream>, Status> {
         let id = match self.authenticate(request.extensions().get::<PeerCertificate>()).await {

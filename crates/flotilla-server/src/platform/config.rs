@@ -100,6 +100,17 @@ pub struct ServerConfig {
     /// Deliveries in flight at once to one subscription (others never wait for it).
     /// Env: `FLOTILLA_DELIVERY_CONCURRENCY`.
     pub delivery_concurrency: u32,
+    /// A session (shell or port forward) with no byte either way for this long is ended, e.g.
+    /// "20m". Env: `FLOTILLA_SESSION_IDLE_TIMEOUT`.
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    /// A session open this long is ended however busy it is, e.g. "12h".
+    /// Env: `FLOTILLA_SESSION_MAX_DURATION`.
+    #[serde(with = "humantime_serde")]
+    pub session_max_duration: Duration,
+    /// The node-side user a shell runs as when neither `--user` nor the node's
+    /// `session-run-as` tag names one. Env: `FLOTILLA_SESSION_RUN_AS`.
+    pub session_run_as: String,
 }
 
 /// Advisories older than a week are flagged: the distributions publish daily.
@@ -114,6 +125,11 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_LOST_AGENT_GRACE: Duration = Duration::from_secs(60);
 /// Bounds of [`ServerConfig::max_output_bytes`]: 1 KiB to 64 GiB.
 const MAX_OUTPUT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=64 * 1024 * 1024 * 1024;
+
+/// Default [`ServerConfig::session_idle_timeout`]: 20 minutes, as Session Manager's.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Default [`ServerConfig::session_max_duration`]: 12 hours.
+pub const DEFAULT_SESSION_MAX_DURATION: Duration = Duration::from_secs(12 * 3600);
 
 /// Default API/agent port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -151,6 +167,9 @@ impl Default for ServerConfig {
             max_anonymous_connections: DEFAULT_MAX_ANONYMOUS_CONNECTIONS,
             max_anonymous_per_address: DEFAULT_MAX_ANONYMOUS_PER_ADDRESS,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            session_max_duration: DEFAULT_SESSION_MAX_DURATION,
+            session_run_as: "root".into(),
             lost_agent_grace: DEFAULT_LOST_AGENT_GRACE,
             delivery_attempts: 8,
             delivery_backoff: Duration::from_secs(1),
@@ -235,6 +254,14 @@ impl ServerConfig {
                         Err(e) => bad(format!("not a duration like 1s ({e})")),
                     }
                 }
+                "FLOTILLA_SESSION_IDLE_TIMEOUT" | "FLOTILLA_SESSION_MAX_DURATION" => {
+                    match humantime::parse_duration(&value) {
+                        Ok(v) if key == "FLOTILLA_SESSION_IDLE_TIMEOUT" => config.session_idle_timeout = v,
+                        Ok(v) => config.session_max_duration = v,
+                        Err(e) => bad(format!("not a duration like 20m ({e})")),
+                    }
+                }
+                "FLOTILLA_SESSION_RUN_AS" => config.session_run_as = value.clone(),
                 "FLOTILLA_MISSED_HEARTBEATS" => match value.parse() {
                     Ok(v) => config.missed_heartbeats = v,
                     Err(e) => bad(format!("not a whole number ({e})")),
@@ -316,6 +343,16 @@ impl ServerConfig {
                 "delivery_backoff_cap = {:?} is out of range: use at most 24h",
                 self.delivery_backoff_cap
             ));
+        }
+        for (name, value) in
+            [("session_idle_timeout", self.session_idle_timeout), ("session_max_duration", self.session_max_duration)]
+        {
+            if value < Duration::from_secs(1) || value > Duration::from_secs(7 * 24 * 3600) {
+                problems.push(format!("{name} = {value:?} is out of range: use 1s to 7d"));
+            }
+        }
+        if let Err(e) = flotilla_core::session::check_user(&self.session_run_as) {
+            problems.push(format!("session_run_as: {e}"));
         }
         if self.missed_heartbeats == 0 {
             problems.push("missed_heartbeats must be at least 1".into());

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod scheduler;
 pub mod secret;
 pub mod status;
+pub mod streams;
 pub mod worker;
 
 use std::sync::Arc;

@@ -58,6 +58,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Session streams agents open on request (`SessionOpen`), waited for by id.
+    pub streams: super::streams::SessionStreams,
 }
 
 impl Registry {

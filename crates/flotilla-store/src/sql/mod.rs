@@ -17,6 +17,7 @@ mod inventory;
 mod notifications;
 mod parameters;
 mod schedules;
+mod sessions;
 mod vulndb;
 mod windows;
 
@@ -48,6 +49,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "associations", include_str!("../../migrations/sqlite/0012_associations.sql")),
     (13, "windows", include_str!("../../migrations/sqlite/0013_windows.sql")),
     (14, "notifications", include_str!("../../migrations/sqlite/0014_notifications.sql")),
+    (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -64,6 +66,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "associations", include_str!("../../migrations/postgres/0012_associations.sql")),
     (13, "windows", include_str!("../../migrations/postgres/0013_windows.sql")),
     (14, "notifications", include_str!("../../migrations/postgres/0014_notifications.sql")),
+    (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
