@@ -15,10 +15,12 @@ fi
 # Debian packages the tests use: rpm (the rpm inventory collector is tested against real rpm
 # databases), PostgreSQL (the storage contract suite), python3-venv (the OpenAPI validator),
 # systemd, passwd, dpkg-dev and apt (the desired-state actions run the real systemctl --root,
-# useradd --root, dpkg-deb/dpkg-scanpackages/dpkg --root and apt-get on throwaway roots).
+# useradd --root, dpkg-deb/dpkg-scanpackages/dpkg --root and apt-get on throwaway roots), tmux
+# (the session tests drive a real terminal through it).
 apt_missing=()
 command -v rpmbuild >/dev/null || apt_missing+=(rpm)
 command -v systemctl >/dev/null || apt_missing+=(systemd)
+command -v tmux >/dev/null || apt_missing+=(tmux)
 command -v useradd >/dev/null || apt_missing+=(passwd)
 command -v dpkg-scanpackages >/dev/null || apt_missing+=(dpkg-dev)
 command -v apt-get >/dev/null || apt_missing+=(apt)
