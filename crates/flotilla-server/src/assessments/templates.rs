@@ -70,9 +70,8 @@ async fn view(state: &AppState, t: flotilla_store::AssessmentTemplate) -> Result
     let last_fired = state.store.last_fired(&key).await?;
     let next = match parsed(&t) {
         Some(Ok(schedule)) => {
-            let mark = state.store.last_occurrence(&key).await?.map_or(t.schedule_since, |o| o.occurrence_at);
-            // An occurrence still within its grace is the next run even if its instant passed.
-            schedule.next_after(mark.max(t.schedule_since).max(now_ms().saturating_sub(grace_ms(&t))))
+            let entry = ScheduleEntry { key: key.clone(), schedule, grace_ms: grace_ms(&t), since: t.schedule_since };
+            state.scheduler.next_run(&entry, now_ms()).await?
         }
         _ => None,
     };

@@ -166,6 +166,14 @@ impl Scheduler {
         next
     }
 
+    /// When `entry` fires next as this scheduler sees it at `now`: after its newest handled
+    /// occurrence and its `since`, an occurrence still within its grace counting as next even
+    /// if its instant passed. For the "next run" that capabilities show.
+    pub async fn next_run(&self, entry: &ScheduleEntry, now: UnixMillis) -> Result<Option<UnixMillis>, StoreError> {
+        let mark = self.store.last_occurrence(&entry.key).await?.map_or(entry.since, |o| o.occurrence_at);
+        Ok(entry.schedule.next_after(mark.max(entry.since).max(now.saturating_sub(entry.grace_ms))))
+    }
+
     async fn handle(
         &self,
         source: &dyn ScheduleSource,

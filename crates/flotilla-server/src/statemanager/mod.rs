@@ -290,9 +290,13 @@ async fn view(state: &AppState, record: AssociationRecord) -> Result<Association
     }
     let next_run_at = match parsed_schedule(&record) {
         Some(Ok(schedule)) => {
-            let k = key(&record.id);
-            let mark = state.store.last_occurrence(&k).await?.map_or(record.schedule_since, |o| o.occurrence_at);
-            schedule.next_after(mark.max(record.schedule_since).max(now_ms().saturating_sub(DEFAULT_GRACE_MS)))
+            let entry = ScheduleEntry {
+                key: key(&record.id),
+                schedule,
+                grace_ms: DEFAULT_GRACE_MS,
+                since: record.schedule_since,
+            };
+            state.scheduler.next_run(&entry, now_ms()).await?
         }
         _ => None,
     };
