@@ -15,6 +15,7 @@ mod enroll;
 mod error;
 pub mod exec;
 mod inventory;
+mod patching;
 mod invocation;
 mod node;
 mod root;
