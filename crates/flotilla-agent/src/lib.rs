@@ -14,10 +14,13 @@ mod desired;
 mod enroll;
 mod error;
 pub mod exec;
+#[cfg(test)]
+mod fixtures;
 mod inventory;
 mod patching;
 mod invocation;
 mod node;
+pub mod patch;
 mod root;
 pub mod session;
 mod state;
