@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::AgentError;
 use crate::inventory::Inventory;
-use crate::patching::Patching;
 use crate::invocation::{Outbox, Runner};
+use crate::patching::Patching;
 use crate::state::Identity;
 
 /// Heartbeat interval until the server says otherwise.

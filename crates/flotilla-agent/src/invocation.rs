@@ -471,7 +471,8 @@ impl Runner {
                         break;
                     }
                 };
-                self.output(dir, &run.invocation_id, &mut budgets[0], OutputStream::Stdout, outcome.log.into_bytes()).await;
+                self.output(dir, &run.invocation_id, &mut budgets[0], OutputStream::Stdout, outcome.log.into_bytes())
+                    .await;
                 (result.outcome, result.exit_code, result.detail) = if outcome.success {
                     (InvocationOutcome::Success as i32, 0, String::new())
                 } else {

@@ -14,13 +14,11 @@ mod desired;
 mod enroll;
 mod error;
 pub mod exec;
-#[cfg(test)]
-mod fixtures;
 mod inventory;
-mod patching;
 mod invocation;
 mod node;
 pub mod patch;
+mod patching;
 mod root;
 pub mod session;
 mod state;

@@ -164,12 +164,21 @@ impl Patching {
         }
     }
 
-    async fn ask(&self, invocation_id: &str, kind: PatchRequestKind, report_json: Vec<u8>) -> Result<PatchResponse, String> {
+    async fn ask(
+        &self,
+        invocation_id: &str,
+        kind: PatchRequestKind,
+        report_json: Vec<u8>,
+    ) -> Result<PatchResponse, String> {
         let request_id = format!("{invocation_id}-{}", rand::random::<u64>());
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(request_id.clone(), tx);
-        let request =
-            PatchRequest { request_id: request_id.clone(), invocation_id: invocation_id.to_owned(), kind: kind as i32, report_json };
+        let request = PatchRequest {
+            request_id: request_id.clone(),
+            invocation_id: invocation_id.to_owned(),
+            kind: kind as i32,
+            report_json,
+        };
         let forget = || self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&request_id);
         if !send(&self.outbox, agent_message::Body::Patch(request)).await {
             forget();
@@ -188,7 +197,10 @@ impl Patching {
     fn load_memory(&self) -> MemoryFile {
         match std::fs::read(&self.memory_file) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!("{} is unreadable ({e}); starting from an empty patch memory", self.memory_file.display());
+                tracing::warn!(
+                    "{} is unreadable ({e}); starting from an empty patch memory",
+                    self.memory_file.display()
+                );
                 MemoryFile::default()
             }),
             Err(_) => MemoryFile::default(),
@@ -238,7 +250,11 @@ impl Patching {
             self.root.display(),
             baseline.name,
             baseline.os,
-            if snapshot.patch_group.is_empty() { String::new() } else { format!(", patch group {}", snapshot.patch_group) }
+            if snapshot.patch_group.is_empty() {
+                String::new()
+            } else {
+                format!(", patch group {}", snapshot.patch_group)
+            }
         ));
         for note in &snapshot.notes {
             log.line(format!("note: {note}"));
@@ -252,7 +268,14 @@ impl Patching {
         let scan = manager.scan(log).await.map_err(|e| e.to_string())?;
         let evaluate = |scan: &Scan, memory: &MemoryFile, pending: bool| {
             let memory = Memory { patched: memory.patched.clone(), failed: memory.failed.clone() };
-            rules::evaluate(&baseline, &candidates(scan, eco, &snapshot.fixes), &memory, pending, boot_ms(), snapshot.today)
+            rules::evaluate(
+                &baseline,
+                &candidates(scan, eco, &snapshot.fixes),
+                &memory,
+                pending,
+                boot_ms(),
+                snapshot.today,
+            )
         };
         let pending = manager.reboot_pending().await.map_err(|e| e.to_string())?;
         let mut evaluation = evaluate(&scan, &memory, pending);
@@ -262,13 +285,20 @@ impl Patching {
         let mut failed = Vec::new();
         let mut reboot_pending = pending;
         if inputs.operation == Operation::Install {
-            let mut wanted: Vec<Wanted> =
-                evaluation.to_install.iter().map(|(name, version)| Wanted { name: name.clone(), version: version.clone() }).collect();
+            let mut wanted: Vec<Wanted> = evaluation
+                .to_install
+                .iter()
+                .map(|(name, version)| Wanted { name: name.clone(), version: version.clone() })
+                .collect();
             // The override list adds updates the baseline does not approve, never rejected ones.
             for row in &evaluation.rows {
                 let Some(version) = &row.available_version else { continue };
-                let named = |list: &[rules::PackagePattern]| list.iter().any(|p| p.matches(&row.name, version, &[], &[]));
-                if named(&inputs.install_override) && !named(&baseline.rejected) && !wanted.iter().any(|w| w.name == row.name) {
+                let named =
+                    |list: &[rules::PackagePattern]| list.iter().any(|p| p.matches(&row.name, version, &[], &[]));
+                if named(&inputs.install_override)
+                    && !named(&baseline.rejected)
+                    && !wanted.iter().any(|w| w.name == row.name)
+                {
                     wanted.push(Wanted { name: row.name.clone(), version: version.clone() });
                 }
             }
@@ -299,7 +329,8 @@ impl Patching {
             }
         } else if !memory.failed.is_empty() || !memory.patched.is_empty() {
             // Forget what no longer applies: a package removed or upgraded past the version.
-            let installed: HashMap<&str, &str> = scan.installed.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+            let installed: HashMap<&str, &str> =
+                scan.installed.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
             memory.patched.retain(|n, (v, _)| installed.get(n.as_str()) == Some(&v.as_str()));
             memory.failed.retain(|n, _| installed.contains_key(n.as_str()));
             self.save_memory(&memory)?;
@@ -354,9 +385,10 @@ impl Patching {
                     log.line("the node needs a reboot: rebooting once this invocation's result is saved".to_owned());
                     self.reboots.lock().unwrap_or_else(|p| p.into_inner()).insert(invocation_id.to_owned());
                 }
-                RebootOption::NoReboot => {
-                    log.line("the node needs a reboot; NoReboot: not rebooting (patches stay INSTALLED_PENDING_REBOOT)".to_owned())
-                }
+                RebootOption::NoReboot => log.line(
+                    "the node needs a reboot; NoReboot: not rebooting (patches stay INSTALLED_PENDING_REBOOT)"
+                        .to_owned(),
+                ),
             }
         }
         Ok((!failed.is_empty()).then(|| format!("{} update(s) failed to install: {}", failed.len(), failed.join(", "))))

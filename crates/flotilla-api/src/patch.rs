@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_core::compliance::ComplianceSeverity;
-use flotilla_core::patch::{
-    Approval, Baseline, BaselineError, Filter, OsFamily, PackagePattern, RejectedAction, Rule,
-};
+use flotilla_core::patch::{Approval, Baseline, BaselineError, Filter, OsFamily, PackagePattern, RejectedAction, Rule};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, ClientError, enc};
@@ -88,7 +86,8 @@ fn filters(os: OsFamily, path: &str, specs: &[FilterSpec]) -> Result<Vec<Filter>
 impl BaselineSpec {
     /// Checks every field, naming the first that is wrong (`approval_rules[0].filters[1].key`).
     pub fn to_baseline(&self) -> Result<Baseline, BaselineError> {
-        let os: OsFamily = self.os.parse().map_err(|e: flotilla_core::patch::NameError| BaselineError::new("os", e.to_string()))?;
+        let os: OsFamily =
+            self.os.parse().map_err(|e: flotilla_core::patch::NameError| BaselineError::new("os", e.to_string()))?;
         let rules = self
             .approval_rules
             .iter()
@@ -322,7 +321,11 @@ impl Client {
         self.call(reqwest::Method::POST, "/api/v1/patch/baselines", Some(spec)).await
     }
 
-    pub async fn update_patch_baseline(&self, baseline: &str, spec: &BaselineSpec) -> Result<PatchBaseline, ClientError> {
+    pub async fn update_patch_baseline(
+        &self,
+        baseline: &str,
+        spec: &BaselineSpec,
+    ) -> Result<PatchBaseline, ClientError> {
         self.call(reqwest::Method::PUT, &format!("/api/v1/patch/baselines/{}", enc(baseline)), Some(spec)).await
     }
 

@@ -29,8 +29,9 @@ mod store_ref;
 mod template;
 
 pub use action::{
-    Action, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, ParameterArgument, RUN_DOCUMENT,
-    PATCH_BASELINE, PatchAction, RUN_SHELL, ResourceAction, RunDocumentAction, STATE_APPLY, ShellAction, StateApplyAction, parse_resources,
+    Action, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, PATCH_BASELINE, ParameterArgument,
+    PatchAction, RUN_DOCUMENT, RUN_SHELL, ResourceAction, RunDocumentAction, STATE_APPLY, ShellAction,
+    StateApplyAction, parse_resources,
 };
 pub use builtin::{
     ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY, COLLECT_INVENTORY, DESIRED_STATE, DESIRED_STATE_PARAMETER,

@@ -126,6 +126,9 @@ async fn contract(store: &dyn Store) {
     let events = store.list_events(before, &[EventType::PatchCompliance], 10).await.expect("events");
     assert_eq!(events.len(), 3);
 
+    // The server moves a family's default before it removes that baseline.
+    assert!(store.create_baseline(&baseline("pb-4", "db2", "rhel")).await.expect("create db2"));
+    store.set_default_baseline("rhel", "pb-4").await.expect("move the default");
     assert!(store.delete_baseline("pb-3").await.expect("delete"));
     assert_eq!(store.list_patch_groups().await.expect("groups").len(), 1, "db's group went with its baseline");
     assert!(!store.delete_baseline("pb-3").await.expect("again"));

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::apply;
-use crate::fixtures::{Deb, build_deb, dpkg_root, have, is_root};
+use flotilla_testkit::packages::{Deb, build_deb, dpkg_root, have, is_root};
 
 fn inputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()

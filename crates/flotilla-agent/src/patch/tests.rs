@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::fixtures::{
-    Deb, HeldLock, Rpm, Suite, apt_repo, build_deb, build_rpm, dnf_repo, dpkg_install, dpkg_root, have, is_root,
-    rpm_root, run, shell_in,
+use flotilla_testkit::packages::{
+    HeldLock, Rpm, build_rpm, dnf_repo, have, is_root, rpm_root, run, sample_apt_root, shell_in,
 };
 
 /// True (with a loud message) when a tool scripts/test.sh installs is missing here.
@@ -40,50 +39,13 @@ fn dpkg_version(root: &Path, name: &str) -> String {
     .to_owned()
 }
 
-/// An apt root with aa, bb, keep, bad, dd, ee at 1.0-1 and a file:// repository offering:
-/// bookworm-security: aa 1.1-1; bookworm: bb 2.0-1 (needs cc), cc, keep 1.0-1 (same), bad
-/// 1.1-1 (postinst exits 1), dd 2.0-1, ee 1.5-1.
-fn apt_fixture(work: &Path) -> PathBuf {
-    let root = work.join("root");
-    dpkg_root(&root);
-    shell_in(&root);
-    let old: Vec<PathBuf> =
-        ["aa", "bb", "keep", "bad", "dd", "ee"].iter().map(|n| build_deb(work, &Deb::new(n, "1.0-1"))).collect();
-    dpkg_install(&root, &old);
-    let security =
-        [build_deb(work, &Deb { section: Some("utils"), priority: Some("optional"), ..Deb::new("aa", "1.1-1") })];
-    let main = [
-        build_deb(
-            work,
-            &Deb { section: Some("web"), priority: Some("important"), depends: Some("cc"), ..Deb::new("bb", "2.0-1") },
-        ),
-        build_deb(work, &Deb::new("cc", "1.0-1")),
-        build_deb(work, &Deb::new("keep", "1.0-1")),
-        build_deb(
-            work,
-            &Deb { postinst: Some("echo 'bad: failing on purpose' >&2\nexit 1"), ..Deb::new("bad", "1.1-1") },
-        ),
-        build_deb(work, &Deb { section: Some("libs"), ..Deb::new("dd", "2.0-1") }),
-        build_deb(work, &Deb::new("ee", "1.5-1")),
-    ];
-    let sources = apt_repo(
-        &work.join("repo"),
-        &[
-            Suite { name: "bookworm", origin: "Debian", debs: &main },
-            Suite { name: "bookworm-security", origin: "Debian", debs: &security },
-        ],
-    );
-    std::fs::write(root.join("etc/apt/sources.list"), sources).expect("sources");
-    root
-}
-
 #[tokio::test]
 async fn apt_scan_lists_newer_versions_and_install_applies_exactly_the_wanted() {
     if missing(&["dpkg", "dpkg-deb", "apt-get", "apt-ftparchive", "ldd"]) {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let root = apt_fixture(work.path());
+    let root = sample_apt_root(work.path());
     let pm = PackageManager::detect(&root).expect("apt root");
     assert_eq!(pm.manager(), Manager::Apt);
 
@@ -162,7 +124,7 @@ async fn apt_waits_for_a_held_lock_and_names_broken_repositories() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let root = apt_fixture(work.path());
+    let root = sample_apt_root(work.path());
     let pm = PackageManager::detect(&root).expect("apt root").with_lock_wait(Duration::from_secs(2));
     let mut log = OperationLog::new();
     pm.scan(&mut log).await.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));

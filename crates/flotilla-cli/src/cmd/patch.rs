@@ -91,7 +91,10 @@ pub enum Groups {
 fn read_spec(path: &Path) -> anyhow::Result<BaselineSpec> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_yaml::from_str(&text).map_err(|e| {
-        anyhow::anyhow!("{} is not a patch baseline: {e} (see `flotilla patch baselines create --help`)", path.display())
+        anyhow::anyhow!(
+            "{} is not a patch baseline: {e} (see `flotilla patch baselines create --help`)",
+            path.display()
+        )
     })
 }
 

@@ -120,7 +120,10 @@ impl Filter {
             Some(k) => {
                 return Err(BaselineError::new(
                     format!("{path}.key"),
-                    format!("{k} is not a filter key for {family} baselines (its repositories do not describe it); use one of {}", names()),
+                    format!(
+                        "{k} is not a filter key for {family} baselines (its repositories do not describe it); use one of {}",
+                        names()
+                    ),
                 ));
             }
             None => {
@@ -131,7 +134,10 @@ impl Filter {
             }
         };
         if values.is_empty() {
-            return Err(BaselineError::new(format!("{path}.values"), "a filter needs at least one value (`*` for any)"));
+            return Err(BaselineError::new(
+                format!("{path}.values"),
+                "a filter needs at least one value (`*` for any)",
+            ));
         }
         let mut canonical = Vec::with_capacity(values.len());
         for (i, value) in values.iter().enumerate() {
@@ -151,7 +157,7 @@ impl Filter {
                     format!("`{value}` is not a severity; use one of Critical, Important (High), Moderate (Medium), Low, Informational, None")
                 }),
                 FilterKey::Section | FilterKey::Name | FilterKey::Repository => {
-                    check_glob(value).map(|()| value.to_owned()).map_err(|e| format!("{e}"))
+                    check_glob(value).map(|()| value.to_owned())
                 }
             };
             canonical.push(checked.map_err(|m| BaselineError::new(at(), m))?);
@@ -208,10 +214,9 @@ pub enum Approval {
 impl Approval {
     pub fn parse(path: &str, after_days: Option<i64>, until_date: Option<&str>) -> Result<Approval, BaselineError> {
         match (after_days, until_date) {
-            (Some(_), Some(_)) => Err(BaselineError::new(
-                path,
-                "give approve_after_days or approve_until_date, not both",
-            )),
+            (Some(_), Some(_)) => {
+                Err(BaselineError::new(path, "give approve_after_days or approve_until_date, not both"))
+            }
             (None, None) => Err(BaselineError::new(
                 path,
                 "a rule needs approve_after_days (0–360) or approve_until_date (YYYY-MM-DD)",
@@ -320,14 +325,23 @@ impl PackagePattern {
     pub fn parse(path: &str, text: &str, rejected: bool) -> Result<PackagePattern, BaselineError> {
         let text = text.trim();
         let err = |m: String| BaselineError::new(path, m);
-        if text.starts_with("CVE-") {
+        if let Some(id) = text.strip_prefix("CVE-") {
             if rejected {
-                return Err(err(format!("`{text}`: the rejected list takes package names (`name`, `name*`, `name=version`), not CVE ids")));
+                return Err(err(format!(
+                    "`{text}`: the rejected list takes package names (`name`, `name*`, `name=version`), not CVE ids"
+                )));
             }
-            let ok = text[4..].split_once('-').is_some_and(|(y, n)| {
-                y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()) && n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit())
+            let ok = id.split_once('-').is_some_and(|(y, n)| {
+                y.len() == 4
+                    && y.bytes().all(|b| b.is_ascii_digit())
+                    && n.len() >= 4
+                    && n.bytes().all(|b| b.is_ascii_digit())
             });
-            return if ok { Ok(PackagePattern::Cve(text.to_owned())) } else { Err(err(format!("`{text}` is not a CVE id (CVE-YYYY-NNNN)"))) };
+            return if ok {
+                Ok(PackagePattern::Cve(text.to_owned()))
+            } else {
+                Err(err(format!("`{text}` is not a CVE id (CVE-YYYY-NNNN)")))
+            };
         }
         if is_advisory_id(text) {
             if rejected {
@@ -350,7 +364,9 @@ impl PackagePattern {
         }
         match version {
             None => Ok(PackagePattern::Name(name.to_owned())),
-            Some(v) if name.contains('*') => Err(err(format!("`{text}`: `name=version` takes an exact name, without `*`; v={v}"))),
+            Some(v) if name.contains('*') => {
+                Err(err(format!("`{text}`: `name=version` takes an exact name, without `*`; v={v}")))
+            }
             Some(v) if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "+-.~:_".contains(c)) => {
                 Ok(PackagePattern::NameVersion { name: name.to_owned(), version: v.to_owned() })
             }
@@ -417,17 +433,26 @@ impl Baseline {
     pub fn check(&self) -> Result<(), BaselineError> {
         let n = &self.name;
         if !(3..=128).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-            return Err(BaselineError::new("name", format!("`{n}`: a baseline name is 3–128 letters, digits, `_`, `.` or `-`")));
+            return Err(BaselineError::new(
+                "name",
+                format!("`{n}`: a baseline name is 3–128 letters, digits, `_`, `.` or `-`"),
+            ));
         }
         if self.rules.len() > MAX_RULES {
-            return Err(BaselineError::new("approval_rules", format!("{} rules; a baseline has at most {MAX_RULES}", self.rules.len())));
+            return Err(BaselineError::new(
+                "approval_rules",
+                format!("{} rules; a baseline has at most {MAX_RULES}", self.rules.len()),
+            ));
         }
         if self.global_filters.len() > MAX_FILTERS {
             return Err(BaselineError::new("global_filters", format!("at most {MAX_FILTERS} filters")));
         }
         for (i, r) in self.rules.iter().enumerate() {
             if r.filters.len() > MAX_FILTERS {
-                return Err(BaselineError::new(format!("approval_rules[{i}].filters"), format!("at most {MAX_FILTERS} filters")));
+                return Err(BaselineError::new(
+                    format!("approval_rules[{i}].filters"),
+                    format!("at most {MAX_FILTERS} filters"),
+                ));
             }
         }
         for (field, list) in [("approved_patches", &self.approved), ("rejected_patches", &self.rejected)] {
@@ -449,7 +474,11 @@ pub fn predefined(family: OsFamily) -> Baseline {
     let filter = |key, values: &[&str]| Filter { key, values: values.iter().map(|v| (*v).to_owned()).collect() };
     let (name, description, rules) = match family {
         OsFamily::Debian | OsFamily::Ubuntu => (
-            if family == OsFamily::Debian { "Flotilla-DebianDefaultPatchBaseline" } else { "Flotilla-UbuntuDefaultPatchBaseline" },
+            if family == OsFamily::Debian {
+                "Flotilla-DebianDefaultPatchBaseline"
+            } else {
+                "Flotilla-UbuntuDefaultPatchBaseline"
+            },
             "Security updates of every priority, approved at once (apt repositories give no reliable dates).",
             vec![Rule {
                 filters: vec![filter(FilterKey::Priority, PRIORITIES)],

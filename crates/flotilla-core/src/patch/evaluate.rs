@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::compliance::{ComplianceSeverity, ComplianceStatus};
 
-use super::baseline::{Baseline, FilterKey, RejectedAction, Rule};
 use super::PatchState;
+use super::baseline::{Baseline, FilterKey, RejectedAction, Rule};
 
 /// One installed package, with the newest update its repositories offer (if any).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct Summary {
 pub struct Evaluation {
     /// One row per installed package, by name.
     pub rows: Vec<PatchRow>,
-    /// The approved updates an Install applies: (name, version).
+    /// The approved updates an Install applies (FAILED ones again): (name, version).
     pub to_install: Vec<(String, String)>,
     /// Names (one `*` allowed) that must never be installed, even as a dependency (BLOCK).
     pub blocked: Vec<String>,
@@ -171,27 +171,35 @@ pub fn evaluate(
         let reaches = |level: ComplianceSeverity| level == ComplianceSeverity::Unspecified || severity <= level;
         let update = c.available_version.as_deref().filter(|v| !rejected(&c.name, v));
         let approved_update = update.and_then(|v| approver(baseline, c, v, today).map(|a| (v, a)));
-        let (state, counts) = if rejected(&c.name, &c.installed_version) && baseline.rejected_action == RejectedAction::Block {
-            (PatchState::InstalledRejected, true)
-        } else if let Some((version, by)) = approved_update {
-            let level = by.level(baseline);
-            if memory.failed.get(&c.name).is_some_and(|v| v == version) {
-                (PatchState::Failed, reaches(level))
-            } else {
+        let failed_version = memory.failed.get(&c.name);
+        let (state, counts) =
+            if rejected(&c.name, &c.installed_version) && baseline.rejected_action == RejectedAction::Block {
+                (PatchState::InstalledRejected, true)
+            } else if failed_version == Some(&c.installed_version) {
+                // Unpacked but not configured: the package manager holds the failed version.
+                (PatchState::Failed, true)
+            } else if let Some((version, by)) = approved_update {
+                let level = by.level(baseline);
+                // An Install tries a failed update again; until one succeeds it stays FAILED.
                 to_install.push((c.name.clone(), version.to_owned()));
-                (PatchState::Missing, reaches(level))
-            }
-        } else if let Some((_, at)) = memory.patched.get(&c.name).filter(|(v, _)| *v == c.installed_version) {
-            if reboot_pending && *at >= boot_ms {
-                (PatchState::InstalledPendingReboot, true)
-            } else {
+                if failed_version.is_some_and(|v| v == version) {
+                    (PatchState::Failed, reaches(level))
+                } else {
+                    (PatchState::Missing, reaches(level))
+                }
+            } else if let Some((_, at)) = memory.patched.get(&c.name).filter(|(v, _)| *v == c.installed_version) {
+                if reboot_pending && *at >= boot_ms {
+                    (PatchState::InstalledPendingReboot, true)
+                } else {
+                    (PatchState::Installed, false)
+                }
+            } else if approver(baseline, c, &c.installed_version, today).is_some()
+                && !rejected(&c.name, &c.installed_version)
+            {
                 (PatchState::Installed, false)
-            }
-        } else if approver(baseline, c, &c.installed_version, today).is_some() && !rejected(&c.name, &c.installed_version) {
-            (PatchState::Installed, false)
-        } else {
-            (PatchState::InstalledOther, false)
-        };
+            } else {
+                (PatchState::InstalledOther, false)
+            };
         let cves = if matches!(state, PatchState::Missing | PatchState::Failed) { c.cves.clone() } else { Vec::new() };
         rows.push(PatchRow {
             name: c.name.clone(),

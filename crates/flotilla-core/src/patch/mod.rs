@@ -9,8 +9,8 @@ mod evaluate;
 mod tests;
 
 pub use baseline::{
-    Approval, Baseline, BaselineError, Filter, FilterKey, MAX_FILTERS, MAX_LIST, MAX_RULES, PackagePattern, RejectedAction,
-    Rule, normalize_severity, predefined,
+    Approval, Baseline, BaselineError, Filter, FilterKey, MAX_FILTERS, MAX_LIST, MAX_RULES, PackagePattern,
+    RejectedAction, Rule, normalize_severity, predefined,
 };
 pub use evaluate::{Candidate, Evaluation, Memory, PatchRow, Summary, evaluate};
 
@@ -72,7 +72,10 @@ impl FromStr for OsFamily {
             "rocky" | "redhat" | "redhat_enterprise_linux" | "rocky_linux" | "alma_linux" | "centos" => "rhel",
             other => other,
         };
-        OsFamily::ALL.into_iter().find(|f| f.as_str() == alias).ok_or_else(|| NameError::new("OS family", s, &Self::ALL))
+        OsFamily::ALL
+            .into_iter()
+            .find(|f| f.as_str() == alias)
+            .ok_or_else(|| NameError::new("OS family", s, &Self::ALL))
     }
 }
 
@@ -115,7 +118,10 @@ impl PatchState {
     pub fn is_non_compliant(self) -> bool {
         matches!(
             self,
-            PatchState::InstalledPendingReboot | PatchState::InstalledRejected | PatchState::Missing | PatchState::Failed
+            PatchState::InstalledPendingReboot
+                | PatchState::InstalledRejected
+                | PatchState::Missing
+                | PatchState::Failed
         )
     }
 }
@@ -280,7 +286,9 @@ impl StepInputs {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .enumerate()
-            .map(|(i, p)| PackagePattern::parse(&format!("installOverrideList[{i}]"), p, true).map_err(|e| e.to_string()))
+            .map(|(i, p)| {
+                PackagePattern::parse(&format!("installOverrideList[{i}]"), p, true).map_err(|e| e.to_string())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(StepInputs { operation, reboot, install_override }))
     }

@@ -192,13 +192,16 @@ fn memory_gives_failed_installed_and_pending_reboot() {
     let cs = vec![candidate("broken", "1.0-1", Some("2.0-1")), candidate("openssl", "3.0.13-1", None)];
     let e = evaluate(&b, &cs, &memory, true, 1_000, TODAY);
     assert_eq!(e.rows[0].state, PatchState::Failed);
-    assert!(e.to_install.is_empty(), "a failed version is not retried by the evaluation itself");
+    assert_eq!(e.to_install, vec![("broken".to_owned(), "2.0-1".to_owned())], "an Install tries it again");
     assert_eq!(e.rows[1].state, PatchState::InstalledPendingReboot);
     // After a reboot (boot after the install), installed.
     let e = evaluate(&b, &cs, &memory, true, 9_000, TODAY);
     assert_eq!(e.rows[1].state, PatchState::Installed);
     let e = evaluate(&b, &cs, &memory, false, 1_000, TODAY);
     assert_eq!(e.rows[1].state, PatchState::Installed);
+    // A failed install that left the new version unpacked is still FAILED.
+    let half = vec![candidate("broken", "2.0-1", None)];
+    assert_eq!(evaluate(&b, &half, &memory, false, 0, TODAY).rows[0].state, PatchState::Failed);
 }
 
 #[test]
@@ -251,7 +254,11 @@ fn step_inputs_are_checked_unless_deferred() {
     assert_eq!(got.install_override.len(), 2);
     assert!(StepInputs::parse(&map(&[("operation", "Upgrade")]), &none).unwrap_err().contains("Scan, Install"));
     assert!(StepInputs::parse(&map(&[]), &none).unwrap_err().contains("required"));
-    assert!(StepInputs::parse(&map(&[("operation", "Scan"), ("reboot", "x")]), &none).unwrap_err().contains("unknown input"));
+    assert!(
+        StepInputs::parse(&map(&[("operation", "Scan"), ("reboot", "x")]), &none)
+            .unwrap_err()
+            .contains("unknown input")
+    );
     assert!(StepInputs::parse(&map(&[("operation", "Scan"), ("installOverrideList", "a b")]), &none).is_err());
     let deferred = |v: &str| v.contains("{{");
     assert_eq!(StepInputs::parse(&map(&[("operation", "{{ Operation }}")]), &deferred), Ok(None));

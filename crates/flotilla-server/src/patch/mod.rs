@@ -302,13 +302,15 @@ async fn resolve(state: &AppState, node: &Node) -> Result<(BaselineRecord, Vec<S
         }
     }
     let defaults = state.store.default_baselines().await.map_err(store)?;
-    let id = defaults
-        .iter()
-        .find(|(os, _)| os == family.as_str())
-        .map(|(_, id)| id.clone())
-        .ok_or_else(|| format!("no baseline for {family}: set one with `flotilla patch baselines default --os {family} BASE`"))?;
-    let baseline =
-        state.store.get_baseline(&id).await.map_err(store)?.ok_or_else(|| format!("the {family} default baseline is gone"))?;
+    let id = defaults.iter().find(|(os, _)| os == family.as_str()).map(|(_, id)| id.clone()).ok_or_else(|| {
+        format!("no baseline for {family}: set one with `flotilla patch baselines default --os {family} BASE`")
+    })?;
+    let baseline = state
+        .store
+        .get_baseline(&id)
+        .await
+        .map_err(store)?
+        .ok_or_else(|| format!("the {family} default baseline is gone"))?;
     Ok((baseline, notes))
 }
 
@@ -451,7 +453,11 @@ pub async fn record_report(state: &AppState, node_id: &NodeId, report: api::Patc
         },
         event,
     };
-    state.store.record_patch_result(&result).await.map_err(|e| format!("the server could not store the report: {e}"))?;
+    state
+        .store
+        .record_patch_result(&result)
+        .await
+        .map_err(|e| format!("the server could not store the report: {e}"))?;
     tracing::info!(node_id = %node_id, baseline = %report.baseline, status = status.as_str(), "patch result recorded");
     Ok(())
 }

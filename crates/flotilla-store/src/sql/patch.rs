@@ -5,7 +5,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
 use super::{MAX_BINDS, SqlStore, compliance, events, get, parse, q};
-use crate::{BaselineRecord, PatchGroupRecord, PatchResult, PatchStateRecord, PatchStore, PatchSummaryRecord, StoreError};
+use crate::{
+    BaselineRecord, PatchGroupRecord, PatchResult, PatchStateRecord, PatchStore, PatchSummaryRecord, StoreError,
+};
 
 const BASELINE_COLUMNS: &str = "id, name, os, spec, predefined, created_at, updated_at";
 const SUMMARY_COLUMNS: &str = "node_id, baseline_id, baseline_name, patch_group, operation, reboot_option, status, \
@@ -167,7 +169,9 @@ impl PatchStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(q("list patch groups"))?;
-        rows.iter().map(|r| Ok(PatchGroupRecord { name: get(r, "name")?, baseline_id: get(r, "baseline_id")? })).collect()
+        rows.iter()
+            .map(|r| Ok(PatchGroupRecord { name: get(r, "name")?, baseline_id: get(r, "baseline_id")? }))
+            .collect()
     }
 
     async fn record_patch_result(&self, r: &PatchResult) -> Result<(), StoreError> {

@@ -120,6 +120,43 @@ pub fn shell_in(root: &Path) {
     }
 }
 
+/// An apt root with aa, bb, keep, bad, dd, ee at 1.0-1 and a file:// repository offering:
+/// bookworm-security: aa 1.1-1; bookworm: bb 2.0-1 (needs cc), cc, keep 1.0-1 (same), bad
+/// 1.1-1 (postinst exits 1), dd 2.0-1, ee 1.5-1.
+pub fn sample_apt_root(work: &Path) -> PathBuf {
+    let root = work.join("root");
+    dpkg_root(&root);
+    shell_in(&root);
+    let old: Vec<PathBuf> =
+        ["aa", "bb", "keep", "bad", "dd", "ee"].iter().map(|n| build_deb(work, &Deb::new(n, "1.0-1"))).collect();
+    dpkg_install(&root, &old);
+    let security =
+        [build_deb(work, &Deb { section: Some("utils"), priority: Some("optional"), ..Deb::new("aa", "1.1-1") })];
+    let main = [
+        build_deb(
+            work,
+            &Deb { section: Some("web"), priority: Some("important"), depends: Some("cc"), ..Deb::new("bb", "2.0-1") },
+        ),
+        build_deb(work, &Deb::new("cc", "1.0-1")),
+        build_deb(work, &Deb::new("keep", "1.0-1")),
+        build_deb(
+            work,
+            &Deb { postinst: Some("echo 'bad: failing on purpose' >&2\nexit 1"), ..Deb::new("bad", "1.1-1") },
+        ),
+        build_deb(work, &Deb { section: Some("libs"), ..Deb::new("dd", "2.0-1") }),
+        build_deb(work, &Deb::new("ee", "1.5-1")),
+    ];
+    let sources = apt_repo(
+        &work.join("repo"),
+        &[
+            Suite { name: "bookworm", origin: "Debian", debs: &main },
+            Suite { name: "bookworm-security", origin: "Debian", debs: &security },
+        ],
+    );
+    std::fs::write(root.join("etc/apt/sources.list"), sources).expect("sources");
+    root
+}
+
 /// A suite of an apt repository.
 pub struct Suite<'a> {
     pub name: &'static str,
