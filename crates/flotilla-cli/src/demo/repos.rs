@@ -96,6 +96,23 @@ fn tool(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Makes `path` and everything below it world-readable (directories 0755, files 0644): the
+/// demo server runs with umask 077, but dpkg-deb refuses a control directory other than
+/// 0755–0775, and apt reads file:// repositories as its unprivileged `_apt` user.
+fn readable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        for entry in std::fs::read_dir(path)? {
+            readable(&entry?.path())?;
+        }
+    } else if meta.is_file() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
+}
+
 /// What of `tools` is not installed where the agent looks, as Debian package names.
 fn missing(tools: &[(&str, &str)]) -> Vec<String> {
     let mut absent: Vec<String> = Vec::new();
@@ -132,6 +149,7 @@ fn build_apt(dir: &Path) -> anyhow::Result<()> {
                 tree.join(format!("usr/share/doc/{name}/README.flotilla-demo")),
                 format!("{name} {version}\n"),
             )?;
+            readable(&tree)?;
             let deb = pool.join(format!("{name}_{version}_amd64.deb"));
             tool(Command::new("dpkg-deb").args(["--build", "--root-owner-group", "-Zgzip"]).arg(&tree).arg(&deb))?;
         }
@@ -252,7 +270,8 @@ pub fn build(dir: &Path) -> (Repos, Vec<String>) {
             return None;
         }
         let path = dir.join(name);
-        match std::fs::create_dir_all(&path).map_err(anyhow::Error::from).and_then(|()| make(&path)) {
+        let made = std::fs::create_dir_all(&path).map_err(anyhow::Error::from).and_then(|()| make(&path));
+        match made.and_then(|()| readable(dir)) {
             Ok(()) => Some(path),
             Err(e) => {
                 notes.push(format!("note: the {nodes} nodes get no local {name} repository: {e:#}"));
@@ -342,11 +361,20 @@ mod tests {
     async fn the_agent_finds_and_installs_the_demo_updates_on_the_sample_roots() {
         use flotilla_agent::patch::{OperationLog, PackageManager, Wanted};
         let dir = tempfile::tempdir().expect("tempdir");
-        let (repos, notes) = build(&dir.path().join("repos"));
-        if !notes.is_empty() {
-            eprintln!("SKIPPED (scripts/test.sh installs these): {notes:?}");
+        // The demo builds them after the in-process server set umask 077 (nextest runs each
+        // test in its own process, so this reaches no other test).
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let absent = [missing(APT_TOOLS), missing(DNF_TOOLS)].concat();
+        if !absent.is_empty() {
+            eprintln!("SKIPPED: {absent:?} not installed (scripts/test.sh installs them)");
             return;
         }
+        let (repos, notes) = build(&dir.path().join("repos"));
+        assert!(notes.is_empty(), "every tool is here, so both repositories are built: {notes:?}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("repos/apt/dists")).expect("dists").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o755, "apt's _apt user reads the repository");
         for (label, expected) in [("deb12", 7), ("ubuntu2204", 7), ("rocky9", 6)] {
             let root = dir.path().join(label);
             std::fs::create_dir_all(root.join("etc")).expect("etc");
