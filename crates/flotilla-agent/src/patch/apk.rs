@@ -17,7 +17,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{InstallOutcome, Installed, OperationLog, PackageManager, PatchError, Scan, Update, Wanted};
+use super::{
+    InstallOutcome, Installed, OperationLog, PackageManager, PatchError, Scan, Update, Wanted, blocked_outcome,
+    needs_blocked, record,
+};
 
 /// One entry of an APKINDEX.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,15 +215,12 @@ pub(super) async fn install(
     let mut outcomes = Vec::with_capacity(wanted.len());
     for want in wanted {
         let needs = blocked_needs(&indexes, &want.name, blocked);
-        let result = if blocked.contains(&want.name) {
-            Err(format!("{} is blocked by the baseline (rejected patch, action BLOCK); not installed", want.name))
-        } else if !needs.is_empty() {
-            Err(format!(
-                "{}={} needs {}, blocked by the baseline (rejected patch, action BLOCK); not installed",
-                want.name,
-                want.version,
-                needs.join(", ")
-            ))
+        if let Some(outcome) = blocked_outcome(want, blocked) {
+            outcomes.push(outcome);
+            continue;
+        }
+        let result = if !needs.is_empty() {
+            Err(needs_blocked(want, &needs))
         } else {
             let mut args: Vec<String> = Vec::new();
             if !pm.live {
@@ -240,11 +240,7 @@ pub(super) async fn install(
                 None => Err(format!("apk succeeded but {} is not installed", want.name)),
             }
         };
-        match &result {
-            Ok(version) => log.line(format!("{}: {version} installed", want.name)),
-            Err(e) => log.line(format!("{}: FAILED: {e}", want.name)),
-        }
-        outcomes.push(InstallOutcome { name: want.name.clone(), result });
+        record(log, &mut outcomes, want, result);
     }
     Ok(outcomes)
 }

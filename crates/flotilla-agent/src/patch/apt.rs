@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::lock::{LockFile, wait_free};
-use super::{InstallOutcome, Installed, OperationLog, PackageManager, PatchError, Scan, Update, Wanted, excerpt};
+use super::{
+    InstallOutcome, Installed, OperationLog, PackageManager, PatchError, Scan, Update, Wanted, blocked_outcome,
+    excerpt, needs_blocked, record,
+};
 
 /// The generated apt configuration of one operation; the directory goes when it is dropped.
 struct AptConfig {
@@ -463,14 +466,8 @@ pub(super) async fn install(
     ];
     let mut outcomes = Vec::with_capacity(wanted.len());
     for want in wanted {
-        if blocked.contains(&want.name) {
-            outcomes.push(InstallOutcome {
-                name: want.name.clone(),
-                result: Err(format!(
-                    "{} is blocked by the baseline (rejected patch, action BLOCK); not installed",
-                    want.name
-                )),
-            });
+        if let Some(outcome) = blocked_outcome(want, blocked) {
+            outcomes.push(outcome);
             continue;
         }
         let left = wait_free(&locks, pm.lock_wait, log).await?;
@@ -497,16 +494,7 @@ pub(super) async fn install(
             Some((version, true)) if version == want.version => Ok(version),
             _ if !out.success() => {
                 let needs = blocked_dependencies(&out, blocked);
-                if needs.is_empty() {
-                    Err(apt_failure(&out))
-                } else {
-                    Err(format!(
-                        "{}={} needs {}, blocked by the baseline (rejected patch, action BLOCK); not installed",
-                        want.name,
-                        want.version,
-                        needs.join(", ")
-                    ))
-                }
+                if needs.is_empty() { Err(apt_failure(&out)) } else { Err(needs_blocked(want, &needs)) }
             }
             Some((version, false)) => Err(format!(
                 "{} {version} is on the node but not fully installed: {}",
@@ -518,11 +506,7 @@ pub(super) async fn install(
             }
             None => Err(format!("apt-get succeeded but {} is not installed", want.name)),
         };
-        match &result {
-            Ok(version) => log.line(format!("{}: {version} installed", want.name)),
-            Err(e) => log.line(format!("{}: FAILED: {e}", want.name)),
-        }
-        outcomes.push(InstallOutcome { name: want.name.clone(), result });
+        record(log, &mut outcomes, want, result);
     }
     Ok(outcomes)
 }

@@ -20,7 +20,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::lock::{LockFile, wait_free};
-use super::{InstallOutcome, Installed, OperationLog, PackageManager, PatchError, Scan, Update, Wanted, excerpt};
+use super::{
+    InstallOutcome, Installed, OperationLog, PackageManager, PatchError, Scan, Update, Wanted, blocked_outcome,
+    excerpt, needs_blocked, record,
+};
 
 /// The rpm database directory under the root (relative), if there is one.
 pub(super) fn rpm_db_dir(root: &Path) -> Option<&'static str> {
@@ -393,14 +396,8 @@ pub(super) async fn install(
     let exclude = (!blocked.is_empty()).then(|| format!("--exclude={}", blocked.join(",")));
     let mut outcomes = Vec::with_capacity(wanted.len());
     for want in wanted {
-        if blocked.contains(&want.name) {
-            outcomes.push(InstallOutcome {
-                name: want.name.clone(),
-                result: Err(format!(
-                    "{} is blocked by the baseline (rejected patch, action BLOCK); not installed",
-                    want.name
-                )),
-            });
+        if let Some(outcome) = blocked_outcome(want, blocked) {
+            outcomes.push(outcome);
             continue;
         }
         wait_free(&locks, pm.lock_wait, log).await?;
@@ -433,20 +430,14 @@ pub(super) async fn install(
             Ok(want.version.clone())
         } else if !out.success() {
             let text = format!("{}\n{}", out.stdout, out.stderr);
-            let needs: Vec<&String> = blocked
+            let needs: Vec<String> = blocked
                 .iter()
                 .filter(|b| {
                     text.lines().any(|l| l.contains(&format!("package {b}-")) && l.contains("filtered out by exclude"))
                 })
+                .cloned()
                 .collect();
-            if needs.is_empty() {
-                Err(dnf_failure(&out))
-            } else {
-                Err(format!(
-                    "{spec} needs {}, blocked by the baseline (rejected patch, action BLOCK); not installed",
-                    needs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            }
+            if needs.is_empty() { Err(dnf_failure(&out)) } else { Err(needs_blocked(want, &needs)) }
         } else {
             Err(format!(
                 "dnf succeeded but {} is at {}, not {}: {}",
@@ -456,11 +447,7 @@ pub(super) async fn install(
                 excerpt(&out, 3).join("; ")
             ))
         };
-        match &result {
-            Ok(version) => log.line(format!("{}: {version} installed", want.name)),
-            Err(e) => log.line(format!("{}: FAILED: {e}", want.name)),
-        }
-        outcomes.push(InstallOutcome { name: want.name.clone(), result });
+        record(log, &mut outcomes, want, result);
     }
     Ok(outcomes)
 }

@@ -362,6 +362,33 @@ fn excerpt(out: &crate::exec::ToolOutput, n: usize) -> Vec<String> {
     lines
 }
 
+/// The outcome of a wanted package that is itself blocked (BLOCK wins over approval).
+fn blocked_outcome(want: &Wanted, blocked: &[String]) -> Option<InstallOutcome> {
+    blocked.contains(&want.name).then(|| InstallOutcome {
+        name: want.name.clone(),
+        result: Err(format!("{} is blocked by the baseline (rejected patch, action BLOCK); not installed", want.name)),
+    })
+}
+
+/// Why `want` was not installed: it needs the blocked `needs`.
+fn needs_blocked(want: &Wanted, needs: &[String]) -> String {
+    format!(
+        "{} {} needs {}, blocked by the baseline (rejected patch, action BLOCK); not installed",
+        want.name,
+        want.version,
+        needs.join(", ")
+    )
+}
+
+/// Logs one package's outcome and keeps it.
+fn record(log: &mut OperationLog, outcomes: &mut Vec<InstallOutcome>, want: &Wanted, result: Result<String, String>) {
+    match &result {
+        Ok(version) => log.line(format!("{}: {version} installed", want.name)),
+        Err(e) => log.line(format!("{}: FAILED: {e}", want.name)),
+    }
+    outcomes.push(InstallOutcome { name: want.name.clone(), result });
+}
+
 /// Environment variable naming the reboot command (a program and its arguments, separated by
 /// spaces; no shell).
 pub const REBOOT_COMMAND_ENV: &str = "FLOTILLA_AGENT_REBOOT_COMMAND";

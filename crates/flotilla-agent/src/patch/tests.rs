@@ -86,7 +86,7 @@ async fn apt_scan_lists_newer_versions_and_install_applies_exactly_the_wanted() 
     let started = Instant::now();
     let outcomes =
         pm.install(&want, &["cc".to_owned()], &mut log).await.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));
-    println!("apt install of {} packages: {:?}", want.len(), started.elapsed());
+    println!("apt install of {} packages: {:?}\n{outcomes:#?}", want.len(), started.elapsed());
     let text = log.text();
     assert_eq!(outcomes.len(), 4);
     assert_eq!(outcomes[0], InstallOutcome { name: "aa".into(), result: Ok("1.1-1".into()) }, "{text}");
@@ -291,7 +291,7 @@ async fn dnf_scan_reads_updateinfo_and_install_applies_exactly_the_wanted() {
     let started = Instant::now();
     let outcomes =
         pm.install(&want, &["cc".to_owned()], &mut log).await.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));
-    println!("dnf install of {} packages: {:?}", want.len(), started.elapsed());
+    println!("dnf install of {} packages: {:?}\n{outcomes:#?}", want.len(), started.elapsed());
     let text = log.text();
     assert_eq!(outcomes[0].result, Ok("1.1-1".to_owned()), "{text}");
     let bad = outcomes[1].result.as_ref().expect_err("%post exits 1");
