@@ -397,6 +397,12 @@ async fn start_and_serve(
             .arg(&sample.state)
             .arg("--root")
             .arg(&sample.root)
+            // The sample nodes share this machine: a patch Install that wants a reboot logs
+            // it instead of rebooting the machine the demo runs on.
+            .env(
+                "FLOTILLA_AGENT_REBOOT_COMMAND",
+                "echo demo node: reboot requested by Patch Manager, not rebooting this machine",
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
