@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use flotilla_testkit::packages::{Rpm, build_rpm, dnf_repo, have, is_root, rpm_root, run, sample_apt_root};
+use flotilla_testkit::packages::{Rpm, build_rpm, dnf_repo, dpkg_root, have, is_root, rpm_root, run, sample_apt_root};
 use flotilla_testkit::{TestServer, start_fleet, wait_until};
 use serde_json::Value;
 
@@ -241,8 +241,23 @@ fn bad_baselines_and_unknown_systems_are_refused_with_the_reason() {
     server.cli(&["patch", "baselines", "default", "--os", "debian", "nothing"]).expect("default");
     let out = server.cli(&["patch", "baselines", "rm", "nothing"]).expect("rm default");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the default baseline for debian"), "{out:?}");
-    let (_agents, ids) = start_fleet(&server, dir.path(), 1, "NAME=Gentoo\nID=gentoo\n").expect("fleet");
-    let install = patch_run(&server, &ids[0], &["Operation=Install"]);
+    // Node 0 runs Debian with an empty package database; node 1 is made a Gentoo machine.
+    let (mut agents, ids) = start_fleet(&server, dir.path(), 2, DEBIAN).expect("fleet");
+    if !tools_missing(&["apt-get", "dpkg"]) {
+        dpkg_root(&agents[0].root);
+        let scan = patch_run(&server, &ids[0], &["Operation=Scan"]);
+        assert_eq!(scan["status"], "Success", "{scan}");
+        assert!(stdout_of(&scan).contains("baseline nothing approves nothing"), "{}", stdout_of(&scan));
+    }
+    agents[1].stop();
+    write(&agents[1].root.join("etc/os-release"), "NAME=Gentoo\nID=gentoo\n");
+    agents[1].start().expect("agent");
+    wait_until(Duration::from_secs(20), || {
+        let n = server.cli_json(&["nodes", "show", &ids[1]])?;
+        Ok(n["status"] == "Online" && n.to_string().contains("gentoo"))
+    })
+    .expect("node 1 reconnected as Gentoo");
+    let install = patch_run(&server, &ids[1], &["Operation=Install"]);
     assert_eq!(install["status"], "Failed", "{install}");
     let detail = install["invocations"][0]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("which Patch Manager does not know"), "{detail}");

@@ -1,3 +1,5 @@
+//! Table tests of Patch Manager's rules: filters, list formats, approval, evaluation, inputs.
+
 use super::*;
 use crate::compliance::{ComplianceSeverity, ComplianceStatus};
 
