@@ -50,6 +50,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "windows", include_str!("../../migrations/sqlite/0013_windows.sql")),
     (14, "notifications", include_str!("../../migrations/sqlite/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
+    (17, "notify_and_seeds", include_str!("../../migrations/sqlite/0017_notify_and_seeds.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -67,6 +68,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "windows", include_str!("../../migrations/postgres/0013_windows.sql")),
     (14, "notifications", include_str!("../../migrations/postgres/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
+    (17, "notify_and_seeds", include_str!("../../migrations/postgres/0017_notify_and_seeds.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
