@@ -20,6 +20,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use super::webhook::chain;
 use crate::app::AppState;
 use crate::platform::ServiceError;
 use crate::platform::config::{ServerConfig, SmtpTls};
@@ -81,21 +82,6 @@ pub fn mailer(config: &ServerConfig, timeout: Duration) -> Result<Mailer, String
             builder.credentials(Credentials::new(user.clone(), password.trim_end_matches(['\r', '\n']).to_owned()));
     }
     Ok(Mailer { transport: builder.build(), from })
-}
-
-/// An error with its causes (the SMTP server's reply, the I/O error).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Sends one message; Err is what the SMTP server (or the network) said.
