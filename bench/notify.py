@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Webhook delivery benchmark: event-to-delivery latency and delivery throughput to one webhook.
 
-Starts a real `flotilla server` on a throwaway PostgreSQL database (127.0.0.1:5432, trust auth,
-user postgres) and a local webhook receiver (this process, verifying every signature), then:
+Starts a real `flotilla server` on SQLite (the default) or, with FLOTILLA_BENCH_DB=postgres, on a
+throwaway PostgreSQL database (127.0.0.1:5432, trust auth, user postgres) and a local webhook
+receiver (this process, verifying every signature), then:
   1. latency: N sequential `flotilla params put` (each one Parameter.Changed event), measured
      from the event's own `time` to its arrival at the receiver;
   2. throughput: 10,000 events committed at once into the event log (as another replica would,
-     one SQL transaction), delivered to one webhook; events/s from the first arrival to the last,
-     and from the commit to the last.
-Prints a JSON object, writes bench/results/notify-postgres.json and appends it to
+     one SQL transaction; the server picks them up on its replica poll), delivered to one webhook;
+     events/s from the first arrival to the last, and from the commit to the last.
+Prints a JSON object, writes bench/results/notify-DB.json and appends it to
 bench/results/history.jsonl. Binary: $FLOTILLA_BENCH_BIN (default target/debug/flotilla).
 """
 
@@ -30,6 +31,7 @@ BIN = os.environ.get("FLOTILLA_BENCH_BIN", os.path.join(ROOT, "target", "debug",
 SECRET = b"bench-webhook-secret-0123456789ab"
 LATENCY_EVENTS = int(os.environ.get("FLOTILLA_BENCH_LATENCY_EVENTS", "100"))
 BURST = int(os.environ.get("FLOTILLA_BENCH_BURST", "10000"))
+DB = os.environ.get("FLOTILLA_BENCH_DB", "sqlite")
 
 arrivals = {}  # event id -> (arrival unix seconds, event time unix seconds)
 bad_signatures = 0
@@ -73,13 +75,30 @@ def psql(sql, db="postgres"):
                    check=True, stdout=subprocess.DEVNULL)
 
 
+def burst_sqlite(path):
+    import sqlite3
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    last = db.execute("UPDATE event_sequence SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq",
+                      (BURST,)).fetchone()[0]
+    now = int(time.time() * 1000)
+    db.executemany(
+        "INSERT INTO events (seq, id, time, type, source, resources, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(last - BURST + g, f"ev-{last - BURST + g}", now, "Inventory.Changed", "flotilla.inventory",
+          f'["n-{g}"]', f'{{"bench": true, "i": {g}}}') for g in range(1, BURST + 1)])
+    db.execute("COMMIT")
+    db.close()
+
+
 def main():
     dbname = f"flotilla_bench_{os.getpid()}_{int(time.time())}"
-    psql(f"CREATE DATABASE {dbname}")
     tmp = tempfile.mkdtemp(prefix="flotilla-notify-bench-")
     data = os.path.join(tmp, "data")
     port = free_port()
-    env = dict(os.environ, FLOTILLA_DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{dbname}")
+    env = dict(os.environ)
+    if DB == "postgres":
+        psql(f"CREATE DATABASE {dbname}")
+        env["FLOTILLA_DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{dbname}"
     log = open(os.path.join(tmp, "server.log"), "w")
     server = subprocess.Popen([BIN, "server", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                               env=env, stdout=log, stderr=log)
@@ -122,7 +141,10 @@ def main():
             arrivals.clear()
 
         # 2. Throughput: a burst committed at once.
-        psql(f"""BEGIN;
+        if DB == "sqlite":
+            burst_sqlite(os.path.join(data, "flotilla.db"))
+        else:
+            psql(f"""BEGIN;
 WITH s AS (UPDATE event_sequence SET last_seq = last_seq + {BURST} WHERE id = 1 RETURNING last_seq)
 INSERT INTO events (seq, id, time, type, source, resources, detail)
 SELECT s.last_seq - {BURST} + g, 'ev-' || (s.last_seq - {BURST} + g),
@@ -144,7 +166,7 @@ COMMIT;""", dbname)
         q = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))], 1)
         result = {
             "bench": "notify",
-            "db": "postgres",
+            "db": DB,
             "binary": os.path.relpath(BIN, ROOT),
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -152,6 +174,7 @@ COMMIT;""", dbname)
             "latency_events": len(lat),
             "latency_ms_p50": round(statistics.median(lat), 1) if lat else None,
             "latency_ms_p95": q(0.95) if lat else None,
+            "latency_ms_p99": q(0.99) if lat else None,
             "latency_ms_max": round(lat[-1], 1) if lat else None,
             "burst_events": BURST,
             "burst_delivered": got,
@@ -164,7 +187,7 @@ COMMIT;""", dbname)
         text = json.dumps(result, sort_keys=True)
         print(text)
         os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-        open(os.path.join(ROOT, "bench", "results", "notify-postgres.json"), "w").write(text + "\n")
+        open(os.path.join(ROOT, "bench", "results", f"notify-{DB}.json"), "w").write(text + "\n")
         with open(os.path.join(ROOT, "bench", "results", "history.jsonl"), "a") as h:
             h.write(text + "\n")
         return 0 if got == BURST and bad_signatures == 0 else 1
@@ -172,7 +195,8 @@ COMMIT;""", dbname)
         server.terminate()
         server.wait()
         receiver.shutdown()
-        psql(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+        if DB == "postgres":
+            psql(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ command -v createrepo_c >/dev/null || apt_missing+=(createrepo-c)
 command -v pg_ctlcluster >/dev/null || apt_missing+=(postgresql)
 command -v curl >/dev/null || apt_missing+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_missing+=(python3-venv)
+# The email notification tests deliver to a real SMTP server (aiosmtpd, Debian's package).
+{ python3 -c 'import aiosmtpd' || /usr/bin/python3 -c 'import aiosmtpd'; } 2>/dev/null || apt_missing+=(python3-aiosmtpd)
 if ((${#apt_missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing: ${apt_missing[*]}; run as root or install them: apt-get install ${apt_missing[*]}"; exit 1

@@ -212,6 +212,20 @@ pub struct CreateCommand {
     pub delivery_timeout_seconds: Option<u32>,
     #[serde(default)]
     pub comment: Option<String>,
+    /// A topic to send the command's and its invocations' status changes to.
+    #[serde(default)]
+    pub notify: Option<String>,
+    /// Which changes: All, InProgress, Success, TimedOut, Cancelled, Failed (default All).
+    #[serde(default)]
+    pub notify_on: Vec<String>,
+}
+
+/// Where a command's status changes are sent (`flotilla run --notify`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CommandNotification {
+    pub topic: String,
+    pub events: Vec<String>,
 }
 
 /// Inline output of an invocation.
@@ -276,6 +290,8 @@ pub struct Command {
     pub counts: BTreeMap<String, u32>,
     pub created_at: String,
     pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<CommandNotification>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocations: Option<Vec<Invocation>>,
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod packages;
+mod receiver;
 mod repos;
 
 use std::net::SocketAddr;
@@ -423,6 +424,7 @@ async fn start_and_serve(
     first_command(&client).await?;
     first_association(&client, &samples).await?;
     nightly_window(&client).await?;
+    receiver::start(&client).await?;
     first_assessment(&client, samples.len()).await?;
     outln!("Flotilla demo is running: {} nodes on {}", samples.len(), server.url)?;
     outln!("Point the CLI at it from another shell:")?;

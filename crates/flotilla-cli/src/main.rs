@@ -122,8 +122,30 @@ enum Command {
     Session(cmd::session::SessionCmd),
 }
 
+/// `subscriptions add ... --ca FILE` names the webhook's CA (../shared/CLI.md), while the
+/// global `--ca` names the Flotilla server's: after `subscriptions add`, `--ca` is read as
+/// `--webhook-ca` (give the server's CA before the subcommand, in FLOTILLA_CA or the login
+/// profile).
+fn webhook_ca_flag(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let add = args.windows(2).position(|w| w[0] == "subscriptions" && w[1] == "add");
+    let Some(at) = add else { return args };
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i <= at + 1 {
+                return a;
+            }
+            match a.to_str() {
+                Some("--ca") => "--webhook-ca".into(),
+                Some(s) if s.starts_with("--ca=") => format!("--webhook-ca={}", &s["--ca=".len()..]).into(),
+                _ => a,
+            }
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(webhook_ca_flag(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help and --version
         Err(e) => {
@@ -221,5 +243,43 @@ mod tests {
         ));
         let mixed = Cli::try_parse_from(["flotilla", "server", "--data-dir", "/tmp/d", "status"]);
         assert!(mixed.is_err(), "server flags belong to running a server, not to `status`");
+    }
+
+    #[test]
+    fn ca_after_subscriptions_add_is_the_webhook_ca() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let got = super::webhook_ca_flag(args(&[
+            "flotilla",
+            "--ca",
+            "server.pem",
+            "subscriptions",
+            "add",
+            "t",
+            "--webhook",
+            "https://h/x",
+            "--ca",
+            "hook.pem",
+        ]));
+        assert_eq!(
+            got,
+            args(&[
+                "flotilla",
+                "--ca",
+                "server.pem",
+                "subscriptions",
+                "add",
+                "t",
+                "--webhook",
+                "https://h/x",
+                "--webhook-ca",
+                "hook.pem"
+            ])
+        );
+        assert_eq!(
+            super::webhook_ca_flag(args(&["flotilla", "subscriptions", "add", "t", "--ca=h.pem"]))[4],
+            "--webhook-ca=h.pem"
+        );
+        let other = args(&["flotilla", "run", "X", "--ca", "server.pem"]);
+        assert_eq!(super::webhook_ca_flag(other.clone()), other);
     }
 }

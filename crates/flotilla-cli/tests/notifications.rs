@@ -390,7 +390,8 @@ fn failing_receivers_are_dead_lettered_with_the_reason() {
         dir.path(),
         "t",
         &tls.url("https", "/trusted"),
-        &["--webhook-ca", &ca_file.to_string_lossy()],
+        // The name CLI.md documents (`--webhook-ca` is the same flag).
+        &["--ca", &ca_file.to_string_lossy()],
     );
     ok(
         &server,
@@ -488,7 +489,13 @@ fn bad_input_is_refused_and_deleted_targets_are_reported() {
         &["rules", "create", "r", "--pattern", r#"{"type": ["Node.Online"]}"#, "--to", "assessment:nightly"],
     );
     assert!(err.contains("no assessment template `nightly`"), "{err}");
-    assert!(ok(&server, &["rules", "ls"]).as_array().expect("array").is_empty());
+    let names: Vec<String> = ok(&server, &["rules", "ls"])
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["default-assessments", "default-findings"], "refusals stored nothing (two rules are shipped)");
 
     // A rule whose topic is deleted reports it when it next matches; the dispatcher goes on and
     // other rules still deliver.
@@ -734,4 +741,511 @@ fn rules_and_subscriptions_run_documents_on_nodes() {
     );
     let rows = settled(&server, &sub, 1);
     assert_eq!(rows[0]["status"], "Delivered");
+}
+
+// ---- email, Run Command notifications, the shipped pipeline ----
+
+/// The Python that has `aiosmtpd` (Debian's `python3-aiosmtpd` lives under /usr/bin).
+fn smtp_python() -> String {
+    for python in ["python3", "/usr/bin/python3"] {
+        let found =
+            std::process::Command::new(python).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
+        if found {
+            return python.to_owned();
+        }
+    }
+    panic!("no python3 with aiosmtpd: install python3-aiosmtpd (scripts/test.sh does)");
+}
+
+/// A handler for `python3 -m aiosmtpd`: refuses the recipients listed in its second argument
+/// with 550, writes every message it accepts to its first argument's directory.
+const SMTP_HANDLER: &str = r#"
+import os
+
+class Sink:
+    def __init__(self, outdir, refuse=""):
+        self.outdir = outdir
+        self.refuse = [a for a in refuse.split(",") if a]
+        self.count = 0
+
+    @classmethod
+    def from_cli(cls, parser, *args):
+        return cls(*args)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.count += 1
+        path = os.path.join(self.outdir, "%06d.eml" % self.count)
+        with open(path + ".tmp", "wb") as f:
+            f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
+            f.write(envelope.original_content)
+        os.rename(path + ".tmp", path)
+        return "250 Message accepted"
+"#;
+
+/// A real SMTP server (aiosmtpd) on a fixed port, killed on drop.
+struct SmtpSink {
+    port: u16,
+    dir: std::path::PathBuf,
+    refuse: String,
+    child: Option<std::process::Child>,
+}
+
+impl SmtpSink {
+    fn start(dir: &Path, refuse: &str) -> SmtpSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let mut sink = SmtpSink { port, dir: dir.to_owned(), refuse: refuse.to_owned(), child: None };
+        std::fs::create_dir_all(sink.dir.join("mail")).expect("mail dir");
+        std::fs::write(sink.dir.join("smtp_sink.py"), SMTP_HANDLER).expect("handler");
+        sink.run();
+        sink
+    }
+
+    fn run(&mut self) {
+        let child = std::process::Command::new(smtp_python())
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port), "-c", "smtp_sink.Sink"])
+            .arg(self.dir.join("mail"))
+            .arg(&self.refuse)
+            .env("PYTHONPATH", &self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("smtp.log")).expect("log"))
+            .spawn()
+            .expect("aiosmtpd");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(Duration::from_secs(20), || Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()))
+            .expect("aiosmtpd listening");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The messages received so far, oldest first.
+    fn messages(&self) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.join("mail"))
+            .expect("mail dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names.iter().map(|p| std::fs::read_to_string(p).expect("message")).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A header's value, unfolded (a long Subject is folded over lines).
+fn header(message: &str, name: &str) -> Option<String> {
+    let head = message.split("\r\n\r\n").next().unwrap_or("");
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let prefix = format!("{name}: ");
+    unfolded.split("\r\n").find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+}
+
+/// A message's body, quoted-printable decoded when it is so encoded, with LF line ends.
+fn body(message: &str) -> String {
+    let raw = message.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let raw = raw.replace("\r\n", "\n");
+    if header(message, "Content-Transfer-Encoding").as_deref() != Some("quoted-printable") {
+        return raw;
+    }
+    let joined = raw.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).expect("utf-8 body")
+}
+
+/// A fleet of `agents` simulated nodes (the load generator's) runs one assessment against the
+/// server's imported OSV sample; returns the scenario's report.
+fn assess_simulated(server: &TestServer, agents: usize) -> Value {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    flotilla_loadgen::raise_nofile_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let mut target = flotilla_loadgen::scenario::Target {
+        url: server.url.clone(),
+        token: server.token.clone(),
+        ca_pem: std::fs::read(&server.ca).expect("ca"),
+        pid: server.pid(),
+        process: None,
+        db: "sqlite".into(),
+    };
+    let settings = flotilla_loadgen::scenario::Settings {
+        agents,
+        packages: 50,
+        delay: Duration::ZERO,
+        fail_rate: 0.0,
+        output_bytes: 16,
+        source_addresses: 4,
+        cache_dir: None,
+        idle: Duration::from_secs(1),
+        concurrency: vec!["100%".into()],
+        timeout: Duration::from_secs(600),
+    };
+    let report = runtime.block_on(flotilla_loadgen::scenario::assess(&mut target, &settings)).expect("assessment");
+    assert_eq!(report["assessment_status"], "Completed", "{report}");
+    assert_eq!(report["assessed_nodes"], agents, "{report}");
+    report
+}
+
+const SEVERITIES: [&str; 4] = ["High", "Medium", "Low", "Informational"];
+
+fn severity_rank(s: &str) -> usize {
+    SEVERITIES.iter().position(|x| *x == s).unwrap_or_else(|| panic!("unknown severity {s}"))
+}
+
+#[test]
+fn email_lists_the_worst_findings_first_and_smtp_refusals_are_dead_lettered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut smtp = SmtpSink::start(&dir.path().join("smtp"), "refused@example.com");
+    let port = smtp.port.to_string();
+    let server = start_server(
+        dir.path(),
+        &[
+            ("FLOTILLA_SMTP_HOST", "127.0.0.1"),
+            ("FLOTILLA_SMTP_PORT", &port),
+            ("FLOTILLA_SMTP_TLS", "none"),
+            ("FLOTILLA_SMTP_FROM", "Flotilla <flotilla@example.com>"),
+        ],
+    );
+    // Bad addresses are refused and store nothing.
+    for bad in ["ops", "ops@", "two words@example.com"] {
+        let err = fails(&server, &["subscriptions", "add", "assessments", "--email", bad]);
+        assert!(err.contains("is not valid") && err.contains("USER@DOMAIN"), "{bad}: {err}");
+    }
+    // The shipped rule routes Assessment.Completed to the shipped topic `assessments`.
+    let ops = ok(&server, &["subscriptions", "add", "assessments", "--email", "ops@example.com"]);
+    assert_eq!((ops["kind"].as_str(), ops["endpoint"].as_str()), (Some("email"), Some("ops@example.com")));
+    let ops = ops["id"].as_str().expect("id").to_owned();
+    let refused = ok(&server, &["subscriptions", "add", "assessments", "--email", "refused@example.com"]);
+    let refused = refused["id"].as_str().expect("id").to_owned();
+
+    let report = assess_simulated(&server, 3);
+    let run = report["assessment_id"].as_str().expect("run id").to_owned();
+    let rows = settled(&server, &ops, 1);
+    assert_eq!(rows[0]["status"], "Delivered", "{rows:?}");
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "only the accepted recipient got it: {mails:?}");
+    assert_eq!(header(&mails[0], "X-Envelope-To").as_deref(), Some("ops@example.com"));
+    assert_eq!(header(&mails[0], "From").as_deref(), Some("Flotilla <flotilla@example.com>"), "{}", mails[0]);
+    let subject = header(&mails[0], "Subject").expect("subject");
+    let mail = &body(&mails[0]);
+    assert!(subject.starts_with(&format!("[Flotilla] Assessment {run} Completed: ")), "{subject}");
+    assert!(subject.ends_with(" on 3 nodes"), "{subject}");
+    // The counts by severity match the run, then the findings, worst first.
+    let counts = &report["finding_counts"];
+    for s in SEVERITIES {
+        let n = counts[s].as_u64().unwrap_or(0);
+        assert!(mail.contains(&format!("\n  {s:<14}{n}\n")), "{s} {n}: {mail}");
+    }
+    let listed: Vec<&str> = mail
+        .lines()
+        .skip_while(|l| !l.starts_with("Worst first"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| SEVERITIES.contains(w))
+        .collect();
+    let total: u64 = SEVERITIES.iter().map(|s| counts[*s].as_u64().unwrap_or(0)).sum();
+    assert_eq!(listed.len() as u64, total.min(50), "{mail}");
+    assert!(listed.windows(2).all(|w| severity_rank(w[0]) <= severity_rank(w[1])), "worst first: {listed:?}");
+    assert!(mail.contains(&format!("flotilla findings ls --run {run}")), "{mail}");
+    assert!(mail.contains("\"type\": \"Assessment.Completed\""), "the event JSON ends the body: {mail}");
+
+    // The 550 is retried, then dead-lettered with the server's words.
+    let rows = settled(&server, &refused, 1);
+    assert_eq!((rows[0]["status"].as_str(), rows[0]["attempts"].as_i64()), (Some("DeadLettered"), Some(3)), "{rows:?}");
+    let e = rows[0]["last_error"].as_str().unwrap_or("");
+    assert!(e.contains("550") && e.contains("mailbox unavailable"), "{e}");
+
+    // The SMTP server down: retried, dead-lettered with the connection error; back up, redriven.
+    smtp.stop();
+    ok(&server, &["topics", "create", "params"]);
+    ok(&server, &["rules", "create", "p", "--pattern", r#"{"type": ["Parameter.Changed"]}"#, "--to", "topic:params"]);
+    let params = ok(&server, &["subscriptions", "add", "params", "--email", "ops@example.com"]);
+    let params = params["id"].as_str().expect("id").to_owned();
+    put_param(&server, "/app/mail", "x");
+    let rows = settled(&server, &params, 1);
+    assert_eq!((rows[0]["status"].as_str(), rows[0]["attempts"].as_i64()), (Some("DeadLettered"), Some(3)), "{rows:?}");
+    let e = rows[0]["last_error"].as_str().unwrap_or("").to_lowercase();
+    assert!(e.contains("connection refused") || e.contains("connect"), "{e}");
+    smtp.run();
+    ok(&server, &["subscriptions", "redrive", &params]);
+    let wait = wait_until(Duration::from_secs(30), || {
+        Ok(deliveries(&server, &params).first().is_some_and(|d| d["status"] == "Delivered"))
+    });
+    assert!(wait.is_ok(), "{:?}", deliveries(&server, &params));
+    let mails = smtp.messages();
+    let last = mails.last().expect("a second message");
+    assert!(
+        header(last, "Subject").is_some_and(|s| s.starts_with("[Flotilla] Parameter.Changed: /app/mail")),
+        "{last}"
+    );
+    assert!(body(last).contains("  name: /app/mail\n"), "{last}");
+}
+
+#[test]
+fn email_needs_an_smtp_server_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_server(dir.path(), &[]);
+    let err = fails(&server, &["subscriptions", "add", "assessments", "--email", "ops@example.com"]);
+    assert!(err.contains("smtp_host") && err.contains("FLOTILLA_SMTP_HOST"), "{err}");
+    let out = std::process::Command::new(flotilla_testkit::bin_path("flotilla"))
+        .args(["server", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .env("FLOTILLA_SMTP_HOST", "127.0.0.1")
+        .env("FLOTILLA_SMTP_TLS", "sometimes")
+        .output()
+        .expect("server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FLOTILLA_SMTP_TLS") && err.contains("none, starttls, tls"), "{err}");
+    assert!(err.contains("smtp_from"), "{err}");
+}
+
+#[test]
+fn run_notify_sends_only_the_status_changes_asked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_server(dir.path(), &[]);
+    let debian = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+    let (_agents, ids) = flotilla_testkit::start_fleet(&server, dir.path(), 1, debian).expect("fleet online");
+    let rx = Receiver::start(None);
+    ok(&server, &["topics", "create", "runs"]);
+    let sub = subscribe(&server, dir.path(), "runs", &rx.url("http", "/runs"), &[]);
+
+    let run = |script: &str, extra: &[&str]| -> Result<Value, String> {
+        let mut args = vec!["run", "Flotilla-RunShellScript", "--param", script, "--target", "all", "--wait"];
+        args.extend_from_slice(extra);
+        args.extend(["-o", "json"]);
+        let out = server.cli(&args).expect("cli");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.stdout.is_empty() {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        } else {
+            Ok(serde_json::from_str(&text).expect("json"))
+        }
+    };
+    // Refused before anything runs: an unknown topic, an unknown --notify-on value.
+    let err = run("commands=true", &["--notify", "nope"]).expect_err("unknown topic");
+    assert!(err.contains("no topic `nope`") && err.contains("no command was created"), "{err}");
+    let err = run("commands=true", &["--notify", "runs", "--notify-on", "Success,Done"]).expect_err("bad value");
+    assert!(err.contains("`Done`") && err.contains("All, InProgress, Success, TimedOut, Cancelled or Failed"), "{err}");
+    assert!(ok(&server, &["commands", "ls"]).as_array().expect("array").is_empty(), "no command was created");
+
+    let good = run("commands=true", &["--notify", "runs", "--notify-on", "Success,Failed"]).expect("runs");
+    assert_eq!(good["status"], "Success");
+    assert_eq!(good["notification"], serde_json::json!({"topic": "runs", "events": ["Success", "Failed"]}));
+    let bad = run("commands=exit 3", &["--notify", "runs", "--notify-on", "Failed"]).expect("runs");
+    assert_eq!(bad["status"], "Failed");
+    let quiet = run("commands=true", &[]).expect("runs");
+    let everything = run("commands=true", &["--notify", "runs"]).expect("runs");
+    assert_eq!(everything["notification"]["events"], serde_json::json!(["All"]));
+
+    // A last event routed to the same topic: once its delivery exists, everything before it
+    // was routed (the router keeps the log's order).
+    ok(&server, &["rules", "create", "fence", "--pattern", r#"{"type": ["Parameter.Changed"]}"#, "--to", "topic:runs"]);
+    put_param(&server, "/fence", "1");
+    let wait = wait_until(Duration::from_secs(60), || {
+        Ok(rx.hits("/runs").iter().any(|h| h.body["type"] == "Parameter.Changed"))
+    });
+    assert!(wait.is_ok(), "{}", server.log_text());
+    let rows = deliveries(&server, &sub);
+    let mut got: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let wait = wait_until(Duration::from_secs(60), || {
+        Ok(deliveries(&server, &sub).iter().all(|d| d["status"] == "Delivered"))
+    });
+    assert!(wait.is_ok(), "{rows:?}");
+    for h in rx.hits("/runs") {
+        assert!(h.signature_ok);
+        if let Some(c) = h.body["detail"]["command_id"].as_str() {
+            got.entry(c.to_owned()).or_default().push((
+                h.body["type"].as_str().unwrap_or("").to_owned(),
+                h.body["detail"]["status"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+    }
+    let sorted = |id: &Value| -> Vec<(String, String)> {
+        let mut v = got.get(id.as_str().expect("id")).cloned().unwrap_or_default();
+        v.sort();
+        v
+    };
+    let pair = |t: &str, s: &str| (t.to_owned(), s.to_owned());
+    assert_eq!(
+        sorted(&good["id"]),
+        vec![pair("Command.StatusChanged", "Success"), pair("Invocation.StatusChanged", "Success")],
+        "{got:?}"
+    );
+    assert_eq!(
+        sorted(&bad["id"]),
+        vec![pair("Command.StatusChanged", "Failed"), pair("Invocation.StatusChanged", "Failed")],
+        "{got:?}"
+    );
+    assert!(sorted(&quiet["id"]).is_empty(), "no --notify, nothing sent: {got:?}");
+    // All: exactly the command's status changes in the event log, each once.
+    let logged =
+        ok(&server, &["events", "ls", "--type", "Command.StatusChanged", "--type", "Invocation.StatusChanged"]);
+    let mut want: Vec<(String, String)> = logged
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| e["detail"]["command_id"] == everything["id"])
+        .map(|e| (e["type"].as_str().unwrap_or("").to_owned(), e["detail"]["status"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    want.sort();
+    assert!(want.contains(&pair("Command.StatusChanged", "Pending")), "{want:?}");
+    assert_eq!(sorted(&everything["id"]), want);
+    assert_eq!(ids.len(), 1);
+}
+
+#[test]
+fn the_shipped_pipeline_reports_each_of_1000_nodes_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_server(dir.path(), &[("FLOTILLA_DELIVERY_CONCURRENCY", "16")]);
+    // Shipped as data: two topics, two rules, and the `daily` template without a schedule.
+    let topics: Vec<String> = ok(&server, &["topics", "ls"])
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(topics, ["assessments", "findings"]);
+    let rules = ok(&server, &["rules", "ls"]);
+    let rule = |name: &str| rules.as_array().and_then(|a| a.iter().find(|r| r["name"] == name)).cloned().expect(name);
+    assert_eq!(rule("default-assessments")["pattern"], serde_json::json!({"type": ["Assessment.Completed"]}));
+    assert_eq!(rule("default-assessments")["target"], "topic:assessments");
+    assert_eq!(rule("default-findings")["pattern"], serde_json::json!({"type": ["Finding.Reported"]}));
+    assert_eq!(rule("default-findings")["target"], "topic:findings");
+    let daily = |server: &TestServer| -> Value {
+        let list = ok(server, &["assess", "templates", "ls"]);
+        list.as_array().and_then(|a| a.iter().find(|t| t["name"] == "daily")).cloned().unwrap_or(Value::Null)
+    };
+    assert!(daily(&server)["schedule"].is_null(), "disabled until advisories are imported: {}", daily(&server));
+
+    let rx = Receiver::start(None);
+    let sub = subscribe(&server, dir.path(), "findings", &rx.url("http", "/findings"), &[]);
+    const NODES: usize = 1000;
+    let report = assess_simulated(&server, NODES);
+    let run = report["assessment_id"].as_str().expect("run").to_owned();
+    // Importing advisories gave `daily` its schedule.
+    assert_eq!(daily(&server)["schedule"], "cron(0 3 * * *)", "{}", daily(&server));
+
+    let mut rows = Vec::new();
+    let wait = wait_until(Duration::from_secs(600), || {
+        rows = ok(&server, &["subscriptions", "ls", "findings"]).as_array().cloned().unwrap_or_default();
+        Ok(rows.first().is_some_and(|s| s["counts"]["Delivered"] == NODES))
+    });
+    assert!(wait.is_ok(), "{rows:?}");
+    let hits = rx.hits("/findings");
+    let mut nodes = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for h in &hits {
+        assert!(h.signature_ok);
+        assert_eq!(h.body["type"], "Finding.Reported");
+        assert_eq!(h.body["detail"]["run_id"], run.as_str());
+        ids.insert(h.event_id.clone());
+        nodes.insert(h.body["detail"]["node_id"].as_str().expect("node").to_owned());
+        let listed: Vec<&str> = h.body["detail"]["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter_map(|f| f["severity"].as_str())
+            .collect();
+        assert!(listed.windows(2).all(|w| severity_rank(w[0]) <= severity_rank(w[1])), "most severe first: {listed:?}");
+        let counted: u64 = h.body["detail"]["finding_counts"]
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        assert_eq!(listed.len() as u64, counted);
+    }
+    assert_eq!(ids.len(), NODES, "one event per node");
+    assert_eq!(nodes.len(), NODES, "every node reported");
+    // At least once: a repeat would carry an event id already seen.
+    assert!(hits.len() >= NODES);
+    let deliveries = ok(&server, &["subscriptions", "deliveries", &sub]);
+    assert_eq!(deliveries.as_array().map(Vec::len), Some(NODES));
+}
+
+#[test]
+fn shipped_objects_keep_operator_edits_and_rules_start_assessments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = start_server(dir.path(), &[]);
+    let debian = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+    let (_agents, _ids) = flotilla_testkit::start_fleet(&server, dir.path(), 1, debian).expect("fleet online");
+    // The operator deletes a shipped rule and topic and edits `daily`; a restart keeps that.
+    ok(&server, &["rules", "rm", "default-findings"]);
+    ok(&server, &["topics", "rm", "findings"]);
+    ok(&server, &["assess", "templates", "put", "daily", "--target", "tag:env=prod", "--rules", "cve"]);
+    server.restart().expect("restart");
+    let names = |args: &[&str]| -> Vec<String> {
+        ok(&server, args)
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(names(&["topics", "ls"]), ["assessments"]);
+    assert_eq!(names(&["rules", "ls"]), ["default-assessments"]);
+    let templates = ok(&server, &["assess", "templates", "ls"]);
+    let daily = templates.as_array().and_then(|a| a.iter().find(|t| t["name"] == "daily")).cloned().expect("daily");
+    assert_eq!(daily["targets"], serde_json::json!(["tag:env=prod"]), "{daily}");
+
+    // A rule whose target is an assessment template starts a run of it on a match.
+    ok(&server, &["assess", "templates", "put", "on-change", "--target", "all", "--rules", "security-best-practices"]);
+    ok(
+        &server,
+        &[
+            "rules",
+            "create",
+            "assess-on-change",
+            "--pattern",
+            r#"{"type": ["Parameter.Changed"]}"#,
+            "--to",
+            "assessment:on-change",
+        ],
+    );
+    put_param(&server, "/assess/now", "1");
+    let mut runs = Value::Null;
+    let wait = wait_until(Duration::from_secs(60), || {
+        runs = ok(&server, &["assess", "ls"]);
+        Ok(runs.as_array().is_some_and(|r| r.len() == 1 && r[0]["status"] == "Completed"))
+    });
+    assert!(wait.is_ok(), "{runs}\n{}", server.log_text());
+    assert_eq!(runs[0]["rules"], serde_json::json!(["security-best-practices"]), "{runs}");
+    // Its template deleted, the rule says so on its next match and starts nothing.
+    ok(&server, &["assess", "templates", "rm", "on-change"]);
+    put_param(&server, "/assess/now", "2");
+    let wait = wait_until(Duration::from_secs(30), || {
+        Ok(ok(&server, &["rules", "show", "assess-on-change"])["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("on-change") && p.contains("not started")))
+    });
+    assert!(wait.is_ok(), "{}", ok(&server, &["rules", "show", "assess-on-change"]));
+    assert_eq!(ok(&server, &["assess", "ls"]).as_array().map(Vec::len), Some(1));
 }

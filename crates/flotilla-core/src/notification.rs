@@ -140,6 +140,70 @@ pub fn signature_header(unix_seconds: i64, mac: &[u8]) -> String {
     format!("t={unix_seconds},v1={hex}")
 }
 
+/// Which Run Command status changes `flotilla run --notify` sends, as SendCommand's
+/// NotificationConfig names them. Both the command's and each invocation's changes count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotifyOn {
+    All,
+    InProgress,
+    Success,
+    TimedOut,
+    Cancelled,
+    /// Failed, and the two other ways an invocation ends without a result of its own
+    /// (Undeliverable, Terminated): an operator asking for failures wants those too.
+    Failed,
+}
+
+/// A `--notify-on` value that is not one of [`NotifyOn::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown --notify-on value `{0}`: use All, InProgress, Success, TimedOut, Cancelled or Failed (comma-separated)"
+)]
+pub struct UnknownNotifyOn(pub String);
+
+impl NotifyOn {
+    pub const ALL: [NotifyOn; 6] = [
+        NotifyOn::All,
+        NotifyOn::InProgress,
+        NotifyOn::Success,
+        NotifyOn::TimedOut,
+        NotifyOn::Cancelled,
+        NotifyOn::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::All => "All",
+            NotifyOn::InProgress => "InProgress",
+            NotifyOn::Success => "Success",
+            NotifyOn::TimedOut => "TimedOut",
+            NotifyOn::Cancelled => "Cancelled",
+            NotifyOn::Failed => "Failed",
+        }
+    }
+
+    /// Whether a command or invocation now in `status` (its `as_str` name) is sent.
+    pub fn covers(self, status: &str) -> bool {
+        match self {
+            NotifyOn::All => true,
+            NotifyOn::Failed => matches!(status, "Failed" | "Undeliverable" | "Terminated"),
+            other => other.as_str() == status,
+        }
+    }
+
+    /// Whether any of `list` covers `status`.
+    pub fn any_covers(list: &[NotifyOn], status: &str) -> bool {
+        list.iter().any(|n| n.covers(status))
+    }
+}
+
+impl FromStr for NotifyOn {
+    type Err = UnknownNotifyOn;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NotifyOn::ALL.into_iter().find(|n| n.as_str() == s.trim()).ok_or_else(|| UnknownNotifyOn(s.to_owned()))
+    }
+}
+
 /// The fewest bytes a webhook secret may have.
 pub const MIN_SECRET_BYTES: usize = 16;
 
@@ -158,6 +222,19 @@ mod tests {
         }
         assert!("Webhook".parse::<SubscriptionKind>().is_err());
         assert!("delivered".parse::<DeliveryStatus>().is_err());
+    }
+
+    #[test]
+    fn notify_on_names_and_coverage() {
+        for n in NotifyOn::ALL {
+            assert_eq!(n.as_str().parse::<NotifyOn>(), Ok(n));
+        }
+        let err = "Succeeded".parse::<NotifyOn>().expect_err("unknown");
+        assert!(err.to_string().contains("All, InProgress, Success, TimedOut, Cancelled or Failed"), "{err}");
+        assert!(NotifyOn::Failed.covers("Undeliverable") && NotifyOn::Failed.covers("Terminated"));
+        assert!(!NotifyOn::Success.covers("Failed") && !NotifyOn::InProgress.covers("Pending"));
+        assert!(NotifyOn::All.covers("Pending") && NotifyOn::All.covers("Cancelling"));
+        assert!(NotifyOn::any_covers(&[NotifyOn::Success, NotifyOn::Failed], "TimedOut").eq(&false));
     }
 
     #[test]

@@ -252,6 +252,8 @@ pub async fn fan_out_once(
             timeout_seconds: None,
             delivery_timeout_seconds: None,
             comment: Some("flotilla-loadgen fanout".into()),
+            notify: None,
+            notify_on: Vec::new(),
         })
         .await
         .context("cannot create the command")?;

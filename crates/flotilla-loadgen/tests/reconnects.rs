@@ -21,6 +21,8 @@ fn command(concurrency: &str) -> CreateCommand {
         timeout_seconds: None,
         delivery_timeout_seconds: None,
         comment: None,
+        notify: None,
+        notify_on: Vec::new(),
     }
 }
 

@@ -50,6 +50,9 @@ pub struct CommandRecord {
     pub cancel_requested: bool,
     pub created_at: UnixMillis,
     pub ended_at: Option<UnixMillis>,
+    /// JSON `{"topic": NAME, "events": [...]}`: where its status changes are sent
+    /// (`flotilla run --notify`), None for none.
+    pub notification: Option<String>,
 }
 
 /// One node's part of a command.

@@ -120,4 +120,12 @@ pub trait NotificationStore: Send + Sync {
     async fn delivery_counts(&self, subscription_id: &str) -> Result<BTreeMap<DeliveryStatus, u64>, StoreError>;
     /// Makes a subscription's dead letters Pending again, due at `now`, attempts reset; how many.
     async fn redrive(&self, subscription_id: &str, now: UnixMillis) -> Result<u64, StoreError>;
+    /// Deletes Delivered rows last changed before `cutoff` (never an open or dead-lettered
+    /// one); how many.
+    async fn delete_delivered_before(&self, cutoff: UnixMillis) -> Result<u64, StoreError>;
+
+    /// Whether the shipped data `name` was created once already (see `seeds`).
+    async fn seed_applied(&self, name: &str) -> Result<bool, StoreError>;
+    /// Records that `name` was created: it is never created again.
+    async fn mark_seed(&self, name: &str, now: UnixMillis) -> Result<(), StoreError>;
 }

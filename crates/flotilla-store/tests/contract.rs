@@ -185,6 +185,7 @@ async fn commands(store: &dyn Store) {
         cancel_requested: false,
         created_at: 100,
         ended_at: None,
+        notification: None,
     };
     store.create_command(&c, &["n-a".into(), "n-b".into()]).await.expect("create");
     assert_eq!(store.get_command("cmd-1").await.expect("get"), Some(c.clone()));

@@ -97,6 +97,7 @@ async fn outbox(store: &SqlStore) {
         cancel_requested: false,
         created_at: 100,
         ended_at: None,
+        notification: None,
     };
     store.create_command(&c, &["n-a".into(), "n-b".into()]).await.expect("create");
     assert!(woken.has_changed().expect("watch"), "a commit with events wakes subscribers");

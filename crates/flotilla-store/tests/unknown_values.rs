@@ -78,6 +78,7 @@ async fn fill(store: &dyn Store) -> NodeId {
         cancel_requested: false,
         created_at: 1,
         ended_at: None,
+        notification: None,
     };
     store.create_command(&command, &["n-1".into()]).await.expect("command");
     let run = AssessmentRunRecord {

@@ -38,6 +38,14 @@ pub struct RunArgs {
     delivery_timeout: Option<u32>,
     #[arg(long)]
     comment: Option<String>,
+    /// Send the command's and each invocation's status changes to this topic (its
+    /// subscriptions: webhooks, email, documents).
+    #[arg(long)]
+    notify: Option<String>,
+    /// Which changes --notify sends: All (default), InProgress, Success, TimedOut, Cancelled,
+    /// Failed; comma-separated or repeated.
+    #[arg(long, value_delimiter = ',', requires = "notify")]
+    notify_on: Vec<String>,
     /// Wait for the end; exit non-zero unless every invocation succeeded.
     #[arg(long)]
     wait: bool,
@@ -90,6 +98,9 @@ fn print_command(format: Format, c: &Command) -> anyhow::Result<()> {
                 c.max_concurrency,
                 c.max_errors
             )?;
+            if let Some(n) = &c.notification {
+                outln!("notify:   {} on {}", printable(&n.topic), n.events.join(","))?;
+            }
             let rows: Vec<Vec<String>> = c
                 .invocations
                 .iter()
@@ -130,6 +141,8 @@ pub async fn run(args: RunArgs, client: &Client, format: Format) -> anyhow::Resu
         timeout_seconds: args.timeout,
         delivery_timeout_seconds: args.delivery_timeout,
         comment: args.comment,
+        notify: args.notify,
+        notify_on: args.notify_on,
     };
     let mut command = client.create_command(&req).await?;
     if !args.wait {

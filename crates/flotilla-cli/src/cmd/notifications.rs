@@ -57,7 +57,7 @@ impl Topics {
 pub enum Subscriptions {
     /// Subscribe a webhook, an email address or a document run to a topic.
     ///
-    /// Example: flotilla subscriptions add assessments --webhook https://hooks.example/flotilla --secret-file hook.secret --webhook-ca hooks-ca.pem
+    /// Example: flotilla subscriptions add assessments --webhook https://hooks.example/flotilla --secret-file hook.secret --ca hooks-ca.pem
     Add(AddArgs),
     /// List subscriptions (of one topic), with their deliveries by status.
     ///
@@ -89,8 +89,9 @@ pub struct AddArgs {
     #[arg(long, requires = "webhook")]
     secret_file: Option<PathBuf>,
     /// PEM CA certificates to trust for the webhook's HTTPS certificate (instead of the
-    /// system's). Not `--ca`: that global flag names the CA of the Flotilla server itself.
-    #[arg(long, requires = "webhook")]
+    /// system's). Also spelled `--ca` after `subscriptions add` (then give the Flotilla
+    /// server's own CA before the subcommand, in FLOTILLA_CA or the login profile).
+    #[arg(long, value_name = "FILE", requires = "webhook")]
     webhook_ca: Option<PathBuf>,
     /// Seconds one webhook attempt may take (default 10).
     #[arg(long, requires = "webhook")]

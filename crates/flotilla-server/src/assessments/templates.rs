@@ -45,6 +45,37 @@ fn parsed(t: &flotilla_store::AssessmentTemplate) -> Option<Result<Schedule, Str
     )
 }
 
+/// The template the server ships (created by `notifications::seed`), disabled: no schedule.
+pub const DAILY: &str = "daily";
+/// The schedule `daily` gets when advisories are first imported: 03:00 UTC.
+pub const DAILY_SCHEDULE: &str = "cron(0 3 * * *)";
+/// The seed (`seeds` table) that records `daily` was given its schedule once.
+const DAILY_SCHEDULE_SEED: &str = "schedule:daily";
+
+/// After advisories were imported (or at start, when there are some): gives the shipped
+/// `daily` template its schedule, once ever, unless the operator scheduled or deleted it.
+pub async fn schedule_daily(state: &AppState) -> Result<(), ServiceError> {
+    if state.store.seed_applied(DAILY_SCHEDULE_SEED).await? {
+        return Ok(());
+    }
+    let daily = state.store.list_assessment_templates().await?.into_iter().find(|t| t.name == DAILY);
+    if let Some(t) = daily.filter(|t| t.schedule.is_none()) {
+        let req = NewTemplate {
+            targets: t.targets,
+            rules: t.rules,
+            noncompliant_at: Some(t.noncompliant_at),
+            duration_seconds: u32::try_from(t.duration_seconds).ok(),
+            schedule: Some(DAILY_SCHEDULE.to_owned()),
+            timezone: None,
+            grace_seconds: None,
+        };
+        put_template(state, DAILY, req).await?;
+        tracing::info!("advisories imported: the `{DAILY}` assessment template now runs on {DAILY_SCHEDULE}");
+    }
+    state.store.mark_seed(DAILY_SCHEDULE_SEED, now_ms()).await?;
+    Ok(())
+}
+
 /// A template as an operator writes it; the path names it.
 #[derive(Debug, Clone, Default)]
 pub struct NewTemplate {

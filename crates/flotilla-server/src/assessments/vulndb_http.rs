@@ -37,7 +37,11 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     responses((status = 200, body = api::VulnImportResult, description = "Counts; each bad record is rejected alone, with its reason"),
         (status = 400, body = api::ErrorBody)))]
 async fn import(State(state): S, Body(req): Body<api::VulnImport>) -> Result<Json<api::VulnImportResult>, ApiError> {
-    Ok(Json(import_request(state.store.as_ref(), req).await?))
+    let result = import_request(state.store.as_ref(), req).await?;
+    if result.new > 0 {
+        super::templates::schedule_daily(&state).await?;
+    }
+    Ok(Json(result))
 }
 
 #[utoipa::path(get, path = "/api/v1/vulndb/status", responses((status = 200, body = api::VulnDbStatus)))]

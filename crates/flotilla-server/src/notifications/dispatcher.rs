@@ -19,14 +19,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_core::notification::{DeliveryStatus, RetryPolicy, SubscriptionKind};
+use flotilla_core::notification::{DeliveryStatus, NotifyOn, RetryPolicy, SubscriptionKind};
 use flotilla_core::pattern::{Json, Pattern};
-use flotilla_core::{Cursor, NodeId};
+use flotilla_core::{Cursor, EventType, NodeId};
 use flotilla_store::{DeliveryRecord, EventRecord, NewDelivery, RuleRecord, SubscriptionRecord};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{RuleTarget, open_secret, parse_pattern, to_pattern_json, webhook};
+use super::{RuleTarget, email, open_secret, parse_pattern, to_pattern_json, webhook};
 use crate::app::AppState;
 use crate::assessments::{self, NewAssessment};
 use crate::platform::worker::{WorkerContext, WorkerResult};
@@ -114,7 +114,23 @@ async fn route_batch(state: &Arc<AppState>, batch: &[EventRecord]) -> Result<usi
     }
     let mut deliveries = Vec::new();
     let mut seen: HashSet<(String, i64)> = HashSet::new();
+    let mut notify_of: HashMap<String, Option<CommandNotify>> = HashMap::new();
     for event in batch {
+        if let Some(topic) = command_notify_topic(state, &mut notify_of, event).await? {
+            if topics.contains(&topic) {
+                for sub in subscribers.get(&topic).into_iter().flatten() {
+                    if seen.insert((sub.clone(), event.seq)) {
+                        deliveries.push(NewDelivery {
+                            subscription_id: sub.clone(),
+                            event_seq: event.seq,
+                            event_id: event.id.clone(),
+                        });
+                    }
+                }
+            } else {
+                tracing::warn!(event = %event.id, "the --notify topic `{topic}` of the command does not exist (deleted?); event not sent");
+            }
+        }
         let json = event_json(event);
         for rule in rules.iter().filter(|r| r.pattern.matches(&json)) {
             let outcome = match &rule.target {
@@ -175,6 +191,41 @@ async fn route_batch(state: &Arc<AppState>, batch: &[EventRecord]) -> Result<usi
     Ok(deliveries.len())
 }
 
+/// A command's `--notify` settings, as stored on it.
+#[derive(serde::Deserialize)]
+struct CommandNotify {
+    topic: String,
+    events: Vec<String>,
+}
+
+/// The topic a Run Command status change goes to under its command's `--notify`, if any.
+/// `cache`: the settings of commands already read in this page.
+async fn command_notify_topic(
+    state: &AppState,
+    cache: &mut HashMap<String, Option<CommandNotify>>,
+    event: &EventRecord,
+) -> Result<Option<String>, ServiceError> {
+    if !matches!(event.kind, EventType::CommandStatusChanged | EventType::InvocationStatusChanged) {
+        return Ok(None);
+    }
+    let (Some(command), Some(status)) =
+        (event.detail.get("command_id").and_then(|v| v.as_str()), event.detail.get("status").and_then(|v| v.as_str()))
+    else {
+        return Ok(None);
+    };
+    if !cache.contains_key(command) {
+        let settings = state.store.get_command(command).await?.and_then(|c| c.notification).and_then(|n| {
+            serde_json::from_str::<CommandNotify>(&n)
+                .map_err(|e| tracing::warn!(command = %command, "unreadable --notify settings: {e}"))
+                .ok()
+        });
+        cache.insert(command.to_owned(), settings);
+    }
+    let Some(Some(settings)) = cache.get(command) else { return Ok(None) };
+    let events: Vec<NotifyOn> = settings.events.iter().filter_map(|e| e.parse().ok()).collect();
+    Ok(NotifyOn::any_covers(&events, status).then(|| settings.topic.clone()))
+}
+
 /// The nodes an event names (its resources that are enrolled nodes).
 async fn nodes_named(state: &AppState, event: &EventRecord) -> Result<Vec<String>, ServiceError> {
     let mut out = BTreeSet::new();
@@ -220,6 +271,7 @@ struct Lane {
     record: SubscriptionRecord,
     client: Result<reqwest::Client, String>,
     secret: Result<Vec<u8>, String>,
+    mailer: Result<email::Mailer, String>,
 }
 
 struct Slots {
@@ -229,17 +281,19 @@ struct Slots {
 }
 
 async fn lane(state: &AppState, record: SubscriptionRecord) -> Lane {
+    let timeout = Duration::from_millis(u64::try_from(record.timeout_ms).unwrap_or(10_000));
     let (client, secret) = match record.kind {
         SubscriptionKind::Webhook => (
-            webhook::client(
-                Duration::from_millis(u64::try_from(record.timeout_ms).unwrap_or(10_000)),
-                record.ca_pem.as_deref(),
-            ),
+            webhook::client(timeout, record.ca_pem.as_deref()),
             open_secret(state, &record).await.map_err(|e| e.to_string()),
         ),
         _ => (Err("not a webhook".into()), Err("not a webhook".into())),
     };
-    Lane { record, client, secret }
+    let mailer = match record.kind {
+        SubscriptionKind::Email => email::mailer(&state.config, timeout),
+        _ => Err("not an email subscription".into()),
+    };
+    Lane { record, client, secret, mailer }
 }
 
 fn policy(state: &AppState) -> RetryPolicy {
@@ -359,7 +413,20 @@ async fn deliver(state: &AppState, lane: &Lane, d: &DeliveryRecord) -> Result<()
                 Err(e) => Err(Failure::Retry(e.to_string())),
             }
         }
-        SubscriptionKind::Email => Err(Failure::Final("email delivery is not available in this version".into())),
+        SubscriptionKind::Email => {
+            let mailer = lane.mailer.as_ref().map_err(|e| Failure::Retry(e.clone()))?;
+            let findings = email::findings_for(state, &event)
+                .await
+                .map_err(|e| Failure::Retry(format!("cannot read the findings of event {}: {e}", d.event_id)))?;
+            let kind = event.kind;
+            let json = serde_json::to_value(crate::platform::http::to_api(event))
+                .map_err(|e| Failure::Final(format!("cannot serialise event {}: {e}", d.event_id)))?;
+            let mail = email::compose(&json, kind, findings);
+            let message_id = format!("<{}.{}@flotilla>", d.event_id, lane.record.id);
+            email::send(mailer, &lane.record.endpoint, &message_id, &mail.subject, mail.body)
+                .await
+                .map_err(Failure::Retry)
+        }
     }
 }
 

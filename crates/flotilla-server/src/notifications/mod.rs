@@ -9,7 +9,9 @@
 //! stores nothing.
 
 pub mod dispatcher;
+pub mod email;
 pub mod http;
+pub mod seed;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -241,9 +243,9 @@ pub async fn create_subscription(
             record.timeout_ms = i64::try_from(timeout * 1000).unwrap_or(10_000);
         }
         Endpoint::Email(address) => {
-            return Err(ServiceError::Invalid(format!(
-                "email subscriptions (to `{address}`) are not available in this version: subscribe a --webhook or --run-document"
-            )));
+            record.endpoint = email::check_address(&address)?;
+            email::check_configured(&state.config)?;
+            record.kind = SubscriptionKind::Email;
         }
         Endpoint::RunDocument { document, parameters, targets } => {
             if targets.is_empty() {

@@ -7,7 +7,6 @@
 //! timeout, a closed connection or a certificate the subscription does not trust, is a failure
 //! whose message says which.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -63,8 +62,8 @@ pub fn client(timeout: Duration, ca_pem: Option<&str>) -> Result<reqwest::Client
     builder.build().map_err(|e| format!("cannot build the webhook client: {}", chain(&e)))
 }
 
-/// An error with its causes, so a TLS or connection failure says what happened.
-fn chain(e: &reqwest::Error) -> String {
+/// An error with its causes, so a TLS, connection or SMTP failure says what happened.
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

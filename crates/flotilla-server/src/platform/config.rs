@@ -100,6 +100,31 @@ pub struct ServerConfig {
     /// Deliveries in flight at once to one subscription (others never wait for it).
     /// Env: `FLOTILLA_DELIVERY_CONCURRENCY`.
     pub delivery_concurrency: u32,
+    /// How long a Delivered delivery row is kept before the retention worker deletes it, e.g.
+    /// "7d" (Pending, Retrying and DeadLettered rows are never pruned).
+    /// Env: `FLOTILLA_DELIVERY_RETENTION`.
+    #[serde(with = "humantime_serde")]
+    pub delivery_retention: Duration,
+    /// The SMTP server email subscriptions are sent through; unset refuses `--email`
+    /// subscriptions. Env: `FLOTILLA_SMTP_HOST`.
+    pub smtp_host: Option<String>,
+    /// Its port; unset means 25 for `none`, 587 for `starttls`, 465 for `tls`.
+    /// Env: `FLOTILLA_SMTP_PORT`.
+    pub smtp_port: Option<u16>,
+    /// `none` (plain text: only for a relay on a trusted network), `starttls` (required, never
+    /// a fallback to plain text) or `tls` (TLS from the first byte). The server's certificate is
+    /// checked against the system's roots. Env: `FLOTILLA_SMTP_TLS`.
+    pub smtp_tls: SmtpTls,
+    /// The user to authenticate as (with `smtp_password_file`); unset sends without AUTH.
+    /// Env: `FLOTILLA_SMTP_USERNAME`.
+    pub smtp_username: Option<String>,
+    /// A file holding the SMTP password (a trailing newline is dropped), read when the sender
+    /// first sends to each email subscription (a rotated password takes effect at the next
+    /// restart). Env: `FLOTILLA_SMTP_PASSWORD_FILE`.
+    pub smtp_password_file: Option<PathBuf>,
+    /// The From address of notification emails, e.g. `Flotilla <flotilla@example.com>`;
+    /// needed with `smtp_host`. Env: `FLOTILLA_SMTP_FROM`.
+    pub smtp_from: Option<String>,
     /// A session (shell or port forward) with no byte either way for this long is ended, e.g.
     /// "20m". Env: `FLOTILLA_SESSION_IDLE_TIMEOUT`.
     #[serde(with = "humantime_serde")]
@@ -112,6 +137,42 @@ pub struct ServerConfig {
     /// `session-run-as` tag names one. Env: `FLOTILLA_SESSION_RUN_AS`.
     pub session_run_as: String,
 }
+
+/// How email reaches the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+impl SmtpTls {
+    /// The usual port of each mode.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        }
+    }
+}
+
+impl std::str::FromStr for SmtpTls {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(SmtpTls::None),
+            "starttls" => Ok(SmtpTls::Starttls),
+            "tls" => Ok(SmtpTls::Tls),
+            _ => Err("not one of none, starttls, tls".into()),
+        }
+    }
+}
+
+/// Default [`ServerConfig::delivery_retention`]: a week.
+pub const DEFAULT_DELIVERY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Advisories older than a week are flagged: the distributions publish daily.
 pub const DEFAULT_ADVISORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -175,6 +236,13 @@ impl Default for ServerConfig {
             delivery_backoff: Duration::from_secs(1),
             delivery_backoff_cap: Duration::from_secs(600),
             delivery_concurrency: 4,
+            delivery_retention: DEFAULT_DELIVERY_RETENTION,
+            smtp_host: None,
+            smtp_port: None,
+            smtp_tls: SmtpTls::default(),
+            smtp_username: None,
+            smtp_password_file: None,
+            smtp_from: None,
         }
     }
 }
@@ -261,6 +329,24 @@ impl ServerConfig {
                         Err(e) => bad(format!("not a duration like 20m ({e})")),
                     }
                 }
+                "FLOTILLA_DELIVERY_RETENTION" => match humantime::parse_duration(&value) {
+                    Ok(v) => config.delivery_retention = v,
+                    Err(e) => bad(format!("not a duration like 7d ({e})")),
+                },
+                "FLOTILLA_SMTP_HOST" => config.smtp_host = Some(value.clone()).filter(|v| !v.is_empty()),
+                "FLOTILLA_SMTP_PORT" => match value.parse() {
+                    Ok(v) => config.smtp_port = Some(v),
+                    Err(e) => bad(format!("not a port number like 587 ({e})")),
+                },
+                "FLOTILLA_SMTP_TLS" => match value.parse() {
+                    Ok(v) => config.smtp_tls = v,
+                    Err(e) => bad(e),
+                },
+                "FLOTILLA_SMTP_USERNAME" => config.smtp_username = Some(value.clone()).filter(|v| !v.is_empty()),
+                "FLOTILLA_SMTP_PASSWORD_FILE" => {
+                    config.smtp_password_file = Some(PathBuf::from(value.clone())).filter(|p| !p.as_os_str().is_empty())
+                }
+                "FLOTILLA_SMTP_FROM" => config.smtp_from = Some(value.clone()).filter(|v| !v.is_empty()),
                 "FLOTILLA_SESSION_RUN_AS" => config.session_run_as = value.clone(),
                 "FLOTILLA_MISSED_HEARTBEATS" => match value.parse() {
                     Ok(v) => config.missed_heartbeats = v,
@@ -291,6 +377,41 @@ impl ServerConfig {
         }
         problems.extend(config.check());
         if problems.is_empty() { Ok(config) } else { Err(ConfigError(problems)) }
+    }
+
+    /// The SMTP settings' problems: each is needed by another, and a From address must parse.
+    fn check_smtp(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match (&self.smtp_host, &self.smtp_from) {
+            (Some(_), None) => problems.push(
+                "smtp_host is set but smtp_from is not: give the From address of notification emails \
+                 (FLOTILLA_SMTP_FROM, e.g. flotilla@example.com)"
+                    .into(),
+            ),
+            (None, Some(_)) => problems.push("smtp_from is set but smtp_host is not: give the SMTP server".into()),
+            _ => {}
+        }
+        if let Some(from) = &self.smtp_from
+            && let Err(e) = from.parse::<lettre::message::Mailbox>()
+        {
+            problems.push(format!(
+                "smtp_from = {from:?} is not an email address ({e}): use NAME <USER@DOMAIN> or USER@DOMAIN"
+            ));
+        }
+        if self.smtp_username.is_some() != self.smtp_password_file.is_some() {
+            problems.push(
+                "smtp_username and smtp_password_file go together: give both, or neither to send without AUTH".into(),
+            );
+        }
+        if self.smtp_username.is_some() && self.smtp_tls == SmtpTls::None {
+            problems.push(
+                "smtp_username with smtp_tls = none would send the password in clear: use starttls or tls".into(),
+            );
+        }
+        if self.smtp_port == Some(0) {
+            problems.push("smtp_port = 0 is not a port: use 1 to 65535".into());
+        }
+        problems
     }
 
     /// Where the master keyring lives.
@@ -344,6 +465,10 @@ impl ServerConfig {
                 self.delivery_backoff_cap
             ));
         }
+        if self.delivery_retention < Duration::from_secs(60) {
+            problems.push(format!("delivery_retention = {:?} is too short: use at least 1m", self.delivery_retention));
+        }
+        problems.extend(self.check_smtp());
         for (name, value) in
             [("session_idle_timeout", self.session_idle_timeout), ("session_max_duration", self.session_max_duration)]
         {
@@ -490,6 +615,54 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn smtp_settings_are_read_and_checked() {
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_SMTP_HOST", "mail.example.com"),
+                ("FLOTILLA_SMTP_TLS", "tls"),
+                ("FLOTILLA_SMTP_USERNAME", "flotilla"),
+                ("FLOTILLA_SMTP_PASSWORD_FILE", "/etc/flotilla/smtp.password"),
+                ("FLOTILLA_SMTP_FROM", "Flotilla <flotilla@example.com>"),
+                ("FLOTILLA_DELIVERY_RETENTION", "2d"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!((c.smtp_tls, c.smtp_port, c.smtp_tls.default_port()), (SmtpTls::Tls, None, 465));
+        assert_eq!(c.smtp_host.as_deref(), Some("mail.example.com"));
+        assert_eq!(c.delivery_retention, Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(ServerConfig::default().smtp_tls, SmtpTls::Starttls);
+        let err = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_SMTP_HOST", "mail.example.com"),
+                ("FLOTILLA_SMTP_TLS", "sometimes"),
+                ("FLOTILLA_SMTP_PORT", "x"),
+                ("FLOTILLA_SMTP_USERNAME", "u"),
+            ]),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains("none, starttls, tls") && text.contains("smtp_from") && text.contains("go together"),
+            "{text}"
+        );
+        assert_eq!(err.0.len(), 4, "{err}");
+        let err = ServerConfig::load(
+            None,
+            env(&[
+                ("FLOTILLA_SMTP_HOST", "h"),
+                ("FLOTILLA_SMTP_FROM", "not an address"),
+                ("FLOTILLA_SMTP_TLS", "none"),
+                ("FLOTILLA_SMTP_USERNAME", "u"),
+                ("FLOTILLA_SMTP_PASSWORD_FILE", "/p"),
+            ]),
+        )
+        .expect_err("invalid");
+        assert!(err.to_string().contains("not an email address") && err.to_string().contains("in clear"), "{err}");
     }
 
     #[test]

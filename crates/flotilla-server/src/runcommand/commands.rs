@@ -1,13 +1,17 @@
 //! Run Command as operators see it: create (resolve targets and plan once, store, hand to the
 //! engine), list, show, cancel, and full output from the artifact store.
 //!
-//! Invariant: a command is created only if its document plans, its limits parse and its
-//! targets match at least one node; otherwise nothing is stored.
+//! Invariant: a command is created only if its document plans, its limits parse, its
+//! targets match at least one node and its `--notify` topic exists; otherwise nothing is
+//! stored. The notification settings are stored on the command row, in the transaction that
+//! writes its first event, so the router (`notifications::dispatcher`) never sees a status
+//! change of a command before them.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use flotilla_core::command::{CommandStatus, MaxConcurrency, MaxErrors};
+use flotilla_core::notification::NotifyOn;
 use flotilla_store::{CommandRecord, InvocationRecord};
 
 use crate::app::AppState;
@@ -39,6 +43,34 @@ pub struct NewCommand {
     /// When not empty: exactly these nodes, already resolved from `targets` by the caller (an
     /// association sends itself only to the nodes that are behind). `targets` stays the record.
     pub nodes: Vec<String>,
+    /// `flotilla run --notify TOPIC --notify-on ...`: the topic and the `NotifyOn` names
+    /// (none means All).
+    pub notify: Option<(String, Vec<String>)>,
+}
+
+/// The stored form of a command's notification settings: the topic must exist and every
+/// `--notify-on` value be known.
+async fn notification(state: &AppState, notify: Option<(String, Vec<String>)>) -> Result<Option<String>, ServiceError> {
+    let Some((topic, on)) = notify else { return Ok(None) };
+    let mut events: Vec<NotifyOn> = Vec::new();
+    for name in on.iter().flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
+        let n = name.parse::<NotifyOn>().map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        if !events.contains(&n) {
+            events.push(n);
+        }
+    }
+    if events.is_empty() {
+        events.push(NotifyOn::All);
+    }
+    if !state.store.topic_exists(&topic).await? {
+        return Err(ServiceError::missing(
+            "topic",
+            &topic,
+            "--notify names a topic: create it with `flotilla topics create NAME` (see `flotilla topics ls`); no command was created",
+        ));
+    }
+    let events: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
+    Ok(Some(serde_json::json!({ "topic": topic, "events": events }).to_string()))
 }
 
 /// A command with its invocations, as stored, and how many invocations are in each status
@@ -91,6 +123,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
             "no target: give at least one --target (a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all; join terms with & and negate one with !)".into(),
         ));
     }
+    let notification = notification(state, req.notify).await?;
     let (version, mut steps) = checked_plan(state, &req.document, req.document_version, &req.parameters).await?;
     if let Some(t) = req.timeout_seconds {
         for step in &mut steps {
@@ -130,6 +163,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
         cancel_requested: false,
         created_at: now_ms(),
         ended_at: None,
+        notification,
     };
     state.store.create_command(&record, &node_ids).await?;
     tracing::info!(command_id = %record.id, document = %record.document, nodes = node_ids.len(), "command created");

@@ -150,6 +150,7 @@ fn new_command(req: api::CreateCommand) -> NewCommand {
         delivery_timeout_seconds: req.delivery_timeout_seconds,
         comment: req.comment,
         nodes: Vec::new(),
+        notify: req.notify.map(|topic| (topic, req.notify_on)),
     }
 }
 
@@ -200,6 +201,8 @@ fn record_to_api(
         counts,
         created_at: api::rfc3339(c.created_at),
         ended_at: c.ended_at.map(api::rfc3339),
+        // Written by `commands::create`; an unreadable value shows as none.
+        notification: c.notification.as_deref().and_then(|n| serde_json::from_str(n).ok()),
         invocations: invocations.map(|list| list.iter().map(invocation_to_api).collect()),
     }
 }

@@ -2,7 +2,8 @@
 //! older than `command_retention` (default 90 days), in bulk, and replaced inventory snapshots
 //! (`inventory/...` in the artifact store) once they became history longer than
 //! `inventory_history_retention` ago (default 30 days), and events of the event log older than
-//! `event_retention` (default 30 days), so the store and the artifact store do not grow
+//! `event_retention` (default 30 days), and Delivered notification deliveries older than
+//! `delivery_retention` (default 7 days; open and dead-lettered ones are kept), so the store and the artifact store do not grow
 //! without bound. A node's current inventory lives in the store and is never swept.
 //!
 //! Invariant: a command that has not ended is never deleted. Artifacts go after the rows, so an
@@ -20,7 +21,9 @@ pub async fn retention_worker(state: Arc<AppState>, ctx: WorkerContext) {
     let retention = state.config.command_retention;
     let history = state.config.inventory_history_retention;
     let events = state.config.event_retention;
-    let every = (retention.min(history).min(events) / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let deliveries = state.config.delivery_retention;
+    let every = (retention.min(history).min(events).min(deliveries) / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
         ctx.idle();
         tokio::select! {
@@ -31,6 +34,16 @@ pub async fn retention_worker(state: Arc<AppState>, ctx: WorkerContext) {
         sweep(&state, retention).await;
         sweep_inventory_history(&state, history).await;
         sweep_events(&state, events).await;
+        sweep_deliveries(&state, deliveries).await;
+    }
+}
+
+async fn sweep_deliveries(state: &AppState, retention: Duration) {
+    let cutoff = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    match state.store.delete_delivered_before(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deliveries = n, "retention: deleted delivered notifications past their retention"),
+        Err(e) => tracing::warn!("delivery sweep failed (will retry): {e}"),
     }
 }
 

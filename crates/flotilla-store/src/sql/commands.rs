@@ -16,7 +16,8 @@ use super::{MAX_BINDS, SqlStore, WriteTx, events, get, parse, q};
 use crate::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord, StoreError};
 
 const COMMAND_COLUMNS: &str = "id, document, document_version, parameters, targets, plan, max_concurrency, max_errors, \
-     delivery_timeout_ms, comment, status, stopped_for_errors, cancel_requested, created_at, ended_at";
+     delivery_timeout_ms, comment, status, stopped_for_errors, cancel_requested, created_at, ended_at, \
+     notification";
 
 /// The stored status of each of `list`'s invocations, by (command id, node id).
 async fn statuses_before<'a>(
@@ -72,6 +73,7 @@ fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
         cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
         created_at: get(row, "created_at")?,
         ended_at: get(row, "ended_at")?,
+        notification: get(row, "notification")?,
     })
 }
 
@@ -276,7 +278,7 @@ impl CommandStore for SqlStore {
     async fn create_command(&self, c: &CommandRecord, nodes: &[String]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin creating a command"))?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO commands ({COMMAND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO commands ({COMMAND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         )))
         .bind(&c.id)
         .bind(&c.document)
@@ -293,6 +295,7 @@ impl CommandStore for SqlStore {
         .bind(i64::from(c.cancel_requested))
         .bind(c.created_at)
         .bind(c.ended_at)
+        .bind(c.notification.clone())
         .execute(&mut *tx)
         .await
         .map_err(q("insert a command"))?;

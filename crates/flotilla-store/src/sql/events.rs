@@ -165,6 +165,27 @@ pub(crate) fn findings_reported(
     for f in findings {
         *counts.entry(f.severity.as_str()).or_default() += 1;
     }
+    // Most severe first, the highest score first within a severity: what a receiver acts on
+    // first (the reference design's handler sorted them itself).
+    let score = |f: &crate::FindingRecord| f.score.as_deref().and_then(|s| s.parse::<f64>().ok()).unwrap_or(-1.0);
+    let mut sorted: Vec<&crate::FindingRecord> = findings.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.severity.cmp(&b.severity).then(score(b).total_cmp(&score(a))).then_with(|| a.advisory_id.cmp(&b.advisory_id))
+    });
+    let listed: Vec<serde_json::Value> = sorted
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "severity": f.severity.as_str(),
+                "advisory_id": f.advisory_id,
+                "package": f.package,
+                "installed_version": f.installed_version,
+                "fixed_version": f.fixed_version,
+                "score": f.score,
+                "title": f.title,
+            })
+        })
+        .collect();
     NewEvent::new(
         EventType::FindingReported,
         now_ms(),
@@ -174,6 +195,7 @@ pub(crate) fn findings_reported(
             "node_id": node.node_id,
             "status": node.status.as_str(),
             "finding_counts": counts,
+            "findings": listed,
         }),
     )
 }

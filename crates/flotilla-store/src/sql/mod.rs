@@ -52,6 +52,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "notifications", include_str!("../../migrations/sqlite/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
     (16, "patch", include_str!("../../migrations/sqlite/0016_patch.sql")),
+    (17, "notify_and_seeds", include_str!("../../migrations/sqlite/0017_notify_and_seeds.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -70,6 +71,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "notifications", include_str!("../../migrations/postgres/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
     (16, "patch", include_str!("../../migrations/postgres/0016_patch.sql")),
+    (17, "notify_and_seeds", include_str!("../../migrations/postgres/0017_notify_and_seeds.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

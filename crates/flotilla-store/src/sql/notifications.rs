@@ -438,4 +438,36 @@ impl NotificationStore for SqlStore {
         tx.commit().await.map_err(q("commit a redrive"))?;
         Ok(done.rows_affected())
     }
+
+    async fn delete_delivered_before(&self, cutoff: UnixMillis) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin pruning deliveries"))?;
+        let done = sqlx::query("DELETE FROM notification_deliveries WHERE status = 'Delivered' AND updated_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("prune delivered deliveries"))?;
+        tx.commit().await.map_err(q("commit pruning deliveries"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn seed_applied(&self, name: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT name FROM seeds WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("read a seed"))?;
+        Ok(row.is_some())
+    }
+
+    async fn mark_seed(&self, name: &str, now: UnixMillis) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin marking a seed"))?;
+        sqlx::query("INSERT INTO seeds (name, applied_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("mark a seed"))?;
+        tx.commit().await.map_err(q("commit a seed"))?;
+        Ok(())
+    }
 }
