@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Adds what a benchmark record needs to be read later to one JSON result: the commit (with
-"-dirty" when the worktree had changes), the time, the command, the server binary, the
+"-dirty" when the worktree had changes outside bench/results), the time, the command, the server binary, the
 machine's facts (CPUs and model, memory, kernel, load average at the start and the end: the
 machine is shared, so the load says how much to trust a time) and `peak_server_rss_bytes`,
 the largest server RSS or high-water mark anywhere in the record.
@@ -46,7 +46,8 @@ def main():
     record = json.load(open(sys.argv[1]))
     server = sys.argv[2] if len(sys.argv) > 2 else ""
     commit = git("rev-parse", "--short=12", "HEAD")
-    if git("status", "--porcelain", "--untracked-files=no"):
+    # The results themselves change with every run: only code makes a build "dirty".
+    if git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude,top)bench/results"):
         commit += "-dirty"
     record.update({
         "commit": commit,
