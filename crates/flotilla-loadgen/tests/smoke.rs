@@ -86,11 +86,8 @@ async fn assess_against_synthetic_advisories() {
     let mut t = target().await;
     // 1,000 packages, as a real node has: the records spread over a 30,000-name universe, so a
     // short list would meet too few of them to say anything.
-    let s = Settings {
-        advisories: 2_500,
-        fleet: flotilla_loadgen::packages::FleetShape::realistic(1000),
-        ..settings()
-    };
+    let s =
+        Settings { advisories: 2_500, fleet: flotilla_loadgen::packages::FleetShape::realistic(1000), ..settings() };
     let r = scenario::assess(&mut t, &s).await.expect("assess");
     assert_eq!(r["assessment_status"], "Completed", "{r}");
     assert_eq!(r["advisories_imported"], 2_500, "{r}");
