@@ -17,6 +17,7 @@ mod http;
 mod inventory;
 mod notifications;
 mod parameters;
+mod patch;
 mod platform;
 mod runcommand;
 mod sessions;
@@ -104,6 +105,7 @@ impl Server {
         });
         sessions::recover(&state).await.context("cannot end the sessions a stopped server left open")?;
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
+        patch::seed(&state).await.context("cannot install the predefined patch baselines")?;
         let tls = state.pki.server_tls_config().context("cannot build the TLS configuration")?;
         let app = http::router(state.clone());
         spawn_workers(&state, listener, tls, app, engine_events).context("cannot start the background workers")?;
