@@ -1,7 +1,10 @@
 # Shared by bench/{connections,fanout,inventory,assess}.sh: builds release binaries if needed,
 # picks the database (FLOTILLA_BENCH_DB=postgres for a throwaway PostgreSQL database on
 # 127.0.0.1:5432, trust auth, user postgres; default SQLite) and runs flotilla-loadgen --json,
-# printing a table and writing bench/results/NAME-DB.json.
+# printing a table and writing bench/results/NAME-DB.json; every run's JSON, with the commit,
+# the machine's facts and the server's peak RSS added (bench/record.py), is also appended to
+# bench/results/history.jsonl. FLOTILLA_BENCH_SERVER=PATH runs another `flotilla` binary as the
+# server (the previous commit's, for a side-by-side figure; FLOTILLA_BENCH_SERVER_COMMIT names it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -26,10 +29,15 @@ run_bench() { # NAME, loadgen arguments...
     trap 'psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS $BENCH_DBNAME WITH (FORCE)" postgres >/dev/null 2>&1 || true' EXIT
     db_args=(--db "postgres://postgres@127.0.0.1:5432/$dbname")
   fi
+  local server_args=()
+  [ -n "${FLOTILLA_BENCH_SERVER:-}" ] && server_args=(--flotilla "$FLOTILLA_BENCH_SERVER")
   mkdir -p "$ROOT/bench/results"
   local out="$ROOT/bench/results/$name-$DB_KIND.json"
-  "$BIN/flotilla-loadgen" "$@" "${db_args[@]}" --json > "$out.tmp"
-  mv "$out.tmp" "$out"
+  local load_start; load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+  "$BIN/flotilla-loadgen" "$@" "${db_args[@]}" "${server_args[@]}" --json > "$out.tmp"
+  BENCH_LOAD_START=$load_start BENCH_COMMAND="flotilla-loadgen $*" \
+    python3 "$ROOT/bench/record.py" "$out.tmp" "${FLOTILLA_BENCH_SERVER:-$BIN/flotilla}" > "$out"
+  rm -f "$out.tmp"
   cat "$out" >> "$ROOT/bench/results/history.jsonl"
   python3 - "$out" <<'PY'
 import json, sys

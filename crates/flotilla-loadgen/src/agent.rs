@@ -40,7 +40,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::credentials::Credential;
 use crate::now_ms;
-use crate::packages;
+use crate::packages::{self, FleetShape};
 
 /// Heartbeat interval until Welcome says otherwise (as the real agent).
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
@@ -70,10 +70,11 @@ pub struct FleetOptions {
     pub delay: Duration,
     /// Probability in [0, 1] that an invocation fails (exit code 1).
     pub fail_rate: f64,
-    /// Bytes of stdout each invocation sends (0: no OutputChunk).
-    pub output_bytes: usize,
-    /// Application items per node.
-    pub packages: usize,
+    /// Bytes of stdout each invocation sends (0: no OutputChunk); shared, so that a benchmark
+    /// can change it between runs over the same connected fleet.
+    pub output_bytes: Arc<AtomicUsize>,
+    /// The nodes' packages: how many, over how many images, varied how much.
+    pub fleet: FleetShape,
     /// Upload inventory at every Welcome, as the real agent does.
     pub upload_at_connect: bool,
     pub behaviour: Behaviour,
@@ -87,8 +88,8 @@ impl FleetOptions {
             source_addresses: 8,
             delay: Duration::ZERO,
             fail_rate: 0.0,
-            output_bytes: 0,
-            packages: 0,
+            output_bytes: Arc::new(AtomicUsize::new(0)),
+            fleet: FleetShape::realistic(0),
             upload_at_connect: false,
             behaviour: Behaviour::Normal,
         }
@@ -162,6 +163,7 @@ pub struct Fleet {
     collect: watch::Sender<u64>,
     controls: Vec<Arc<Control>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    output_bytes: Arc<AtomicUsize>,
 }
 
 impl Fleet {
@@ -171,6 +173,7 @@ impl Fleet {
         let stats = Arc::new(Stats::default());
         let stop = CancellationToken::new();
         let (collect_tx, collect_rx) = watch::channel(0u64);
+        let output_bytes = opts.output_bytes.clone();
         let shared = Arc::new(Shared {
             opts,
             stats: stats.clone(),
@@ -186,7 +189,12 @@ impl Fleet {
             let agent = Agent::new(first_index + i, cred, shared.clone(), control);
             tasks.push(tokio::spawn(agent.run()));
         }
-        Fleet { stats, stop, collect: collect_tx, controls, tasks }
+        Fleet { stats, stop, collect: collect_tx, controls, tasks, output_bytes }
+    }
+
+    /// Bytes of stdout every invocation sends from now on.
+    pub fn set_output_bytes(&self, bytes: usize) {
+        self.output_bytes.store(bytes, Ordering::Relaxed);
     }
 
     pub fn len(&self) -> usize {
@@ -602,7 +610,7 @@ impl Agent {
                 invocation_id: done.id.clone(),
                 outcome: if failed { InvocationOutcome::Failed } else { InvocationOutcome::Success } as i32,
                 exit_code: i32::from(failed),
-                stdout_bytes: opts.output_bytes as u64,
+                stdout_bytes: opts.output_bytes.load(Ordering::Relaxed) as u64,
                 stderr_bytes: 0,
                 started_at_unix_ms: done.started_ms,
                 ended_at_unix_ms: now_ms(),
@@ -617,13 +625,14 @@ impl Agent {
     /// Sends every unacknowledged result (output first, as the real agent does).
     async fn resend_results(&mut self, tx: &mpsc::Sender<AgentMessage>) -> bool {
         let results: Vec<InvocationResult> = self.unacked.values().map(|f| f.result.clone()).collect();
+        let output_bytes = self.shared.opts.output_bytes.load(Ordering::Relaxed);
         for result in results {
-            if self.shared.opts.output_bytes > 0 {
+            if output_bytes > 0 {
                 let chunk = self.message(agent_message::Body::Output(OutputChunk {
                     invocation_id: result.invocation_id.clone(),
                     stream: OutputStream::Stdout as i32,
                     offset: 0,
-                    data: vec![b'x'; self.shared.opts.output_bytes],
+                    data: output_line(output_bytes),
                 }));
                 if tx.send(chunk).await.is_err() {
                     return false;
@@ -644,7 +653,7 @@ impl Agent {
         let hashes = match &self.own_hashes {
             Some(h) => h.clone(),
             None => {
-                let encoded = packages::encoded(self.index, &self.cred.hostname, opts.packages);
+                let encoded = packages::encoded(self.index, &self.cred.hostname, &opts.fleet);
                 let h: Vec<(&'static str, String)> = encoded.iter().map(|t| (t.name, t.hash.clone())).collect();
                 self.own_hashes = Some(h.clone());
                 h
@@ -656,7 +665,7 @@ impl Agent {
         let any_stale = hashes.iter().any(|(name, hash)| stale(name, hash));
         // Encoding 1,000 packages costs about a millisecond: only when something must travel.
         let encoded =
-            if any_stale { packages::encoded(self.index, &self.cred.hostname, opts.packages) } else { Vec::new() };
+            if any_stale { packages::encoded(self.index, &self.cred.hostname, &opts.fleet) } else { Vec::new() };
         let mut types = Vec::with_capacity(hashes.len());
         let mut item_bytes = 0u64;
         for (name, hash) in &hashes {
@@ -699,6 +708,21 @@ impl Agent {
         }
         true
     }
+}
+
+/// `bytes` of stdout shaped like a command's: numbered lines of text (so compression and
+/// encryption see real-looking output, not one repeated byte).
+fn output_line(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes + 64);
+    let mut line = 0u32;
+    while out.len() < bytes {
+        out.extend_from_slice(
+            format!("{line:05} ok: checked /etc/flotilla/item-{line} in {}us\n", 17 * line % 997).as_bytes(),
+        );
+        line += 1;
+    }
+    out.truncate(bytes);
+    out
 }
 
 async fn sleep_until_opt(due: Option<Instant>) {

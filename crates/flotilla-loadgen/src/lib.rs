@@ -1,11 +1,12 @@
 //! flotilla-loadgen: many simulated agents in one process, speaking the real agent protocol
 //! (gRPC `AgentChannel.Open` over mutual TLS) with real enrolled identities, and the
-//! benchmarks built on them (`connections`, `fanout`, `inventory`, `assess`).
+//! benchmarks built on them (`connections`, `fanout`, `inventory`, `assess`, `associate`).
 //!
 //! The simulated agent keeps only what the protocol needs (its identity, unacknowledged
 //! results, the server's inventory hashes), so tens of thousands share one tokio runtime.
 //! It never runs anything: a `RunInvocation` is answered after `delay` with a synthetic result.
 
+pub mod advisories;
 pub mod agent;
 pub mod credentials;
 pub mod packages;

@@ -1,4 +1,4 @@
-//! `flotilla-loadgen connections|fanout|inventory|assess --agents N [...]`: parses arguments,
+//! `flotilla-loadgen connections|fanout|inventory|assess|associate --agents N [...]`: parses arguments,
 //! starts (or finds) the server under test and runs one benchmark from the library.
 
 use std::path::PathBuf;
@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use flotilla_loadgen::packages::FleetShape;
 use flotilla_loadgen::scenario::{self, Settings, Target};
 use flotilla_loadgen::{ServerProcess, raise_nofile_limit};
 use serde_json::Value;
@@ -29,7 +30,7 @@ enum Bench {
     Fanout(Common),
     /// N nodes x P packages: a full inventory upload, then a delta.
     Inventory(Common),
-    /// Inventory, the OSV sample, then a `cve` assessment of every node.
+    /// Inventory, a synthetic advisory database (or the OSV sample), then a `cve` assessment.
     Assess(Common),
     /// A desired-state association over every agent: applied at creation, then again (unchanged).
     Associate(Common),
@@ -43,6 +44,18 @@ struct Common {
     /// Application items per node (inventory and assess).
     #[arg(long, default_value_t = 1000)]
     packages: usize,
+    /// Base images the nodes are spread over (0: every node different).
+    #[arg(long, default_value_t = 5)]
+    fleet_images: usize,
+    /// Per cent of a node's packages that differ from its image (other version, missing, extra).
+    #[arg(long, default_value_t = 3.0)]
+    vary_percent: f64,
+    /// Seed of the synthetic fleet and advisory database.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// `assess`: synthetic advisories imported through the import API (0: the real OSV sample).
+    #[arg(long, default_value_t = 50_000)]
+    advisories: usize,
     /// A running server to test instead of starting one (needs --token and --ca).
     #[arg(long, requires_all = ["token", "ca"])]
     server: Option<String>,
@@ -80,9 +93,10 @@ struct Common {
     /// Fraction of invocations that fail, 0..1.
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
-    /// Bytes of stdout per invocation (0: no OutputChunk).
-    #[arg(long, default_value_t = 0)]
-    output_bytes: usize,
+    /// Bytes of stdout per invocation (0: no OutputChunk); `fanout` runs once per value
+    /// (comma-separated), the first being its headline figure.
+    #[arg(long, default_value = "1024,0", value_delimiter = ',')]
+    output_bytes: Vec<usize>,
     /// Source addresses 127.0.0.1..=127.0.0.K to spread connections over.
     #[arg(long, default_value_t = 8)]
     source_addresses: u8,
@@ -127,10 +141,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut target = target(common).await?;
     let settings = Settings {
         agents: common.agents,
-        packages: common.packages,
+        fleet: FleetShape {
+            packages: common.packages,
+            images: common.fleet_images,
+            vary_percent: common.vary_percent,
+            seed: common.seed,
+        },
+        advisories: common.advisories,
         delay: Duration::from_millis(common.delay_ms),
         fail_rate: common.fail_rate.clamp(0.0, 1.0),
-        output_bytes: common.output_bytes,
+        output_bytes: common.output_bytes.clone(),
         source_addresses: common.source_addresses,
         cache_dir: if common.no_cache { None } else { Some(common.cache_dir.clone().unwrap_or_else(default_cache)) },
         idle: Duration::from_secs(common.idle_seconds),

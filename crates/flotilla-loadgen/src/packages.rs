@@ -153,8 +153,129 @@ fn app(name: String, version: &str) -> Application {
     }
 }
 
-/// Node `index`'s packages: the advised ones, the base list, then synthetic names up to
-/// `count`. About one package in twenty has a node-specific revision, so nodes differ.
+/// How alike the fleet's nodes are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FleetShape {
+    /// Application items per node (about: variation adds and removes a few).
+    pub packages: usize,
+    /// Base images the nodes are spread over (node i takes image i mod K); 0: every node its
+    /// own image (the all-different fleet).
+    pub images: usize,
+    /// Share of a node's packages, in percent, that differ from its image: a third at another
+    /// version, a third missing, and as many extra packages as a third would be.
+    pub vary_percent: f64,
+    /// Seeds every choice, so that runs with the same shape are identical.
+    pub seed: u64,
+}
+
+impl FleetShape {
+    /// `packages` per node, 5 images, 3 % variation: the benchmarks' default fleet.
+    pub fn realistic(packages: usize) -> Self {
+        FleetShape { packages, images: 5, vary_percent: 3.0, seed: 1 }
+    }
+
+    /// Every node the same image, no variation.
+    pub fn identical(packages: usize) -> Self {
+        FleetShape { packages, images: 1, vary_percent: 0.0, seed: 1 }
+    }
+}
+
+/// A 64-bit mix of the inputs (SplitMix64 finaliser over a running xor): deterministic,
+/// well spread, and cheap enough to call per package.
+pub fn mix(parts: &[u64]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for &p in parts {
+        h ^= p;
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// Names of the fixed part of every list: the advised packages, then the base system.
+const FIXED: usize = ADVISED.len() + BASE.len();
+
+/// The `j`-th name of the canonical package universe: the advised packages, the real Debian
+/// 9 base, then synthetic names (`python3-module7`, ...). Images draw their lists from its
+/// start and the synthetic advisory database from all of it, so the two overlap as a real
+/// fleet and a real distribution's advisories do.
+pub fn package_name(j: usize) -> String {
+    if j < ADVISED.len() {
+        ADVISED[j].0.to_owned()
+    } else if j < FIXED {
+        BASE[j - ADVISED.len()].0.to_owned()
+    } else {
+        let k = j - FIXED;
+        format!("{}-module{}", STEMS[k % STEMS.len()], k / STEMS.len())
+    }
+}
+
+/// The synthetic packages' version before an image's security updates: some with an epoch,
+/// some with a `~` backport revision (as `1.2.3-1~deb9u2` sorts before `1.2.3-1`).
+fn synthetic_base(j: usize) -> (String, String, char) {
+    let epoch = if j % 11 == 3 { "1:" } else { "" };
+    let sep = if j.is_multiple_of(5) { '~' } else { '+' };
+    (epoch.to_owned(), format!("{}.{}.{}-{}", 1 + j % 5, j % 13, j % 7, 1 + j % 3), sep)
+}
+
+/// Package `j`'s version in image `image`: the advised packages vulnerable or fixed, the base
+/// system as released, synthetic ones at an image-dependent security update `debNuM`.
+pub fn image_version(shape: &FleetShape, image: u64, j: usize) -> String {
+    let h = mix(&[shape.seed, image, j as u64]);
+    if j < ADVISED.len() {
+        let (_, vulnerable, fixed) = ADVISED[j];
+        return if h.is_multiple_of(2) { vulnerable } else { fixed }.to_owned();
+    }
+    if j < FIXED {
+        return BASE[j - ADVISED.len()].1.to_owned();
+    }
+    let (epoch, upstream, sep) = synthetic_base(j);
+    format!("{epoch}{upstream}{sep}deb9u{}", 1 + h % 4)
+}
+
+/// Node `index`'s packages in the `shape` of its fleet, sorted.
+pub fn fleet_applications(index: usize, shape: &FleetShape) -> Vec<Application> {
+    if shape.images == 0 {
+        return applications(index, shape.packages);
+    }
+    let image = (index % shape.images) as u64;
+    let count = shape.packages;
+    let share = shape.vary_percent.clamp(0.0, 100.0) / 100.0;
+    // A package varies when its hash falls under the share; which way is decided by a second one.
+    let threshold = (share * u64::MAX as f64) as u64;
+    let mut apps = Vec::with_capacity(count + count / 20);
+    for j in 0..count {
+        let version = image_version(shape, image, j);
+        let h = mix(&[shape.seed, 1 << 40, index as u64, j as u64]);
+        if threshold > 0 && h < threshold {
+            match h % 3 {
+                // A binary rebuild or a newer update than the image's: `+bN` sorts above.
+                0 => apps.push(app(package_name(j), &format!("{version}+b{}", 1 + h % 3))),
+                1 => {} // removed on this node
+                _ => apps.push(app(package_name(j), &version)),
+            }
+        } else {
+            apps.push(app(package_name(j), &version));
+        }
+    }
+    // Extra packages, installed by hand: names beyond the image's list, as many as a third of
+    // the varied share.
+    let extras = (count as f64 * share / 3.0).round() as usize;
+    let mut seen = std::collections::BTreeSet::new();
+    for e in 0..extras {
+        let j = count + (mix(&[shape.seed, 2 << 40, index as u64, e as u64]) as usize % count.max(1));
+        if seen.insert(j) {
+            apps.push(app(package_name(j), &image_version(shape, image, j)));
+        }
+    }
+    apps.sort();
+    apps
+}
+
+/// Node `index`'s packages in the all-different fleet: the advised ones, the base list, then
+/// synthetic names up to `count`. About one package in twenty has a node-specific revision.
 pub fn applications(index: usize, count: usize) -> Vec<Application> {
     let mut apps = Vec::with_capacity(count);
     for (i, (name, vulnerable, fixed)) in ADVISED.iter().enumerate() {
@@ -177,6 +298,40 @@ pub fn applications(index: usize, count: usize) -> Vec<Application> {
     apps.truncate(count);
     apps.sort();
     apps
+}
+
+/// What the images carry of canonical package `j`, for writing Debian 9 advisories that
+/// fixed it (or not) at versions the fleet really has.
+pub(crate) enum Carried {
+    /// An advised package: the version that fixes it (images carry it or the one before).
+    Advised { fixed: &'static str },
+    /// A base-system package at this released version on every image.
+    Released(&'static str),
+    /// A synthetic package `UPSTREAM{sep}deb9uM` (epoch included), M from 1 to 4 by image.
+    Updated { upstream: String, sep: char },
+}
+
+impl Carried {
+    pub(crate) fn of(j: usize) -> Carried {
+        if j < ADVISED.len() {
+            Carried::Advised { fixed: ADVISED[j].2 }
+        } else if j < FIXED {
+            Carried::Released(BASE[j - ADVISED.len()].1)
+        } else {
+            let (epoch, upstream, sep) = synthetic_base(j);
+            Carried::Updated { upstream: format!("{epoch}{upstream}"), sep }
+        }
+    }
+
+    /// The epoch prefix (`1:`) of the carried version, or "".
+    pub(crate) fn epoch(&self) -> &str {
+        let v = match self {
+            Carried::Advised { fixed } => fixed,
+            Carried::Released(v) => v,
+            Carried::Updated { upstream, .. } => upstream.as_str(),
+        };
+        v.find(':').map_or("", |i| &v[..=i])
+    }
 }
 
 /// Node `index`'s facts as the InstanceInformation item.
@@ -211,15 +366,17 @@ fn encode<T: serde::Serialize>(name: &'static str, items: impl IntoIterator<Item
 }
 
 /// The node's whole inventory, encoded.
-pub fn encoded(index: usize, hostname: &str, packages: usize) -> Vec<EncodedType> {
+pub fn encoded(index: usize, hostname: &str, shape: &FleetShape) -> Vec<EncodedType> {
     vec![
-        encode("Application", applications(index, packages)),
+        encode("Application", fleet_applications(index, shape)),
         encode("InstanceInformation", [instance_information(hostname)]),
     ]
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -235,9 +392,30 @@ mod tests {
     }
 
     #[test]
+    fn images_share_most_packages_and_nodes_vary_a_few() {
+        let shape = FleetShape::realistic(1000);
+        let names = |v: &[Application]| v.iter().map(|a| (a.name.clone(), a.version.clone())).collect::<BTreeSet<_>>();
+        // Nodes 0 and 5 have image 0; node 1 has image 1.
+        let (a, b, c) = (
+            names(&fleet_applications(0, &shape)),
+            names(&fleet_applications(5, &shape)),
+            names(&fleet_applications(1, &shape)),
+        );
+        let same = |x: &BTreeSet<_>, y: &BTreeSet<_>| x.intersection(y).count();
+        assert!((950..1000).contains(&same(&a, &b)), "same image: {} in common", same(&a, &b));
+        assert!(same(&a, &c) < same(&a, &b), "another image differs more");
+        assert!((980..=1020).contains(&a.len()), "{}", a.len());
+        let identical = FleetShape::identical(300);
+        assert_eq!(fleet_applications(0, &identical), fleet_applications(7, &identical));
+        assert_eq!(fleet_applications(3, &shape), fleet_applications(3, &shape), "deterministic");
+        let names_only: BTreeSet<_> = fleet_applications(2, &shape).into_iter().map(|a| a.name).collect();
+        assert_eq!(names_only.len(), fleet_applications(2, &shape).len(), "one version per name");
+    }
+
+    #[test]
     fn hash_is_stable() {
-        let x = encoded(5, "h", 50);
-        let y = encoded(5, "h", 50);
+        let x = encoded(5, "h", &FleetShape::realistic(50));
+        let y = encoded(5, "h", &FleetShape::realistic(50));
         assert_eq!(x[0].hash, y[0].hash);
         assert_eq!(x[0].hash.len(), 64);
     }

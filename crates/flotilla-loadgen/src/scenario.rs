@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flotilla_api::{Client, CreateAssessment, CreateCommand, VulnImport, VulnRecordText};
+use flotilla_api::{Client, CreateAssessment, CreateCommand, InventoryQuery, VulnImport, VulnRecordText};
 use serde_json::{Value, json};
 
 use crate::agent::{Fleet, FleetOptions, Stats};
 use crate::credentials;
+use crate::packages::FleetShape;
 use crate::server::{Metrics, ProcStats, ServerProcess};
 
 /// The server under test.
@@ -47,10 +48,15 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub agents: usize,
-    pub packages: usize,
+    /// The nodes' packages (inventory and assess).
+    pub fleet: FleetShape,
     pub delay: Duration,
     pub fail_rate: f64,
-    pub output_bytes: usize,
+    /// `fanout`: bytes of stdout per invocation, one set of runs per value (the first is the
+    /// headline); the other benchmarks use the first.
+    pub output_bytes: Vec<usize>,
+    /// `assess`: synthetic advisories to import (0: the repository's real OSV sample).
+    pub advisories: usize,
     pub source_addresses: u8,
     pub cache_dir: Option<PathBuf>,
     /// Idle window of `connections`.
@@ -65,9 +71,9 @@ fn fleet_options(target: &Target, s: &Settings) -> FleetOptions {
     let mut opts = FleetOptions::new(&target.url, &target.ca_pem);
     opts.delay = s.delay;
     opts.fail_rate = s.fail_rate;
-    opts.output_bytes = s.output_bytes;
+    opts.output_bytes.store(s.output_bytes.first().copied().unwrap_or(0), Ordering::Relaxed);
     opts.source_addresses = s.source_addresses;
-    opts.packages = s.packages;
+    opts.fleet = s.fleet;
     opts
 }
 
@@ -304,16 +310,33 @@ pub async fn fanout(target: &mut Target, s: &Settings) -> anyhow::Result<Value> 
     let mut report = json!({ "scenario": "fanout", "agents": s.agents, "db": target.db, "delay_ms": s.delay.as_millis() as u64, "fail_rate": s.fail_rate });
     merge(&mut report, part);
     let mut runs = Vec::new();
-    for concurrency in &s.concurrency {
-        let sampler = RssSampler::start(target.pid());
-        let mut run = fan_out_once(&client, &fleet, vec!["all".into()], s.agents, concurrency, s.timeout).await?;
-        let peak = sampler.finish();
-        merge(&mut run, json!({ "server_peak_rss_bytes": peak, "server_hwm_bytes": target.proc().hwm_bytes }));
-        runs.push(run);
+    let outputs = if s.output_bytes.is_empty() { vec![0] } else { s.output_bytes.clone() };
+    for &output_bytes in &outputs {
+        fleet.set_output_bytes(output_bytes);
+        for concurrency in &s.concurrency {
+            let sampler = RssSampler::start(target.pid());
+            let mut run = fan_out_once(&client, &fleet, vec!["all".into()], s.agents, concurrency, s.timeout).await?;
+            let peak = sampler.finish();
+            merge(
+                &mut run,
+                json!({
+                    "output_bytes": output_bytes,
+                    "server_peak_rss_bytes": peak,
+                    "server_hwm_bytes": target.proc().hwm_bytes,
+                }),
+            );
+            runs.push(run);
+        }
     }
     // The first run's figures at the top level, for scripts that read one number.
     if let Some(first) = runs.first().and_then(Value::as_object) {
-        for key in ["max_concurrency", "seconds_to_all_results", "invocations_per_second", "server_peak_rss_bytes"] {
+        for key in [
+            "output_bytes",
+            "max_concurrency",
+            "seconds_to_all_results",
+            "invocations_per_second",
+            "server_peak_rss_bytes",
+        ] {
             if let (Some(v), Some(map)) = (first.get(key), report.as_object_mut()) {
                 map.insert(key.to_owned(), v.clone());
             }
@@ -362,11 +385,13 @@ async fn collection(fleet: &Fleet, metrics: &Metrics, n: usize, timeout: Duratio
 pub async fn inventory(target: &mut Target, s: &Settings) -> anyhow::Result<Value> {
     let metrics = Metrics::new(&target.url, &target.ca_pem)?;
     let (fleet, part) = connect_fleet(target, s, fleet_options(target, s), &metrics).await?;
-    let mut report = json!({ "scenario": "inventory", "agents": s.agents, "packages": s.packages, "db": target.db });
+    let mut report = json!({ "scenario": "inventory", "agents": s.agents, "db": target.db });
+    merge(&mut report, fleet_fields(&s.fleet));
     merge(&mut report, part);
     let sampler = RssSampler::start(target.pid());
     let full = collection(&fleet, &metrics, s.agents, s.timeout).await?;
     let full_peak = sampler.finish();
+    let query = fleet_query(&target.client()?, s.timeout).await?;
     let sampler = RssSampler::start(target.pid());
     let delta = collection(&fleet, &metrics, s.agents, s.timeout).await?;
     let delta_peak = sampler.finish();
@@ -375,6 +400,7 @@ pub async fn inventory(target: &mut Target, s: &Settings) -> anyhow::Result<Valu
         json!({
             "full": full,
             "delta": delta,
+            "query": query,
             "server_peak_rss_full_bytes": full_peak,
             "server_peak_rss_delta_bytes": delta_peak,
             "server_hwm_bytes": target.proc().hwm_bytes,
@@ -383,6 +409,86 @@ pub async fn inventory(target: &mut Target, s: &Settings) -> anyhow::Result<Valu
     );
     fleet.stop().await;
     Ok(report)
+}
+
+/// The shape of the fleet, for the report.
+fn fleet_fields(f: &FleetShape) -> Value {
+    json!({ "packages": f.packages, "fleet_images": f.images, "vary_percent": f.vary_percent, "seed": f.seed })
+}
+
+/// The fleet query an operator asks first when an advisory comes out: which nodes run openssl
+/// older than the fix, through the API the CLI uses (`inventory query`), every page, timed
+/// twice (the first may read cold pages).
+pub async fn fleet_query(client: &Client, timeout: Duration) -> anyhow::Result<Value> {
+    let filters = vec!["name=openssl".to_owned(), "version<1.1.0l-1~deb9u6".to_owned()];
+    let mut times = Vec::new();
+    let mut nodes = 0usize;
+    let mut pages = 0usize;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let (mut after, mut n, mut p) = (None, 0, 0);
+        loop {
+            let page = client
+                .query_inventory(&InventoryQuery {
+                    type_name: "Application".into(),
+                    filters: filters.clone(),
+                    limit: Some(1000),
+                    after: after.take(),
+                })
+                .await
+                .context("cannot query the inventory")?;
+            n += page.rows.len();
+            p += 1;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+            if started.elapsed() > timeout {
+                bail!("the fleet query took longer than {:.0} s", timeout.as_secs_f64());
+            }
+        }
+        times.push(round3(started.elapsed().as_secs_f64()));
+        (nodes, pages) = (n, p);
+    }
+    Ok(json!({
+        "filters": filters,
+        "nodes": nodes,
+        "pages": pages,
+        "first_seconds": times[0],
+        "seconds": times[1],
+    }))
+}
+
+/// Imports `n` synthetic advisories (`crate::advisories`) through the import API, in the
+/// batches `flotilla vulndb import` sends; returns the summary fields for the report.
+pub async fn import_synthetic(client: &Client, n: usize, seed: u64) -> anyhow::Result<Value> {
+    const BATCH: usize = 1_000;
+    let started = Instant::now();
+    let (mut accepted, mut rejected) = (0u64, 0usize);
+    let mut first_rejection = None;
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        let records = (i..end)
+            .map(|k| {
+                let (source, text) = crate::advisories::record(seed, k);
+                VulnRecordText { source, text }
+            })
+            .collect();
+        let r = client.vulndb_import(&VulnImport { records }).await.context("cannot import advisories")?;
+        accepted += r.new + r.updated + r.unchanged;
+        rejected += r.rejected.len();
+        if first_rejection.is_none() {
+            first_rejection = r.rejected.first().map(|x| format!("{}: {}", x.source, x.reason));
+        }
+        i = end;
+    }
+    Ok(json!({
+        "advisories_imported": accepted,
+        "advisories_rejected": rejected,
+        "advisories_first_rejection": first_rejection,
+        "import_seconds": round3(started.elapsed().as_secs_f64()),
+    }))
 }
 
 /// Imports the repository's OSV sample; returns (new + updated + unchanged, rejected).
@@ -401,10 +507,19 @@ pub async fn assess(target: &mut Target, s: &Settings) -> anyhow::Result<Value> 
     let metrics = Metrics::new(&target.url, &target.ca_pem)?;
     let (fleet, part) = connect_fleet(target, s, fleet_options(target, s), &metrics).await?;
     let client = target.client()?;
-    let mut report = json!({ "scenario": "assess", "agents": s.agents, "packages": s.packages, "db": target.db });
+    let mut report = json!({ "scenario": "assess", "agents": s.agents, "db": target.db, "advisories": s.advisories });
+    merge(&mut report, fleet_fields(&s.fleet));
     merge(&mut report, part);
     let ingest = collection(&fleet, &metrics, s.agents, s.timeout).await?;
-    let (advisories, rejected) = import_osv_sample(&client).await?;
+    let import = if s.advisories == 0 {
+        let (advisories, rejected) = import_osv_sample(&client).await?;
+        json!({ "advisories_imported": advisories, "advisories_rejected": rejected, "advisories_source": "osv-sample" })
+    } else {
+        let mut v = import_synthetic(&client, s.advisories, s.fleet.seed).await?;
+        merge(&mut v, json!({ "advisories_source": "synthetic" }));
+        v
+    };
+    merge(&mut report, import);
     let started = Instant::now();
     let sampler = RssSampler::start(target.pid());
     let run = client
@@ -434,8 +549,6 @@ pub async fn assess(target: &mut Target, s: &Settings) -> anyhow::Result<Value> 
         &mut report,
         json!({
             "ingest": ingest,
-            "advisories_imported": advisories,
-            "advisories_rejected": rejected,
             "assessment_id": run.id,
             "assessment_status": run.status,
             "assessment_detail": run.detail,

@@ -24,10 +24,11 @@ async fn target() -> Target {
 fn settings() -> Settings {
     Settings {
         agents: 20,
-        packages: 50,
+        fleet: flotilla_loadgen::packages::FleetShape::realistic(50),
+        advisories: 0,
         delay: Duration::ZERO,
         fail_rate: 0.1,
-        output_bytes: 16,
+        output_bytes: vec![16],
         source_addresses: 4,
         cache_dir: None,
         idle: Duration::from_secs(2),
@@ -67,14 +68,42 @@ async fn inventory() {
     assert!(r["full"]["item_bytes_sent"].as_u64().unwrap_or(0) > 20 * 50 * 100, "{r}");
     assert_eq!(r["delta"]["item_bytes_sent"], 0, "the second collection sends no items: {r}");
     assert_eq!(r["full"]["server_reports_counted"], 20.0, "{r}");
+    // The fleet query finds exactly the nodes whose generated openssl is older than the fix.
+    let shape = settings().fleet;
+    let expected = (0..20)
+        .filter(|&i| {
+            flotilla_loadgen::packages::fleet_applications(i, &shape)
+                .iter()
+                .any(|a| a.name == "openssl" && a.version.starts_with("1.1.0l-1~deb9u5"))
+        })
+        .count();
+    assert!(expected > 0, "the generated fleet has vulnerable nodes");
+    assert_eq!(r["query"]["nodes"], expected, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assess_against_synthetic_advisories() {
+    let mut t = target().await;
+    // 1,000 packages, as a real node has: the records spread over a 30,000-name universe, so a
+    // short list would meet too few of them to say anything.
+    let s =
+        Settings { advisories: 2_500, fleet: flotilla_loadgen::packages::FleetShape::realistic(1000), ..settings() };
+    let r = scenario::assess(&mut t, &s).await.expect("assess");
+    assert_eq!(r["assessment_status"], "Completed", "{r}");
+    assert_eq!(r["advisories_imported"], 2_500, "{r}");
+    assert_eq!(r["advisories_rejected"], 0, "{r}");
+    assert_eq!(r["assessed_nodes"], 20, "{r}");
+    assert!(r["findings"].as_u64().unwrap_or(0) >= 20, "the synthetic records meet the fleet's packages: {r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assess() {
     let mut t = target().await;
-    let r = scenario::assess(&mut t, &settings()).await.expect("assess");
+    // The real OSV sample over the all-different fleet, in which every node has two of the
+    // four advised packages at a vulnerable version.
+    let s = Settings { fleet: flotilla_loadgen::packages::FleetShape { images: 0, ..settings().fleet }, ..settings() };
+    let r = scenario::assess(&mut t, &s).await.expect("assess");
     assert_eq!(r["assessment_status"], "Completed", "{r}");
     assert_eq!(r["assessed_nodes"], 20, "{r}");
-    // Every node has two of the four advised packages at a vulnerable version.
     assert!(r["findings"].as_u64().unwrap_or(0) >= 20, "{r}");
 }

@@ -123,7 +123,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
             "no target: give at least one --target (a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all; join terms with & and negate one with !)".into(),
         ));
     }
-    let notification = notification(state, req.notify).await?;
+    let notification = notification(state, req.notify.clone()).await?;
     let (version, mut steps) = checked_plan(state, &req.document, req.document_version, &req.parameters).await?;
     if let Some(t) = req.timeout_seconds {
         for step in &mut steps {
