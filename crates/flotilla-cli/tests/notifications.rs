@@ -898,10 +898,15 @@ fn assess_simulated(server: &TestServer, agents: usize) -> Value {
     };
     let settings = flotilla_loadgen::scenario::Settings {
         agents,
-        packages: 50,
+        // Every node different, against the real OSV sample: each has findings to report.
+        fleet: flotilla_loadgen::packages::FleetShape {
+            images: 0,
+            ..flotilla_loadgen::packages::FleetShape::realistic(50)
+        },
+        advisories: 0,
         delay: Duration::ZERO,
         fail_rate: 0.0,
-        output_bytes: 16,
+        output_bytes: vec![16],
         source_addresses: 4,
         cache_dir: None,
         idle: Duration::from_secs(1),
