@@ -16,7 +16,9 @@ fi
 # databases), PostgreSQL (the storage contract suite), python3-venv (the OpenAPI validator),
 # systemd, passwd, dpkg-dev and apt (the desired-state actions run the real systemctl --root,
 # useradd --root, dpkg-deb/dpkg-scanpackages/dpkg --root and apt-get on throwaway roots), tmux
-# (the session tests drive a real terminal through it).
+# (the session tests drive a real terminal through it), dnf, createrepo-c and apt-utils (Patch
+# Manager scans and installs through the real apt-get and dnf on throwaway roots, from file://
+# repositories the tests and the demo build with apt-ftparchive and createrepo_c/modifyrepo_c).
 apt_missing=()
 command -v rpmbuild >/dev/null || apt_missing+=(rpm)
 command -v systemctl >/dev/null || apt_missing+=(systemd)
@@ -24,6 +26,9 @@ command -v tmux >/dev/null || apt_missing+=(tmux)
 command -v useradd >/dev/null || apt_missing+=(passwd)
 command -v dpkg-scanpackages >/dev/null || apt_missing+=(dpkg-dev)
 command -v apt-get >/dev/null || apt_missing+=(apt)
+command -v apt-ftparchive >/dev/null || apt_missing+=(apt-utils)
+command -v dnf >/dev/null || apt_missing+=(dnf)
+command -v createrepo_c >/dev/null || apt_missing+=(createrepo-c)
 command -v pg_ctlcluster >/dev/null || apt_missing+=(postgresql)
 command -v curl >/dev/null || apt_missing+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_missing+=(python3-venv)

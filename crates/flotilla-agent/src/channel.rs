@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use crate::AgentError;
 use crate::inventory::Inventory;
 use crate::invocation::{Outbox, Runner};
+use crate::patching::Patching;
 use crate::state::Identity;
 
 /// Heartbeat interval until the server says otherwise.
@@ -48,7 +49,8 @@ pub async fn run(state_dir: &Path, root: &Path, sessions: crate::session::Settin
     tracing::info!(node_id = %identity.state.node_id, server = %identity.state.server_url, "agent starting");
     let outbox: Outbox = Arc::new(Mutex::new(None));
     let inventory = Arc::new(Inventory::new(root, outbox.clone()));
-    let runner = Runner::new(state_dir, outbox.clone(), inventory.clone())?;
+    let patching = Arc::new(Patching::new(root, state_dir, outbox.clone()));
+    let runner = Runner::new(state_dir, outbox.clone(), inventory.clone(), patching)?;
     runner.prune_tombstones();
     let scheduled = inventory.clone();
     tokio::spawn(async move { scheduled.schedule().await });
@@ -229,6 +231,7 @@ async fn stream(
                     Some(server_message::Body::ResultAck(ack)) => runner.acknowledged(&ack.invocation_id).await,
                     Some(server_message::Body::InventoryAck(ack)) => inventory.acknowledged(ack),
                     Some(server_message::Body::InventoryConfig(config)) => inventory.configure(config),
+                    Some(server_message::Body::Patch(response)) => runner.patching().answered(response),
                     Some(server_message::Body::SessionOpen(open)) => {
                         tracing::info!(session = %open.session_id, "session requested");
                         sessions.open(session_channel.clone(), open);

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::AgentError;
 use crate::exec::{self, Chunk, Outcome, Spec};
 use crate::inventory::Inventory;
+use crate::patching::Patching;
 use crate::state::{PRIVATE_FILE, create_private_dir, private_dir, sync_dir, write_private};
 
 /// How long an acknowledged invocation's id is remembered. The server re-sends a Run it has no
@@ -132,6 +133,7 @@ pub struct Runner {
     executed: PathBuf,
     outbox: Outbox,
     inventory: Arc<Inventory>,
+    patching: Arc<Patching>,
     /// Invocations running in this process. Its lock also serialises claims.
     running: Mutex<HashMap<String, CancellationToken>>,
     last_prune: Mutex<std::time::Instant>,
@@ -165,7 +167,12 @@ pub(crate) async fn send(outbox: &Outbox, message: agent_message::Body) -> bool 
 
 impl Runner {
     /// Prepares the spool and tombstone directories (0700) under `state_dir`.
-    pub fn new(state_dir: &Path, outbox: Outbox, inventory: Arc<Inventory>) -> Result<Arc<Runner>, AgentError> {
+    pub fn new(
+        state_dir: &Path,
+        outbox: Outbox,
+        inventory: Arc<Inventory>,
+        patching: Arc<Patching>,
+    ) -> Result<Arc<Runner>, AgentError> {
         let (dir, executed) = (state_dir.join("invocations"), state_dir.join("executed"));
         for d in [state_dir, &dir, &executed] {
             private_dir(d).map_err(|source| AgentError::Write { path: d.to_path_buf(), source })?;
@@ -175,9 +182,15 @@ impl Runner {
             executed,
             outbox,
             inventory,
+            patching,
             running: Mutex::new(HashMap::new()),
             last_prune: Mutex::new(std::time::Instant::now()),
         }))
+    }
+
+    /// Patch Manager's operations (the channel hands them the server's answers).
+    pub fn patching(&self) -> &Patching {
+        &self.patching
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
@@ -283,6 +296,7 @@ impl Runner {
             }
             runner.running().remove(&id);
             runner.send_result(&id, &result).await;
+            runner.patching.reboot_if_requested(&id, &dir).await;
         });
     }
 
@@ -444,6 +458,28 @@ impl Runner {
                             (InvocationOutcome::Failed as i32, 1, format!("step {}: {why}", step.name));
                         break;
                     }
+                }
+                continue;
+            }
+            if step.agent_action == flotilla_core::patch::ACTION {
+                let inputs: std::collections::BTreeMap<String, String> = step.agent_inputs.into_iter().collect();
+                let outcome = tokio::select! {
+                    outcome = self.patching.run(&run.invocation_id, &inputs) => outcome,
+                    () = cancel.cancelled() => {
+                        (result.outcome, result.exit_code, result.detail) =
+                            (InvocationOutcome::Cancelled as i32, -1, "cancelled".into());
+                        break;
+                    }
+                };
+                self.output(dir, &run.invocation_id, &mut budgets[0], OutputStream::Stdout, outcome.log.into_bytes())
+                    .await;
+                (result.outcome, result.exit_code, result.detail) = if outcome.success {
+                    (InvocationOutcome::Success as i32, 0, String::new())
+                } else {
+                    (InvocationOutcome::Failed as i32, 1, format!("step {}: {}", step.name, outcome.detail))
+                };
+                if !outcome.success {
+                    break;
                 }
                 continue;
             }

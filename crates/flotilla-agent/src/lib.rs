@@ -17,6 +17,8 @@ pub mod exec;
 mod inventory;
 mod invocation;
 mod node;
+pub mod patch;
+mod patching;
 mod root;
 pub mod session;
 mod state;

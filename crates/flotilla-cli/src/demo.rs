@@ -7,6 +7,7 @@
 
 mod packages;
 mod receiver;
+mod repos;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -261,7 +262,13 @@ struct Sample {
     tags: [(&'static str, &'static str); 2],
 }
 
-fn plan(fleet_dir: &Path, count: usize) -> anyhow::Result<Vec<Sample>> {
+/// Builds the sample roots (and the local package repositories they point at, in
+/// `repos_dir`). Blocking: it runs the packaging tools.
+fn plan(fleet_dir: &Path, repos_dir: &Path, count: usize) -> anyhow::Result<Vec<Sample>> {
+    let (repos, notes) = repos::build(repos_dir);
+    for note in notes {
+        eprintln!("{note}");
+    }
     let mut samples = Vec::with_capacity(count);
     for i in 0..count {
         let (label, os_release) = DISTROS[i % DISTROS.len()];
@@ -275,6 +282,8 @@ fn plan(fleet_dir: &Path, count: usize) -> anyhow::Result<Vec<Sample>> {
         std::fs::write(root.join("etc/hostname"), format!("{hostname}\n"))?;
         if let Err(e) = packages::write(&root, label, i) {
             eprintln!("note: {hostname} gets no package database: {e:#}");
+        } else if let Err(e) = repos::configure(&root, label, &repos) {
+            eprintln!("note: {hostname} gets no package repository: {e:#}");
         }
         samples.push(Sample { hostname, root, state: dir.join("state"), tags: [("env", env), ("role", role)] });
     }
@@ -358,7 +367,8 @@ async fn start_and_serve(
         })
         .await?;
     let code = activation.code.clone().unwrap_or_default();
-    let samples = plan(&data_dir.join("fleet"), args.nodes)?;
+    let (fleet_dir, repos_dir, nodes) = (data_dir.join("fleet"), data_dir.join("repos"), args.nodes);
+    let samples = tokio::task::spawn_blocking(move || plan(&fleet_dir, &repos_dir, nodes)).await??;
     for sample in &samples {
         let out = Command::new(agent_bin)
             .arg("register")
@@ -388,6 +398,12 @@ async fn start_and_serve(
             .arg(&sample.state)
             .arg("--root")
             .arg(&sample.root)
+            // The sample nodes share this machine: a patch Install that wants a reboot logs
+            // it instead of rebooting the machine the demo runs on.
+            .env(
+                "FLOTILLA_AGENT_REBOOT_COMMAND",
+                "echo demo node: reboot requested by Patch Manager, not rebooting this machine",
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -114,6 +114,9 @@ enum Command {
     /// Maintenance windows: when tasks (documents on registered targets) may run, by priority.
     #[command(subcommand)]
     Windows(cmd::windows::Windows),
+    /// Patch Manager: baselines, patch groups, per-node patch states and compliance.
+    #[command(subcommand)]
+    Patch(cmd::patch::Patch),
     /// Interactive shells and port forwarding through the node's agent, recorded.
     #[command(subcommand)]
     Session(cmd::session::SessionCmd),
@@ -214,6 +217,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Findings(c) => c.run(&conn.client()?, format).await,
         Command::Vulndb(c) => c.run(&conn.client()?, format).await,
         Command::Windows(c) => c.run(&conn.client()?, format).await,
+        Command::Patch(c) => c.run(&conn.client()?, format).await,
         Command::Session(c) => c.run(&conn.client()?, format).await,
     }
 }

@@ -17,6 +17,7 @@ pub mod event;
 pub mod node;
 pub mod notification;
 pub mod parameter;
+pub mod patch;
 pub mod pattern;
 pub mod schedule;
 pub mod session;

@@ -41,6 +41,9 @@ pub const AGENT_ACTIONS: &[&str] = &[INVENTORY_COLLECT, "assess:best-practices",
 /// (`Flotilla-DesiredState`).
 pub const STATE_APPLY: &str = "state:apply";
 const STATE_APPLY_INPUTS: &[&str] = &["resources"];
+/// The action that scans or patches the node against its patch baseline
+/// (`Flotilla-RunPatchBaseline`); its inputs are `flotilla_core::patch::STEP_INPUTS`.
+pub const PATCH_BASELINE: &str = flotilla_core::patch::ACTION;
 
 /// Seconds a script may run when the step does not say (as SSM's `executionTimeout`).
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 3600;
@@ -58,6 +61,8 @@ pub enum Action {
     Resource(ResourceAction),
     /// `state:apply`: a list of desired-state resources, given as JSON text.
     StateApply(StateApplyAction),
+    /// `patch:baseline`, with its inputs as written.
+    Patch(PatchAction),
 }
 
 impl Action {
@@ -69,6 +74,7 @@ impl Action {
             Self::Agent(name) => name,
             Self::Resource(resource) => resource.action,
             Self::StateApply(_) => STATE_APPLY,
+            Self::Patch(_) => PATCH_BASELINE,
         }
     }
 }
@@ -104,6 +110,12 @@ pub struct ResourceAction {
 pub struct StateApplyAction {
     /// A JSON list of resources, each an object with `action` and that action's inputs.
     pub resources: String,
+}
+
+/// `patch:baseline` inputs, as written (references not yet substituted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchAction {
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// One element of a resource list: the action and its inputs.
@@ -242,6 +254,7 @@ pub(crate) fn read_action(
         RUN_SHELL => reader(RUN_SHELL).shell(inputs).map(Action::Shell),
         RUN_DOCUMENT => reader(RUN_DOCUMENT).run_document(inputs).map(Action::RunDocument),
         STATE_APPLY => reader(STATE_APPLY).state_apply(inputs).map(Action::StateApply),
+        PATCH_BASELINE => reader(PATCH_BASELINE).patch(inputs).map(Action::Patch),
         agent if AGENT_ACTIONS.contains(&agent) => {
             let name = AGENT_ACTIONS.iter().copied().find(|a| *a == agent).unwrap_or(INVENTORY_COLLECT);
             reader(name).entries(inputs, &[]).map(|_| Action::Agent(name))
@@ -433,6 +446,17 @@ impl Inputs<'_> {
                 .map_err(|reason| DocumentError::InvalidResources { at: Position::at(&path), reason })?;
         }
         Ok(StateApplyAction { resources })
+    }
+
+    fn patch(&self, inputs: &Value) -> Result<PatchAction, DocumentError> {
+        let entries = self.entries(inputs, flotilla_core::patch::STEP_INPUTS)?;
+        let mut values = BTreeMap::new();
+        for (input, value) in entries {
+            values.insert(input.to_owned(), self.one(value, &self.path.key(input))?);
+        }
+        flotilla_core::patch::StepInputs::parse(&values, &|v| !template::references(v).is_empty())
+            .map_err(|problem| self.invalid(self.path.clone(), problem))?;
+        Ok(PatchAction { inputs: values })
     }
 
     fn run_document(&self, inputs: &Value) -> Result<RunDocumentAction, DocumentError> {

@@ -21,6 +21,9 @@ pub const DESIRED_STATE: &str = "Flotilla-DesiredState";
 /// `Flotilla-DesiredState`'s parameter: a JSON list of resource objects, each with `action`
 /// and that action's inputs, e.g. `[{"action":"file:write","path":"/etc/motd","content":"hi\n"}]`.
 pub const DESIRED_STATE_PARAMETER: &str = "resources";
+/// Scans the node against its patch baseline, or installs what it approves
+/// (AWS-RunPatchBaseline): parameters `Operation`, `RebootOption`, `InstallOverrideList`.
+pub const RUN_PATCH_BASELINE: &str = "Flotilla-RunPatchBaseline";
 const RUN_SHELL_SCRIPT_YAML: &str = include_str!("builtin/Flotilla-RunShellScript.yaml");
 
 /// The built-in documents as (name, YAML text).
@@ -31,6 +34,7 @@ pub fn builtin_documents() -> Vec<(&'static str, &'static str)> {
         (ASSESS_BEST_PRACTICES, include_str!("builtin/Flotilla-AssessBestPractices.yaml")),
         (ASSESS_NETWORK_REACHABILITY, include_str!("builtin/Flotilla-AssessNetworkReachability.yaml")),
         (DESIRED_STATE, include_str!("builtin/Flotilla-DesiredState.yaml")),
+        (RUN_PATCH_BASELINE, include_str!("builtin/Flotilla-RunPatchBaseline.yaml")),
     ]
 }
 

@@ -436,7 +436,7 @@ fn script_parameters(
                             ParameterArgument::List(items) => items.as_slice(),
                         })
                         .collect(),
-                    Action::Agent(_) | Action::Resource(_) | Action::StateApply(_) => Vec::new(),
+                    Action::Agent(_) | Action::Resource(_) | Action::StateApply(_) | Action::Patch(_) => Vec::new(),
                 }
             })
             .filter_map(|line| crate::template::whole_reference(line))

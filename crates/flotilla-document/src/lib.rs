@@ -29,12 +29,13 @@ mod store_ref;
 mod template;
 
 pub use action::{
-    Action, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, ParameterArgument, RUN_DOCUMENT,
-    RUN_SHELL, ResourceAction, RunDocumentAction, STATE_APPLY, ShellAction, StateApplyAction, parse_resources,
+    Action, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, PATCH_BASELINE, ParameterArgument,
+    PatchAction, RUN_DOCUMENT, RUN_SHELL, ResourceAction, RunDocumentAction, STATE_APPLY, ShellAction,
+    StateApplyAction, parse_resources,
 };
 pub use builtin::{
     ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY, COLLECT_INVENTORY, DESIRED_STATE, DESIRED_STATE_PARAMETER,
-    RUN_SHELL_SCRIPT, builtin_documents,
+    RUN_PATCH_BASELINE, RUN_SHELL_SCRIPT, builtin_documents,
 };
 pub use document::{Document, DocumentError, DocumentType, Platform, Position, SCHEMA_VERSION, Step};
 pub use import::import_ssm;

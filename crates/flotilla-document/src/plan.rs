@@ -293,6 +293,19 @@ impl Planner<'_> {
                     let action = agent_step(resource.action, inputs);
                     self.steps.push(PlannedStep { name, precondition, action });
                 }
+                Action::Patch(patch) => {
+                    let mut inputs = BTreeMap::new();
+                    for (input, text) in &patch.inputs {
+                        inputs.insert(input.clone(), values.substitute(text)?);
+                    }
+                    flotilla_core::patch::StepInputs::parse(&inputs, &|_| false).map_err(|reason| {
+                        PlanError::InvalidInput { step: name.clone(), action: action::PATCH_BASELINE, reason }
+                    })?;
+                    let mut action = agent_step(action::PATCH_BASELINE, inputs);
+                    // A patch operation refreshes repositories and may install many packages.
+                    action.timeout_seconds = PATCH_TIMEOUT_SECONDS;
+                    self.steps.push(PlannedStep { name, precondition, action });
+                }
                 Action::StateApply(apply) => {
                     let text = values.substitute(&apply.resources)?;
                     let resources =
@@ -509,6 +522,9 @@ fn plan_shell(shell: &ShellAction, values: &Values<'_>) -> Result<ShellStep, Pla
 }
 
 /// The step of a desired-state action: no script, the agent does the work.
+/// Two hours, as AWS-RunPatchBaseline's `executionTimeout` default.
+const PATCH_TIMEOUT_SECONDS: u32 = 7200;
+
 fn agent_step(action: &str, inputs: BTreeMap<String, String>) -> ShellStep {
     ShellStep {
         script: String::new(),

@@ -26,8 +26,8 @@ use crate::app::AppState;
 use crate::fleet::gateway::Gateway;
 use crate::platform::api_error::ApiError;
 use crate::{
-    assessments, compliance, fleet, inventory, notifications, parameters, platform, runcommand, sessions, statemanager,
-    windows,
+    assessments, compliance, fleet, inventory, notifications, parameters, patch, platform, runcommand, sessions,
+    statemanager, windows,
 };
 
 /// Largest accepted request body on the REST surfaces.
@@ -108,6 +108,7 @@ impl RestRoutes {
                 .merge(compliance::http::routes())
                 .merge(notifications::http::routes())
                 .merge(windows::http::routes())
+                .merge(patch::http::routes())
                 .merge(sessions::http::routes()),
             vulndb: assessments::vulndb_http::routes(),
             public: public_routes().merge(fleet::http::public_routes()),

@@ -17,6 +17,7 @@ mod http;
 mod inventory;
 mod notifications;
 mod parameters;
+mod patch;
 mod platform;
 mod runcommand;
 mod sessions;
@@ -104,6 +105,7 @@ impl Server {
         });
         sessions::recover(&state).await.context("cannot end the sessions a stopped server left open")?;
         documents::install_builtins(&state).await.context("cannot install the built-in documents")?;
+        patch::seed(&state).await.context("cannot install the predefined patch baselines")?;
         notifications::seed::install(&state)
             .await
             .context("cannot create the shipped `daily` template, topics and rules")?;

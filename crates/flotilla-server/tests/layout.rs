@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 /// Capability -> the capabilities it may import. Adding an edge is a design decision: say why
 /// in ARCHITECTURE.md.
 const CAPABILITIES: &[(&str, &[&str])] = &[
-    // The agent channel (gateway) hands results to Run Command and reports to inventory; a tag
-    // change re-pushes collection settings.
-    ("fleet", &["inventory", "runcommand"]),
+    // The agent channel (gateway) hands results to Run Command, reports to inventory and
+    // patch requests to Patch Manager; a tag change re-pushes collection settings.
+    ("fleet", &["inventory", "patch", "runcommand"]),
     ("inventory", &["fleet"]),
     ("parameters", &[]),
     // Commands resolve targets (fleet) and Parameter Store references at send time.
@@ -27,6 +27,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("notifications", &["fleet", "assessments", "runcommand"]),
     // A session needs its node (status, tags) from the fleet.
     ("sessions", &["fleet"]),
+    // A patch snapshot resolves the node (its OS, its Patch Group tag); compliance by targets.
+    ("patch", &["fleet"]),
 ];
 /// The composition root: wires everything, may import anything.
 const ROOT_FILES: &[&str] = &["lib.rs", "app.rs", "http.rs"];

@@ -21,6 +21,7 @@ mod fleet;
 mod inventory;
 mod notifications;
 mod parameters;
+mod patch;
 mod schedules;
 mod sessions;
 mod sql;
@@ -37,6 +38,7 @@ pub use fleet::{Enrollment, FleetStore, TargetGroup};
 pub use inventory::{InventoryChange, InventorySetting, InventoryStore, StoredInventoryType};
 pub use notifications::{DeliveryRecord, NewDelivery, NotificationStore, RuleRecord, SubscriptionRecord, TopicRecord};
 pub use parameters::{MasterKeyRecord, ParameterLabel, ParameterPut, ParameterRecord, ParameterStore};
+pub use patch::{BaselineRecord, PatchGroupRecord, PatchResult, PatchStateRecord, PatchStore, PatchSummaryRecord};
 pub use schedules::{OccurrenceOutcome, OccurrenceRecord, ScheduleStore, UnknownOutcome};
 pub use sessions::{SessionConnectionRecord, SessionRecord, SessionStore};
 pub use sql::SqlStore;
@@ -51,7 +53,7 @@ use async_trait::async_trait;
 pub mod prelude {
     pub use crate::{
         AssessmentStore, AssociationStore, CommandStore, ComplianceStore, EventStore, FleetStore, InventoryStore,
-        NotificationStore, ParameterStore, ScheduleStore, SessionStore, Store, VulnDbStore, WindowStore,
+        NotificationStore, ParameterStore, PatchStore, ScheduleStore, SessionStore, Store, VulnDbStore, WindowStore,
     };
 }
 
@@ -66,6 +68,7 @@ pub trait Store:
     + AssociationStore
     + ComplianceStore
     + ParameterStore
+    + PatchStore
     + VulnDbStore
     + ScheduleStore
     + NotificationStore

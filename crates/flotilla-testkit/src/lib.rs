@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod fake_server;
+pub mod packages;
 pub mod postgres;
 pub mod process;
 

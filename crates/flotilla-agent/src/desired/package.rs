@@ -10,35 +10,18 @@ use std::path::Path;
 use flotilla_core::desired::PackageState;
 
 use super::{Node, Report, tool, tool_ok};
+use crate::patch::Manager;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Manager {
-    Dpkg,
-    Rpm,
-    Apk,
-}
-
+/// The same detection as Patch Manager's: one rule for which manager a root has.
 fn detect(root: &Path) -> Result<Manager, String> {
-    if root.join("var/lib/dpkg/status").is_file() {
-        Ok(Manager::Dpkg)
-    } else if root.join("var/lib/rpm").is_dir() || root.join("usr/lib/sysimage/rpm").is_dir() {
-        Ok(Manager::Rpm)
-    } else if root.join("lib/apk/db/installed").is_file() {
-        Ok(Manager::Apk)
-    } else {
-        Err(format!(
-            "no package database under the agent's root {} (looked for var/lib/dpkg/status, var/lib/rpm, \
-             usr/lib/sysimage/rpm, lib/apk/db/installed)",
-            root.display()
-        ))
-    }
+    Manager::detect(root).map_err(|e| e.to_string())
 }
 
 /// The installed version of `name`, if installed.
 async fn installed(node: &Node, manager: Manager, name: &str) -> Result<Option<String>, String> {
     let root = node.root_text();
     match manager {
-        Manager::Dpkg => {
+        Manager::Apt => {
             let admindir = format!("--admindir={}", node.root.join("var/lib/dpkg").display());
             let out = tool(node, "dpkg-query", &[&admindir, "-W", "-f=${Status}\t${Version}", name], &[]).await?;
             if !out.success() {
@@ -48,7 +31,7 @@ async fn installed(node: &Node, manager: Manager, name: &str) -> Result<Option<S
             let installed = status.split_whitespace().nth(2).is_some_and(|s| s == "installed");
             Ok(installed.then(|| version.to_owned()))
         }
-        Manager::Rpm => {
+        Manager::Dnf => {
             let out = tool(node, "rpm", &["--root", &root, "-q", "--qf", "%{VERSION}-%{RELEASE}", name], &[]).await?;
             Ok(out.success().then(|| out.stdout.trim().to_owned()))
         }
@@ -78,7 +61,7 @@ async fn install(
 ) -> Result<(), String> {
     let root = node.root_text();
     match manager {
-        Manager::Dpkg => {
+        Manager::Apt => {
             let target = version.map_or_else(|| name.to_owned(), |v| format!("{name}={v}"));
             let mut args: Vec<String> = Vec::new();
             if !node.live {
@@ -101,7 +84,7 @@ async fn install(
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             tool_ok(node, "apt-get", &refs, &[("DEBIAN_FRONTEND", "noninteractive")]).await.map(drop)
         }
-        Manager::Rpm => {
+        Manager::Dnf => {
             let target = version.map_or_else(|| name.to_owned(), |v| format!("{name}-{v}"));
             let installroot = format!("--installroot={root}");
             let mut args = vec!["-y"];
@@ -126,7 +109,7 @@ async fn install(
 async fn remove(node: &Node, manager: Manager, name: &str) -> Result<(), String> {
     let root = node.root_text();
     match manager {
-        Manager::Dpkg => {
+        Manager::Apt => {
             let root_arg = format!("--root={root}");
             let mut args = Vec::new();
             if !node.live {
@@ -135,7 +118,7 @@ async fn remove(node: &Node, manager: Manager, name: &str) -> Result<(), String>
             args.extend(["--remove", name]);
             tool_ok(node, "dpkg", &args, &[]).await.map(drop)
         }
-        Manager::Rpm => tool_ok(node, "rpm", &["--root", &root, "-e", name], &[]).await.map(drop),
+        Manager::Dnf => tool_ok(node, "rpm", &["--root", &root, "-e", name], &[]).await.map(drop),
         Manager::Apk => tool_ok(node, "apk", &["--root", &root, "del", name], &[]).await.map(drop),
     }
 }

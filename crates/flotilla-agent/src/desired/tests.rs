@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::apply;
+use flotilla_testkit::packages::{Deb, build_deb, dpkg_root, have, is_root};
 
 fn inputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -29,17 +30,6 @@ fn root_with_accounts() -> tempfile::TempDir {
     std::fs::write(etc.join("shadow"), "root:*:19000:0:99999:7:::\nweb:*:19000:0:99999:7:::\n").expect("shadow");
     std::fs::write(etc.join("gshadow"), "root:*::\nweb:*::\nwheel:*::\n").expect("gshadow");
     dir
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn have(program: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test]
@@ -206,50 +196,6 @@ async fn service_enablement_goes_through_systemctl_root() {
     assert!(error.contains("`state` (running/stopped) needs the agent's --root to be /"), "{error}");
 }
 
-/// Builds `name_version_all.deb` (one file under /usr/share/doc) in `dir`.
-fn build_deb(dir: &Path, name: &str, version: &str) -> std::path::PathBuf {
-    let tree = dir.join(format!("{name}-{version}"));
-    std::fs::create_dir_all(tree.join("DEBIAN")).expect("tree");
-    std::fs::create_dir_all(tree.join(format!("usr/share/doc/{name}"))).expect("tree");
-    std::fs::write(
-        tree.join("DEBIAN/control"),
-        format!(
-            "Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Flotilla tests <t@example.com>\n\
-             Description: tiny test package\n"
-        ),
-    )
-    .expect("control");
-    std::fs::write(tree.join(format!("usr/share/doc/{name}/README")), "tiny\n").expect("file");
-    let deb = dir.join(format!("{name}_{version}_all.deb"));
-    let out = std::process::Command::new("dpkg-deb")
-        .args(["--build", "--root-owner-group"])
-        .arg(&tree)
-        .arg(&deb)
-        .output()
-        .expect("dpkg-deb runs");
-    assert!(out.status.success(), "dpkg-deb: {}", String::from_utf8_lossy(&out.stderr));
-    deb
-}
-
-/// An empty dpkg database and apt directories under `root`.
-fn dpkg_root(root: &Path) {
-    for d in [
-        "var/lib/dpkg/info",
-        "var/lib/dpkg/updates",
-        "var/lib/dpkg/triggers",
-        "etc/apt/sources.list.d",
-        "etc/apt/apt.conf.d",
-        "etc/apt/preferences.d",
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "var/log/apt",
-    ] {
-        std::fs::create_dir_all(root.join(d)).expect("dir");
-    }
-    std::fs::write(root.join("var/lib/dpkg/status"), "").expect("status");
-    std::fs::write(root.join("var/lib/dpkg/available"), "").expect("available");
-}
-
 #[tokio::test]
 async fn package_ensure_uses_the_nodes_dpkg_and_apt() {
     if !(have("dpkg") && have("dpkg-deb") && have("apt-get") && is_root()) {
@@ -260,7 +206,7 @@ async fn package_ensure_uses_the_nodes_dpkg_and_apt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     dpkg_root(root);
-    let deb = build_deb(work.path(), "flotilla-tiny", "1.0-1");
+    let deb = build_deb(work.path(), &Deb::new("flotilla-tiny", "1.0-1"));
     let out = std::process::Command::new("dpkg")
         .arg(format!("--root={}", root.display()))
         .args(["--force-script-chrootless", "-i"])

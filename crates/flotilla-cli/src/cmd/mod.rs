@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod nodes;
 pub mod notifications;
 pub mod params;
+pub mod patch;
 pub mod server;
 pub mod session;
 pub mod version_cmp;

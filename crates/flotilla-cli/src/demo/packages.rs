@@ -17,6 +17,8 @@ const UBUNTU: &str = include_str!("ubuntu2204");
 const ALPINE: &str = include_str!("alpine319");
 /// A real rpm database (rpm 4.18, sqlite back end) of the packages in `rocky9-rpmdb.list`.
 const ROCKY_RPMDB: &[u8] = include_bytes!("rocky9-rpmdb.sqlite");
+/// The package list that database was made from (`name source [epoch:]version-release`).
+const ROCKY_LIST: &str = include_str!("rocky9-rpmdb.list");
 
 /// Where the agent looks for tools (its fixed PATH, `flotilla-agent`'s `exec`).
 const AGENT_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -112,6 +114,32 @@ fn apk_installed(packages: &[Package]) -> String {
     text
 }
 
+/// The packages of distribution `label` at their sample versions (the newest any node has),
+/// for the dpkg and apk samples.
+fn sample_packages(label: &str) -> Option<Vec<Package>> {
+    match label {
+        "deb12" => Some(debian_packages()),
+        "ubuntu2204" => Some(with_filler(curated(UBUNTU), 420, |(name, source, version)| {
+            Some((name.clone(), source.clone(), format!("{}-1build1", upstream(version))))
+        })),
+        "alpine319" => Some(with_filler(curated(ALPINE), 160, |(name, source, version)| {
+            let up = upstream(version);
+            // apk versions are digits, dots and a few suffixes: keep the Debian upstreams
+            // that already have that shape.
+            up.chars()
+                .all(|c| c.is_ascii_digit() || c == '.')
+                .then(|| (name.clone(), source.clone(), format!("{up}-r0")))
+        })),
+        "rocky9" => Some(curated(ROCKY_LIST)),
+        _ => None,
+    }
+}
+
+/// Name → sample version of distribution `label`: every node has that version or an older one.
+pub fn newest_versions(label: &str) -> std::collections::HashMap<String, String> {
+    sample_packages(label).unwrap_or_default().into_iter().map(|(name, _, version)| (name, version)).collect()
+}
+
 /// Writes the package database of distribution `label` for sample node `node` under `root`.
 pub fn write(root: &Path, label: &str, node: usize) -> anyhow::Result<()> {
     let write_file = |rel: &str, text: String| -> anyhow::Result<()> {
@@ -119,25 +147,10 @@ pub fn write(root: &Path, label: &str, node: usize) -> anyhow::Result<()> {
         std::fs::create_dir_all(path.parent().context("path has a parent")?)?;
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
+    let all = || sample_packages(label).unwrap_or_default();
     match label {
-        "deb12" => write_file("var/lib/dpkg/status", dpkg_status(&vary(node, debian_packages()))),
-        "ubuntu2204" => {
-            let all = with_filler(curated(UBUNTU), 420, |(name, source, version)| {
-                Some((name.clone(), source.clone(), format!("{}-1build1", upstream(version))))
-            });
-            write_file("var/lib/dpkg/status", dpkg_status(&vary(node, all)))
-        }
-        "alpine319" => {
-            let all = with_filler(curated(ALPINE), 160, |(name, source, version)| {
-                let up = upstream(version);
-                // apk versions are digits, dots and a few suffixes: keep the Debian upstreams
-                // that already have that shape.
-                up.chars()
-                    .all(|c| c.is_ascii_digit() || c == '.')
-                    .then(|| (name.clone(), source.clone(), format!("{up}-r0")))
-            });
-            write_file("lib/apk/db/installed", apk_installed(&vary(node, all)))
-        }
+        "deb12" | "ubuntu2204" => write_file("var/lib/dpkg/status", dpkg_status(&vary(node, all()))),
+        "alpine319" => write_file("lib/apk/db/installed", apk_installed(&vary(node, all()))),
         "rocky9" => {
             let path = root.join("var/lib/rpm/rpmdb.sqlite");
             std::fs::create_dir_all(path.parent().context("path has a parent")?)?;
@@ -147,11 +160,22 @@ pub fn write(root: &Path, label: &str, node: usize) -> anyhow::Result<()> {
     }
 }
 
-/// Whether an executable `rpm` is in one of `dirs`.
-fn rpm_in(dirs: &[&Path]) -> bool {
+/// Whether an executable `program` is in one of `dirs`.
+fn executable_in(program: &str, dirs: &[&Path]) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    dirs.iter()
-        .any(|dir| std::fs::metadata(dir.join("rpm")).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    dirs.iter().any(|dir| {
+        std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+fn rpm_in(dirs: &[&Path]) -> bool {
+    executable_in("rpm", dirs)
+}
+
+/// Whether the agent finds `program` on its fixed PATH.
+pub fn on_agent_path(program: &str) -> bool {
+    let dirs: Vec<&Path> = AGENT_PATH.iter().map(Path::new).collect();
+    executable_in(program, &dirs)
 }
 
 /// Why the Rocky nodes will show no packages on this machine, if they will: the agent reads

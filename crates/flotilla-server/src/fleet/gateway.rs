@@ -220,6 +220,17 @@ impl AgentChannel for Gateway {
                                         break;
                                     }
                                 }
+                                Some(agent_message::Body::Patch(request)) => {
+                                    // Scanning waits on the snapshot: answer it beside the stream.
+                                    let (state, id, tx) = (state.clone(), id.clone(), tx.clone());
+                                    tokio::spawn(async move {
+                                        let response = crate::patch::answer(&state, &id, request).await;
+                                        let reply = ServerMessage { seq: message.seq, body: Some(server_message::Body::Patch(response)) };
+                                        if tx.send(Ok(reply)).await.is_ok() {
+                                            state.metrics.channel("out");
+                                        }
+                                    });
+                                }
                                 Some(agent_message::Body::Hello(_)) | None => {}
                             }
                         }

@@ -98,10 +98,13 @@ fn detail(record: CommandRecord, invocations: Vec<InvocationRecord>) -> CommandD
 }
 
 pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, ServiceError> {
-    let concurrency = MaxConcurrency::from_str(req.max_concurrency.as_deref().unwrap_or("50"))
-        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let errors = MaxErrors::from_str(req.max_errors.as_deref().unwrap_or("0"))
-        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    // Checked before anything is resolved, so a bad limit is reported first.
+    if let Some(v) = &req.max_concurrency {
+        MaxConcurrency::from_str(v).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    }
+    if let Some(v) = &req.max_errors {
+        MaxErrors::from_str(v).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    }
     if let Some(t) = req.timeout_seconds
         && !(5..=172_800).contains(&t)
     {
@@ -111,7 +114,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
     if !(5..=2_592_000).contains(&delivery) {
         return Err(ServiceError::Invalid(format!("delivery timeout {delivery} s is out of range: use 5 to 2592000")));
     }
-    let comment = req.comment.unwrap_or_default();
+    let comment = req.comment.clone().unwrap_or_default();
     if comment.chars().count() > 100 {
         return Err(ServiceError::Invalid("the comment is longer than 100 characters".into()));
     }
@@ -120,7 +123,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
             "no target: give at least one --target (a node id, tag:KEY=VALUE, tag:KEY, group:NAME or all; join terms with & and negate one with !)".into(),
         ));
     }
-    let notification = notification(state, req.notify).await?;
+    let notification = notification(state, req.notify.clone()).await?;
     let (version, mut steps) = checked_plan(state, &req.document, req.document_version, &req.parameters).await?;
     if let Some(t) = req.timeout_seconds {
         for step in &mut steps {
@@ -138,6 +141,11 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
             req.targets.join(" ")
         )));
     }
+    let (default_concurrency, default_errors) = default_rate(&req, node_ids.len());
+    let concurrency = MaxConcurrency::from_str(req.max_concurrency.as_deref().unwrap_or(&default_concurrency))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let errors = MaxErrors::from_str(req.max_errors.as_deref().unwrap_or(&default_errors))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let id_bytes: [u8; 10] = random_bytes();
     let record = CommandRecord {
         id: format!("c-{}", id_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
@@ -162,6 +170,18 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<CommandDetail, 
     state.run.engine.notify(Event::Start(record.id.clone())).await;
     let invocations = state.store.list_invocations(&record.id).await?;
     Ok(detail(record, invocations))
+}
+
+/// The rate control a command gets when the caller gives none: Patch Manager's "patch now"
+/// table (§7.6) for `Flotilla-RunPatchBaseline`, else 50 at once and stop at the first error.
+fn default_rate(req: &NewCommand, nodes: usize) -> (String, String) {
+    if req.document == flotilla_document::RUN_PATCH_BASELINE {
+        let operation = req.parameters.get("Operation").and_then(|v| v.first()).and_then(|v| v.parse().ok());
+        if let Some(operation) = operation {
+            return flotilla_core::patch::patch_now_rate(operation, nodes);
+        }
+    }
+    ("50".into(), "0".into())
 }
 
 /// Plans `document` with `parameters` as a command would: the document and version exist, the

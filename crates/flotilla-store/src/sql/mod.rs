@@ -16,6 +16,7 @@ mod fleet;
 mod inventory;
 mod notifications;
 mod parameters;
+mod patch;
 mod schedules;
 mod sessions;
 mod vulndb;
@@ -50,6 +51,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "windows", include_str!("../../migrations/sqlite/0013_windows.sql")),
     (14, "notifications", include_str!("../../migrations/sqlite/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
+    (16, "patch", include_str!("../../migrations/sqlite/0016_patch.sql")),
     (17, "notify_and_seeds", include_str!("../../migrations/sqlite/0017_notify_and_seeds.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -68,6 +70,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "windows", include_str!("../../migrations/postgres/0013_windows.sql")),
     (14, "notifications", include_str!("../../migrations/postgres/0014_notifications.sql")),
     (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
+    (16, "patch", include_str!("../../migrations/postgres/0016_patch.sql")),
     (17, "notify_and_seeds", include_str!("../../migrations/postgres/0017_notify_and_seeds.sql")),
 ];
 
