@@ -298,6 +298,10 @@ struct Agent {
     /// Our own types' hashes once computed (the synthetic inventory never changes).
     own_hashes: Option<Vec<(&'static str, String)>>,
     collected_generation: u64,
+    /// An inventory report sent on a stream that ended before its acknowledgement: sent
+    /// again after reconnecting (the real agent's next collection does the same), so a run
+    /// waiting for every acknowledgement does not wait forever.
+    inventory_unacked: bool,
     /// Desired-state resources as last applied on this simulated node (see [`desired_state`]).
     applied: HashMap<String, String>,
 }
@@ -317,6 +321,7 @@ impl Agent {
             server_hashes: HashMap::new(),
             own_hashes: None,
             collected_generation,
+            inventory_unacked: false,
             applied: HashMap::new(),
         }
     }
@@ -472,7 +477,7 @@ impl Agent {
                                     }
                                     let generation = *collect.borrow_and_update();
                                     let pending_collection = generation != self.collected_generation;
-                                    if shared.opts.upload_at_connect || pending_collection {
+                                    if shared.opts.upload_at_connect || pending_collection || self.inventory_unacked {
                                         self.collected_generation = generation;
                                         if !self.upload(tx, &[]).await {
                                             return Ended::Retry;
@@ -691,6 +696,7 @@ impl Agent {
         stats.inventory_item_bytes.fetch_add(item_bytes, Ordering::Relaxed);
         stats.inventory_report_bytes.fetch_add(size, Ordering::Relaxed);
         let message = self.message(agent_message::Body::Inventory(report));
+        self.inventory_unacked = true;
         tx.send(message).await.is_ok()
     }
 
@@ -699,6 +705,7 @@ impl Agent {
         if !ack.resend.is_empty() {
             return self.upload(tx, &ack.resend).await;
         }
+        self.inventory_unacked = false;
         let stats = &self.shared.stats;
         if ack.rejected.is_empty() {
             stats.inventory_acks.fetch_add(1, Ordering::Relaxed);
