@@ -74,8 +74,12 @@ pub async fn seed(state: &AppState) -> Result<(), ServiceError> {
             updated_at: now,
         };
         if !state.store.create_baseline(&record).await? {
-            // A newer release may refine a predefined baseline: keep it current.
-            state.store.update_baseline(&record).await?;
+            // A newer release may refine a predefined baseline: keep it current, without
+            // touching its update time when nothing changed.
+            let stored = state.store.get_baseline(&id).await?;
+            if stored.is_none_or(|b| b.spec != record.spec || b.name != record.name) {
+                state.store.update_baseline(&record).await?;
+            }
         }
         if !defaults.contains_key(family.as_str()) {
             state.store.set_default_baseline(family.as_str(), &id).await?;
@@ -84,34 +88,30 @@ pub async fn seed(state: &AppState) -> Result<(), ServiceError> {
     Ok(())
 }
 
-async fn view(state: &AppState, record: BaselineRecord) -> Result<BaselineView, ServiceError> {
-    let defaults = state.store.default_baselines().await?;
-    let groups = state.store.list_patch_groups().await?;
+/// A baseline with whether it is a default and which groups name it.
+fn assemble(
+    record: BaselineRecord,
+    defaults: &[(String, String)],
+    groups: &[PatchGroupRecord],
+) -> Result<BaselineView, ServiceError> {
     Ok(BaselineView {
         spec: spec_of(&record)?,
         default: defaults.iter().any(|(_, id)| *id == record.id),
-        groups: groups.into_iter().filter(|g| g.baseline_id == record.id).map(|g| g.name).collect(),
+        groups: groups.iter().filter(|g| g.baseline_id == record.id).map(|g| g.name.clone()).collect(),
         record,
     })
+}
+
+async fn view(state: &AppState, record: BaselineRecord) -> Result<BaselineView, ServiceError> {
+    let defaults = state.store.default_baselines().await?;
+    let groups = state.store.list_patch_groups().await?;
+    assemble(record, &defaults, &groups)
 }
 
 pub async fn list_baselines(state: &AppState) -> Result<Vec<BaselineView>, ServiceError> {
     let defaults = state.store.default_baselines().await?;
     let groups = state.store.list_patch_groups().await?;
-    state
-        .store
-        .list_baselines()
-        .await?
-        .into_iter()
-        .map(|record| {
-            Ok(BaselineView {
-                spec: spec_of(&record)?,
-                default: defaults.iter().any(|(_, id)| *id == record.id),
-                groups: groups.iter().filter(|g| g.baseline_id == record.id).map(|g| g.name.clone()).collect(),
-                record,
-            })
-        })
-        .collect()
+    state.store.list_baselines().await?.into_iter().map(|record| assemble(record, &defaults, &groups)).collect()
 }
 
 async fn find(state: &AppState, id_or_name: &str) -> Result<BaselineRecord, ServiceError> {
