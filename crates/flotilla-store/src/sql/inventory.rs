@@ -125,10 +125,13 @@ impl InventoryStore for SqlStore {
         max_nodes: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let keyed = if key.is_some() { " AND item_key = $4" } else { "" };
+        // A node-id range, not `node_id IN (page)`: with IN, SQLite walks the primary key for
+        // each node of the page (every item of the type, 1,000 per node for Application) and
+        // filters on the key afterwards; a range keeps it on the key index.
         let sql = format!(
-            "SELECT node_id, item FROM inventory_items WHERE type_name = $1{keyed} AND node_id IN \
-             (SELECT DISTINCT node_id FROM inventory_items WHERE type_name = $1{keyed} AND node_id > $2 \
-              ORDER BY node_id LIMIT $3) \
+            "SELECT node_id, item FROM inventory_items WHERE type_name = $1{keyed} AND node_id > $2 AND node_id <= \
+             (SELECT MAX(node_id) FROM (SELECT DISTINCT node_id FROM inventory_items \
+              WHERE type_name = $1{keyed} AND node_id > $2 ORDER BY node_id LIMIT $3) AS page) \
              ORDER BY node_id, seq"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(type_name).bind(after.unwrap_or("")).bind(max_nodes);
