@@ -137,6 +137,24 @@ fn large_and_binary_output_round_trip() {
     assert_eq!(out.stdout.len(), 10 * 1024 * 1024);
     let expected = std::fs::read(&file).expect("the node's file");
     assert!(out.stdout == expected, "the full output is byte for byte what the script wrote");
+    assert!(f._dir.path().join(format!("server/artifacts/commands/{id}/{}/stdout", f.ids[0])).exists());
+
+    // Small output: UTF-8 is kept whole in the invocation row (no artifact); bytes that are not
+    // UTF-8, or hold a NUL, still get an artifact so the full output stays exact.
+    for (script, bytes, artifact) in
+        [("printf 'h\\303\\251llo\\n'", "héllo\n".as_bytes(), false), ("printf 'a\\000b\\377'", &b"a\0b\xff"[..], true)]
+    {
+        let (ok, cmd, err) = run(
+            &f.server,
+            &["Flotilla-RunShellScript", "--param", &format!("commands={script}"), "--target", "all", "--wait"],
+        );
+        assert!(ok, "{err}");
+        let id = cmd["id"].as_str().expect("id");
+        let out = f.server.cli(&["commands", "output", id, "--node", &f.ids[0], "--full"]).expect("output");
+        assert_eq!(out.stdout, bytes, "{script}: {cmd}");
+        let stored = f._dir.path().join(format!("server/artifacts/commands/{id}/{}/stdout", f.ids[0]));
+        assert_eq!(stored.exists(), artifact, "{script}: an artifact only when the inline copy is not exact");
+    }
 }
 
 #[test]
@@ -365,7 +383,8 @@ fn finished_commands_and_their_outputs_expire() {
         .expect("online");
     let (ok, cmd, err) = run(
         &server,
-        &["Flotilla-RunShellScript", "--param", "commands=echo keep me briefly", "--target", "all", "--wait"],
+        // Over the inline limit, so the full output is an artifact.
+        &["Flotilla-RunShellScript", "--param", "commands=head -c 30000 /dev/zero", "--target", "all", "--wait"],
     );
     assert!(ok, "{err}");
     let id = cmd["id"].as_str().expect("id").to_owned();

@@ -86,7 +86,8 @@ fn output_that_cannot_be_stored_fails_the_invocation_with_the_reason() {
     let data = f.dir.path().join("server");
     // `commands` as a file: every output artifact write fails.
     std::fs::write(data.join("artifacts/commands"), b"not a directory").expect("block artifacts");
-    let cmd = run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=echo hello", "--target", "all"]);
+    // Binary output (a NUL) is never kept in the row alone, so it needs the artifact store.
+    let cmd = run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=printf 'a\\000b'", "--target", "all"]);
     let id = cmd["id"].as_str().expect("id").to_owned();
     wait_until(Duration::from_secs(30), || {
         Ok(f.server.cli_json(&["commands", "show", &id])?["invocations"][0]["status"] == "Failed")
@@ -100,7 +101,9 @@ fn output_that_cannot_be_stored_fails_the_invocation_with_the_reason() {
     // The spool directory replaced by a file: the chunk cannot be spooled.
     std::fs::remove_dir_all(data.join("spool")).expect("rm spool");
     std::fs::write(data.join("spool"), b"not a directory").expect("block spool");
-    let cmd = run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=echo again", "--target", "all"]);
+    // More than the spool holds in memory for one stream, so it needs a spool file.
+    let cmd =
+        run(&f.server, &["Flotilla-RunShellScript", "--param", "commands=head -c 200000 /dev/zero", "--target", "all"]);
     let id = cmd["id"].as_str().expect("id").to_owned();
     wait_until(Duration::from_secs(30), || {
         Ok(f.server.cli_json(&["commands", "show", &id])?["invocations"][0]["status"] == "Failed")

@@ -65,11 +65,15 @@ pub struct InvocationRecord {
     pub dispatched_at: Option<UnixMillis>,
     pub started_at: Option<UnixMillis>,
     pub ended_at: Option<UnixMillis>,
-    /// Inline copies, truncated; the full output is in the artifact store.
+    /// Inline copies, truncated; the full output is in the artifact store, except for a stream
+    /// whose `*_whole` flag is set: its inline copy is all of it, byte for byte, and no artifact
+    /// exists (small UTF-8 output, the common case a big fan-out would otherwise write to disk).
     pub stdout: String,
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    pub stdout_whole: bool,
+    pub stderr_whole: bool,
     pub stdout_bytes: i64,
     pub stderr_bytes: i64,
     pub detail: String,

@@ -201,6 +201,7 @@ async fn commands(store: &dyn Store) {
         stdout: "héllo ✓".into(),
         stdout_bytes: 8,
         stdout_truncated: true,
+        stderr_whole: true,
         ended_at: Some(5),
         state: vec![
             StepState {

@@ -251,11 +251,19 @@ pub async fn output(state: &AppState, id: &str, node: &str, stream: &str) -> Res
             format!("command `{id}` has no invocation on node `{node}`"),
         ));
     };
-    let bytes = if stream == "stdout" { invocation.stdout_bytes } else { invocation.stderr_bytes };
+    let (bytes, whole, inline) = if stream == "stdout" {
+        (invocation.stdout_bytes, invocation.stdout_whole, &invocation.stdout)
+    } else {
+        (invocation.stderr_bytes, invocation.stderr_whole, &invocation.stderr)
+    };
     let finished = invocation.status.is_terminal();
     if finished && bytes == 0 {
-        // The engine stores no artifact for an empty stream.
+        // The engine stores no artifact for an empty stream,
         return Ok(Vec::new());
+    }
+    if finished && whole {
+        // nor for one whose inline copy is all of it.
+        return Ok(inline.as_bytes().to_vec());
     }
     state.artifacts.get(&format!("commands/{id}/{node}/{stream}")).await.map_err(|e| match e {
         e @ (ArtifactError::Tampered { .. } | ArtifactError::NotEncrypted { .. }) => {

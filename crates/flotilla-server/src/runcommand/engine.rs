@@ -11,7 +11,8 @@
 //! dropped, or it has not come back since this process started) ends Terminated once its
 //! execution timeout and `lost_agent_grace` have passed; a Delayed invocation whose node is
 //! connected (its queue was full) is re-sent on the next tick. A result's output moves from
-//! the spool to the artifact store in a task of its own ([`persist`]), never in this one;
+//! the spool to the artifact store in a task of its own ([`persist`]), never in this one
+//! (a stream whose inline copy is all of it exactly stays in the invocation row alone);
 //! the result is acknowledged only after the output and the invocation record are durable,
 //! and when the output cannot be stored the invocation fails with the reason. A result for
 //! an invocation that has already ended (a replay, a duplicate) is acknowledged and changes
@@ -81,6 +82,9 @@ pub struct Persisted {
     stderr: Vec<u8>,
     stdout_bytes: u64,
     stderr_bytes: u64,
+    /// The stream has no artifact: its inline copy is all of it.
+    stdout_whole: bool,
+    stderr_whole: bool,
 }
 
 /// Handle to the engine task.
@@ -668,8 +672,17 @@ async fn persist(state: &AppState, invocation: &str) -> Result<Persisted, String
         // An empty stream has no artifact (its byte count, 0, says all): most fleet commands
         // print nothing on stderr, and a write per node and stream is what a big fan-out waits on.
         if bytes == 0 {
-            prefixes.push(Vec::new());
+            prefixes.push((Vec::new(), true));
             continue;
+        }
+        // Neither has a stream whose inline copy is exact: UTF-8 without NUL, within the limit
+        // (at most `chars` bytes is at most `chars` characters).
+        if bytes <= chars as u64 {
+            let whole = read_spooled(state, invocation, stream).await?;
+            if std::str::from_utf8(&whole).is_ok_and(|text| !text.contains('\0')) {
+                prefixes.push((whole, true));
+                continue;
+            }
         }
         // Enough bytes for `chars` characters of any width, so the inline copy is exact.
         let keep = chars.saturating_mul(4).saturating_add(4);
@@ -678,7 +691,7 @@ async fn persist(state: &AppState, invocation: &str) -> Result<Persisted, String
         loop {
             match stream_to_artifact(state, invocation, stream, &name, keep).await {
                 Ok(prefix) => {
-                    prefixes.push(prefix);
+                    prefixes.push((prefix, false));
                     break;
                 }
                 Err(e) if attempt >= PERSIST_ATTEMPTS => {
@@ -693,9 +706,19 @@ async fn persist(state: &AppState, invocation: &str) -> Result<Persisted, String
             }
         }
     }
-    let stderr = prefixes.pop().unwrap_or_default();
-    let stdout = prefixes.pop().unwrap_or_default();
-    Ok(Persisted { stdout, stderr, stdout_bytes, stderr_bytes })
+    let (stderr, stderr_whole) = prefixes.pop().unwrap_or_default();
+    let (stdout, stdout_whole) = prefixes.pop().unwrap_or_default();
+    Ok(Persisted { stdout, stderr, stdout_bytes, stderr_bytes, stdout_whole, stderr_whole })
+}
+
+/// All of one small spooled stream.
+async fn read_spooled(state: &AppState, invocation: &str, stream: &'static str) -> Result<Vec<u8>, String> {
+    let mut reader = state.run.output.reader(invocation, stream).await.map_err(|e| e.to_string())?;
+    let mut whole = Vec::new();
+    while let Some(chunk) = reader.next().await.map_err(|e| e.to_string())? {
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole)
 }
 
 /// Copies one spooled stream into the artifact `name`; returns its first `keep` bytes.
@@ -763,6 +786,8 @@ fn record_persisted(
         inv.stderr = err;
         inv.stdout_truncated = out_cut;
         inv.stderr_truncated = err_cut;
+        inv.stdout_whole = output.stdout_whole && output.stdout_bytes > 0;
+        inv.stderr_whole = output.stderr_whole && output.stderr_bytes > 0;
         inv.stdout_bytes = i64::try_from(output.stdout_bytes).unwrap_or(i64::MAX);
         inv.stderr_bytes = i64::try_from(output.stderr_bytes).unwrap_or(i64::MAX);
         inv.exit_code = Some(i64::from(result.exit_code));

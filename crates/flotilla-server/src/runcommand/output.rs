@@ -18,8 +18,14 @@
 //! AES-256-GCM ciphertext + tag`, authenticated with its invocation, stream and offset; reading
 //! stops at the first frame that does not open, and the engine then waits for the re-send
 //! (the byte count falls short of the result's).
+//!
+//! Small output never touches the disk: a stream stays in memory while it is at most
+//! [`MEMORY_PER_STREAM`] bytes and all such streams together stay within [`MEMORY_TOTAL`]; the
+//! chunk that would cross either limit moves the stream to its file (what memory held becomes
+//! the file's first frame). A fan-out of 1 KiB outputs to 10,000 nodes then costs no file at
+//! all, where it cost a create, an append, a read and a delete per node; memory stays bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -50,6 +56,11 @@ pub enum OutputError {
     Damaged { path: PathBuf },
 }
 
+/// A stream up to this size is held in memory instead of a file.
+pub const MEMORY_PER_STREAM: usize = 64 * 1024;
+/// All streams held in memory together stay within this; beyond it new output goes to files.
+pub const MEMORY_TOTAL: usize = 64 * 1024 * 1024;
+
 /// The largest frame the spool writes (an agent's chunk plus the tag), checked on reading.
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
@@ -60,12 +71,18 @@ pub struct SpoolReader<'a> {
     stream: &'static str,
     path: PathBuf,
     file: Option<tokio::io::BufReader<tokio::fs::File>>,
+    /// The stream's bytes when memory held it (then there is no file).
+    memory: Option<Vec<u8>>,
     offset: u64,
 }
 
 impl SpoolReader<'_> {
     /// The next chunk of plaintext, authenticated; `None` at the end.
     pub async fn next(&mut self) -> Result<Option<Vec<u8>>, OutputError> {
+        if let Some(bytes) = self.memory.take() {
+            self.offset += bytes.len() as u64;
+            return Ok(Some(bytes));
+        }
         let Some(file) = self.file.as_mut() else { return Ok(None) };
         let io = |source| OutputError::Io { path: self.path.clone(), source };
         let mut len = [0u8; 4];
@@ -115,6 +132,8 @@ pub struct OutputSpool {
     lengths: Mutex<HashMap<PathBuf, u64>>,
     /// Invocations whose output is accepted, and why spooling failed for those where it did.
     open: Mutex<HashMap<String, Option<String>>>,
+    /// Streams held in memory rather than in a file, and which ones went to a file.
+    held: Mutex<Held>,
     /// Bytes kept per stream of one invocation.
     max_bytes: u64,
 }
@@ -134,8 +153,26 @@ impl OutputSpool {
             key: LessSafeKey::new(key),
             lengths: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held {
+                memory: HashMap::new(),
+                total: 0,
+                files: HashSet::new(),
+                per_stream: MEMORY_PER_STREAM,
+                limit: MEMORY_TOTAL,
+            }),
             max_bytes,
         })
+    }
+
+    /// The same spool with other memory limits (0, 0: every stream goes to a file).
+    #[cfg(test)]
+    fn with_memory(self, per_stream: usize, limit: usize) -> Self {
+        {
+            let mut held = self.held();
+            held.per_stream = per_stream;
+            held.limit = limit;
+        }
+        self
     }
 
     fn open_set(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
@@ -173,6 +210,10 @@ impl OutputSpool {
         self.lengths.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub async fn append(&self, node: &NodeId, chunk: &OutputChunk) -> Result<(), OutputError> {
         match split_invocation_id(&chunk.invocation_id) {
             Some((command, owner)) if owner == node.as_str() && !command.is_empty() && !command.contains('/') => {}
@@ -206,7 +247,17 @@ impl OutputSpool {
         let take = usize::try_from(end - have).unwrap_or(usize::MAX);
         let data = chunk.data.get(skip..).unwrap_or_default();
         let data = data.get(..take.min(data.len())).unwrap_or_default();
-        let written = self.write_frame(&path, &chunk.invocation_id, stream, have, data).await;
+        let hold = self.held().hold(&path, have, data);
+        let written = match hold {
+            Hold::Held => Ok(()),
+            Hold::ToFile(None) => self.write_frame(&path, &chunk.invocation_id, stream, have, data).await,
+            Hold::ToFile(Some(earlier)) => {
+                match self.write_frame(&path, &chunk.invocation_id, stream, 0, &earlier).await {
+                    Ok(()) => self.write_frame(&path, &chunk.invocation_id, stream, have, data).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
         if let Err(e) = &written {
             self.lengths().insert(path, have);
             if let Some(failure) = self.open_set().get_mut(&chunk.invocation_id) {
@@ -246,44 +297,43 @@ impl OutputSpool {
         file.flush().await.map_err(io)
     }
 
-    /// The bytes of one stream so far: every frame that opens, in order.
-    #[cfg(test)]
-    async fn read_stream(&self, invocation: &str, stream: &str) -> Vec<u8> {
-        let frames = tokio::fs::read(self.path(invocation, stream)).await.unwrap_or_default();
-        let mut out = Vec::new();
-        let mut rest = frames.as_slice();
-        while let Some((len, after)) = rest.split_first_chunk::<4>() {
-            let len = u32::from_be_bytes(*len) as usize;
-            let Some((nonce, after)) = after.split_first_chunk::<NONCE_LEN>() else { break };
-            let Some((sealed, after)) = after.split_at_checked(len) else { break };
-            let mut buf = sealed.to_vec();
-            let aad = aad(invocation, stream, out.len() as u64);
-            let Ok(plain) = self.key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &mut buf)
-            else {
-                tracing::warn!(invocation, stream, "spooled output failed its integrity check; waiting for a re-send");
-                break;
-            };
-            out.extend_from_slice(plain);
-            rest = after;
-        }
-        out
-    }
-
     /// A reader of one stream (`stdout` or `stderr`) as spooled; a missing file is empty.
     pub async fn reader(&self, invocation: &str, stream: &'static str) -> Result<SpoolReader<'_>, OutputError> {
         let path = self.path(invocation, stream);
+        let memory = self.held().memory.get(&path).cloned();
+        if memory.is_some() {
+            return Ok(SpoolReader {
+                spool: self,
+                invocation: invocation.to_owned(),
+                stream,
+                path,
+                file: None,
+                memory,
+                offset: 0,
+            });
+        }
         let file = match tokio::fs::File::open(&path).await {
             Ok(file) => Some(tokio::io::BufReader::with_capacity(256 * 1024, file)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(OutputError::Io { path, source }),
         };
-        Ok(SpoolReader { spool: self, invocation: invocation.to_owned(), stream, path, file, offset: 0 })
+        Ok(SpoolReader { spool: self, invocation: invocation.to_owned(), stream, path, file, memory: None, offset: 0 })
     }
 
     /// Both streams' bytes so far (missing files are empty).
     #[cfg(test)]
     pub async fn read(&self, invocation: &str) -> (Vec<u8>, Vec<u8>) {
-        (self.read_stream(invocation, "stdout").await, self.read_stream(invocation, "stderr").await)
+        let mut both = Vec::new();
+        for stream in ["stdout", "stderr"] {
+            let mut reader = self.reader(invocation, stream).await.expect("reader");
+            let mut bytes = Vec::new();
+            while let Ok(Some(chunk)) = reader.next().await {
+                bytes.extend_from_slice(&chunk);
+            }
+            both.push(bytes);
+        }
+        let stderr = both.pop().unwrap_or_default();
+        (both.pop().unwrap_or_default(), stderr)
     }
 
     /// Stops accepting output for `invocation` and deletes what was spooled.
@@ -292,8 +342,54 @@ impl OutputSpool {
         for stream in ["stdout", "stderr"] {
             let path = self.path(invocation, stream);
             self.lengths().remove(&path);
-            let _ = tokio::fs::remove_file(path).await;
+            let has_file = self.held().forget(&path);
+            if has_file {
+                let _ = tokio::fs::remove_file(path).await;
+            }
         }
+    }
+}
+
+/// The streams kept in memory, and those that went to a file.
+struct Held {
+    memory: HashMap<PathBuf, Vec<u8>>,
+    total: usize,
+    files: HashSet<PathBuf>,
+    per_stream: usize,
+    limit: usize,
+}
+
+enum Hold {
+    Held,
+    /// Write it to the file, after what memory held until now (written at offset 0) if any.
+    ToFile(Option<Vec<u8>>),
+}
+
+impl Held {
+    /// Keeps `data` (the stream's bytes from `offset`) in memory when both limits allow.
+    fn hold(&mut self, path: &Path, offset: u64, data: &[u8]) -> Hold {
+        if self.files.contains(path) {
+            return Hold::ToFile(None);
+        }
+        let held = self.memory.get(path).map_or(0, Vec::len);
+        let fits = held + data.len() <= self.per_stream && self.total + data.len() <= self.limit;
+        if fits && held as u64 == offset {
+            self.memory.entry(path.to_path_buf()).or_default().extend_from_slice(data);
+            self.total += data.len();
+            return Hold::Held;
+        }
+        self.files.insert(path.to_path_buf());
+        let earlier = self.memory.remove(path);
+        self.total -= earlier.as_ref().map_or(0, Vec::len);
+        Hold::ToFile(earlier.filter(|e| !e.is_empty()))
+    }
+
+    /// Drops a stream; true when it has a file to delete.
+    fn forget(&mut self, path: &Path) -> bool {
+        if let Some(bytes) = self.memory.remove(path) {
+            self.total -= bytes.len();
+        }
+        self.files.remove(path)
     }
 }
 
@@ -316,7 +412,7 @@ mod tests {
     #[tokio::test]
     async fn chunks_are_placed_by_offset() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spool = OutputSpool::new(dir.path(), 1 << 20).expect("spool");
+        let spool = OutputSpool::new(dir.path(), 1 << 20).expect("spool").with_memory(0, 0);
         let node = NodeId::from_random([3; 9]);
         let id = invocation_id("c-1", node.as_str());
         spool.accept(&id);
@@ -348,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn a_damaged_frame_ends_the_stream_there() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spool = OutputSpool::new(dir.path(), 1 << 20).expect("spool");
+        let spool = OutputSpool::new(dir.path(), 1 << 20).expect("spool").with_memory(0, 0);
         let node = NodeId::from_random([5; 9]);
         let id = invocation_id("c-2", node.as_str());
         spool.accept(&id);
@@ -376,7 +472,7 @@ mod tests {
     #[tokio::test]
     async fn only_accepted_invocations_are_spooled_and_only_up_to_the_cap() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spool = OutputSpool::new(&dir.path().join("spool"), 10).expect("spool");
+        let spool = OutputSpool::new(&dir.path().join("spool"), 10).expect("spool").with_memory(0, 0);
         let node = NodeId::from_random([6; 9]);
         let id = invocation_id("c-3", node.as_str());
         let chunk = |offset, data: &[u8]| OutputChunk {
@@ -401,6 +497,44 @@ mod tests {
         assert!(spool.failure(&id).is_some_and(|why| why.contains("cannot spool output")));
         spool.remove(&id).await;
         assert!(matches!(spool.append(&node, &chunk(0, b"late")).await, Err(OutputError::NotAccepting(_))));
+    }
+
+    #[tokio::test]
+    async fn small_streams_stay_in_memory_and_move_to_a_file_past_a_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = OutputSpool::new(dir.path(), 1 << 20).expect("spool").with_memory(8, 12);
+        let node = NodeId::from_random([7; 9]);
+        let (a, b) = (invocation_id("c-4", node.as_str()), invocation_id("c-5", node.as_str()));
+        let chunk = |id: &str, offset, data: &[u8]| OutputChunk {
+            invocation_id: id.to_owned(),
+            stream: OutputStream::Stdout as i32,
+            offset,
+            data: data.to_vec(),
+        };
+        spool.accept(&a);
+        spool.accept(&b);
+        spool.append(&node, &chunk(&a, 0, b"abc")).await.expect("append");
+        spool.append(&node, &chunk(&a, 3, b"def")).await.expect("append");
+        let file_a = dir.path().join(format!("{a}.stdout"));
+        assert!(!file_a.exists(), "6 bytes stay in memory");
+        assert_eq!(spool.read(&a).await.0, b"abcdef");
+        // Past the per-stream limit: what memory held becomes the file's first frame.
+        spool.append(&node, &chunk(&a, 6, b"ghi")).await.expect("append");
+        assert!(file_a.exists(), "9 bytes went to a file");
+        spool.append(&node, &chunk(&a, 9, b"jk")).await.expect("append");
+        assert_eq!(spool.read(&a).await.0, b"abcdefghijk");
+        assert_eq!(spool.spooled(&a), (11, 0));
+        // The total: a second stream may hold only what the others leave.
+        spool.append(&node, &chunk(&b, 0, b"12345678")).await.expect("append");
+        assert!(!dir.path().join(format!("{b}.stdout")).exists(), "memory is free again after the first moved");
+        let err = OutputChunk { stream: OutputStream::Stderr as i32, ..chunk(&b, 0, b"12345") };
+        spool.append(&node, &err).await.expect("append");
+        assert!(dir.path().join(format!("{b}.stderr")).exists(), "8 + 5 bytes exceed the total of 12");
+        assert_eq!(spool.read(&b).await, (b"12345678".to_vec(), b"12345".to_vec()));
+        spool.remove(&a).await;
+        spool.remove(&b).await;
+        assert!(!file_a.exists() && !dir.path().join(format!("{b}.stderr")).exists(), "files deleted");
+        assert_eq!(spool.held().total, 0, "memory given back");
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
 }
 
 const INVOCATION_COLUMNS: &str = "command_id, node_id, status, exit_code, dispatched_at, started_at, ended_at, stdout, \
-     stderr, stdout_truncated, stderr_truncated, stdout_bytes, stderr_bytes, detail, state";
+     stderr, stdout_truncated, stderr_truncated, stdout_whole, stderr_whole, stdout_bytes, stderr_bytes, detail, state";
 
 fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
     let command_id: String = get(row, "command_id")?;
@@ -96,6 +96,8 @@ fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
         stderr: get(row, "stderr")?,
         stdout_truncated: get::<i64>(row, "stdout_truncated")? != 0,
         stderr_truncated: get::<i64>(row, "stderr_truncated")? != 0,
+        stdout_whole: get::<i64>(row, "stdout_whole")? != 0,
+        stderr_whole: get::<i64>(row, "stderr_whole")? != 0,
         stdout_bytes: get(row, "stdout_bytes")?,
         stderr_bytes: get(row, "stderr_bytes")?,
         detail: get(row, "detail")?,
@@ -442,7 +444,8 @@ impl CommandStore for SqlStore {
             sqlx::query(
                 "UPDATE invocations SET status = $1, exit_code = $2, dispatched_at = $3, started_at = $4, ended_at = $5, \
                  stdout = $6, stderr = $7, stdout_truncated = $8, stderr_truncated = $9, stdout_bytes = $10, \
-                 stderr_bytes = $11, detail = $12, state = $13 WHERE command_id = $14 AND node_id = $15",
+                 stderr_bytes = $11, detail = $12, state = $13, stdout_whole = $14, stderr_whole = $15 \
+                 WHERE command_id = $16 AND node_id = $17",
             )
             .bind(i.status.as_str())
             .bind(i.exit_code)
@@ -457,6 +460,8 @@ impl CommandStore for SqlStore {
             .bind(i.stderr_bytes)
             .bind(&i.detail)
             .bind(state_to_text(&i.state))
+            .bind(i64::from(i.stdout_whole))
+            .bind(i64::from(i.stderr_whole))
             .bind(&i.command_id)
             .bind(&i.node_id)
             .execute(&mut *tx)

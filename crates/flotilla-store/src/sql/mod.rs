@@ -53,6 +53,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (15, "sessions", include_str!("../../migrations/sqlite/0015_sessions.sql")),
     (16, "patch", include_str!("../../migrations/sqlite/0016_patch.sql")),
     (17, "notify_and_seeds", include_str!("../../migrations/sqlite/0017_notify_and_seeds.sql")),
+    (18, "output_inline", include_str!("../../migrations/sqlite/0018_output_inline.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -72,6 +73,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (15, "sessions", include_str!("../../migrations/postgres/0015_sessions.sql")),
     (16, "patch", include_str!("../../migrations/postgres/0016_patch.sql")),
     (17, "notify_and_seeds", include_str!("../../migrations/postgres/0017_notify_and_seeds.sql")),
+    (18, "output_inline", include_str!("../../migrations/postgres/0018_output_inline.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
