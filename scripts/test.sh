@@ -41,6 +41,15 @@ if ((${#apt_missing[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
 
+# Every tool above is here and this is root: a test that would skip for want of one fails.
+[ "$(id -u)" -eq 0 ] && export FLOTILLA_TEST_REQUIRE_TOOLS=1
+
+# Builds, test databases and the artifact tests need room: say so before they fail on it.
+free_kib=$(df -Pk . | awk 'NR == 2 {print $4}')
+if [ "${free_kib:-0}" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kib / 1024)) MiB free here; the build and tests need about 8 GiB"
+fi
+
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if ! pg_up; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true

@@ -31,9 +31,9 @@ fn tools_missing(tools: &[&str]) -> bool {
     if absent.is_empty() && is_root() {
         return false;
     }
-    eprintln!(
-        "SKIPPED: needs {absent:?} and root; scripts/test.sh installs them (dpkg-dev, apt-utils, rpm, dnf, createrepo-c)"
-    );
+    flotilla_testkit::skip(&format!(
+        "needs {absent:?} and root; scripts/test.sh installs them (dpkg-dev, apt-utils, rpm, dnf, createrepo-c)"
+    ));
     true
 }
 
@@ -82,6 +82,7 @@ approval_rules:
   - filters: [{key: PRIORITY, values: ['*']}]
     approve_after_days: 0
     enable_non_security: true
+approved_patches: [not-on-this-node]
 rejected_patches: [dd, 'nothing-here*']
 rejected_patches_action: BLOCK
 ";
@@ -134,6 +135,7 @@ fn apt_scan_install_failures_reboots_and_groups_through_the_cli() {
     assert_eq!(count(&s, "MISSING"), 4, "{s:?}");
     assert_eq!(s.get("dd").map(String::as_str), Some("INSTALLED_REJECTED"), "{s:?}");
     assert_eq!(s.get("keep").map(String::as_str), Some("INSTALLED"), "{s:?}");
+    assert_eq!(s.get("not-on-this-node").map(String::as_str), Some("NOT_APPLICABLE"), "approved, absent: {s:?}");
     let compliance = server.cli_json(&["patch", "compliance"]).expect("compliance");
     assert_eq!(compliance[0]["status"], "NON_COMPLIANT", "{compliance}");
     assert_eq!(compliance[0]["counts"]["MISSING"], 4, "{compliance}");

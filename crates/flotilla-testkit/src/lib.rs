@@ -13,3 +13,14 @@ pub mod process;
 
 pub use fake_server::FakeServer;
 pub use process::{Agent, TestServer, bin_path, start_fleet, wait_until, write_root};
+
+/// Says why a test that needs machine tools (dpkg, dnf, useradd...) does nothing here. Where
+/// `FLOTILLA_TEST_REQUIRE_TOOLS` is set (scripts/test.sh sets it after installing them, as
+/// root), a missing tool fails the test instead: a skipped test must never pass CI.
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("FLOTILLA_TEST_REQUIRE_TOOLS").is_none(),
+        "{why}, but FLOTILLA_TEST_REQUIRE_TOOLS says this machine has every tool the tests need"
+    );
+    eprintln!("SKIPPED: {why}");
+}

@@ -142,7 +142,7 @@ async fn sysctl_is_persisted_once_and_not_set_live_under_another_root() {
 #[tokio::test]
 async fn user_ensure_reads_the_nodes_passwd_first() {
     if !have("useradd") {
-        eprintln!("SKIPPED: useradd is not installed on this machine");
+        flotilla_testkit::skip("useradd is not installed on this machine");
         return;
     }
     let dir = root_with_accounts();
@@ -168,7 +168,7 @@ async fn user_ensure_reads_the_nodes_passwd_first() {
 #[tokio::test]
 async fn service_enablement_goes_through_systemctl_root() {
     if !have("systemctl") {
-        eprintln!("SKIPPED: systemctl is not installed on this machine");
+        flotilla_testkit::skip("systemctl is not installed on this machine");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -199,7 +199,7 @@ async fn service_enablement_goes_through_systemctl_root() {
 #[tokio::test]
 async fn package_ensure_uses_the_nodes_dpkg_and_apt() {
     if !(have("dpkg") && have("dpkg-deb") && have("apt-get") && is_root()) {
-        eprintln!("SKIPPED: dpkg, dpkg-deb and apt-get (as root) are needed and missing here");
+        flotilla_testkit::skip("dpkg, dpkg-deb and apt-get (as root) are needed and missing here");
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -241,7 +241,7 @@ async fn package_ensure_uses_the_nodes_dpkg_and_apt() {
     std::fs::copy(&deb, repo.join("flotilla-tiny_1.0-1_all.deb")).expect("copy");
     let scanned = std::process::Command::new("dpkg-scanpackages").args([".", "/dev/null"]).current_dir(&repo).output();
     let Some(scanned) = scanned.ok().filter(|o| o.status.success()) else {
-        eprintln!("SKIPPED (install from a repository): dpkg-scanpackages is not installed");
+        flotilla_testkit::skip("install from a repository: dpkg-scanpackages is not installed");
         return;
     };
     std::fs::write(repo.join("Packages"), &scanned.stdout).expect("Packages");

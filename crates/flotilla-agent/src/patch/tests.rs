@@ -20,10 +20,10 @@ fn missing(tools: &[&str]) -> bool {
     if absent.is_empty() && is_root() {
         return false;
     }
-    eprintln!(
-        "SKIPPED: this test needs {absent:?} (and root) — scripts/test.sh installs them (dpkg-dev, apt-utils, rpm, \
-         dnf, createrepo-c); run it, or install them"
-    );
+    flotilla_testkit::skip(&format!(
+        "this test needs {absent:?} (and root) — scripts/test.sh installs them (dpkg-dev, apt-utils, rpm, dnf, \
+         createrepo-c); run it, or install them"
+    ));
     true
 }
 

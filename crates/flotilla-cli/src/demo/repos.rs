@@ -366,7 +366,7 @@ mod tests {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
         let absent = [missing(APT_TOOLS), missing(DNF_TOOLS)].concat();
         if !absent.is_empty() {
-            eprintln!("SKIPPED: {absent:?} not installed (scripts/test.sh installs them)");
+            flotilla_testkit::skip(&format!("{absent:?} not installed (scripts/test.sh installs them)"));
             return;
         }
         let (repos, notes) = build(&dir.path().join("repos"));

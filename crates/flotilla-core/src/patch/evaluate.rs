@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::compliance::{ComplianceSeverity, ComplianceStatus};
 
 use super::PatchState;
-use super::baseline::{Baseline, FilterKey, RejectedAction, Rule};
+use super::baseline::{Baseline, FilterKey, PackagePattern, RejectedAction, Rule};
 
 /// One installed package, with the newest update its repositories offer (if any).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -212,6 +212,30 @@ pub fn evaluate(
             cves,
             repository: c.repository.clone(),
             counts,
+        });
+    }
+    // An approved-list package the node does not have is NOT_APPLICABLE (§7.5): the operator
+    // named it, so the report says it was considered, and it never counts against compliance.
+    for pattern in &baseline.approved {
+        let (name, version) = match pattern {
+            PackagePattern::Name(name) if !name.contains('*') => (name, None),
+            PackagePattern::NameVersion { name, version } => (name, Some(version)),
+            _ => continue,
+        };
+        if candidates.iter().any(|c| c.name == *name) || rows.iter().any(|r| r.name == *name) {
+            continue;
+        }
+        rows.push(PatchRow {
+            name: name.clone(),
+            arch: String::new(),
+            state: PatchState::NotApplicable,
+            installed_version: String::new(),
+            available_version: version.cloned(),
+            severity: ComplianceSeverity::Unspecified,
+            classification: None,
+            cves: Vec::new(),
+            repository: None,
+            counts: false,
         });
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.arch.cmp(&b.arch)));

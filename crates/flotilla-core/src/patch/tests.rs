@@ -217,6 +217,23 @@ fn a_baseline_that_approves_nothing_is_detectable() {
 }
 
 #[test]
+fn approved_packages_the_node_lacks_are_not_applicable() {
+    let mut b = custom(OsFamily::Debian);
+    b.approved = ["vim", "nginx=1.24.0-1", "curl*", "CVE-2024-6387"]
+        .iter()
+        .map(|p| PackagePattern::parse("approved", p, false).unwrap())
+        .collect();
+    let e = evaluate(&b, &[candidate("vim", "1", Some("2"))], &Memory::default(), false, 0, TODAY);
+    let states: Vec<_> = e.rows.iter().map(|r| (r.name.as_str(), r.state, r.available_version.as_deref())).collect();
+    // Only exact names stand for a package; a `*` pattern or a CVE names none.
+    assert_eq!(
+        states,
+        [("nginx", PatchState::NotApplicable, Some("1.24.0-1")), ("vim", PatchState::Missing, Some("2"))]
+    );
+    assert!(!e.rows[0].counts, "NOT_APPLICABLE never makes a node non-compliant");
+}
+
+#[test]
 fn names_and_families_parse() {
     assert_eq!(OsFamily::of_os("rocky", "rhel centos fedora"), Some(OsFamily::Rhel));
     assert_eq!(OsFamily::of_os("linuxmint", "ubuntu debian"), Some(OsFamily::Ubuntu));
