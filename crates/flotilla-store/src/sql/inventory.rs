@@ -125,14 +125,16 @@ impl InventoryStore for SqlStore {
         max_nodes: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let keyed = if key.is_some() { " AND item_key = $4" } else { "" };
-        // A node-id range, not `node_id IN (page)`: with IN, SQLite walks the primary key for
-        // each node of the page (every item of the type, 1,000 per node for Application) and
-        // filters on the key afterwards; a range keeps it on the key index.
+        let on_key = if key.is_some() { " AND i.item_key = $4" } else { "" };
+        // The page's nodes first, then each node's items by index equality. A node-id range or
+        // `node_id IN (page)` lets SQLite walk the primary key instead (every item of the type,
+        // 1,000 per node for Application) and filter on the key afterwards: 0.56 s against
+        // 12 ms for 2,000 nodes. CROSS JOIN is how SQLite is told which loop is the outer one.
         let sql = format!(
-            "SELECT node_id, item FROM inventory_items WHERE type_name = $1{keyed} AND node_id > $2 AND node_id <= \
-             (SELECT MAX(node_id) FROM (SELECT DISTINCT node_id FROM inventory_items \
-              WHERE type_name = $1{keyed} AND node_id > $2 ORDER BY node_id LIMIT $3) AS page) \
-             ORDER BY node_id, seq"
+            "SELECT i.node_id, i.item FROM (SELECT DISTINCT node_id FROM inventory_items \
+             WHERE type_name = $1{keyed} AND node_id > $2 ORDER BY node_id LIMIT $3) AS page \
+             CROSS JOIN inventory_items AS i WHERE i.type_name = $1{on_key} AND i.node_id = page.node_id \
+             ORDER BY i.node_id, i.seq"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(type_name).bind(after.unwrap_or("")).bind(max_nodes);
         if let Some(key) = key {
