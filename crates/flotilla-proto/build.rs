@@ -8,6 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     println!("cargo:rerun-if-changed=../../proto");
-    tonic_prost_build::configure().compile_with_config(config, &["../../proto/agent.proto"], &["../../proto"])?;
+    // Small per-stream buffers: see src/codec.rs.
+    tonic_prost_build::configure().codec_path("crate::codec::LeanCodec").compile_with_config(
+        config,
+        &["../../proto/agent.proto"],
+        &["../../proto"],
+    )?;
     Ok(())
 }

@@ -5,6 +5,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod codec;
+
 /// `flotilla.agent.v1`.
 pub mod v1 {
     tonic::include_proto!("flotilla.agent.v1");
