@@ -76,7 +76,12 @@ class Demo:
         wall = time.monotonic() - started
         spans = [instant(i["ended_at"]) - instant(i["started_at"]) for i in cmd["invocations"]
                  if i.get("started_at") and i.get("ended_at")]
+        failures = [{"node_id": i["node_id"], "status": i["status"],
+                     "stderr": (i.get("output") or {}).get("stderr", "")[-400:],
+                     "stdout": (i.get("output") or {}).get("stdout", "")[-400:]}
+                    for i in cmd["invocations"] if i["status"] != "Success"]
         return {
+            "failures": failures,
             "seconds": round(wall, 3),
             "invocation_seconds_max": round(max(spans), 3) if spans else None,
             "invocations": len(cmd["invocations"]),
@@ -110,6 +115,7 @@ def label(hostname):
 
 
 def main():
+    load_start = " ".join(open("/proc/loadavg").read().split()[:3])
     result = {"benchmark": "patch", "one_node": {}, "fleet": {}}
     demo = Demo(4)
     try:
@@ -139,7 +145,7 @@ def main():
     raw = os.path.join(ROOT, "bench", "results", "patch.json.tmp")
     with open(raw, "w") as f:
         json.dump(result, f)
-    env = dict(os.environ, BENCH_COMMAND="bench/patch.py", BENCH_LOAD_START=" ".join(open("/proc/loadavg").read().split()[:3]))
+    env = dict(os.environ, BENCH_COMMAND="bench/patch.py", BENCH_LOAD_START=load_start)
     recorded = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "record.py"), raw, BIN],
                               env=env, capture_output=True, text=True, check=True).stdout
     os.remove(raw)

@@ -69,8 +69,10 @@ impl DnfEnv {
                 format!("--releasever={}", releasever(&pm.root)?),
                 format!("--config={}", conf.display()),
                 format!("--setopt=reposdir={root}/etc/yum.repos.d"),
-                // Relative to the installroot (dnf puts cachedir and persistdir under it).
-                "--setopt=cachedir=/var/cache/dnf".to_owned(),
+                // The root's own cache, spelled in full: dnf does not put a `--setopt` cachedir
+                // under the installroot, so two agents on one machine (the demo's sample nodes)
+                // shared the machine's /var/cache/dnf, and its metadata lock failed the other.
+                format!("--setopt=cachedir={root}/var/cache/dnf"),
             ]);
         }
         base.extend(
