@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import record  # bench/record.py, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 BIN = os.environ.get("FLOTILLA_BENCH_BIN", os.path.join(TARGET, "release", "flotilla"))
@@ -141,19 +143,8 @@ def main():
         }
     finally:
         demo.stop()
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    raw = os.path.join(ROOT, "bench", "results", "patch.json.tmp")
-    with open(raw, "w") as f:
-        json.dump(result, f)
-    env = dict(os.environ, BENCH_COMMAND="bench/patch.py", BENCH_LOAD_START=load_start)
-    recorded = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "record.py"), raw, BIN],
-                              env=env, capture_output=True, text=True, check=True).stdout
-    os.remove(raw)
-    with open(os.path.join(ROOT, "bench", "results", "patch.json"), "w") as f:
-        f.write(recorded)
-    with open(os.path.join(ROOT, "bench", "results", "history.jsonl"), "a") as f:
-        f.write(json.dumps(json.loads(recorded)) + "\n")
-    print(json.dumps(json.loads(recorded), indent=2))
+    recorded = record.save(result, "patch", BIN, "bench/patch.py", load_start)
+    print(json.dumps(recorded, indent=2))
 
 
 if __name__ == "__main__":

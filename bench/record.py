@@ -42,9 +42,8 @@ def peak_rss(v):
             best = max(best, peak_rss(x))
     return best
 
-def main():
-    record = json.load(open(sys.argv[1]))
-    server = sys.argv[2] if len(sys.argv) > 2 else ""
+def annotate(record, server, command, load_start):
+    """`record` with the fields above added."""
     commit = git("rev-parse", "--short=12", "HEAD")
     # The results themselves change with every run: only code makes a build "dirty".
     if git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude,top)bench/results"):
@@ -54,17 +53,36 @@ def main():
         "server_commit": os.environ.get("FLOTILLA_BENCH_SERVER_COMMIT") or commit,
         "server_binary": server,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": os.environ.get("BENCH_COMMAND", ""),
+        "command": command,
         "peak_server_rss_bytes": peak_rss(record),
         "machine": {
             "cpus": os.cpu_count(),
             "cpu_model": cpu_model(),
             "mem_total_kib": meminfo_kib(),
             "kernel": platform.release(),
-            "load_average_start": os.environ.get("BENCH_LOAD_START", ""),
+            "load_average_start": load_start,
             "load_average_end": " ".join(open("/proc/loadavg").read().split()[:3]),
         },
     })
+    return record
+
+def save(result, name, server, command, load_start):
+    """For the Python benchmarks: annotates `result`, writes it to results/NAME.json and appends
+    it to results/history.jsonl; returns the record."""
+    record = annotate(result, server, command, load_start)
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(results, exist_ok=True)
+    with open(os.path.join(results, f"{name}.json"), "w") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+    with open(os.path.join(results, "history.jsonl"), "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+    return record
+
+def main():
+    record = json.load(open(sys.argv[1]))
+    server = sys.argv[2] if len(sys.argv) > 2 else ""
+    record = annotate(record, server, os.environ.get("BENCH_COMMAND", ""), os.environ.get("BENCH_LOAD_START", ""))
     print(json.dumps(record, sort_keys=True))
 
-main()
+if __name__ == "__main__":
+    main()

@@ -37,6 +37,9 @@ pub trait FleetStore: Send + Sync {
     async fn enroll_node(&self, activation_id: &str, node: &Node) -> Result<Enrollment, StoreError>;
     async fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError>;
     async fn list_nodes(&self) -> Result<Vec<Node>, StoreError>;
+    /// Hostname and status of each of `ids` that exists (for a page of fleet-query rows:
+    /// reading every node for that cost ≈ 100 ms at 10,000 nodes).
+    async fn node_names(&self, ids: &[String]) -> Result<Vec<(String, String, NodeStatus)>, StoreError>;
     /// How many nodes are in each status (one grouped query; for status pages on big fleets).
     async fn count_nodes_by_status(&self) -> Result<Vec<(NodeStatus, u64)>, StoreError>;
     /// Records what the agent reported at connect and marks it Online. Returns false when the

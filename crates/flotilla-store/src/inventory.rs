@@ -1,5 +1,6 @@
 //! Inventory storage: per node and type, the content hash and the items (JSON text each),
 //! replaced atomically; fleet-wide reads by type, optionally narrowed by the type's key field.
+//! Identical items are stored once however many nodes report them (see `sql/inventory.rs`).
 
 use async_trait::async_trait;
 use flotilla_core::{NodeId, UnixMillis};
@@ -61,6 +62,10 @@ pub trait InventoryStore {
         after: Option<&str>,
         max_nodes: i64,
     ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Deletes the stored items no node's inventory refers to any more (replaced versions,
+    /// removed nodes' packages); returns how many. Run by the retention sweep.
+    async fn delete_unreferenced_inventory_entries(&self) -> Result<u64, StoreError>;
 
     async fn put_inventory_setting(&self, setting: &InventorySetting) -> Result<(), StoreError>;
     async fn list_inventory_settings(&self) -> Result<Vec<InventorySetting>, StoreError>;

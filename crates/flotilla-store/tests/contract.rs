@@ -69,6 +69,10 @@ async fn enrollment_respects_limit(store: &dyn Store) {
     assert_eq!(store.get_node(&node(3, "").id).await.expect("get"), None, "nothing stored past the limit");
     assert_eq!(store.get_node(&node(1, "").id).await.expect("get"), Some(node(1, "act-2")));
     assert_eq!(store.list_nodes().await.expect("list").len(), 2);
+    let (one, absent) = (node(1, "act-2"), node(3, "act-2"));
+    let names = store.node_names(&[one.id.to_string(), absent.id.to_string()]).await.expect("names");
+    assert_eq!(names, vec![(one.id.to_string(), one.hostname, one.status)], "only nodes that exist");
+    assert!(store.node_names(&[]).await.expect("none").is_empty());
 }
 
 async fn node_lifecycle(store: &dyn Store) {
@@ -251,11 +255,12 @@ async fn commands(store: &dyn Store) {
 async fn inventory(store: &dyn Store) {
     let a = NodeId::from_random([31; 9]);
     let b = NodeId::from_random([32; 9]);
-    let apps = |names: &[&str]| InventoryChange::Replace {
-        type_name: "Application".into(),
+    let apps_of = |type_name: &str, names: &[&str]| InventoryChange::Replace {
+        type_name: type_name.into(),
         content_hash: names.join(","),
         items: names.iter().map(|n| (Some((*n).to_string()), format!("{{\"name\":\"{n}\"}}"))).collect(),
     };
+    let apps = |names: &[&str]| apps_of("Application", names);
     // More items than one INSERT carries, to cross the batch boundary.
     let many: Vec<String> = (0..1203).map(|i| format!("p{i:04}")).collect();
     let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
@@ -291,6 +296,31 @@ async fn inventory(store: &dyn Store) {
     let next = store.inventory_scan("Application", None, Some(first.as_str()), 1).await.expect("scan");
     assert!(!next.is_empty() && next.iter().all(|(n, _)| n == second.as_str()));
     assert!(store.inventory_scan("Application", None, Some(second.as_str()), 1).await.expect("scan").is_empty());
+    assert!(store.inventory_scan("Application", Some("absent"), None, 10).await.expect("scan").is_empty());
+
+    // Items are stored once however many nodes hold them: the sweep deletes exactly those no
+    // node holds any more (a's 1,203 replaced packages and its deleted rack row), once.
+    assert_eq!(store.delete_unreferenced_inventory_entries().await.expect("sweep"), 1204);
+    assert_eq!(store.delete_unreferenced_inventory_entries().await.expect("sweep"), 0);
+    assert_eq!(store.inventory_items(&a, "Application").await.expect("items"), ["{\"name\":\"openssl\"}"]);
+    assert_eq!(store.inventory_items(&b, "Application").await.expect("items").len(), 2);
+    // One item twice in a type is kept twice; an empty type is stored empty.
+    let c = NodeId::from_random([33; 9]);
+    store
+        .apply_inventory(&c, &[apps(&["zlib", "curl", "zlib"]), apps_of("Custom:Empty", &[])], 40, 41)
+        .await
+        .expect("c");
+    let items = store.inventory_items(&c, "Application").await.expect("items");
+    assert_eq!(items, ["{\"name\":\"zlib\"}", "{\"name\":\"curl\"}", "{\"name\":\"zlib\"}"]);
+    let zlib = store.inventory_scan("Application", Some("zlib"), None, 10).await.expect("scan");
+    assert_eq!(zlib.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), [c.as_str(), c.as_str()]);
+    assert!(store.inventory_items(&c, "Custom:Empty").await.expect("items").is_empty());
+    let types = store.inventory_types(&c).await.expect("types");
+    assert_eq!(
+        types.iter().map(|t| (t.type_name.as_str(), t.item_count)).collect::<Vec<_>>(),
+        [("Application", 3), ("Custom:Empty", 0)]
+    );
+    assert_eq!(store.delete_unreferenced_inventory_entries().await.expect("sweep"), 0, "c's items are held");
 
     let setting = InventorySetting {
         group_name: "web".into(),
@@ -505,6 +535,61 @@ async fn postgres_contract() {
     let again = SqlStore::open_postgres(db.url()).await.expect("reopen postgres");
     assert_eq!(again.list_nodes().await.expect("list").len(), 3);
     again.close().await;
+    db.drop_database().await.expect("drop test database");
+}
+
+/// Rows in 0003's one-row-per-item layout, as a database written before migration 0019 holds
+/// them (seq out of insertion order, one item without a key).
+fn item_rows_of_0003(node: &NodeId) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!(
+        "INSERT INTO inventory_types (node_id, type_name, content_hash, item_count, collected_at, updated_at) \
+         VALUES ('{n}', 'Application', 'h', 3, 1, 2); \
+         INSERT INTO inventory_items (type_name, node_id, seq, item_key, item) VALUES \
+         ('Application', '{n}', 2, 'zlib', '{{\"name\":\"zlib\"}}'), ('Application', '{n}', 0, 'bash', '{{\"name\":\"bash\"}}'), \
+         ('Application', '{n}', 1, NULL, '{{\"x\":1}}')",
+        n = node.as_str()
+    ))
+}
+
+/// What a store that opened a database holding [`item_rows_of_0003`] must read.
+async fn item_rows_were_converted(store: &SqlStore, node: &NodeId) {
+    let items = store.inventory_items(node, "Application").await.expect("items");
+    assert_eq!(items, ["{\"name\":\"bash\"}", "{\"x\":1}", "{\"name\":\"zlib\"}"], "in seq order");
+    let zlib = store.inventory_scan("Application", Some("zlib"), None, 10).await.expect("scan");
+    assert_eq!(zlib, [(node.to_string(), "{\"name\":\"zlib\"}".to_string())]);
+    assert_eq!(store.inventory_types(node).await.expect("types")[0].content_hash, "h");
+}
+
+#[tokio::test]
+async fn sqlite_item_rows_of_0003_are_converted_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flotilla.db");
+    SqlStore::open_sqlite(&path).await.expect("create").close().await;
+    let node = NodeId::from_random([40; 9]);
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("raw");
+    sqlx::raw_sql(item_rows_of_0003(&node)).execute(&raw).await.expect("old rows");
+    raw.close().await;
+    let store = SqlStore::open_sqlite(&path).await.expect("reopen converts");
+    item_rows_were_converted(&store, &node).await;
+    store.close().await;
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("raw");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inventory_items").fetch_one(&raw).await.expect("count");
+    assert_eq!(left, 0, "the old rows are moved, not copied");
+}
+
+#[tokio::test]
+async fn postgres_item_rows_of_0003_are_converted_at_open() {
+    let db = flotilla_testkit::postgres::TempDatabase::for_test().await;
+    SqlStore::open_postgres(db.url()).await.expect("create").close().await;
+    let node = NodeId::from_random([40; 9]);
+    let raw = sqlx::PgPool::connect(db.url()).await.expect("raw");
+    sqlx::raw_sql(item_rows_of_0003(&node)).execute(&raw).await.expect("old rows");
+    let store = SqlStore::open_postgres(db.url()).await.expect("reopen converts");
+    item_rows_were_converted(&store, &node).await;
+    store.close().await;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inventory_items").fetch_one(&raw).await.expect("count");
+    assert_eq!(left, 0, "the old rows are moved, not copied");
+    raw.close().await;
     db.drop_database().await.expect("drop test database");
 }
 

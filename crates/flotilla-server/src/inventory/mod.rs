@@ -361,8 +361,6 @@ pub async fn query(state: &AppState, q: Query) -> Result<Page, ServiceError> {
             .map_err(|_| ServiceError::Invalid(format!("after `{after}` is not a node id from `next`")))?;
     }
     let key = filters.iter().find_map(|f| f.key_lookup(&kind));
-    let nodes: BTreeMap<String, (String, NodeStatus)> =
-        state.store.list_nodes().await?.into_iter().map(|n| (n.id.to_string(), (n.hostname, n.status))).collect();
     let mut rows = Vec::new();
     let mut cursor = q.after.clone();
     loop {
@@ -372,13 +370,21 @@ pub async fn query(state: &AppState, q: Query) -> Result<Page, ServiceError> {
         };
         let last = last.clone();
         let mut by_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        // Most nodes hold the same few items (the store keeps each once): decide each once.
+        let mut verdicts: HashMap<String, Option<Value>> = HashMap::new();
         for (node, item) in batch {
             let entry = by_node.entry(node).or_default();
-            let Ok(item) = serde_json::from_str::<Value>(&item) else { continue };
-            if filters.iter().all(|f| f.matches(&item)) {
-                entry.push(item);
+            let verdict = verdicts.entry(item).or_insert_with_key(|item| {
+                serde_json::from_str::<Value>(item).ok().filter(|item| filters.iter().all(|f| f.matches(item)))
+            });
+            if let Some(item) = verdict {
+                entry.push(item.clone());
             }
         }
+        by_node.retain(|_, items| !items.is_empty());
+        let ids: Vec<String> = by_node.keys().cloned().collect();
+        let nodes: BTreeMap<String, (String, NodeStatus)> =
+            state.store.node_names(&ids).await?.into_iter().map(|(id, host, status)| (id, (host, status))).collect();
         for (node, items) in by_node {
             let Some((hostname, status)) = nodes.get(&node) else { continue };
             if items.is_empty() || *status == NodeStatus::Deregistered {

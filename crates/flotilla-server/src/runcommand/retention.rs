@@ -3,8 +3,10 @@
 //! (`inventory/...` in the artifact store) once they became history longer than
 //! `inventory_history_retention` ago (default 30 days), and events of the event log older than
 //! `event_retention` (default 30 days), and Delivered notification deliveries older than
-//! `delivery_retention` (default 7 days; open and dead-lettered ones are kept), so the store and the artifact store do not grow
-//! without bound. A node's current inventory lives in the store and is never swept.
+//! `delivery_retention` (default 7 days; open and dead-lettered ones are kept), and stored
+//! inventory items no node's current inventory names any more, so the store and the artifact
+//! store do not grow without bound. A node's current inventory lives in the store and is never
+//! swept.
 //!
 //! Invariant: a command that has not ended is never deleted. Artifacts go after the rows, so an
 //! interrupted sweep leaves at worst unreferenced objects, which the next sweep cannot see but
@@ -35,6 +37,15 @@ pub async fn retention_worker(state: Arc<AppState>, ctx: WorkerContext) {
         sweep_inventory_history(&state, history).await;
         sweep_events(&state, events).await;
         sweep_deliveries(&state, deliveries).await;
+        sweep_inventory_entries(&state).await;
+    }
+}
+
+async fn sweep_inventory_entries(state: &AppState) {
+    match state.store.delete_unreferenced_inventory_entries().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(entries = n, "retention: deleted inventory items no node reports any more"),
+        Err(e) => tracing::warn!("inventory entry sweep failed (will retry): {e}"),
     }
 }
 

@@ -164,6 +164,25 @@ impl FleetStore for SqlStore {
         rows.iter().map(node_from_row).collect()
     }
 
+    async fn node_names(&self, ids: &[String]) -> Result<Vec<(String, String, NodeStatus)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        // Within every engine's bind-parameter limit.
+        for chunk in ids.chunks(1000) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, hostname, status FROM nodes WHERE id IN ({})", marks.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(q("look nodes up"))? {
+                let id: String = get(&row, "id")?;
+                let status = parse::<NodeStatus>(&row, "nodes", &id, "status")?;
+                out.push((id, get(&row, "hostname")?, status));
+            }
+        }
+        Ok(out)
+    }
+
     async fn count_nodes_by_status(&self) -> Result<Vec<(NodeStatus, u64)>, StoreError> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM nodes GROUP BY status ORDER BY status")
             .fetch_all(&self.pool)

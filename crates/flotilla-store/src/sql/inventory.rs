@@ -1,14 +1,28 @@
-//! SQL for [`InventoryStore`].
+//! SQL for [`InventoryStore`], content-addressed (migration 0019): each distinct item of a type
+//! is one `inventory_entries` row, named by the SHA-256 of its type and text; a node's type is
+//! one `inventory_sets` row listing its entries' ids in the order sent.
+//!
+//! Invariants: an entry a committed set names exists — entries are only deleted by
+//! [`InventoryStore::delete_unreferenced_inventory_entries`], which runs alone (SQLite's one
+//! writer; on PostgreSQL an exclusive advisory lock that every inventory write holds shared),
+//! and ids are never reused.
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use flotilla_core::{NodeId, UnixMillis};
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::{SqlStore, from_json, get, q, to_json};
+use super::{Backend, MAX_BINDS, SqlStore, WriteTx, from_json, get, q, to_json};
 use crate::{InventoryChange, InventorySetting, InventoryStore, StoreError, StoredInventoryType};
 
-/// Rows per INSERT (5 binds a row).
-const ROWS_PER_INSERT: usize = super::MAX_BINDS / 5;
+/// Entry rows per INSERT (5 binds a row).
+const ENTRY_ROWS_PER_INSERT: usize = MAX_BINDS / 5;
+/// Sets read per statement by a fleet query or the sweep.
+const SETS_PER_READ: usize = 1000;
+/// PostgreSQL advisory lock key: inventory writes hold it shared, the entry sweep exclusive.
+const ENTRIES_LOCK: i64 = 0x666c_6f74_696e_7600;
 
 #[async_trait]
 impl InventoryStore for SqlStore {
@@ -42,23 +56,26 @@ impl InventoryStore for SqlStore {
         now: UnixMillis,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin an inventory update"))?;
+        self.hold_entries(&mut tx, false).await?;
         for change in changes {
             let type_name = match change {
                 InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => type_name,
             };
-            sqlx::query("DELETE FROM inventory_items WHERE type_name = $1 AND node_id = $2")
-                .bind(type_name)
-                .bind(node.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(q("replace inventory items"))?;
             sqlx::query("DELETE FROM inventory_types WHERE node_id = $1 AND type_name = $2")
                 .bind(node.as_str())
                 .bind(type_name)
                 .execute(&mut *tx)
                 .await
                 .map_err(q("replace an inventory type"))?;
-            let InventoryChange::Replace { content_hash, items, .. } = change else { continue };
+            let InventoryChange::Replace { content_hash, items, .. } = change else {
+                sqlx::query("DELETE FROM inventory_sets WHERE type_name = $1 AND node_id = $2")
+                    .bind(type_name)
+                    .bind(node.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("delete an inventory type's items"))?;
+                continue;
+            };
             sqlx::query(
                 "INSERT INTO inventory_types (node_id, type_name, content_hash, item_count, collected_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -72,23 +89,7 @@ impl InventoryStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(q("store an inventory type"))?;
-            for (chunk_index, chunk) in items.chunks(ROWS_PER_INSERT).enumerate() {
-                let mut sql =
-                    String::from("INSERT INTO inventory_items (type_name, node_id, seq, item_key, item) VALUES ");
-                for i in 0..chunk.len() {
-                    let b = i * 5;
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str(&format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5));
-                }
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (i, (key, item)) in chunk.iter().enumerate() {
-                    let seq = i64::try_from(chunk_index * ROWS_PER_INSERT + i).unwrap_or(i64::MAX);
-                    query = query.bind(type_name).bind(node.as_str()).bind(seq).bind(key.clone()).bind(item);
-                }
-                query.execute(&mut *tx).await.map_err(q("store inventory items"))?;
-            }
+            self.put_set(&mut tx, node.as_str(), type_name, items).await?;
         }
         if !changes.is_empty() {
             let types: Vec<&str> = changes
@@ -108,13 +109,17 @@ impl InventoryStore for SqlStore {
     }
 
     async fn inventory_items(&self, node: &NodeId, type_name: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT item FROM inventory_items WHERE type_name = $1 AND node_id = $2 ORDER BY seq")
+        let row = sqlx::query("SELECT entries FROM inventory_sets WHERE type_name = $1 AND node_id = $2")
             .bind(type_name)
             .bind(node.as_str())
-            .fetch_all(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(q("read inventory items"))?;
-        rows.iter().map(|row| get(row, "item")).collect()
+        let Some(row) = row else { return Ok(Vec::new()) };
+        let ids = set_ids(&row, node.as_str(), type_name)?;
+        let mut items = HashMap::new();
+        self.load_entries(&ids, &mut items).await?;
+        ids.iter().map(|id| entry(&items, *id, node.as_str(), type_name)).collect()
     }
 
     async fn inventory_scan(
@@ -124,24 +129,124 @@ impl InventoryStore for SqlStore {
         after: Option<&str>,
         max_nodes: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let keyed = if key.is_some() { " AND item_key = $4" } else { "" };
-        let on_key = if key.is_some() { " AND i.item_key = $4" } else { "" };
-        // The page's nodes first, then each node's items by index equality. A node-id range or
-        // `node_id IN (page)` lets SQLite walk the primary key instead (every item of the type,
-        // 1,000 per node for Application) and filter on the key afterwards: 0.56 s against
-        // 12 ms for 2,000 nodes. CROSS JOIN is how SQLite is told which loop is the outer one.
-        let sql = format!(
-            "SELECT i.node_id, i.item FROM (SELECT DISTINCT node_id FROM inventory_items \
-             WHERE type_name = $1{keyed} AND node_id > $2 ORDER BY node_id LIMIT $3) AS page \
-             CROSS JOIN inventory_items AS i WHERE i.type_name = $1{on_key} AND i.node_id = page.node_id \
-             ORDER BY i.node_id, i.seq"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(type_name).bind(after.unwrap_or("")).bind(max_nodes);
+        // With a key, the few entries that carry it (one per version in the fleet, give or
+        // take) are read once by index and the sets are only searched for their ids.
+        let mut items = HashMap::new();
         if let Some(key) = key {
-            query = query.bind(key);
+            let rows = sqlx::query("SELECT id, item FROM inventory_entries WHERE type_name = $1 AND item_key = $2")
+                .bind(type_name)
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("query inventory"))?;
+            for row in &rows {
+                items.insert(get::<i64>(row, "id")?, get::<String>(row, "item")?);
+            }
+            if items.is_empty() {
+                return Ok(Vec::new());
+            }
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(q("query inventory"))?;
-        rows.iter().map(|row| Ok((get(row, "node_id")?, get(row, "item")?))).collect()
+        let wanted = usize::try_from(max_nodes).unwrap_or(0);
+        // Unkeyed, every set read is returned whole, so read no more of them than are wanted.
+        let batch = if key.is_some() { SETS_PER_READ } else { wanted.min(SETS_PER_READ) };
+        let mut out = Vec::new();
+        let mut nodes = 0;
+        let mut cursor = after.unwrap_or("").to_owned();
+        while nodes < wanted {
+            let rows = sqlx::query(
+                "SELECT node_id, entries FROM inventory_sets WHERE type_name = $1 AND node_id > $2 \
+                 ORDER BY node_id LIMIT $3",
+            )
+            .bind(type_name)
+            .bind(&cursor)
+            .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("query inventory"))?;
+            let mut sets = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let node: String = get(row, "node_id")?;
+                let mut ids = set_ids(row, &node, type_name)?;
+                if key.is_some() {
+                    ids.retain(|id| items.contains_key(id));
+                }
+                sets.push((node, ids));
+            }
+            if key.is_none() {
+                items.clear();
+                let ids: Vec<i64> = sets.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
+                self.load_entries(&ids, &mut items).await?;
+            }
+            for (node, ids) in &sets {
+                if ids.is_empty() || nodes == wanted {
+                    continue;
+                }
+                for id in ids {
+                    out.push((node.clone(), entry(&items, *id, node, type_name)?));
+                }
+                nodes += 1;
+            }
+            match sets.last() {
+                Some((last, _)) if rows.len() == batch => cursor.clone_from(last),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_unreferenced_inventory_entries(&self) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin an inventory entry sweep"))?;
+        self.hold_entries(&mut tx, true).await?;
+        let mut referenced = HashSet::new();
+        let (mut type_cursor, mut node_cursor) = (String::new(), String::new());
+        loop {
+            let rows = sqlx::query(
+                "SELECT type_name, node_id, entries FROM inventory_sets \
+                 WHERE type_name > $1 OR (type_name = $1 AND node_id > $2) ORDER BY type_name, node_id LIMIT $3",
+            )
+            .bind(&type_cursor)
+            .bind(&node_cursor)
+            .bind(i64::try_from(SETS_PER_READ).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("read inventory sets"))?;
+            for row in &rows {
+                type_cursor = get(row, "type_name")?;
+                node_cursor = get(row, "node_id")?;
+                referenced.extend(set_ids(row, &node_cursor, &type_cursor)?);
+            }
+            if rows.len() < SETS_PER_READ {
+                break;
+            }
+        }
+        let mut unreferenced = Vec::new();
+        let mut id_cursor = 0_i64;
+        loop {
+            let rows = sqlx::query("SELECT id FROM inventory_entries WHERE id > $1 ORDER BY id LIMIT 10000")
+                .bind(id_cursor)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("read inventory entries"))?;
+            for row in &rows {
+                id_cursor = get(row, "id")?;
+                if !referenced.contains(&id_cursor) {
+                    unreferenced.push(id_cursor);
+                }
+            }
+            if rows.len() < 10000 {
+                break;
+            }
+        }
+        for chunk in unreferenced.chunks(MAX_BINDS) {
+            let sql = format!("DELETE FROM inventory_entries WHERE id IN ({})", marks(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await.map_err(q("delete unreferenced inventory entries"))?;
+        }
+        tx.commit().await.map_err(q("commit an inventory entry sweep"))?;
+        Ok(unreferenced.len() as u64)
     }
 
     async fn put_inventory_setting(&self, s: &InventorySetting) -> Result<(), StoreError> {
@@ -188,5 +293,307 @@ impl InventoryStore for SqlStore {
             .await
             .map_err(q("delete inventory settings"))?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SqlStore {
+    /// Keeps the entry sweep out while this transaction may name existing entries (or, with
+    /// `exclusive`, is the sweep). SQLite's single writer already does.
+    async fn hold_entries(&self, tx: &mut WriteTx, exclusive: bool) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let sql =
+            if exclusive { "SELECT pg_advisory_xact_lock($1)" } else { "SELECT pg_advisory_xact_lock_shared($1)" };
+        sqlx::query(sql).bind(ENTRIES_LOCK).execute(&mut **tx).await.map_err(q("lock inventory entries"))?;
+        Ok(())
+    }
+
+    /// Replaces `node`'s set of `type_name` with `items`, storing the entries not yet stored.
+    async fn put_set(
+        &self,
+        tx: &mut WriteTx,
+        node: &str,
+        type_name: &str,
+        items: &[(Option<String>, String)],
+    ) -> Result<(), StoreError> {
+        let ids = self.entry_ids(tx, type_name, items).await?;
+        sqlx::query(
+            "INSERT INTO inventory_sets (type_name, node_id, entries) VALUES ($1, $2, $3) \
+             ON CONFLICT (type_name, node_id) DO UPDATE SET entries = excluded.entries",
+        )
+        .bind(type_name)
+        .bind(node)
+        .bind(id_list::encode(&ids))
+        .execute(&mut **tx)
+        .await
+        .map_err(q("store an inventory set"))?;
+        Ok(())
+    }
+
+    /// The entry id of each of `items`, in order; the entries not stored yet are inserted.
+    async fn entry_ids(
+        &self,
+        tx: &mut WriteTx,
+        type_name: &str,
+        items: &[(Option<String>, String)],
+    ) -> Result<Vec<i64>, StoreError> {
+        let digests: Vec<String> = items.iter().map(|(_, item)| digest(type_name, item)).collect();
+        let mut distinct: Vec<&str> = Vec::new();
+        let mut seen = HashSet::new();
+        for d in &digests {
+            if seen.insert(d.as_str()) {
+                distinct.push(d);
+            }
+        }
+        let mut ids = HashMap::with_capacity(distinct.len());
+        find_entries(tx, &distinct, &mut ids).await?;
+        // The first item of each digest not stored yet (a type may hold one item twice).
+        let mut chosen = HashSet::new();
+        let missing: Vec<usize> =
+            (0..items.len()).filter(|&i| !ids.contains_key(&digests[i]) && chosen.insert(&digests[i])).collect();
+        if !missing.is_empty() {
+            self.insert_entries(tx, type_name, items, &digests, &missing).await?;
+            let wanted: Vec<&str> = missing.iter().map(|&i| digests[i].as_str()).collect();
+            find_entries(tx, &wanted, &mut ids).await?;
+        }
+        digests
+            .iter()
+            .map(|d| {
+                ids.get(d).copied().ok_or_else(|| StoreError::Corrupt {
+                    what: "inventory entry",
+                    key: d.clone(),
+                    detail: "inserted but not found again".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts the entries `items[i]` for each `i` of `new` (each digest once).
+    async fn insert_entries(
+        &self,
+        tx: &mut WriteTx,
+        type_name: &str,
+        items: &[(Option<String>, String)],
+        digests: &[String],
+        new: &[usize],
+    ) -> Result<(), StoreError> {
+        let last = self.take_entry_ids(tx, new.len()).await?;
+        let first = last - i64::try_from(new.len()).unwrap_or(i64::MAX) + 1;
+        let mut next = first;
+        for chunk in new.chunks(ENTRY_ROWS_PER_INSERT) {
+            let rows: Vec<String> = (0..chunk.len()).map(|r| format!("({})", marks(r * 5 + 1, 5))).collect();
+            // A concurrent report (PostgreSQL) may have stored the same entry first: its row
+            // stands and ours is not needed.
+            let sql = format!(
+                "INSERT INTO inventory_entries (id, digest, type_name, item_key, item) VALUES {} \
+                 ON CONFLICT (digest) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for &i in chunk {
+                query = query.bind(next).bind(&digests[i]).bind(type_name).bind(items[i].0.clone()).bind(&items[i].1);
+                next += 1;
+            }
+            query.execute(&mut **tx).await.map_err(q("store inventory entries"))?;
+        }
+        Ok(())
+    }
+
+    /// Takes `n` new entry ids and returns the last. On PostgreSQL the counter is moved in its
+    /// own short transaction, so concurrent reports do not queue on its row until they commit
+    /// (ids a rolled-back report took are simply never used).
+    async fn take_entry_ids(&self, tx: &mut WriteTx, n: usize) -> Result<i64, StoreError> {
+        let sql = "UPDATE inventory_entry_ids SET last_id = last_id + $1 WHERE id = 1 RETURNING last_id";
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let row = match self.backend {
+            Backend::Postgres => sqlx::query(sql).bind(n).fetch_one(&self.pool).await,
+            Backend::Sqlite => sqlx::query(sql).bind(n).fetch_one(&mut **tx).await,
+        }
+        .map_err(q("take inventory entry ids"))?;
+        get(&row, "last_id")
+    }
+
+    /// Adds the items of `ids` not in `items` yet.
+    async fn load_entries(&self, ids: &[i64], items: &mut HashMap<i64, String>) -> Result<(), StoreError> {
+        let mut needed: Vec<i64> = ids.iter().copied().filter(|id| !items.contains_key(id)).collect();
+        needed.sort_unstable();
+        needed.dedup();
+        for chunk in needed.chunks(MAX_BINDS) {
+            let sql = format!("SELECT id, item FROM inventory_entries WHERE id IN ({})", marks(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(q("read inventory entries"))? {
+                items.insert(get(&row, "id")?, get(&row, "item")?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the rows of 0003's per-item table into entries and sets, one node's type per
+    /// transaction (so an interrupted start resumes where it stopped). Runs when the store opens.
+    pub(super) async fn convert_item_rows(&self) -> Result<(), StoreError> {
+        let mut moved = 0_usize;
+        loop {
+            let pairs = sqlx::query(
+                "SELECT DISTINCT type_name, node_id FROM inventory_items ORDER BY type_name, node_id LIMIT 100",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read inventory to convert"))?;
+            if pairs.is_empty() {
+                break;
+            }
+            for pair in &pairs {
+                let type_name: String = get(pair, "type_name")?;
+                let node: String = get(pair, "node_id")?;
+                let mut tx = self.begin_write().await.map_err(q("begin an inventory conversion"))?;
+                self.hold_entries(&mut tx, false).await?;
+                let rows = sqlx::query(
+                    "SELECT item_key, item FROM inventory_items WHERE type_name = $1 AND node_id = $2 ORDER BY seq",
+                )
+                .bind(&type_name)
+                .bind(&node)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("read inventory to convert"))?;
+                // Another server converting the same database may have taken this one.
+                if !rows.is_empty() {
+                    let mut items = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        items.push((
+                            row.try_get::<Option<String>, _>("item_key").map_err(q("decode a row"))?,
+                            get(row, "item")?,
+                        ));
+                    }
+                    self.put_set(&mut tx, &node, &type_name, &items).await?;
+                    sqlx::query("DELETE FROM inventory_items WHERE type_name = $1 AND node_id = $2")
+                        .bind(&type_name)
+                        .bind(&node)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(q("delete converted inventory rows"))?;
+                    moved += rows.len();
+                }
+                tx.commit().await.map_err(q("commit an inventory conversion"))?;
+            }
+        }
+        if moved > 0 {
+            tracing::info!(items = moved, "moved inventory items into content-addressed storage");
+        }
+        Ok(())
+    }
+}
+
+/// Reads the ids of `entries` in a set row, refusing a malformed list.
+fn set_ids(row: &AnyRow, node: &str, type_name: &str) -> Result<Vec<i64>, StoreError> {
+    let bytes: Vec<u8> = get(row, "entries")?;
+    id_list::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
+        what: "inventory set",
+        key: format!("{node}/{type_name}"),
+        detail: "the entry list is not a list of ids".into(),
+    })
+}
+
+fn entry(items: &HashMap<i64, String>, id: i64, node: &str, type_name: &str) -> Result<String, StoreError> {
+    items.get(&id).cloned().ok_or_else(|| StoreError::Corrupt {
+        what: "inventory set",
+        key: format!("{node}/{type_name}"),
+        detail: format!("it names entry {id}, which is not stored"),
+    })
+}
+
+/// Adds the id of each of `digests` that is stored.
+async fn find_entries(tx: &mut WriteTx, digests: &[&str], ids: &mut HashMap<String, i64>) -> Result<(), StoreError> {
+    for chunk in digests.chunks(MAX_BINDS) {
+        let sql = format!("SELECT id, digest FROM inventory_entries WHERE digest IN ({})", marks(1, chunk.len()));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for d in chunk {
+            query = query.bind(*d);
+        }
+        for row in query.fetch_all(&mut **tx).await.map_err(q("look inventory entries up"))? {
+            ids.insert(get(&row, "digest")?, get(&row, "id")?);
+        }
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, ...`: `n` placeholders.
+fn marks(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// An entry's name: the type is part of it, as entries are per type.
+fn digest(type_name: &str, item: &str) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(type_name.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(item.as_bytes());
+    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A set's entry ids as bytes: each id's difference from the one before (zigzag, LEB128
+/// varint). A node's entries are mostly those of its base image, whose ids were handed out
+/// together and in the order sent, so most differences take one byte: ~1 KiB for a thousand
+/// packages, which keeps a fleet query's pass over every node's set short.
+mod id_list {
+    pub fn encode(ids: &[i64]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ids.len() + 8);
+        let mut previous = 0_i64;
+        for &id in ids {
+            let delta = id.wrapping_sub(previous);
+            previous = id;
+            let mut v = ((delta << 1) ^ (delta >> 63)) as u64;
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+        out
+    }
+
+    /// None for bytes `encode` cannot have written (a truncated or overlong varint).
+    pub fn decode(bytes: &[u8]) -> Option<Vec<i64>> {
+        let mut ids = Vec::with_capacity(bytes.len());
+        let (mut previous, mut v, mut shift) = (0_i64, 0_u64, 0_u32);
+        for &b in bytes {
+            if shift > 63 {
+                return None;
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 != 0 {
+                shift += 7;
+                continue;
+            }
+            let delta = ((v >> 1) as i64) ^ -((v & 1) as i64);
+            previous = previous.wrapping_add(delta);
+            ids.push(previous);
+            (v, shift) = (0, 0);
+        }
+        (shift == 0).then_some(ids)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::{decode, encode};
+
+        #[test]
+        fn round_trips_and_stays_small_for_runs() {
+            let cases: &[&[i64]] = &[&[], &[0], &[1, 2, 3], &[5, 3, 9, 9, 1], &[i64::MAX, 1, i64::MAX], &[1 << 40, 7]];
+            for ids in cases {
+                assert_eq!(decode(&encode(ids)).as_deref(), Some(*ids));
+            }
+            let run: Vec<i64> = (1000..2000).collect();
+            assert_eq!(encode(&run).len(), 1001, "a run of ids takes a byte each after the first");
+        }
+
+        #[test]
+        fn refuses_what_it_did_not_write() {
+            assert_eq!(decode(&[0x80]), None, "truncated");
+            assert_eq!(decode(&[0xff; 11]), None, "longer than any 64-bit value");
+        }
     }
 }

@@ -54,6 +54,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "patch", include_str!("../../migrations/sqlite/0016_patch.sql")),
     (17, "notify_and_seeds", include_str!("../../migrations/sqlite/0017_notify_and_seeds.sql")),
     (18, "output_inline", include_str!("../../migrations/sqlite/0018_output_inline.sql")),
+    (19, "inventory_entries", include_str!("../../migrations/sqlite/0019_inventory_entries.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -74,6 +75,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "patch", include_str!("../../migrations/postgres/0016_patch.sql")),
     (17, "notify_and_seeds", include_str!("../../migrations/postgres/0017_notify_and_seeds.sql")),
     (18, "output_inline", include_str!("../../migrations/postgres/0018_output_inline.sql")),
+    (19, "inventory_entries", include_str!("../../migrations/postgres/0019_inventory_entries.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
@@ -233,7 +235,9 @@ impl SqlStore {
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let appended = Arc::new(tokio::sync::watch::Sender::new(0));
-        Ok(SqlStore { pool, backend, writer, appended })
+        let store = SqlStore { pool, backend, writer, appended };
+        store.convert_item_rows().await?;
+        Ok(store)
     }
 
     /// Closes every connection; used on shutdown so SQLite checkpoints its WAL.
