@@ -304,6 +304,12 @@ async fn inventory(store: &dyn Store) {
     assert_eq!(store.delete_unreferenced_inventory_entries().await.expect("sweep"), 0);
     assert_eq!(store.inventory_items(&a, "Application").await.expect("items"), ["{\"name\":\"openssl\"}"]);
     assert_eq!(store.inventory_items(&b, "Application").await.expect("items").len(), 2);
+    // Items stored again after the sweep deleted them are stored anew (the store remembered
+    // their ids from before the sweep and must not use them).
+    store.apply_inventory(&a, &[apps(&many_refs)], 32, 33).await.expect("again");
+    assert_eq!(store.inventory_items(&a, "Application").await.expect("items").len(), 1203);
+    store.apply_inventory(&a, &[apps(&["openssl"])], 34, 35).await.expect("and back");
+    assert_eq!(store.delete_unreferenced_inventory_entries().await.expect("sweep"), 1203);
     // One item twice in a type is kept twice; an empty type is stored empty.
     let c = NodeId::from_random([33; 9]);
     store

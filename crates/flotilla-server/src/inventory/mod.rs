@@ -48,10 +48,12 @@ const MAX_WATCHED_PATTERNS: usize = 100;
 /// agent collects at connect) would otherwise hold every pooled connection in a transaction:
 /// SQLite has one writer, so they queued in busy waits while everything else (and most of
 /// those reports) timed out waiting for a connection; and each report decoded meanwhile was
-/// held in memory. Measured with flotilla-loadgen (bench/RESULTS.md, "Load generator").
+/// held in memory. Measured with flotilla-loadgen (bench/RESULTS.md, "Load generator"). Writers
+/// now queue on the store's own write lock, not on a pooled connection, so SQLite's permits
+/// only bound memory: four keep both cores decoding while one report is written.
 fn ingest_permits(backend: &str) -> &'static tokio::sync::Semaphore {
     static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(if backend == "sqlite" { 2 } else { 8 }))
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(if backend == "sqlite" { 4 } else { 8 }))
 }
 
 /// Applies one report from `node` and says what the server now holds.

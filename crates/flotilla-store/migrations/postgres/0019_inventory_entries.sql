@@ -27,9 +27,11 @@ CREATE TABLE inventory_sets (
 );
 
 -- Entry ids are handed out from this row's counter, which only grows (ids are never reused,
--- so a set can never come to name an entry it did not mean).
+-- so a set can never come to name an entry it did not mean). `sweeps` counts the sweeps that
+-- deleted entries: a server remembers entry ids only while it is unchanged.
 CREATE TABLE inventory_entry_ids (
     id      INTEGER PRIMARY KEY,
-    last_id BIGINT NOT NULL
+    last_id BIGINT NOT NULL,
+    sweeps  BIGINT NOT NULL
 );
-INSERT INTO inventory_entry_ids (id, last_id) VALUES (1, 0);
+INSERT INTO inventory_entry_ids (id, last_id, sweeps) VALUES (1, 0, 0);

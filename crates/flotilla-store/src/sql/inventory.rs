@@ -4,8 +4,9 @@
 //!
 //! Invariants: an entry a committed set names exists — entries are only deleted by
 //! [`InventoryStore::delete_unreferenced_inventory_entries`], which runs alone (SQLite's one
-//! writer; on PostgreSQL an exclusive advisory lock that every inventory write holds shared),
-//! and ids are never reused.
+//! writer; on PostgreSQL an exclusive advisory lock that every inventory write holds shared)
+//! and counts itself in `inventory_entry_ids.sweeps`, so an id remembered in memory
+//! ([`KnownEntries`]) is used only while no sweep has run since; and ids are never reused.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,6 +24,8 @@ const ENTRY_ROWS_PER_INSERT: usize = MAX_BINDS / 5;
 const SETS_PER_READ: usize = 1000;
 /// PostgreSQL advisory lock key: inventory writes hold it shared, the entry sweep exclusive.
 const ENTRIES_LOCK: i64 = 0x666c_6f74_696e_7600;
+/// Entry ids a process remembers (about 50 bytes each).
+const MAX_KNOWN_ENTRIES: usize = 2_000_000;
 
 #[async_trait]
 impl InventoryStore for SqlStore {
@@ -56,7 +59,7 @@ impl InventoryStore for SqlStore {
         now: UnixMillis,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin an inventory update"))?;
-        self.hold_entries(&mut tx, false).await?;
+        let mut turn = self.entry_turn(&mut tx).await?;
         for change in changes {
             let type_name = match change {
                 InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => type_name,
@@ -89,7 +92,7 @@ impl InventoryStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(q("store an inventory type"))?;
-            self.put_set(&mut tx, node.as_str(), type_name, items).await?;
+            self.put_set(&mut tx, &mut turn, node.as_str(), type_name, items).await?;
         }
         if !changes.is_empty() {
             let types: Vec<&str> = changes
@@ -105,6 +108,7 @@ impl InventoryStore for SqlStore {
             super::events::append(&mut tx, &[event]).await?;
         }
         tx.commit().await.map_err(q("commit an inventory update"))?;
+        self.remember(turn);
         Ok(())
     }
 
@@ -196,7 +200,13 @@ impl InventoryStore for SqlStore {
 
     async fn delete_unreferenced_inventory_entries(&self) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin an inventory entry sweep"))?;
-        self.hold_entries(&mut tx, true).await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ENTRIES_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("lock inventory entries"))?;
+        }
         let mut referenced = HashSet::new();
         let (mut type_cursor, mut node_cursor) = (String::new(), String::new());
         loop {
@@ -244,6 +254,13 @@ impl InventoryStore for SqlStore {
                 query = query.bind(*id);
             }
             query.execute(&mut *tx).await.map_err(q("delete unreferenced inventory entries"))?;
+        }
+        if !unreferenced.is_empty() {
+            // Every process's remembered ids may name what was deleted: they start again.
+            sqlx::query("UPDATE inventory_entry_ids SET sweeps = sweeps + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await
+                .map_err(q("count an inventory entry sweep"))?;
         }
         tx.commit().await.map_err(q("commit an inventory entry sweep"))?;
         Ok(unreferenced.len() as u64)
@@ -297,27 +314,42 @@ impl InventoryStore for SqlStore {
 }
 
 impl SqlStore {
-    /// Keeps the entry sweep out while this transaction may name existing entries (or, with
-    /// `exclusive`, is the sweep). SQLite's single writer already does.
-    async fn hold_entries(&self, tx: &mut WriteTx, exclusive: bool) -> Result<(), StoreError> {
-        if self.backend != Backend::Postgres {
-            return Ok(());
+    /// Starts naming entries in `tx`: keeps the entry sweep out until it ends (SQLite's single
+    /// writer already does; on PostgreSQL a shared advisory lock) and reads how many sweeps
+    /// deleted entries so far, which says whether this process's remembered ids still hold.
+    async fn entry_turn(&self, tx: &mut WriteTx) -> Result<EntryTurn, StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind(ENTRIES_LOCK)
+                .execute(&mut **tx)
+                .await
+                .map_err(q("lock inventory entries"))?;
         }
-        let sql =
-            if exclusive { "SELECT pg_advisory_xact_lock($1)" } else { "SELECT pg_advisory_xact_lock_shared($1)" };
-        sqlx::query(sql).bind(ENTRIES_LOCK).execute(&mut **tx).await.map_err(q("lock inventory entries"))?;
-        Ok(())
+        let row = sqlx::query("SELECT sweeps FROM inventory_entry_ids WHERE id = 1")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(q("read the inventory entry sweeps"))?;
+        Ok(EntryTurn { sweeps: get(&row, "sweeps")?, stored: Vec::new() })
+    }
+
+    /// After `turn`'s transaction committed: the entries it stored are known from now on.
+    fn remember(&self, turn: EntryTurn) {
+        let mut known = self.known_entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.sweeps == turn.sweeps {
+            known.add(turn.stored);
+        }
     }
 
     /// Replaces `node`'s set of `type_name` with `items`, storing the entries not yet stored.
     async fn put_set(
         &self,
         tx: &mut WriteTx,
+        turn: &mut EntryTurn,
         node: &str,
         type_name: &str,
         items: &[(Option<String>, String)],
     ) -> Result<(), StoreError> {
-        let ids = self.entry_ids(tx, type_name, items).await?;
+        let ids = self.entry_ids(tx, turn, type_name, items).await?;
         sqlx::query(
             "INSERT INTO inventory_sets (type_name, node_id, entries) VALUES ($1, $2, $3) \
              ON CONFLICT (type_name, node_id) DO UPDATE SET entries = excluded.entries",
@@ -332,37 +364,58 @@ impl SqlStore {
     }
 
     /// The entry id of each of `items`, in order; the entries not stored yet are inserted.
+    /// Ids come from this process's memory first (a fleet's reports mostly repeat entries
+    /// already stored), then from the database, then from inserting.
     async fn entry_ids(
         &self,
         tx: &mut WriteTx,
+        turn: &mut EntryTurn,
         type_name: &str,
         items: &[(Option<String>, String)],
     ) -> Result<Vec<i64>, StoreError> {
-        let digests: Vec<String> = items.iter().map(|(_, item)| digest(type_name, item)).collect();
-        let mut distinct: Vec<&str> = Vec::new();
-        let mut seen = HashSet::new();
-        for d in &digests {
-            if seen.insert(d.as_str()) {
-                distinct.push(d);
+        let digests: Vec<Digest> = items.iter().map(|(_, item)| digest(type_name, item)).collect();
+        let mut ids: HashMap<Digest, i64> = HashMap::with_capacity(digests.len());
+        {
+            let mut known = self.known_entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if known.sweeps != turn.sweeps {
+                // A sweep deleted entries since: what is remembered may name them.
+                *known = KnownEntries { sweeps: turn.sweeps, ids: HashMap::new() };
+            }
+            for d in &digests {
+                if let Some(id) = known.ids.get(d) {
+                    ids.insert(*d, *id);
+                }
             }
         }
-        let mut ids = HashMap::with_capacity(distinct.len());
-        find_entries(tx, &distinct, &mut ids).await?;
-        // The first item of each digest not stored yet (a type may hold one item twice).
-        let mut chosen = HashSet::new();
-        let missing: Vec<usize> =
-            (0..items.len()).filter(|&i| !ids.contains_key(&digests[i]) && chosen.insert(&digests[i])).collect();
-        if !missing.is_empty() {
-            self.insert_entries(tx, type_name, items, &digests, &missing).await?;
-            let wanted: Vec<&str> = missing.iter().map(|&i| digests[i].as_str()).collect();
-            find_entries(tx, &wanted, &mut ids).await?;
+        let mut unknown: Vec<Digest> = Vec::new();
+        for d in &digests {
+            if !ids.contains_key(d) && !unknown.contains(d) {
+                unknown.push(*d);
+            }
+        }
+        if !unknown.is_empty() {
+            let found = find_entries(tx, &unknown).await?;
+            // Committed rows, and no sweep can run before this transaction ends.
+            self.known_entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(found.iter().copied());
+            ids.extend(found);
+            // The first item of each digest not stored yet (a type may hold one item twice).
+            let mut chosen = HashSet::new();
+            let missing: Vec<usize> =
+                (0..items.len()).filter(|&i| !ids.contains_key(&digests[i]) && chosen.insert(digests[i])).collect();
+            if !missing.is_empty() {
+                self.insert_entries(tx, type_name, items, &digests, &missing).await?;
+                let wanted: Vec<Digest> = missing.iter().map(|&i| digests[i]).collect();
+                let stored = find_entries(tx, &wanted).await?;
+                turn.stored.extend(stored.iter().copied());
+                ids.extend(stored);
+            }
         }
         digests
             .iter()
             .map(|d| {
                 ids.get(d).copied().ok_or_else(|| StoreError::Corrupt {
                     what: "inventory entry",
-                    key: d.clone(),
+                    key: hex(d),
                     detail: "inserted but not found again".into(),
                 })
             })
@@ -375,7 +428,7 @@ impl SqlStore {
         tx: &mut WriteTx,
         type_name: &str,
         items: &[(Option<String>, String)],
-        digests: &[String],
+        digests: &[Digest],
         new: &[usize],
     ) -> Result<(), StoreError> {
         let last = self.take_entry_ids(tx, new.len()).await?;
@@ -392,7 +445,8 @@ impl SqlStore {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for &i in chunk {
-                query = query.bind(next).bind(&digests[i]).bind(type_name).bind(items[i].0.clone()).bind(&items[i].1);
+                query =
+                    query.bind(next).bind(hex(&digests[i])).bind(type_name).bind(items[i].0.clone()).bind(&items[i].1);
                 next += 1;
             }
             query.execute(&mut **tx).await.map_err(q("store inventory entries"))?;
@@ -450,7 +504,7 @@ impl SqlStore {
                 let type_name: String = get(pair, "type_name")?;
                 let node: String = get(pair, "node_id")?;
                 let mut tx = self.begin_write().await.map_err(q("begin an inventory conversion"))?;
-                self.hold_entries(&mut tx, false).await?;
+                let mut turn = self.entry_turn(&mut tx).await?;
                 let rows = sqlx::query(
                     "SELECT item_key, item FROM inventory_items WHERE type_name = $1 AND node_id = $2 ORDER BY seq",
                 )
@@ -468,7 +522,7 @@ impl SqlStore {
                             get(row, "item")?,
                         ));
                     }
-                    self.put_set(&mut tx, &node, &type_name, &items).await?;
+                    self.put_set(&mut tx, &mut turn, &node, &type_name, &items).await?;
                     sqlx::query("DELETE FROM inventory_items WHERE type_name = $1 AND node_id = $2")
                         .bind(&type_name)
                         .bind(&node)
@@ -478,6 +532,7 @@ impl SqlStore {
                     moved += rows.len();
                 }
                 tx.commit().await.map_err(q("commit an inventory conversion"))?;
+                self.remember(turn);
             }
         }
         if moved > 0 {
@@ -505,19 +560,24 @@ fn entry(items: &HashMap<i64, String>, id: i64, node: &str, type_name: &str) -> 
     })
 }
 
-/// Adds the id of each of `digests` that is stored.
-async fn find_entries(tx: &mut WriteTx, digests: &[&str], ids: &mut HashMap<String, i64>) -> Result<(), StoreError> {
+/// The ids of those of `digests` that are stored.
+async fn find_entries(tx: &mut WriteTx, digests: &[Digest]) -> Result<Vec<(Digest, i64)>, StoreError> {
+    let mut found = Vec::with_capacity(digests.len());
     for chunk in digests.chunks(MAX_BINDS) {
+        let by_hex: HashMap<String, Digest> = chunk.iter().map(|d| (hex(d), *d)).collect();
         let sql = format!("SELECT id, digest FROM inventory_entries WHERE digest IN ({})", marks(1, chunk.len()));
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for d in chunk {
-            query = query.bind(*d);
+        for d in by_hex.keys() {
+            query = query.bind(d);
         }
         for row in query.fetch_all(&mut **tx).await.map_err(q("look inventory entries up"))? {
-            ids.insert(get(&row, "digest")?, get(&row, "id")?);
+            let text: String = get(&row, "digest")?;
+            if let Some(d) = by_hex.get(&text) {
+                found.push((*d, get(&row, "id")?));
+            }
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// `$first, $first+1, ...`: `n` placeholders.
@@ -525,13 +585,53 @@ fn marks(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// An entry's name: the type is part of it, as entries are per type.
-fn digest(type_name: &str, item: &str) -> String {
+/// An entry's name: the SHA-256 of its type (entries are per type), a NUL and its text.
+type Digest = [u8; 32];
+
+fn digest(type_name: &str, item: &str) -> Digest {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(type_name.as_bytes());
     ctx.update(&[0]);
     ctx.update(item.as_bytes());
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// A digest as stored (lower-case hex).
+fn hex(d: &Digest) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in d {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// Entry ids this process has seen committed, by digest, under the sweep count `sweeps`: an
+/// id is used from here without asking the database only while no sweep (in any process) has
+/// deleted entries since. Bounded: past [`MAX_KNOWN_ENTRIES`] it starts again.
+#[derive(Default)]
+pub(super) struct KnownEntries {
+    sweeps: i64,
+    ids: HashMap<Digest, i64>,
+}
+
+impl KnownEntries {
+    fn add(&mut self, entries: impl IntoIterator<Item = (Digest, i64)>) {
+        if self.ids.len() > MAX_KNOWN_ENTRIES {
+            self.ids.clear();
+        }
+        self.ids.extend(entries);
+    }
+}
+
+/// A transaction's part in naming entries (see [`SqlStore::entry_turn`]).
+struct EntryTurn {
+    sweeps: i64,
+    /// Entries this transaction stored: known once it committed.
+    stored: Vec<(Digest, i64)>,
 }
 
 /// A set's entry ids as bytes: each id's difference from the one before (zigzag, LEB128

@@ -121,6 +121,8 @@ pub struct SqlStore {
     /// The highest event sequence number this process has committed: told after each commit
     /// of a transaction that appended events, so in-process subscribers wake without polling.
     appended: Arc<tokio::sync::watch::Sender<i64>>,
+    /// Inventory entry ids this process has seen committed (see `sql/inventory.rs`).
+    known_entries: Arc<std::sync::Mutex<inventory::KnownEntries>>,
 }
 
 /// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
@@ -235,7 +237,7 @@ impl SqlStore {
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let appended = Arc::new(tokio::sync::watch::Sender::new(0));
-        let store = SqlStore { pool, backend, writer, appended };
+        let store = SqlStore { pool, backend, writer, appended, known_entries: Arc::default() };
         store.convert_item_rows().await?;
         Ok(store)
     }
