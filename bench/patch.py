@@ -10,8 +10,8 @@ packages; see crates/flotilla-cli/src/demo/repos.rs), then drives it with the CL
      Alpine: Scan only (apk is not packaged for Debian, so its Install cannot run here);
   2. the fleet: on a demo of FLOTILLA_BENCH_PATCH_NODES nodes (default 10, the demo's default),
      Scan on all, then Install on all at 100 % concurrency.
-Each time is the wall clock of `flotilla run ... --wait` (the CLI polls every 300 ms, so times
-are upper bounds quantised by that poll), with the invocations' own start-to-end beside it.
+Each time is the wall clock of `flotilla run ... --wait` (the CLI polls every 50 ms for 2 s, then
+backs off to 1 s, so times are upper bounds by up to one poll), with the invocations' own start-to-end beside it.
 Prints a JSON object, writes bench/results/patch.json and appends it to
 bench/results/history.jsonl. Binary: $FLOTILLA_BENCH_BIN (default
 $CARGO_TARGET_DIR/release/flotilla, the agent beside it).

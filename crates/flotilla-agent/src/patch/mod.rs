@@ -392,10 +392,10 @@ fn record(log: &mut OperationLog, outcomes: &mut Vec<InstallOutcome>, want: &Wan
 /// Environment variable naming the reboot command (a program and its arguments, separated by
 /// spaces; no shell).
 pub const REBOOT_COMMAND_ENV: &str = "FLOTILLA_AGENT_REBOOT_COMMAND";
-/// The reboot command when neither the agent's configuration nor the environment names one.
+/// The reboot command when neither the caller nor the environment names one.
 pub const DEFAULT_REBOOT_COMMAND: &str = "systemctl reboot";
 
-/// The reboot command: `configured` (the agent's configuration), else the environment's
+/// The reboot command: `configured` (given by the caller; the agent passes none today), else the environment's
 /// [`REBOOT_COMMAND_ENV`], else [`DEFAULT_REBOOT_COMMAND`].
 pub fn reboot_command(configured: Option<&str>) -> String {
     configured

@@ -220,7 +220,11 @@ impl SqlStore {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute(
-                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                            // 32 MiB of page cache per connection (SQLite's default is 2 MiB):
+                            // a fleet query passes over every node's inventory set, 13 MB at
+                            // 10,000 nodes, which otherwise is a pread per page every time.
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
+                             PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768;",
                         )
                         .await?;
                     }
