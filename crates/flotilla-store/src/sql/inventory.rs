@@ -26,6 +26,8 @@ const SETS_PER_READ: usize = 1000;
 const ENTRIES_LOCK: i64 = 0x666c_6f74_696e_7600;
 /// Entry ids a process remembers (about 50 bytes each).
 const MAX_KNOWN_ENTRIES: usize = 2_000_000;
+/// Entry text a process remembers.
+const MAX_ENTRY_TEXT_BYTES: usize = 64 << 20;
 
 #[async_trait]
 impl InventoryStore for SqlStore {
@@ -476,10 +478,25 @@ impl SqlStore {
     }
 
     /// Adds the items of `ids` not in `items` yet.
+    /// From memory first: an entry's text never changes (ids are never reused), so a
+    /// remembered one is right for as long as a set names it.
     async fn load_entries(&self, ids: &[i64], items: &mut HashMap<i64, String>) -> Result<(), StoreError> {
-        let mut needed: Vec<i64> = ids.iter().copied().filter(|id| !items.contains_key(id)).collect();
+        let mut needed: Vec<i64> = Vec::new();
+        {
+            let texts = self.entry_texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in ids {
+                if items.contains_key(id) {
+                    continue;
+                }
+                match texts.texts.get(id) {
+                    Some(text) => drop(items.insert(*id, text.to_string())),
+                    None => needed.push(*id),
+                }
+            }
+        }
         needed.sort_unstable();
         needed.dedup();
+        let mut read = Vec::with_capacity(needed.len());
         for chunk in needed.chunks(MAX_BINDS) {
             let sql = format!("SELECT id, item FROM inventory_entries WHERE id IN ({})", marks(1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -487,8 +504,13 @@ impl SqlStore {
                 query = query.bind(*id);
             }
             for row in query.fetch_all(&self.pool).await.map_err(q("read inventory entries"))? {
-                items.insert(get(&row, "id")?, get(&row, "item")?);
+                let (id, item): (i64, String) = (get(&row, "id")?, get(&row, "item")?);
+                read.push((id, std::sync::Arc::<str>::from(item.as_str())));
+                items.insert(id, item);
             }
+        }
+        if !read.is_empty() {
+            self.entry_texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(read);
         }
         Ok(())
     }
@@ -642,6 +664,26 @@ impl KnownEntries {
             self.ids.clear();
         }
         self.ids.extend(entries);
+    }
+}
+
+/// Entry texts this process has read, by id; bounded by [`MAX_ENTRY_TEXT_BYTES`] (past it, it
+/// starts again).
+#[derive(Default)]
+pub(super) struct EntryTexts {
+    bytes: usize,
+    texts: HashMap<i64, std::sync::Arc<str>>,
+}
+
+impl EntryTexts {
+    fn add(&mut self, read: Vec<(i64, std::sync::Arc<str>)>) {
+        for (id, text) in read {
+            if self.bytes > MAX_ENTRY_TEXT_BYTES {
+                *self = EntryTexts::default();
+            }
+            self.bytes += text.len() + 32;
+            self.texts.insert(id, text);
+        }
     }
 }
 

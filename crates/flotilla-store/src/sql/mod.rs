@@ -123,6 +123,8 @@ pub struct SqlStore {
     appended: Arc<tokio::sync::watch::Sender<i64>>,
     /// Inventory entry ids this process has seen committed (see `sql/inventory.rs`).
     known_entries: Arc<std::sync::Mutex<inventory::KnownEntries>>,
+    /// Inventory entry texts this process has read (see `sql/inventory.rs`).
+    entry_texts: Arc<std::sync::Mutex<inventory::EntryTexts>>,
 }
 
 /// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
@@ -241,7 +243,8 @@ impl SqlStore {
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let appended = Arc::new(tokio::sync::watch::Sender::new(0));
-        let store = SqlStore { pool, backend, writer, appended, known_entries: Arc::default() };
+        let store =
+            SqlStore { pool, backend, writer, appended, known_entries: Arc::default(), entry_texts: Arc::default() };
         store.convert_item_rows().await?;
         Ok(store)
     }
