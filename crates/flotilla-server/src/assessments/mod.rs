@@ -246,12 +246,21 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
         max_age_micros: i64::try_from(state.config.advisory_max_age.as_micros()).unwrap_or(i64::MAX),
     };
     let nodes = state.store.assessment_nodes(&run.id).await?;
-    let run_ref = &run;
-    let checks_ref = &checks;
-    let cve_ref = &cve;
+    // Each node in a task of its own: evaluating one is mostly CPU (version matching, the
+    // report), which futures polled in this one task would keep on one core.
+    let shared = Arc::new((run.clone(), checks, cve));
     let results: Vec<Result<NodeOutcome, ServiceError>> = futures::stream::iter(nodes)
-        .map(|node| async move { evaluate_node(state, run_ref, &node.node_id, checks_ref, cve_ref).await })
+        .map(|node| {
+            let (state, shared) = (state.clone(), shared.clone());
+            tokio::spawn(async move {
+                let (run, checks, cve) = &*shared;
+                evaluate_node(&state, run, &node.node_id, checks, cve).await
+            })
+        })
         .buffer_unordered(PARALLEL_NODES)
+        .map(|joined| {
+            joined.unwrap_or_else(|e| Err(ServiceError::Internal(format!("a node's assessment task failed: {e}"))))
+        })
         .collect()
         .await;
     let mut counts: BTreeMap<Severity, u64> = BTreeMap::new();
