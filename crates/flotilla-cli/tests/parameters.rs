@@ -252,6 +252,9 @@ fn secrets_at_rest(db_url: Option<&str>) {
             "commands=printf '%s\\n' {{param:/app/secret}} | tr a-z A-Z",
             "commands=echo \"plain={{param:/app/plain}}\"",
             &format!("commands=echo {marker}"),
+            // Past the inline limit (24,000 characters), so the stdout is an artifact: a small
+            // output lives in the invocation row alone.
+            "commands=head -c 30000 /dev/zero | tr '\\0' x; echo",
         ],
     );
     assert_eq!(cmd["status"], "Success", "{cmd}");
