@@ -389,7 +389,7 @@ pub async fn query(state: &AppState, q: Query) -> Result<Page, ServiceError> {
             state.store.node_names(&ids).await?.into_iter().map(|(id, host, status)| (id, (host, status))).collect();
         for (node, items) in by_node {
             let Some((hostname, status)) = nodes.get(&node) else { continue };
-            if items.is_empty() || *status == NodeStatus::Deregistered {
+            if *status == NodeStatus::Deregistered {
                 continue;
             }
             rows.push(Row { node_id: node.clone(), hostname: hostname.clone(), items });

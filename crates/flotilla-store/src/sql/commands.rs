@@ -12,7 +12,7 @@ use flotilla_core::command::{InvocationStatus, StepState};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{MAX_BINDS, SqlStore, WriteTx, events, get, parse, q};
+use super::{MAX_BINDS, SqlStore, WriteTx, events, get, parse, placeholders, q};
 use crate::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord, StoreError};
 
 const COMMAND_COLUMNS: &str = "id, document, document_version, parameters, targets, plan, max_concurrency, max_errors, \
@@ -31,10 +31,9 @@ async fn statuses_before<'a>(
     let mut out = HashMap::with_capacity(list.len());
     for (command, nodes) in by_command {
         for chunk in nodes.chunks(MAX_BINDS - 1) {
-            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
                 "SELECT node_id, status FROM invocations WHERE command_id = $1 AND node_id IN ({})",
-                placeholders.join(", ")
+                placeholders(2, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(command);
             for node in chunk {
@@ -405,10 +404,9 @@ impl CommandStore for SqlStore {
     ) -> Result<Vec<(String, InvocationStatus, u32)>, StoreError> {
         let mut out = Vec::new();
         for chunk in command_ids.chunks(MAX_BINDS) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT command_id, status, COUNT(*) AS n FROM invocations WHERE command_id IN ({}) GROUP BY command_id, status",
-                placeholders.join(", ")
+                placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {

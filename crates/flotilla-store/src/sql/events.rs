@@ -226,8 +226,7 @@ impl EventStore for SqlStore {
     async fn list_events(&self, after: i64, types: &[EventType], limit: u32) -> Result<Vec<EventRecord>, StoreError> {
         let mut sql = format!("SELECT {COLUMNS} FROM events WHERE seq > $1");
         if !types.is_empty() {
-            let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 2)).collect();
-            sql.push_str(&format!(" AND type IN ({})", placeholders.join(", ")));
+            sql.push_str(&format!(" AND type IN ({})", super::placeholders(2, types.len())));
         }
         sql.push_str(&format!(" ORDER BY seq LIMIT ${}", types.len() + 2));
         let mut query = sqlx::query(AssertSqlSafe(sql)).bind(after);

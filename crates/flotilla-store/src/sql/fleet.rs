@@ -10,7 +10,7 @@ use flotilla_core::{Activation, EventType, Node, NodeId, NodeInfo, NodeStatus, P
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{SqlStore, events, from_json, get, parse, q, to_json};
+use super::{MAX_BINDS, SqlStore, events, from_json, get, parse, placeholders, q, to_json};
 use crate::{Enrollment, FleetStore, StoreError, TargetGroup};
 
 const ACTIVATION_COLUMNS: &str =
@@ -166,10 +166,8 @@ impl FleetStore for SqlStore {
 
     async fn node_names(&self, ids: &[String]) -> Result<Vec<(String, String, NodeStatus)>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        // Within every engine's bind-parameter limit.
-        for chunk in ids.chunks(1000) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id, hostname, status FROM nodes WHERE id IN ({})", marks.join(", "));
+        for chunk in ids.chunks(MAX_BINDS) {
+            let sql = format!("SELECT id, hostname, status FROM nodes WHERE id IN ({})", placeholders(1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(id);

@@ -15,13 +15,15 @@ use flotilla_core::{NodeId, UnixMillis};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Backend, MAX_BINDS, SqlStore, WriteTx, from_json, get, q, to_json};
+use super::{Backend, MAX_BINDS, SqlStore, WriteTx, from_json, get, placeholders, q, to_json};
 use crate::{InventoryChange, InventorySetting, InventoryStore, StoreError, StoredInventoryType};
 
 /// Entry rows per INSERT (5 binds a row).
 const ENTRY_ROWS_PER_INSERT: usize = MAX_BINDS / 5;
 /// Sets read per statement by a fleet query or the sweep.
 const SETS_PER_READ: usize = 1000;
+/// Entry ids read per statement by the sweep.
+const IDS_PER_READ: usize = 10_000;
 /// PostgreSQL advisory lock key: inventory writes hold it shared, the entry sweep exclusive.
 const ENTRIES_LOCK: i64 = 0x666c_6f74_696e_7600;
 /// Entry ids a process remembers (about 50 bytes each).
@@ -209,13 +211,7 @@ impl InventoryStore for SqlStore {
 
     async fn delete_unreferenced_inventory_entries(&self) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin an inventory entry sweep"))?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(ENTRIES_LOCK)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("lock inventory entries"))?;
-        }
+        self.lock_entries(&mut tx, true).await?;
         let mut referenced = HashSet::new();
         let (mut type_cursor, mut node_cursor) = (String::new(), String::new());
         loop {
@@ -241,8 +237,9 @@ impl InventoryStore for SqlStore {
         let mut unreferenced = Vec::new();
         let mut id_cursor = 0_i64;
         loop {
-            let rows = sqlx::query("SELECT id FROM inventory_entries WHERE id > $1 ORDER BY id LIMIT 10000")
+            let rows = sqlx::query("SELECT id FROM inventory_entries WHERE id > $1 ORDER BY id LIMIT $2")
                 .bind(id_cursor)
+                .bind(i64::try_from(IDS_PER_READ).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(q("read inventory entries"))?;
@@ -252,12 +249,12 @@ impl InventoryStore for SqlStore {
                     unreferenced.push(id_cursor);
                 }
             }
-            if rows.len() < 10000 {
+            if rows.len() < IDS_PER_READ {
                 break;
             }
         }
         for chunk in unreferenced.chunks(MAX_BINDS) {
-            let sql = format!("DELETE FROM inventory_entries WHERE id IN ({})", marks(1, chunk.len()));
+            let sql = format!("DELETE FROM inventory_entries WHERE id IN ({})", placeholders(1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(*id);
@@ -327,18 +324,24 @@ impl SqlStore {
     /// writer already does; on PostgreSQL a shared advisory lock) and reads how many sweeps
     /// deleted entries so far, which says whether this process's remembered ids still hold.
     async fn entry_turn(&self, tx: &mut WriteTx) -> Result<EntryTurn, StoreError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                .bind(ENTRIES_LOCK)
-                .execute(&mut **tx)
-                .await
-                .map_err(q("lock inventory entries"))?;
-        }
+        self.lock_entries(tx, false).await?;
         let row = sqlx::query("SELECT sweeps FROM inventory_entry_ids WHERE id = 1")
             .fetch_one(&mut **tx)
             .await
             .map_err(q("read the inventory entry sweeps"))?;
         Ok(EntryTurn { sweeps: get(&row, "sweeps")?, stored: Vec::new() })
+    }
+
+    /// PostgreSQL: the advisory lock every inventory write holds shared and the entry sweep
+    /// exclusive, to the end of `tx`. SQLite's single writer needs none.
+    async fn lock_entries(&self, tx: &mut WriteTx, exclusive: bool) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let sql =
+            if exclusive { "SELECT pg_advisory_xact_lock($1)" } else { "SELECT pg_advisory_xact_lock_shared($1)" };
+        sqlx::query(sql).bind(ENTRIES_LOCK).execute(&mut **tx).await.map_err(q("lock inventory entries"))?;
+        Ok(())
     }
 
     /// After `turn`'s transaction committed: the entries it stored are known from now on.
@@ -396,12 +399,9 @@ impl SqlStore {
                 }
             }
         }
-        let mut unknown: Vec<Digest> = Vec::new();
-        for d in &digests {
-            if !ids.contains_key(d) && !unknown.contains(d) {
-                unknown.push(*d);
-            }
-        }
+        let mut seen = HashSet::new();
+        let unknown: Vec<Digest> =
+            digests.iter().filter(|d| !ids.contains_key(*d) && seen.insert(**d)).copied().collect();
         if !unknown.is_empty() {
             let found = find_entries(tx, &unknown).await?;
             // Committed rows, and no sweep can run before this transaction ends.
@@ -444,7 +444,7 @@ impl SqlStore {
         let first = last - i64::try_from(new.len()).unwrap_or(i64::MAX) + 1;
         let mut next = first;
         for chunk in new.chunks(ENTRY_ROWS_PER_INSERT) {
-            let rows: Vec<String> = (0..chunk.len()).map(|r| format!("({})", marks(r * 5 + 1, 5))).collect();
+            let rows: Vec<String> = (0..chunk.len()).map(|r| format!("({})", placeholders(r * 5 + 1, 5))).collect();
             // A concurrent report (PostgreSQL) may have stored the same entry first: its row
             // stands and ours is not needed.
             let sql = format!(
@@ -477,9 +477,8 @@ impl SqlStore {
         get(&row, "last_id")
     }
 
-    /// Adds the items of `ids` not in `items` yet.
-    /// From memory first: an entry's text never changes (ids are never reused), so a
-    /// remembered one is right for as long as a set names it.
+    /// Adds the items of `ids` not in `items` yet, from memory first: an entry's text never
+    /// changes (ids are never reused), so a remembered one is right while a set names it.
     async fn load_entries(&self, ids: &[i64], items: &mut HashMap<i64, String>) -> Result<(), StoreError> {
         let mut needed: Vec<i64> = Vec::new();
         {
@@ -498,7 +497,7 @@ impl SqlStore {
         needed.dedup();
         let mut read = Vec::with_capacity(needed.len());
         for chunk in needed.chunks(MAX_BINDS) {
-            let sql = format!("SELECT id, item FROM inventory_entries WHERE id IN ({})", marks(1, chunk.len()));
+            let sql = format!("SELECT id, item FROM inventory_entries WHERE id IN ({})", placeholders(1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(*id);
@@ -605,7 +604,8 @@ async fn find_entries(tx: &mut WriteTx, digests: &[Digest]) -> Result<Vec<(Diges
     let mut found = Vec::with_capacity(digests.len());
     for chunk in digests.chunks(MAX_BINDS) {
         let by_hex: HashMap<String, Digest> = chunk.iter().map(|d| (hex(d), *d)).collect();
-        let sql = format!("SELECT id, digest FROM inventory_entries WHERE digest IN ({})", marks(1, chunk.len()));
+        let sql =
+            format!("SELECT id, digest FROM inventory_entries WHERE digest IN ({})", placeholders(1, chunk.len()));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for d in by_hex.keys() {
             query = query.bind(d);
@@ -618,11 +618,6 @@ async fn find_entries(tx: &mut WriteTx, digests: &[Digest]) -> Result<Vec<(Diges
         }
     }
     Ok(found)
-}
-
-/// `$first, $first+1, ...`: `n` placeholders.
-fn marks(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// An entry's name: the SHA-256 of its type (entries are per type), a NUL and its text.

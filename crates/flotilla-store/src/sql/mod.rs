@@ -172,6 +172,11 @@ impl std::ops::DerefMut for WriteTx {
 /// time there than in SQLite writing the rows. Multi-row statements are sized from this.
 pub(crate) const MAX_BINDS: usize = 200;
 
+/// `$first, $first+1, ...`: `n` placeholders, for a statement's `IN (...)` or `VALUES (...)`.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }

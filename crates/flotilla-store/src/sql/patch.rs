@@ -184,11 +184,7 @@ impl PatchStore for SqlStore {
             .map_err(q("replace a node's patch states"))?;
         for chunk in r.states.chunks(MAX_BINDS / STATE_BINDS) {
             let rows: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * STATE_BINDS;
-                    let marks: Vec<String> = (1..=STATE_BINDS).map(|k| format!("${}", b + k)).collect();
-                    format!("({})", marks.join(", "))
-                })
+                .map(|i| format!("({})", super::placeholders(i * STATE_BINDS + 1, STATE_BINDS)))
                 .collect();
             let sql = format!("INSERT INTO patch_states ({STATE_COLUMNS}) VALUES {}", rows.join(", "));
             let mut query = sqlx::query(AssertSqlSafe(sql));

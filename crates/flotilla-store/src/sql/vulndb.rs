@@ -126,11 +126,10 @@ async fn ids_by_key(pool: &AnyPool, keys: &[(String, String)]) -> Result<Vec<Adv
     let mut out = Vec::new();
     for (ecosystem, names) in by_ecosystem {
         for chunk in names.chunks(NAMES_PER_LOOKUP) {
-            let params: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
                 "SELECT DISTINCT i.package, a.id, a.modified_micros FROM advisory_index i \
                  JOIN advisories a ON a.id = i.advisory_id WHERE i.ecosystem = $1 AND i.package IN ({})",
-                params.join(", ")
+                super::placeholders(2, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(ecosystem.to_owned());
             for name in chunk {
@@ -153,8 +152,10 @@ async fn ids_by_key(pool: &AnyPool, keys: &[(String, String)]) -> Result<Vec<Adv
 async fn get(pool: &AnyPool, ids: &[String]) -> Result<Vec<StoredAdvisory>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(NAMES_PER_LOOKUP) {
-        let params: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
-        let sql = format!("SELECT id, modified_micros, record FROM advisories WHERE id IN ({})", params.join(", "));
+        let sql = format!(
+            "SELECT id, modified_micros, record FROM advisories WHERE id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for id in chunk {
             query = query.bind(id.clone());
