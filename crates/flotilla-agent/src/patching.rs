@@ -312,7 +312,12 @@ impl Patching {
                     match outcome.result {
                         Ok(version) => {
                             memory.failed.remove(&outcome.name);
-                            memory.patched.insert(outcome.name.clone(), (version, at));
+                            // What only the override list installed is INSTALLED_OTHER (§7.7):
+                            // compliance is against the baseline, so it is not remembered as
+                            // patched.
+                            if evaluation.to_install.iter().any(|(name, _)| *name == outcome.name) {
+                                memory.patched.insert(outcome.name.clone(), (version, at));
+                            }
                         }
                         Err(why) => {
                             let version = wanted.iter().find(|w| w.name == outcome.name).map(|w| w.version.clone());

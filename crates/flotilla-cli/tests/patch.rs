@@ -10,6 +10,14 @@
 //! - a patch group naming another family's baseline is refused, one naming no baseline falls
 //!   back to the family's default with a note; an OS with no baseline fails with the reason;
 //! - a maintenance window runs the Install on its schedule;
+//! - with no rate given, `flotilla run` gets the "patch now" rate (§7.6); the install override
+//!   list installs what the baseline does not approve, reported INSTALLED_OTHER; a CVE the
+//!   assessment found gives an update its severity, which a SEVERITY rule approves; a patch
+//!   group naming a baseline of the node's family applies it; a rejected dependency fails the
+//!   update that needs it under BLOCK and comes with it (INSTALLED_OTHER) under
+//!   ALLOW_AS_DEPENDENCY;
+//! - on dnf, a failing %post is FAILED with the rest applied, and a newer kernel than the
+//!   running one leaves INSTALLED_PENDING_REBOOT until the agent reboots (RebootIfNeeded);
 //! - bad baselines are refused naming the field, and nothing is stored.
 
 // Tests drive the real binaries and packaging tools.
@@ -197,6 +205,136 @@ fn apt_scan_install_failures_reboots_and_groups_through_the_cli() {
     assert!(events.as_array().is_some_and(|e| e.len() >= 5), "{events}");
 }
 
+/// `nodes tag`s the node into `group` and points the group at `baseline` (a Debian one).
+fn group_to(server: &TestServer, node: &str, group: &str, baseline: &str) {
+    server.cli(&["patch", "groups", "set", group, baseline]).expect("group");
+    server.cli(&["nodes", "tag", node, &format!("Patch Group={group}")]).expect("tag");
+}
+
+fn create_baseline(server: &TestServer, dir: &Path, text: &str) {
+    let file = dir.join("baseline.yaml");
+    write(&file, text);
+    let out = server.cli(&["patch", "baselines", "create", "--file", file.to_str().expect("utf-8")]).expect("create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An OSV record of a Debian 12 CVE in `package`, fixed in `fixed`, CVSS 9.8 (CRITICAL).
+fn debian_cve(dir: &Path, cve: &str, package: &str, fixed: &str) -> std::path::PathBuf {
+    let now = jiff::Timestamp::now().to_string();
+    let record = serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": format!("DEBIAN-{cve}"),
+        "aliases": [cve],
+        "modified": now,
+        "published": now,
+        "affected": [{
+            "package": {"name": package, "ecosystem": "Debian:12"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}],
+        }],
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+    });
+    let path = dir.join(format!("{cve}.json"));
+    write(&path, &record.to_string());
+    path
+}
+
+#[test]
+fn apt_patch_now_rate_overrides_cve_severity_groups_and_rejected_dependencies() {
+    if tools_missing(&["dpkg-deb", "apt-ftparchive", "apt-get", "dpkg"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let (mut agents, ids) = start_fleet(&server, dir.path(), 1, DEBIAN).expect("fleet");
+    let node = ids[0].clone();
+    let root = sample_apt_root(&dir.path().join("node-0"));
+    // Restarted so that its inventory (which the assessment reads) holds the packages.
+    agents[0].stop();
+    agents[0].start().expect("agent");
+    wait_until(Duration::from_secs(30), || {
+        let apps = server.cli_json(&["inventory", "show", &node, "--type", "Application"])?;
+        Ok(apps.to_string().contains("\"dd\""))
+    })
+    .expect("the packages are in the inventory");
+
+    // "Patch now" (§7.6): with no rate given, a Scan runs on up to 1,000 nodes and stops at
+    // 1,000 errors, an Install on fewer than 25 nodes one at a time, stopping at one error.
+    let scan = patch_run(&server, &node, &["Operation=Scan"]);
+    assert_eq!((scan["max_concurrency"].as_str(), scan["max_errors"].as_str()), (Some("1000"), Some("1000")), "{scan}");
+    let explicit = server
+        .cli_json(&["run", DOC, "--target", &node, "--param", "Operation=Scan", "--max-concurrency", "7", "--wait"])
+        .expect("run");
+    assert_eq!(explicit["max_concurrency"], "7", "a rate the caller gives is kept: {explicit}");
+
+    // The predefined baseline approves aa (security) only; the override list adds ee, and
+    // nothing else is installed.
+    let install = patch_run(&server, &node, &["Operation=Install", "RebootOption=NoReboot", "InstallOverrideList=ee"]);
+    assert_eq!(install["status"], "Success", "{install}");
+    assert_eq!((install["max_concurrency"].as_str(), install["max_errors"].as_str()), (Some("1"), Some("1")));
+    assert_eq!(dpkg_version(&root, "aa"), "1.1-1");
+    assert_eq!(dpkg_version(&root, "ee"), "1.5-1", "named in the override list");
+    for name in ["bb", "dd", "bad"] {
+        assert_eq!(dpkg_version(&root, name), "1.0-1", "{name} is neither approved nor named");
+    }
+    let s = states(&server, &node);
+    assert_eq!(s.get("aa").map(String::as_str), Some("INSTALLED"), "{s:?}");
+    assert_eq!(s.get("ee").map(String::as_str), Some("INSTALLED_OTHER"), "installed, not by the baseline: {s:?}");
+
+    // A CVE the assessment found in dd gives dd's update its severity (CVSS 9.8: High, as the
+    // findings rate it): a baseline that approves only High updates, reached through a patch
+    // group of the same family, approves it.
+    let cve = debian_cve(dir.path(), "CVE-2026-4242", "dd", "2.0-1");
+    let imported = server.cli(&["vulndb", "import", cve.to_str().expect("utf-8")]).expect("import");
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let run = server.cli_json(&["assess", "run", "--wait", "--rules", "cve"]).expect("assess");
+    assert_eq!(run["status"], "Completed", "{run}");
+    create_baseline(
+        &server,
+        dir.path(),
+        "name: high\nos: debian\napproval_rules:\n  - filters: [{key: SEVERITY, values: [High]}]\n    approve_after_days: 0\n    compliance_level: HIGH\n",
+    );
+    group_to(&server, &node, "web", "high");
+    let scan = patch_run(&server, &node, &["Operation=Scan"]);
+    assert_eq!(scan["status"], "Success", "{scan}");
+    assert!(stdout_of(&scan).contains("with baseline high (debian), patch group web"), "{}", stdout_of(&scan));
+    let rows = server.cli_json(&["patch", "states", &node, "--state", "MISSING"]).expect("missing");
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "only dd: {rows}\n{}", stdout_of(&scan));
+    assert_eq!((rows[0]["name"].as_str(), rows[0]["severity"].as_str()), (Some("dd"), Some("HIGH")), "{rows}");
+    assert_eq!(rows[0]["cves"], serde_json::json!(["CVE-2026-4242"]), "{rows}");
+    let compliance = server.cli_json(&["patch", "compliance", "--target", &node]).expect("compliance");
+    assert_eq!(
+        (compliance[0]["status"].as_str(), compliance[0]["baseline"].as_str()),
+        (Some("NON_COMPLIANT"), Some("high"))
+    );
+
+    // bb 2.0-1 needs cc, which the next baseline rejects. BLOCK: bb fails, naming cc, and cc is
+    // not installed.
+    let deps = "name: deps\nos: debian\napproval_rules:\n  - filters: [{key: PRIORITY, values: [important]}]\n    approve_after_days: 0\n    enable_non_security: true\nrejected_patches: [cc]\nrejected_patches_action: ACTION\n";
+    create_baseline(&server, dir.path(), &deps.replace("ACTION", "BLOCK"));
+    group_to(&server, &node, "web", "deps");
+    let install = patch_run(&server, &node, &["Operation=Install", "RebootOption=NoReboot"]);
+    assert_eq!(install["status"], "Failed", "{install}");
+    let log = stdout_of(&install);
+    assert!(log.contains("FAILED bb") && log.contains("cc"), "{log}");
+    assert_eq!(dpkg_version(&root, "bb"), "1.0-1");
+    assert!(!root.join("var/lib/dpkg/info/cc.list").exists(), "the rejected cc was not installed");
+    assert_eq!(states(&server, &node).get("bb").map(String::as_str), Some("FAILED"));
+    // ALLOW_AS_DEPENDENCY: bb comes with cc, which is reported INSTALLED_OTHER.
+    let file = dir.path().join("deps.yaml");
+    write(&file, &deps.replace("ACTION", "ALLOW_AS_DEPENDENCY"));
+    let out =
+        server.cli(&["patch", "baselines", "update", "deps", "--file", file.to_str().expect("utf-8")]).expect("update");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let install = patch_run(&server, &node, &["Operation=Install", "RebootOption=NoReboot"]);
+    assert_eq!(install["status"], "Success", "{install}");
+    assert_eq!(dpkg_version(&root, "bb"), "2.0-1");
+    assert_eq!(dpkg_version(&root, "cc"), "1.0-1", "installed as bb's dependency");
+    let s = states(&server, &node);
+    assert_eq!(s.get("bb").map(String::as_str), Some("INSTALLED"), "{s:?}");
+    assert_eq!(s.get("cc").map(String::as_str), Some("INSTALLED_OTHER"), "{s:?}");
+    assert_eq!(dpkg_version(&root, "dd"), "1.0-1", "deps does not approve dd");
+}
+
 #[test]
 fn bad_baselines_and_unknown_systems_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -368,4 +506,76 @@ fn dnf_scan_and_a_window_scheduled_install() {
     let compliance = server.cli_json(&["patch", "compliance", "--target", &node]).expect("compliance");
     assert_eq!(compliance[0]["status"], "COMPLIANT", "{compliance}");
     assert_eq!(compliance[0]["operation"], "Install", "{compliance}");
+}
+
+#[test]
+fn dnf_failed_update_and_a_pending_reboot_through_the_cli() {
+    if tools_missing(&["rpmbuild", "rpm", "dnf", "createrepo_c", "ldd"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("server"), "1s", &[]).expect("server");
+    let (mut agents, ids) = start_fleet(&server, dir.path(), 1, ROCKY).expect("fleet");
+    let node = ids[0].clone();
+    let work = dir.path().join("rpms");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mut old: Vec<_> =
+        ["alpha", "bad", "kernel-core"].iter().map(|n| build_rpm(&work, &Rpm::new(n, "1.0", "1"))).collect();
+    // What bash is on a real node: the provider of the /bin/sh that scriptlets require.
+    old.push(build_rpm(&work, &Rpm { provides: Some("/bin/sh"), ..Rpm::new("shell", "1.0", "1") }));
+    let root = dir.path().join("node-0/root");
+    rpm_root(&root, &old);
+    flotilla_testkit::packages::shell_in(&root);
+    let new = [
+        build_rpm(&work, &Rpm::new("alpha", "1.1", "1")),
+        build_rpm(
+            &work,
+            &Rpm { post: Some("echo 'bad: failing on purpose' >&2\nexit 1"), ..Rpm::new("bad", "1.1", "1") },
+        ),
+        // Newer than any kernel this machine runs: once installed, a reboot is pending.
+        build_rpm(&work, &Rpm::new("kernel-core", "999.0", "1")),
+    ];
+    let repo = dir.path().join("repo");
+    dnf_repo(&repo, &new, None);
+    write(
+        &root.join("etc/yum.repos.d/test.repo"),
+        &format!("[test]\nname=test\nbaseurl=file://{}\ngpgcheck=0\n", repo.display()),
+    );
+    let marker = dir.path().join("rebooted");
+    let stand_in = dir.path().join("reboot.sh");
+    write(&stand_in, &format!("#!/bin/sh\necho called >> {}\n", marker.display()));
+    run(std::process::Command::new("chmod").arg("755").arg(&stand_in));
+    agents[0].stop();
+    agents[0].start_with_env(&[("FLOTILLA_AGENT_REBOOT_COMMAND", stand_in.to_str().expect("utf-8"))]).expect("agent");
+    wait_until(Duration::from_secs(20), || Ok(server.cli_json(&["nodes", "show", &node])?["status"] == "Online"))
+        .expect("online again");
+    let file = dir.path().join("all.yaml");
+    write(
+        &file,
+        "name: everything\nos: rhel\napproval_rules: [{filters: [], approve_after_days: 0, enable_non_security: true}]\n",
+    );
+    server.cli(&["patch", "baselines", "create", "--file", file.to_str().expect("utf-8")]).expect("create");
+    server.cli(&["patch", "baselines", "default", "--os", "rhel", "everything"]).expect("default");
+
+    // NoReboot: bad's %post fails (FAILED, the rest applied), the new kernel leaves the
+    // installed updates pending a reboot, and nothing reboots.
+    let install = patch_run(&server, &node, &["Operation=Install", "RebootOption=NoReboot"]);
+    assert_eq!(install["status"], "Failed", "{install}");
+    let detail = install["invocations"][0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("1 update(s) failed to install: bad"), "{detail}");
+    let log = stdout_of(&install);
+    assert!(log.contains("NoReboot: not rebooting"), "{log}");
+    let s = states(&server, &node);
+    assert_eq!(s.get("bad").map(String::as_str), Some("FAILED"), "{s:?}");
+    for name in ["alpha", "kernel-core"] {
+        assert_eq!(s.get(name).map(String::as_str), Some("INSTALLED_PENDING_REBOOT"), "{name}: {s:?}");
+    }
+    let compliance = server.cli_json(&["patch", "compliance", "--target", &node]).expect("compliance");
+    assert_eq!(compliance[0]["status"], "NON_COMPLIANT", "FAILED and pending reboots count: {compliance}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!marker.exists(), "NoReboot never reboots");
+    // RebootIfNeeded: the agent runs its reboot command once the result is stored.
+    let install = patch_run(&server, &node, &["Operation=Install"]);
+    assert!(stdout_of(&install).contains("rebooting once"), "{}", stdout_of(&install));
+    wait_until(Duration::from_secs(40), || Ok(marker.exists())).expect("the reboot command ran");
 }
