@@ -1,14 +1,20 @@
 //! SQL for [`InventoryStore`], content-addressed (migration 0019): each distinct item of a type
 //! is one `inventory_entries` row, named by the SHA-256 of its type and text; a node's type is
-//! one `inventory_sets` row listing its entries' ids in the order sent.
+//! one `inventory_sets` row naming its entries' ids in the order sent — whole, or as edits of a
+//! shared `inventory_bases` row (migration 0020; how, in `inventory/sets.rs`).
 //!
-//! Invariants: an entry a committed set names exists — entries are only deleted by
+//! Invariants: an entry or base a committed set names exists — both are only deleted by
 //! [`InventoryStore::delete_unreferenced_inventory_entries`], which runs alone (SQLite's one
 //! writer; on PostgreSQL an exclusive advisory lock that every inventory write holds shared)
 //! and counts itself in `inventory_entry_ids.sweeps`, so an id remembered in memory
-//! ([`KnownEntries`]) is used only while no sweep has run since; and ids are never reused.
+//! ([`KnownEntries`], [`Bases::by_type`]) is used only while no sweep has run since; a base
+//! never changes once written; and ids (entries' and bases', from one counter) are never
+//! reused.
+
+mod sets;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use flotilla_core::{NodeId, UnixMillis};
@@ -17,6 +23,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{Backend, MAX_BINDS, SqlStore, WriteTx, from_json, get, placeholders, q, to_json};
 use crate::{InventoryChange, InventorySetting, InventoryStore, StoreError, StoredInventoryType};
+use sets::{Base, Choice, id_list};
 
 /// Entry rows per INSERT (5 binds a row).
 const ENTRY_ROWS_PER_INSERT: usize = MAX_BINDS / 5;
@@ -30,6 +37,8 @@ const ENTRIES_LOCK: i64 = 0x666c_6f74_696e_7600;
 const MAX_KNOWN_ENTRIES: usize = 2_000_000;
 /// Entry text a process remembers.
 const MAX_ENTRY_TEXT_BYTES: usize = 64 << 20;
+/// Base id lists a process remembers (8 KiB each for a thousand packages).
+const MAX_BASE_LISTS: usize = 1024;
 
 #[async_trait]
 impl InventoryStore for SqlStore {
@@ -117,14 +126,16 @@ impl InventoryStore for SqlStore {
     }
 
     async fn inventory_items(&self, node: &NodeId, type_name: &str) -> Result<Vec<String>, StoreError> {
-        let row = sqlx::query("SELECT entries FROM inventory_sets WHERE type_name = $1 AND node_id = $2")
+        let row = sqlx::query("SELECT base_id, entries FROM inventory_sets WHERE type_name = $1 AND node_id = $2")
             .bind(type_name)
             .bind(node.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(q("read inventory items"))?;
         let Some(row) = row else { return Ok(Vec::new()) };
-        let ids = set_ids(&row, node.as_str(), type_name)?;
+        let set = SetRow::read(&row, node.as_str(), type_name)?;
+        let bases = self.base_lists(set.base.into_iter().collect()).await?;
+        let ids = set.ids(&bases)?;
         let mut items = HashMap::new();
         self.load_entries(&ids, &mut items).await?;
         ids.iter().map(|id| entry(&items, *id, node.as_str(), type_name)).collect()
@@ -158,6 +169,8 @@ impl InventoryStore for SqlStore {
         // (a hash lookup each was most of the query's time).
         let mut keyed: Vec<i64> = items.keys().copied().collect();
         keyed.sort_unstable();
+        // Per base: the positions of the key's entries in it, found once per query.
+        let mut keyed_in_base: HashMap<i64, Vec<usize>> = HashMap::new();
         let wanted = usize::try_from(max_nodes).unwrap_or(0);
         // Sets read past the `wanted`th node with items are read in vain (the caller goes on
         // after the last node returned): read about as many as are wanted, but with a key
@@ -168,7 +181,7 @@ impl InventoryStore for SqlStore {
         let mut cursor = after.unwrap_or("").to_owned();
         while nodes < wanted {
             let rows = sqlx::query(
-                "SELECT node_id, entries FROM inventory_sets WHERE type_name = $1 AND node_id > $2 \
+                "SELECT node_id, base_id, entries FROM inventory_sets WHERE type_name = $1 AND node_id > $2 \
                  ORDER BY node_id LIMIT $3",
             )
             .bind(type_name)
@@ -177,15 +190,27 @@ impl InventoryStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(q("query inventory"))?;
-            let mut sets = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let node: String = get(row, "node_id")?;
+            let node_ids = rows.iter().map(|row| get::<String>(row, "node_id")).collect::<Result<Vec<_>, _>>()?;
+            let read = rows
+                .iter()
+                .zip(&node_ids)
+                .map(|(row, node)| SetRow::read(row, node, type_name))
+                .collect::<Result<Vec<_>, _>>()?;
+            let bases = self.base_lists(read.iter().filter_map(|set| set.base).collect()).await?;
+            let mut sets = Vec::with_capacity(read.len());
+            for set in &read {
                 let ids = if key.is_some() {
-                    set_ids_where(row, &node, type_name, |id| keyed.binary_search(&id).is_ok())?
+                    let keep = |id: i64| keyed.binary_search(&id).is_ok();
+                    let positions = set.base.map(|b| {
+                        keyed_in_base.entry(b).or_insert_with(|| {
+                            bases.get(&b).map(|list| sets::positions_where(list, keep)).unwrap_or_default()
+                        })
+                    });
+                    set.ids_where(&bases, positions.map(|p| p.as_slice()).unwrap_or_default(), keep)?
                 } else {
-                    set_ids(row, &node, type_name)?
+                    set.ids(&bases)?
                 };
-                sets.push((node, ids));
+                sets.push((set.node.to_owned(), ids));
             }
             if key.is_none() {
                 items.clear();
@@ -212,11 +237,21 @@ impl InventoryStore for SqlStore {
     async fn delete_unreferenced_inventory_entries(&self) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin an inventory entry sweep"))?;
         self.lock_entries(&mut tx, true).await?;
+        let mut bases: HashMap<i64, Arc<[i64]>> = HashMap::new();
+        for row in sqlx::query("SELECT id, entries FROM inventory_bases")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("read inventory bases"))?
+        {
+            let id: i64 = get(&row, "id")?;
+            bases.insert(id, base_ids(&row, id)?);
+        }
         let mut referenced = HashSet::new();
+        let mut used_bases = HashSet::new();
         let (mut type_cursor, mut node_cursor) = (String::new(), String::new());
         loop {
             let rows = sqlx::query(
-                "SELECT type_name, node_id, entries FROM inventory_sets \
+                "SELECT type_name, node_id, base_id, entries FROM inventory_sets \
                  WHERE type_name > $1 OR (type_name = $1 AND node_id > $2) ORDER BY type_name, node_id LIMIT $3",
             )
             .bind(&type_cursor)
@@ -228,11 +263,30 @@ impl InventoryStore for SqlStore {
             for row in &rows {
                 type_cursor = get(row, "type_name")?;
                 node_cursor = get(row, "node_id")?;
-                referenced.extend(set_ids(row, &node_cursor, &type_cursor)?);
+                let set = SetRow::read(row, &node_cursor, &type_cursor)?;
+                used_bases.extend(set.base);
+                referenced.extend(set.ids(&bases)?);
             }
             if rows.len() < SETS_PER_READ {
                 break;
             }
+        }
+        // A base a set uses keeps all its entries (a set written later may copy any of them).
+        let mut unused_bases = Vec::new();
+        for (id, list) in &bases {
+            if used_bases.contains(id) {
+                referenced.extend(list.iter().copied());
+            } else {
+                unused_bases.push(*id);
+            }
+        }
+        for chunk in unused_bases.chunks(MAX_BINDS) {
+            let sql = format!("DELETE FROM inventory_bases WHERE id IN ({})", placeholders(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await.map_err(q("delete unused inventory bases"))?;
         }
         let mut unreferenced = Vec::new();
         let mut id_cursor = 0_i64;
@@ -261,7 +315,7 @@ impl InventoryStore for SqlStore {
             }
             query.execute(&mut *tx).await.map_err(q("delete unreferenced inventory entries"))?;
         }
-        if !unreferenced.is_empty() {
+        if !unreferenced.is_empty() || !unused_bases.is_empty() {
             // Every process's remembered ids may name what was deleted: they start again.
             sqlx::query("UPDATE inventory_entry_ids SET sweeps = sweeps + 1 WHERE id = 1")
                 .execute(&mut *tx)
@@ -329,7 +383,7 @@ impl SqlStore {
             .fetch_one(&mut **tx)
             .await
             .map_err(q("read the inventory entry sweeps"))?;
-        Ok(EntryTurn { sweeps: get(&row, "sweeps")?, stored: Vec::new() })
+        Ok(EntryTurn { sweeps: get(&row, "sweeps")?, stored: Vec::new(), new_bases: Vec::new() })
     }
 
     /// PostgreSQL: the advisory lock every inventory write holds shared and the entry sweep
@@ -350,6 +404,14 @@ impl SqlStore {
         if known.sweeps == turn.sweeps {
             known.add(turn.stored);
         }
+        drop(known);
+        let mut bases = self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (type_name, base) in turn.new_bases {
+            bases.keep_list(base.id, base.ids.clone());
+            if bases.sweeps == turn.sweeps {
+                bases.by_type.entry(type_name).or_default().push(base);
+            }
+        }
     }
 
     /// Replaces `node`'s set of `type_name` with `items`, storing the entries not yet stored.
@@ -362,17 +424,117 @@ impl SqlStore {
         items: &[(Option<String>, String)],
     ) -> Result<(), StoreError> {
         let ids = self.entry_ids(tx, turn, type_name, items).await?;
+        let (base, entries) = self.write_down(tx, turn, type_name, &ids).await?;
         sqlx::query(
-            "INSERT INTO inventory_sets (type_name, node_id, entries) VALUES ($1, $2, $3) \
-             ON CONFLICT (type_name, node_id) DO UPDATE SET entries = excluded.entries",
+            "INSERT INTO inventory_sets (type_name, node_id, base_id, entries) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (type_name, node_id) DO UPDATE SET base_id = excluded.base_id, entries = excluded.entries",
         )
         .bind(type_name)
         .bind(node)
-        .bind(id_list::encode(&ids))
+        .bind(base)
+        .bind(entries)
         .execute(&mut **tx)
         .await
         .map_err(q("store an inventory set"))?;
         Ok(())
+    }
+
+    /// A set as stored: (its base, the edits of it) or (None, the whole list).
+    async fn write_down(
+        &self,
+        tx: &mut WriteTx,
+        turn: &mut EntryTurn,
+        type_name: &str,
+        ids: &[i64],
+    ) -> Result<(Option<i64>, Vec<u8>), StoreError> {
+        if ids.len() < sets::MIN_BASE_IDS {
+            return Ok((None, id_list::encode(ids)));
+        }
+        let bases = self.type_bases(tx, turn.sweeps, type_name).await?;
+        let base = match sets::choose(&bases, ids) {
+            Choice::Whole => return Ok((None, id_list::encode(ids))),
+            Choice::Edits(i) => bases[i].clone(),
+            Choice::NewBase => {
+                let id = self.take_entry_ids(tx, 1).await?;
+                sqlx::query("INSERT INTO inventory_bases (id, type_name, entries) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(type_name)
+                    .bind(id_list::encode(ids))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(q("store an inventory base"))?;
+                let base = Arc::new(Base::new(id, Arc::from(ids)));
+                turn.new_bases.push((type_name.to_owned(), base.clone()));
+                base
+            }
+        };
+        Ok((Some(base.id), sets::encode_edits(&base, ids)))
+    }
+
+    /// The bases a new set of `type_name` is compared with, read once per sweep count.
+    async fn type_bases(&self, tx: &mut WriteTx, sweeps: i64, type_name: &str) -> Result<Vec<Arc<Base>>, StoreError> {
+        {
+            let mut bases = self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if bases.sweeps != sweeps {
+                // A sweep deleted bases since: those remembered may be gone.
+                bases.sweeps = sweeps;
+                bases.by_type.clear();
+            }
+            if let Some(list) = bases.by_type.get(type_name) {
+                return Ok(list.clone());
+            }
+        }
+        let rows = sqlx::query("SELECT id, entries FROM inventory_bases WHERE type_name = $1 ORDER BY id LIMIT $2")
+            .bind(type_name)
+            .bind(i64::try_from(sets::MAX_BASES_PER_TYPE).unwrap_or(i64::MAX))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(q("read inventory bases"))?;
+        let mut list = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = get(row, "id")?;
+            list.push(Arc::new(Base::new(id, base_ids(row, id)?)));
+        }
+        // Committed rows, and no sweep can run before this transaction ends.
+        let mut bases = self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for base in &list {
+            bases.keep_list(base.id, base.ids.clone());
+        }
+        if bases.sweeps == sweeps {
+            bases.by_type.insert(type_name.to_owned(), list.clone());
+        }
+        Ok(list)
+    }
+
+    /// The id lists of the bases `ids`, from memory first (a base never changes).
+    async fn base_lists(&self, mut ids: Vec<i64>) -> Result<HashMap<i64, Arc<[i64]>>, StoreError> {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut needed = Vec::new();
+        {
+            let bases = self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in ids {
+                match bases.lists.get(&id) {
+                    Some(list) => drop(out.insert(id, list.clone())),
+                    None => needed.push(id),
+                }
+            }
+        }
+        for chunk in needed.chunks(MAX_BINDS) {
+            let sql = format!("SELECT id, entries FROM inventory_bases WHERE id IN ({})", placeholders(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(q("read inventory bases"))? {
+                let id: i64 = get(&row, "id")?;
+                let list = base_ids(&row, id)?;
+                self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keep_list(id, list.clone());
+                out.insert(id, list);
+            }
+        }
+        Ok(out)
     }
 
     /// The entry id of each of `items`, in order; the entries not stored yet are inserted.
@@ -570,23 +732,63 @@ impl SqlStore {
     }
 }
 
-/// Reads the ids of `entries` in a set row, refusing a malformed list.
-fn set_ids(row: &AnyRow, node: &str, type_name: &str) -> Result<Vec<i64>, StoreError> {
-    set_ids_where(row, node, type_name, |_| true)
+/// A row of `inventory_sets`, not decoded yet.
+struct SetRow<'a> {
+    node: &'a str,
+    type_name: &'a str,
+    base: Option<i64>,
+    entries: Vec<u8>,
 }
 
-/// The ids in a set row that `keep` accepts (without collecting the rest: a keyed fleet query
-/// decodes every node's set and keeps an id or two of each).
-fn set_ids_where(
-    row: &AnyRow,
-    node: &str,
-    type_name: &str,
-    keep: impl FnMut(i64) -> bool,
-) -> Result<Vec<i64>, StoreError> {
+impl<'a> SetRow<'a> {
+    fn read(row: &AnyRow, node: &'a str, type_name: &'a str) -> Result<SetRow<'a>, StoreError> {
+        let base = row.try_get::<Option<i64>, _>("base_id").map_err(q("decode a row"))?;
+        Ok(SetRow { node, type_name, base, entries: get(row, "entries")? })
+    }
+
+    /// The set's ids; `bases` holds its base.
+    fn ids(&self, bases: &HashMap<i64, Arc<[i64]>>) -> Result<Vec<i64>, StoreError> {
+        match self.base {
+            None => id_list::decode_where(&self.entries, |_| true).ok_or_else(|| self.corrupt("not a list of ids")),
+            Some(b) => sets::decode_edits(self.base(bases, b)?, &self.entries)
+                .ok_or_else(|| self.corrupt("its edits do not fit its base")),
+        }
+    }
+
+    /// The ids `keep` accepts, in order; `keyed`: the positions in the set's base that it
+    /// accepts (unused for a whole list, which is decoded without collecting the rest).
+    fn ids_where(
+        &self,
+        bases: &HashMap<i64, Arc<[i64]>>,
+        keyed: &[usize],
+        keep: impl FnMut(i64) -> bool,
+    ) -> Result<Vec<i64>, StoreError> {
+        match self.base {
+            None => id_list::decode_where(&self.entries, keep).ok_or_else(|| self.corrupt("not a list of ids")),
+            Some(b) => sets::decode_edits_where(self.base(bases, b)?, keyed, &self.entries, keep)
+                .ok_or_else(|| self.corrupt("its edits do not fit its base")),
+        }
+    }
+
+    fn base<'b>(&self, bases: &'b HashMap<i64, Arc<[i64]>>, id: i64) -> Result<&'b [i64], StoreError> {
+        bases.get(&id).map(|l| &l[..]).ok_or_else(|| self.corrupt(&format!("its base {id} is not stored")))
+    }
+
+    fn corrupt(&self, detail: &str) -> StoreError {
+        StoreError::Corrupt {
+            what: "inventory set",
+            key: format!("{}/{}", self.node, self.type_name),
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+/// A base row's id list.
+fn base_ids(row: &AnyRow, id: i64) -> Result<Arc<[i64]>, StoreError> {
     let bytes: Vec<u8> = get(row, "entries")?;
-    id_list::decode_where(&bytes, keep).ok_or_else(|| StoreError::Corrupt {
-        what: "inventory set",
-        key: format!("{node}/{type_name}"),
+    id_list::decode_where(&bytes, |_| true).map(Arc::from).ok_or_else(|| StoreError::Corrupt {
+        what: "inventory base",
+        key: id.to_string(),
         detail: "the entry list is not a list of ids".into(),
     })
 }
@@ -682,82 +884,31 @@ impl EntryTexts {
     }
 }
 
+/// Set bases this process has read or written. `lists`: any base's ids by base id — right
+/// while a set names the base, as a base never changes and ids are never reused; bounded by
+/// [`MAX_BASE_LISTS`]. `by_type`: the bases a writer compares a new set with, used only while
+/// no sweep has run since `sweeps`.
+#[derive(Default)]
+pub(super) struct Bases {
+    sweeps: i64,
+    by_type: HashMap<String, Vec<Arc<Base>>>,
+    lists: HashMap<i64, Arc<[i64]>>,
+}
+
+impl Bases {
+    fn keep_list(&mut self, id: i64, list: Arc<[i64]>) {
+        if self.lists.len() >= MAX_BASE_LISTS {
+            self.lists.clear();
+        }
+        self.lists.insert(id, list);
+    }
+}
+
 /// A transaction's part in naming entries (see [`SqlStore::entry_turn`]).
 struct EntryTurn {
     sweeps: i64,
     /// Entries this transaction stored: known once it committed.
     stored: Vec<(Digest, i64)>,
-}
-
-/// A set's entry ids as bytes: each id's difference from the one before (zigzag, LEB128
-/// varint). A node's entries are mostly those of its base image, whose ids were handed out
-/// together and in the order sent, so most differences take one byte: ~1 KiB for a thousand
-/// packages, which keeps a fleet query's pass over every node's set short.
-mod id_list {
-    pub fn encode(ids: &[i64]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ids.len() + 8);
-        let mut previous = 0_i64;
-        for &id in ids {
-            let delta = id.wrapping_sub(previous);
-            previous = id;
-            let mut v = ((delta << 1) ^ (delta >> 63)) as u64;
-            while v >= 0x80 {
-                out.push((v as u8) | 0x80);
-                v >>= 7;
-            }
-            out.push(v as u8);
-        }
-        out
-    }
-
-    /// None for bytes `encode` cannot have written (a truncated or overlong varint).
-    #[cfg(test)]
-    pub fn decode(bytes: &[u8]) -> Option<Vec<i64>> {
-        decode_where(bytes, |_| true)
-    }
-
-    /// The ids `keep` accepts, in order; None as for `decode`.
-    pub fn decode_where(bytes: &[u8], mut keep: impl FnMut(i64) -> bool) -> Option<Vec<i64>> {
-        let mut ids = Vec::new();
-        let (mut previous, mut v, mut shift) = (0_i64, 0_u64, 0_u32);
-        for &b in bytes {
-            if shift > 63 {
-                return None;
-            }
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 != 0 {
-                shift += 7;
-                continue;
-            }
-            let delta = ((v >> 1) as i64) ^ -((v & 1) as i64);
-            previous = previous.wrapping_add(delta);
-            if keep(previous) {
-                ids.push(previous);
-            }
-            (v, shift) = (0, 0);
-        }
-        (shift == 0).then_some(ids)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::{decode, encode};
-
-        #[test]
-        fn round_trips_and_stays_small_for_runs() {
-            let cases: &[&[i64]] = &[&[], &[0], &[1, 2, 3], &[5, 3, 9, 9, 1], &[i64::MAX, 1, i64::MAX], &[1 << 40, 7]];
-            for ids in cases {
-                assert_eq!(decode(&encode(ids)).as_deref(), Some(*ids));
-            }
-            let run: Vec<i64> = (1000..2000).collect();
-            assert_eq!(encode(&run).len(), 1001, "a run of ids takes a byte each after the first");
-            assert_eq!(super::decode_where(&encode(&[5, 3, 9, 9, 1]), |id| id > 4), Some(vec![5, 9, 9]));
-        }
-
-        #[test]
-        fn refuses_what_it_did_not_write() {
-            assert_eq!(decode(&[0x80]), None, "truncated");
-            assert_eq!(decode(&[0xff; 11]), None, "longer than any 64-bit value");
-        }
-    }
+    /// Bases this transaction stored, with their type: known once it committed.
+    new_bases: Vec<(String, Arc<Base>)>,
 }

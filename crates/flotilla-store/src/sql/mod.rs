@@ -55,6 +55,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "notify_and_seeds", include_str!("../../migrations/sqlite/0017_notify_and_seeds.sql")),
     (18, "output_inline", include_str!("../../migrations/sqlite/0018_output_inline.sql")),
     (19, "inventory_entries", include_str!("../../migrations/sqlite/0019_inventory_entries.sql")),
+    (20, "inventory_bases", include_str!("../../migrations/sqlite/0020_inventory_bases.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -76,6 +77,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "notify_and_seeds", include_str!("../../migrations/postgres/0017_notify_and_seeds.sql")),
     (18, "output_inline", include_str!("../../migrations/postgres/0018_output_inline.sql")),
     (19, "inventory_entries", include_str!("../../migrations/postgres/0019_inventory_entries.sql")),
+    (20, "inventory_bases", include_str!("../../migrations/postgres/0020_inventory_bases.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
@@ -125,6 +127,8 @@ pub struct SqlStore {
     known_entries: Arc<std::sync::Mutex<inventory::KnownEntries>>,
     /// Inventory entry texts this process has read (see `sql/inventory.rs`).
     entry_texts: Arc<std::sync::Mutex<inventory::EntryTexts>>,
+    /// Inventory set bases this process has read or written (see `sql/inventory.rs`).
+    bases: Arc<std::sync::Mutex<inventory::Bases>>,
 }
 
 /// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
@@ -248,8 +252,15 @@ impl SqlStore {
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend: backend.name(), source })?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let appended = Arc::new(tokio::sync::watch::Sender::new(0));
-        let store =
-            SqlStore { pool, backend, writer, appended, known_entries: Arc::default(), entry_texts: Arc::default() };
+        let store = SqlStore {
+            pool,
+            backend,
+            writer,
+            appended,
+            known_entries: Arc::default(),
+            entry_texts: Arc::default(),
+            bases: Arc::default(),
+        };
         store.convert_item_rows().await?;
         Ok(store)
     }
