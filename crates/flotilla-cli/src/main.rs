@@ -144,6 +144,11 @@ fn webhook_ca_flag(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// The server's allocations are many and small (a fleet's reports, rows, JSON); under glibc
+/// malloc, allocating and consolidating took a third of its CPU during a 10,000-node ingest.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(webhook_ca_flag(std::env::args_os().collect())) {
         Ok(cli) => cli,

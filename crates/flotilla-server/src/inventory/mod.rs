@@ -174,20 +174,15 @@ fn decode(kind: &InventoryType, bytes: &[u8]) -> Result<Vec<(Option<String>, Str
     if bytes.len() > MAX_TYPE_BYTES {
         return Err(format!("{} bytes of items; at most {MAX_TYPE_BYTES} are accepted per type", bytes.len()));
     }
-    let items: Vec<Value> =
+    // Each item is kept as the text the agent sent (valid JSON, checked against the schema),
+    // never rebuilt as a `Value` and written out again.
+    let items: Vec<&serde_json::value::RawValue> =
         serde_json::from_slice(bytes).map_err(|e| format!("the items are not a JSON array: {e}"))?;
     if items.len() > MAX_ITEMS {
         return Err(format!("{} items; at most {MAX_ITEMS} are accepted per type", items.len()));
     }
-    kind.validate_items(&items)?;
-    let key_field = kind.key_field();
-    Ok(items
-        .into_iter()
-        .map(|item| {
-            let key = key_field.and_then(|f| item.get(f)).and_then(Value::as_str).map(str::to_owned);
-            (key, item.to_string())
-        })
-        .collect())
+    let keys = kind.check_items(items.iter().map(|i| i.get()))?;
+    Ok(keys.into_iter().zip(items).map(|(key, item)| (key, item.get().to_owned())).collect())
 }
 
 /// History first (the replaced snapshot goes to the artifact store), then the one transaction.
