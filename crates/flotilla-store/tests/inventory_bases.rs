@@ -43,7 +43,7 @@ fn packages(image: usize, n: usize) -> Vec<(Option<String>, String)> {
     items[(n * 7) % PACKAGES] = item(image, (n * 7) % PACKAGES, &format!("1.{n}"));
     items.remove((n * 13 + 5) % items.len());
     items.insert((n * 3) % items.len(), item(9, n, "extra"));
-    if n % 4 == 0 {
+    if n.is_multiple_of(4) {
         items.swap(10, 11);
         items.push(items[0].clone());
     }

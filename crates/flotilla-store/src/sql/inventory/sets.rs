@@ -75,7 +75,7 @@ pub fn encode_edits(base: &Base, ids: &[i64]) -> Vec<u8> {
     let (mut i, mut pos, mut last) = (0, 0, 0_i64);
     while i < ids.len() {
         let start = i;
-        while i < ids.len() && !base.positions.get(&ids[i]).is_some_and(|&p| p >= pos) {
+        while i < ids.len() && base.positions.get(&ids[i]).is_none_or(|&p| p < pos) {
             i += 1;
         }
         put(&mut out, (i - start) as u64);
@@ -365,7 +365,7 @@ mod tests {
             let b = base(&image);
             let edits = encode_edits(&b, &node);
             prop_assert_eq!(decode_edits(&image, &edits), Some(node.clone()));
-            let keep = |id: i64| id % 5 == 0;
+            let keep = |id: i64| id.rem_euclid(5) == 0;
             let keyed = positions_where(&image, keep);
             let want: Vec<i64> = node.iter().copied().filter(|id| keep(*id)).collect();
             prop_assert_eq!(decode_edits_where(&image, &keyed, &edits, keep), Some(want));
