@@ -23,11 +23,11 @@
 // Tests drive the real binaries and packaging tools.
 #![allow(clippy::disallowed_methods)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flotilla_testkit::packages::{Rpm, build_rpm, dnf_repo, dpkg_root, have, is_root, rpm_root, run, sample_apt_root};
-use flotilla_testkit::{TestServer, start_fleet, wait_until};
+use flotilla_testkit::{Agent, TestServer, start_fleet, wait_until};
 use serde_json::Value;
 
 const DEBIAN: &str = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
@@ -83,6 +83,20 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+/// Restarts `agent` (of `node`) with a reboot command that records its call in the returned
+/// file instead of rebooting this machine, and waits until it is online again.
+fn with_reboot_stand_in(server: &TestServer, agent: &mut Agent, node: &str, dir: &Path) -> PathBuf {
+    let marker = dir.join("rebooted");
+    let stand_in = dir.join("reboot.sh");
+    write(&stand_in, &format!("#!/bin/sh\necho called >> {}\n", marker.display()));
+    run(std::process::Command::new("chmod").arg("755").arg(&stand_in));
+    agent.stop();
+    agent.start_with_env(&[("FLOTILLA_AGENT_REBOOT_COMMAND", stand_in.to_str().expect("utf-8"))]).expect("agent");
+    wait_until(Duration::from_secs(20), || Ok(server.cli_json(&["nodes", "show", node])?["status"] == "Online"))
+        .expect("online again");
+    marker
+}
+
 const WEB_BASELINE: &str = "name: web
 os: debian
 description: every update, except dd
@@ -106,17 +120,7 @@ fn apt_scan_install_failures_reboots_and_groups_through_the_cli() {
     let node = ids[0].clone();
     let root = sample_apt_root(&dir.path().join("node-0"));
     assert_eq!(root, agents[0].root);
-    // The reboot stand-in records that it was called instead of rebooting this machine.
-    let marker = dir.path().join("rebooted");
-    let stand_in = dir.path().join("reboot.sh");
-    write(&stand_in, &format!("#!/bin/sh\necho called >> {}\n", marker.display()));
-    run(std::process::Command::new("chmod").arg("755").arg(&stand_in));
-    agents[0].stop();
-    agents[0].start_with_env(&[("FLOTILLA_AGENT_REBOOT_COMMAND", stand_in.to_str().expect("utf-8"))]).expect("agent");
-    wait_until(Duration::from_secs(20), || {
-        Ok(server.cli_json(&["nodes", "ls"])?.as_array().is_some_and(|a| a.iter().all(|n| n["status"] == "Online")))
-    })
-    .expect("online again");
+    let marker = with_reboot_stand_in(&server, &mut agents[0], &node, dir.path());
 
     // The predefined Debian baseline approves only security updates: aa from bookworm-security.
     let scan = patch_run(&server, &node, &["Operation=Scan"]);
@@ -219,7 +223,7 @@ fn create_baseline(server: &TestServer, dir: &Path, text: &str) {
 }
 
 /// An OSV record of a Debian 12 CVE in `package`, fixed in `fixed`, CVSS 9.8 (CRITICAL).
-fn debian_cve(dir: &Path, cve: &str, package: &str, fixed: &str) -> std::path::PathBuf {
+fn debian_cve(dir: &Path, cve: &str, package: &str, fixed: &str) -> PathBuf {
     let now = jiff::Timestamp::now().to_string();
     let record = serde_json::json!({
         "schema_version": "1.6.0",
@@ -541,14 +545,7 @@ fn dnf_failed_update_and_a_pending_reboot_through_the_cli() {
         &root.join("etc/yum.repos.d/test.repo"),
         &format!("[test]\nname=test\nbaseurl=file://{}\ngpgcheck=0\n", repo.display()),
     );
-    let marker = dir.path().join("rebooted");
-    let stand_in = dir.path().join("reboot.sh");
-    write(&stand_in, &format!("#!/bin/sh\necho called >> {}\n", marker.display()));
-    run(std::process::Command::new("chmod").arg("755").arg(&stand_in));
-    agents[0].stop();
-    agents[0].start_with_env(&[("FLOTILLA_AGENT_REBOOT_COMMAND", stand_in.to_str().expect("utf-8"))]).expect("agent");
-    wait_until(Duration::from_secs(20), || Ok(server.cli_json(&["nodes", "show", &node])?["status"] == "Online"))
-        .expect("online again");
+    let marker = with_reboot_stand_in(&server, &mut agents[0], &node, dir.path());
     let file = dir.path().join("all.yaml");
     write(
         &file,

@@ -280,14 +280,7 @@ impl InventoryStore for SqlStore {
                 unused_bases.push(*id);
             }
         }
-        for chunk in unused_bases.chunks(MAX_BINDS) {
-            let sql = format!("DELETE FROM inventory_bases WHERE id IN ({})", placeholders(1, chunk.len()));
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.execute(&mut *tx).await.map_err(q("delete unused inventory bases"))?;
-        }
+        delete_ids(&mut tx, "inventory_bases", &unused_bases, "delete unused inventory bases").await?;
         let mut unreferenced = Vec::new();
         let mut id_cursor = 0_i64;
         loop {
@@ -307,14 +300,7 @@ impl InventoryStore for SqlStore {
                 break;
             }
         }
-        for chunk in unreferenced.chunks(MAX_BINDS) {
-            let sql = format!("DELETE FROM inventory_entries WHERE id IN ({})", placeholders(1, chunk.len()));
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.execute(&mut *tx).await.map_err(q("delete unreferenced inventory entries"))?;
-        }
+        delete_ids(&mut tx, "inventory_entries", &unreferenced, "delete unreferenced inventory entries").await?;
         if !unreferenced.is_empty() || !unused_bases.is_empty() {
             // Every process's remembered ids may name what was deleted: they start again.
             sqlx::query("UPDATE inventory_entry_ids SET sweeps = sweeps + 1 WHERE id = 1")
@@ -527,10 +513,12 @@ impl SqlStore {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for row in query.fetch_all(&self.pool).await.map_err(q("read inventory bases"))? {
-                let id: i64 = get(&row, "id")?;
-                let list = base_ids(&row, id)?;
-                self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keep_list(id, list.clone());
+            let rows = query.fetch_all(&self.pool).await.map_err(q("read inventory bases"))?;
+            let mut bases = self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for row in &rows {
+                let id: i64 = get(row, "id")?;
+                let list = base_ids(row, id)?;
+                bases.keep_list(id, list.clone());
                 out.insert(id, list);
             }
         }
@@ -749,7 +737,7 @@ impl<'a> SetRow<'a> {
     /// The set's ids; `bases` holds its base.
     fn ids(&self, bases: &HashMap<i64, Arc<[i64]>>) -> Result<Vec<i64>, StoreError> {
         match self.base {
-            None => id_list::decode_where(&self.entries, |_| true).ok_or_else(|| self.corrupt("not a list of ids")),
+            None => id_list::decode(&self.entries).ok_or_else(|| self.corrupt("not a list of ids")),
             Some(b) => sets::decode_edits(self.base(bases, b)?, &self.entries)
                 .ok_or_else(|| self.corrupt("its edits do not fit its base")),
         }
@@ -783,10 +771,23 @@ impl<'a> SetRow<'a> {
     }
 }
 
+/// Deletes the rows of `table` (a name from this file, never input) whose id is in `ids`.
+async fn delete_ids(tx: &mut WriteTx, table: &str, ids: &[i64], what: &'static str) -> Result<(), StoreError> {
+    for chunk in ids.chunks(MAX_BINDS) {
+        let sql = format!("DELETE FROM {table} WHERE id IN ({})", placeholders(1, chunk.len()));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await.map_err(q(what))?;
+    }
+    Ok(())
+}
+
 /// A base row's id list.
 fn base_ids(row: &AnyRow, id: i64) -> Result<Arc<[i64]>, StoreError> {
     let bytes: Vec<u8> = get(row, "entries")?;
-    id_list::decode_where(&bytes, |_| true).map(Arc::from).ok_or_else(|| StoreError::Corrupt {
+    id_list::decode(&bytes).map(Arc::from).ok_or_else(|| StoreError::Corrupt {
         what: "inventory base",
         key: id.to_string(),
         detail: "the entry list is not a list of ids".into(),

@@ -218,24 +218,19 @@ fn unzigzag(v: u64) -> i64 {
 /// together and in the order sent, so most differences take one byte: ~1 KiB for a thousand
 /// packages, which keeps a fleet query's pass over every node's set short.
 pub mod id_list {
+    use super::{Reader, put, unzigzag, zigzag};
+
     pub fn encode(ids: &[i64]) -> Vec<u8> {
         let mut out = Vec::with_capacity(ids.len() + 8);
         let mut previous = 0_i64;
         for &id in ids {
-            let delta = id.wrapping_sub(previous);
+            put(&mut out, zigzag(id.wrapping_sub(previous)));
             previous = id;
-            let mut v = ((delta << 1) ^ (delta >> 63)) as u64;
-            while v >= 0x80 {
-                out.push((v as u8) | 0x80);
-                v >>= 7;
-            }
-            out.push(v as u8);
         }
         out
     }
 
     /// None for bytes `encode` cannot have written (a truncated or overlong varint).
-    #[cfg(test)]
     pub fn decode(bytes: &[u8]) -> Option<Vec<i64>> {
         decode_where(bytes, |_| true)
     }
@@ -243,24 +238,15 @@ pub mod id_list {
     /// The ids `keep` accepts, in order; None as for `decode`.
     pub fn decode_where(bytes: &[u8], mut keep: impl FnMut(i64) -> bool) -> Option<Vec<i64>> {
         let mut ids = Vec::new();
-        let (mut previous, mut v, mut shift) = (0_i64, 0_u64, 0_u32);
-        for &b in bytes {
-            if shift > 63 {
-                return None;
-            }
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 != 0 {
-                shift += 7;
-                continue;
-            }
-            let delta = ((v >> 1) as i64) ^ -((v & 1) as i64);
-            previous = previous.wrapping_add(delta);
+        let mut r = Reader { bytes, at: 0 };
+        let mut previous = 0_i64;
+        while r.at < bytes.len() {
+            previous = previous.wrapping_add(unzigzag(r.next()?));
             if keep(previous) {
                 ids.push(previous);
             }
-            (v, shift) = (0, 0);
         }
-        (shift == 0).then_some(ids)
+        Some(ids)
     }
 
     #[cfg(test)]
