@@ -1,12 +1,15 @@
 //! The real OSV sample (tests/data/osv, see its README): every record parses, and hand-checked
 //! cases give exactly the expected verdicts. Each expectation says why, from the record.
+//! Every node assessed here is also assessed with verdicts shared by all the tests' nodes (as
+//! an assessment run shares them) and must come out the same.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use flotilla_osv::{Record, parse_record};
 use flotilla_vuln::{
-    AdvisoryMatch, CompiledAdvisory, InstalledPackage, NodeVulnReport, OsFacts, OsvEcosystem, Severity, assess_node,
-    match_version,
+    AdvisoryMatch, CompiledAdvisory, InstalledPackage, NodeVulnReport, OsFacts, OsvEcosystem, PreparedNode, Severity,
+    Verdicts, assess_node, match_version,
 };
 
 fn data_dir() -> PathBuf {
@@ -175,7 +178,20 @@ fn os(id: &str, version_id: &str, kernel: Option<&str>) -> OsFacts {
 
 fn assess(os: &OsFacts, packages: &[InstalledPackage]) -> NodeVulnReport {
     let advisories = advisories();
-    assess_node(os, packages, &advisories)
+    let report = assess_node(os, packages, &advisories);
+    // Shared verdicts, given only the advisories of the packages they lack (the tests run in
+    // parallel threads, so nodes also race to add the same verdicts).
+    static SHARED: OnceLock<Verdicts> = OnceLock::new();
+    let shared = SHARED.get_or_init(Verdicts::default);
+    if let Some(node) = PreparedNode::new(os, packages) {
+        let missing = node.lookups_missing(shared);
+        let needed = advisories.iter().filter(|a| {
+            a.affected.iter().any(|e| missing.iter().any(|(k, n)| e.ecosystem.key() == k && &e.package == n))
+        });
+        assert_eq!(node.assess_with(shared, needed), report, "shared verdicts changed the report");
+        assert!(node.lookups_missing(shared).is_empty(), "every verdict of the node is kept");
+    }
+    report
 }
 
 fn summary(findings: &[flotilla_vuln::Finding]) -> Vec<(String, String, String, Option<String>, Severity)> {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use flotilla_core::assessment::{NodeStatus, RunStatus};
 use flotilla_core::{Severity, UnixMillis};
 
-use crate::StoreError;
+use crate::{ComplianceItem, InventoryChange, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssessmentRunRecord {
@@ -48,6 +48,17 @@ pub struct FindingRecord {
     pub title: String,
 }
 
+/// One node's outcome of a run, stored as a whole: its row, its findings for the run
+/// (replacing any it had), its inventory changes (the `Finding` and `Compliance` types) and
+/// its compliance items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAssessment {
+    pub record: AssessmentNodeRecord,
+    pub findings: Vec<FindingRecord>,
+    pub inventory: Vec<InventoryChange>,
+    pub compliance: Vec<ComplianceItem>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssessmentTemplate {
     pub name: String,
@@ -82,12 +93,13 @@ pub trait AssessmentStore {
     /// Runs that were not finished (for start-up recovery).
     async fn unfinished_assessment_runs(&self) -> Result<Vec<AssessmentRunRecord>, StoreError>;
     async fn assessment_nodes(&self, run_id: &str) -> Result<Vec<AssessmentNodeRecord>, StoreError>;
-    /// Records one node's outcome and replaces its findings for the run, in one transaction.
-    async fn record_node_assessment(
+    /// Records the outcomes of `nodes` in one transaction (a run writes the nodes evaluated
+    /// meanwhile together: one commit, and each touched page written once, for many nodes).
+    async fn record_node_assessments(
         &self,
         run_id: &str,
-        node: &AssessmentNodeRecord,
-        findings: &[FindingRecord],
+        nodes: &[NodeAssessment],
+        now: UnixMillis,
     ) -> Result<(), StoreError>;
     /// A run's findings, optionally of one node, in stored order.
     async fn run_findings(&self, run_id: &str, node: Option<&str>) -> Result<Vec<FindingRecord>, StoreError>;

@@ -28,7 +28,9 @@ mod sql;
 mod vulndb;
 mod windows;
 
-pub use assessments::{AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord};
+pub use assessments::{
+    AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord, NodeAssessment,
+};
 pub use associations::{AssociationNodeRecord, AssociationRecord, AssociationStore, SettledRun};
 pub use commands::{CommandRecord, CommandStore, DocumentHead, DocumentVersion, InvocationRecord};
 pub use compliance::{ComplianceItem, ComplianceStore};

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use flotilla_core::assessment::{NodeStatus as AssessmentNodeStatus, RunStatus};
 use flotilla_core::command::{CommandStatus, DocumentFormat, InvocationStatus, StepState};
+use flotilla_core::compliance::{ComplianceSeverity, ComplianceStatus, ComplianceType};
 use flotilla_core::{Activation, Node, NodeId, NodeInfo, NodeStatus, Platform, Severity, Tags};
 use flotilla_store::prelude::*;
 use flotilla_store::{
-    AdvisoryRecord, AssessmentNodeRecord, AssessmentRunRecord, AssessmentTemplate, CommandRecord, DocumentVersion,
-    Enrollment, FindingRecord, ImportOutcome, InventoryChange, InventorySetting, InvocationRecord, SqlStore, Store,
-    TargetGroup,
+    AdvisoryRecord, AssessmentNodeRecord, AssessmentRunRecord, AssessmentTemplate, CommandRecord, ComplianceItem,
+    DocumentVersion, Enrollment, FindingRecord, ImportOutcome, InventoryChange, InventorySetting, InvocationRecord,
+    NodeAssessment, SqlStore, Store, TargetGroup,
 };
 
 fn activation(id: &str, limit: u32) -> Activation {
@@ -327,6 +328,24 @@ async fn inventory(store: &dyn Store) {
         [("Application", 3), ("Custom:Empty", 0)]
     );
     assert_eq!(store.delete_unreferenced_inventory_entries().await.expect("sweep"), 0, "c's items are held");
+    // A scan sees every committed write (SQLite keeps a scanned type's sets in memory): a set
+    // deleted, one replaced, one written anew.
+    let delete_apps = InventoryChange::Delete { type_name: "Application".into() };
+    store.apply_inventory(&c, &[delete_apps], 42, 43).await.expect("delete c's");
+    assert!(store.inventory_scan("Application", Some("zlib"), None, 10).await.expect("scan").is_empty());
+    store.apply_inventory(&b, &[apps(&["zlib"])], 44, 45).await.expect("replace b's");
+    let zlib = store.inventory_scan("Application", Some("zlib"), None, 10).await.expect("scan");
+    assert_eq!(zlib.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), [b.as_str()]);
+    store.apply_inventory(&c, &[apps(&["zlib"])], 46, 47).await.expect("c again");
+    let mut all: Vec<(String, String)> = store.inventory_scan("Application", None, None, 10).await.expect("scan");
+    all.sort();
+    let mut expected = vec![
+        (a.to_string(), "{\"name\":\"openssl\"}".to_owned()),
+        (b.to_string(), "{\"name\":\"zlib\"}".to_owned()),
+        (c.to_string(), "{\"name\":\"zlib\"}".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(all, expected);
 
     let setting = InventorySetting {
         group_name: "web".into(),
@@ -434,7 +453,9 @@ async fn assessments(store: &dyn Store) {
         created_at: 5,
         ended_at: None,
     };
-    let nodes: Vec<String> = (0..3).map(|i| format!("n-{i}")).collect();
+    // The third node is a real node id: its inventory is written with its findings.
+    let third = NodeId::from_random([33; 9]);
+    let nodes = vec!["n-0".to_owned(), "n-1".to_owned(), third.to_string()];
     store.create_assessment_run(&run, &nodes).await.expect("create");
     assert_eq!(store.unfinished_assessment_runs().await.expect("unfinished").len(), 1);
     let finding = |n: usize| FindingRecord {
@@ -457,14 +478,53 @@ async fn assessments(store: &dyn Store) {
         advisories_age_days: Some(146),
     };
     let many: Vec<FindingRecord> = (0..450).map(finding).collect();
-    store.record_node_assessment("ar-1", &node, &many).await.expect("record");
+    let only = |findings: &[FindingRecord]| NodeAssessment {
+        record: node.clone(),
+        findings: findings.to_vec(),
+        inventory: vec![],
+        compliance: vec![],
+    };
+    // Two nodes in one call: the second with its Finding inventory and compliance item.
+    let third_finding = FindingRecord { node_id: third.to_string(), ..finding(1) };
+    let verdict = ComplianceItem {
+        node_id: third.to_string(),
+        kind: ComplianceType::Vulnerability,
+        item_id: "assessment".into(),
+        title: "vulnerability assessment (cve)".into(),
+        status: ComplianceStatus::NonCompliant,
+        severity: ComplianceSeverity::High,
+        detail: "run ar-1: 1 High".into(),
+        execution_id: "ar-1".into(),
+        time: 20,
+    };
+    let third_node = NodeAssessment {
+        record: AssessmentNodeRecord { node_id: third.to_string(), advisories_age_days: None, ..node.clone() },
+        findings: vec![third_finding.clone()],
+        inventory: vec![InventoryChange::Replace {
+            type_name: "Finding".into(),
+            content_hash: "ar-1-1".into(),
+            items: vec![(Some("openssl".into()), r#"{"advisory_id":"A-1","package":"openssl"}"#.into())],
+        }],
+        compliance: vec![verdict.clone()],
+    };
+    assert!(store.inventory_scan("Finding", None, None, 10).await.expect("scan").is_empty());
+    store.record_node_assessments("ar-1", &[only(&many), third_node], 20).await.expect("record");
+    let scanned = store.inventory_scan("Finding", None, None, 10).await.expect("scan");
+    assert_eq!(scanned.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), [third.as_str()]);
     // Recording again replaces (idempotent per node, so a resumed run does not duplicate).
-    store.record_node_assessment("ar-1", &node, &many[..2]).await.expect("record again");
+    store.record_node_assessments("ar-1", &[only(&many[..2])], 21).await.expect("record again");
     let stored = store.run_findings("ar-1", Some("n-1")).await.expect("findings");
     assert_eq!(stored, many[..2].to_vec());
     assert!(store.run_findings("ar-1", Some("n-0")).await.expect("findings").is_empty());
+    assert_eq!(store.run_findings("ar-1", Some(third.as_str())).await.expect("findings"), [third_finding]);
+    assert_eq!(
+        store.inventory_items(&third, "Finding").await.expect("items"),
+        [r#"{"advisory_id":"A-1","package":"openssl"}"#]
+    );
+    let kept = store.list_compliance(Some(ComplianceType::Vulnerability)).await.expect("compliance");
+    assert_eq!(kept, [verdict]);
     let progress = store.assessment_nodes("ar-1").await.expect("nodes");
-    assert_eq!(progress.iter().map(|n| n.status.as_str()).collect::<Vec<_>>(), ["Pending", "Assessed", "Pending"]);
+    assert_eq!(progress.iter().map(|n| n.status.as_str()).collect::<Vec<_>>(), ["Pending", "Assessed", "Assessed"]);
     assert_eq!(progress.iter().map(|n| n.advisories_age_days).collect::<Vec<_>>(), [None, Some(146), None]);
     run.status = RunStatus::Completed;
     run.ended_at = Some(9);

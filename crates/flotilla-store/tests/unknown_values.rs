@@ -11,7 +11,7 @@ use flotilla_core::{Activation, Node, NodeId, NodeStatus, Platform, Severity};
 use flotilla_store::prelude::*;
 use flotilla_store::{
     AssessmentNodeRecord, AssessmentRunRecord, AssessmentTemplate, CommandRecord, DocumentVersion, FindingRecord,
-    ParameterRecord, SqlStore, StoreError,
+    NodeAssessment, ParameterRecord, SqlStore, StoreError,
 };
 use sqlx::AnyPool;
 
@@ -115,7 +115,8 @@ async fn fill(store: &dyn Store) -> NodeId {
         detail: String::new(),
         advisories_age_days: None,
     };
-    store.record_node_assessment("ar-1", &assessed, &[finding]).await.expect("findings");
+    let stored = NodeAssessment { record: assessed, findings: vec![finding], inventory: vec![], compliance: vec![] };
+    store.record_node_assessments("ar-1", &[stored], 1).await.expect("findings");
     let template = AssessmentTemplate {
         name: "nightly".into(),
         targets: vec![],

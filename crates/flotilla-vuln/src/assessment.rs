@@ -28,6 +28,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::advisory::{CompiledAdvisory, CompiledAffected, PackageVersion, RangeVerdict, evaluate_affected};
 use crate::distro::{Distro, OsvEcosystem, ecosystems_for_os};
@@ -176,9 +177,37 @@ impl PreparedNode {
 
     /// Matches the node against `advisories` (any superset of those for [`Self::lookups`]).
     pub fn assess<'a>(&self, advisories: impl IntoIterator<Item = &'a CompiledAdvisory>) -> NodeVulnReport {
+        self.assess_with(&Verdicts::default(), advisories)
+    }
+
+    /// The `(ecosystem key, package name)` pairs of the candidates `verdicts` does not know:
+    /// the advisories [`Self::assess_with`] needs besides what `verdicts` remembers.
+    pub fn lookups_missing(&self, verdicts: &Verdicts) -> Vec<(String, String)> {
+        let scope = self.scope();
+        let missing: BTreeSet<&str> = self
+            .candidates
+            .iter()
+            .filter(|(name, cands)| cands.iter().any(|c| !verdicts.knows(&scope, name, &c.version_text)))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let mut keys: Vec<&str> = self.ecosystems.iter().map(OsvEcosystem::key).collect();
+        keys.dedup();
+        keys.iter().flat_map(|k| missing.iter().map(|n| ((*k).to_owned(), (*n).to_owned()))).collect()
+    }
+
+    /// Like [`Self::assess`], but the verdict on a package version `verdicts` already holds is
+    /// taken from it, and each one matched here is added to it: `advisories` need only cover
+    /// [`Self::lookups_missing`].
+    pub fn assess_with<'a>(
+        &self,
+        verdicts: &Verdicts,
+        advisories: impl IntoIterator<Item = &'a CompiledAdvisory>,
+    ) -> NodeVulnReport {
+        let scope = self.scope();
         let keys: Vec<&str> = self.ecosystems.iter().map(OsvEcosystem::key).collect();
-        // (package, candidate index) -> matches
-        let mut matches: HashMap<(String, usize), Vec<Match<'a>>> = HashMap::new();
+        let missing = |name: &str, cand: &Candidate| !verdicts.knows(&scope, name, &cand.version_text);
+        // (package, candidate index) -> matches, for the candidates without a verdict
+        let mut matches: HashMap<(&str, usize), Vec<Match<'a>>> = HashMap::new();
         for adv in advisories {
             if adv.advisory.withdrawn.is_some() {
                 continue;
@@ -186,12 +215,18 @@ impl PreparedNode {
             let names: BTreeSet<&str> =
                 adv.affected.iter().filter(|a| keys.contains(&a.ecosystem.key())).map(|a| a.package.as_str()).collect();
             for name in names {
-                let Some(cands) = self.candidates.get(name) else { continue };
-                for (i, cand) in cands.iter().enumerate() {
+                let Some((name, cands)) = self.candidates.get_key_value(name) else { continue };
+                for (i, cand) in cands.iter().enumerate().filter(|(_, c)| missing(name, c)) {
                     if let Some(m) = match_advisory(adv, &keys, name, &cand.version) {
-                        matches.entry((name.to_owned(), i)).or_default().push(m);
+                        matches.entry((name.as_str(), i)).or_default().push(m);
                     }
                 }
+            }
+        }
+        for (name, cands) in &self.candidates {
+            for (i, cand) in cands.iter().enumerate().filter(|(_, c)| missing(name, c)) {
+                let list = matches.remove(&(name.as_str(), i)).unwrap_or_default();
+                verdicts.insert(&scope, name, &cand.version_text, group_findings(name, &cand.version_text, list));
             }
         }
         let mut report = NodeVulnReport {
@@ -200,19 +235,66 @@ impl PreparedNode {
             errors: self.errors.clone(),
             ..NodeVulnReport::default()
         };
-        for ((name, i), list) in matches {
-            let Some(cand) = self.candidates.get(&name).and_then(|c| c.get(i)) else { continue };
-            for finding in group_findings(&name, cand, list) {
-                if cand.exposed {
-                    report.findings.push(finding);
-                } else {
-                    report.not_running_kernel_findings.push(finding);
-                }
+        for (name, cands) in &self.candidates {
+            for cand in cands {
+                let found = verdicts.get(&scope, name, &cand.version_text).unwrap_or_else(|| Arc::from([]));
+                let list = if cand.exposed { &mut report.findings } else { &mut report.not_running_kernel_findings };
+                list.extend(found.iter().map(|f| Finding { binaries: cand.binaries.clone(), ..f.clone() }));
             }
         }
         sort_findings(&mut report.findings);
         sort_findings(&mut report.not_running_kernel_findings);
         report
+    }
+
+    /// What a verdict depends on besides the package and version: the ecosystems matched.
+    fn scope(&self) -> String {
+        self.ecosystem_keys().join(",")
+    }
+}
+
+/// Verdicts by `(ecosystems, package, version)`, shared by the nodes of one assessment run: a
+/// fleet's nodes mostly hold the same versions, so each is matched against its advisories once
+/// (the findings without `binaries`, which are each node's own). Safe to share across threads.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    known: RwLock<VerdictMap>,
+}
+
+/// scope → package → version → findings; nested so a lookup needs no key built.
+type VerdictMap = HashMap<String, HashMap<String, HashMap<String, Arc<[Finding]>>>>;
+
+impl Verdicts {
+    /// How many package versions have a verdict.
+    pub fn len(&self) -> usize {
+        self.read().values().flat_map(HashMap::values).map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, VerdictMap> {
+        // A panic while the lock was held left at worst a verdict out, never a wrong one.
+        self.known.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn knows(&self, scope: &str, name: &str, version: &str) -> bool {
+        self.get(scope, name, version).is_some()
+    }
+
+    fn get(&self, scope: &str, name: &str, version: &str) -> Option<Arc<[Finding]>> {
+        self.read().get(scope)?.get(name)?.get(version).cloned()
+    }
+
+    fn insert(&self, scope: &str, name: &str, version: &str, findings: Vec<Finding>) {
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        known
+            .entry(scope.to_owned())
+            .or_default()
+            .entry(name.to_owned())
+            .or_default()
+            .insert(version.to_owned(), findings.into());
     }
 }
 
@@ -430,7 +512,7 @@ fn identity(adv: &crate::Advisory) -> BTreeSet<String> {
 }
 
 /// Merges the matches of one candidate into findings (see "One CVE, one finding").
-fn group_findings(name: &str, cand: &Candidate, mut list: Vec<Match<'_>>) -> Vec<Finding> {
+fn group_findings(name: &str, version: &str, mut list: Vec<Match<'_>>) -> Vec<Finding> {
     list.sort_by(|a, b| a.advisory.advisory.id.cmp(&b.advisory.advisory.id));
     list.dedup_by(|a, b| a.advisory.advisory.id == b.advisory.advisory.id);
     let ids: Vec<BTreeSet<String>> = list.iter().map(|m| identity(&m.advisory.advisory)).collect();
@@ -460,7 +542,7 @@ fn group_findings(name: &str, cand: &Candidate, mut list: Vec<Match<'_>>) -> Vec
         .into_values()
         .filter_map(|members| {
             let ms: Vec<&Match<'_>> = members.iter().filter_map(|&i| list.get(i)).collect();
-            finding_of(name, cand, &ms)
+            finding_of(name, version, &ms)
         })
         .collect()
 }
@@ -469,7 +551,8 @@ fn is_cve_level(id: &str) -> bool {
     cve_of(id).is_some()
 }
 
-fn finding_of(name: &str, cand: &Candidate, members: &[&Match<'_>]) -> Option<Finding> {
+/// The finding without `binaries` (a node's own, filled in by the caller).
+fn finding_of(name: &str, version: &str, members: &[&Match<'_>]) -> Option<Finding> {
     // The CVE-level record represents the group; then the smallest id, for stable output.
     let rep = members
         .iter()
@@ -510,12 +593,12 @@ fn finding_of(name: &str, cand: &Candidate, members: &[&Match<'_>]) -> Option<Fi
         advisory_id: adv.id.clone(),
         aliases: aliases.into_iter().collect(),
         package: name.to_owned(),
-        installed_version: cand.version_text.clone(),
+        installed_version: version.to_owned(),
         fixed_version,
         score,
         severity,
         title: title(adv, first_cve.as_deref(), name),
-        binaries: cand.binaries.clone(),
+        binaries: Vec::new(),
     })
 }
 

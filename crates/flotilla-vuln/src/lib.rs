@@ -66,7 +66,7 @@ pub use advisory::{
 };
 pub use apk::ApkVersion;
 pub use assessment::{
-    AdvisoryMatch, Finding, InstalledPackage, ItemError, NodeVulnReport, OsFacts, PreparedNode, assess_node,
+    AdvisoryMatch, Finding, InstalledPackage, ItemError, NodeVulnReport, OsFacts, PreparedNode, Verdicts, assess_node,
     match_version,
 };
 pub use coverage::{Coverage, EcosystemHoldings, Staleness, coverage};

@@ -36,8 +36,10 @@ use flotilla_core::compliance::{ComplianceSeverity, ComplianceStatus, Compliance
 use flotilla_core::{EventType, NodeId, Severity};
 use flotilla_document::{ASSESS_BEST_PRACTICES, ASSESS_NETWORK_REACHABILITY};
 use flotilla_store::ComplianceItem;
-use flotilla_store::{AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord};
-use flotilla_vuln::{Coverage, EcosystemHoldings, InstalledPackage, OsFacts, Staleness};
+use flotilla_store::{
+    AssessmentNodeRecord, AssessmentRunRecord, FindingRecord, InventoryChange, InvocationRecord, NodeAssessment,
+};
+use flotilla_vuln::{Coverage, EcosystemHoldings, InstalledPackage, OsFacts, Staleness, Verdicts};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -54,6 +56,8 @@ const RULES: &[&str] = &[RULE_CVE, RULE_BEST_PRACTICES, RULE_NETWORK];
 const RULE_INACTIVE_KERNEL: &str = "cve-inactive-kernel";
 /// Nodes evaluated at once (each is a few store reads and one write).
 const PARALLEL_NODES: usize = 8;
+/// Most evaluated nodes stored in one transaction.
+const WRITE_BATCH: usize = 64;
 /// How long node-side checks wait for delivery unless a template says otherwise.
 const DEFAULT_DURATION_SECONDS: u32 = 600;
 fn document_of(rule: &str) -> Option<&'static str> {
@@ -241,15 +245,35 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
     }
     let cve = CveContext {
         cache: AdvisoryCache::new(),
+        verdicts: Verdicts::default(),
         holdings: advisory_holdings(state).await?,
         now_micros: now_ms().saturating_mul(1000),
         max_age_micros: i64::try_from(state.config.advisory_max_age.as_micros()).unwrap_or(i64::MAX),
     };
     let nodes = state.store.assessment_nodes(&run.id).await?;
     // Each node in a task of its own: evaluating one is mostly CPU (version matching, the
-    // report), which futures polled in this one task would keep on one core.
+    // report), which futures polled in this one task would keep on one core. A writer stores
+    // what was evaluated meanwhile in one transaction, while the next nodes are evaluated.
     let shared = Arc::new((run.clone(), checks, cve));
-    let results: Vec<Result<NodeOutcome, ServiceError>> = futures::stream::iter(nodes)
+    let (done, mut evaluated) = tokio::sync::mpsc::channel::<NodeResult>(WRITE_BATCH * 2);
+    let writer = {
+        let (state, run_id) = (state.clone(), run.id.clone());
+        tokio::spawn(async move {
+            let (mut batch, mut outcomes) = (Vec::with_capacity(WRITE_BATCH), Vec::new());
+            while evaluated.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+                let nodes: Vec<NodeAssessment> = batch
+                    .drain(..)
+                    .map(|r: NodeResult| {
+                        outcomes.push(r.outcome);
+                        r.stored
+                    })
+                    .collect();
+                state.store.record_node_assessments(&run_id, &nodes, now_ms()).await?;
+            }
+            Ok::<_, ServiceError>(outcomes)
+        })
+    };
+    let mut tasks = futures::stream::iter(nodes)
         .map(|node| {
             let (state, shared) = (state.clone(), shared.clone());
             tokio::spawn(async move {
@@ -257,17 +281,19 @@ async fn drive(state: &Arc<AppState>, id: &str) -> Result<(), ServiceError> {
                 evaluate_node(&state, run, &node.node_id, checks, cve).await
             })
         })
-        .buffer_unordered(PARALLEL_NODES)
-        .map(|joined| {
-            joined.unwrap_or_else(|e| Err(ServiceError::Internal(format!("a node's assessment task failed: {e}"))))
-        })
-        .collect()
-        .await;
+        .buffer_unordered(PARALLEL_NODES);
+    while let Some(joined) = tasks.next().await {
+        let result = joined.map_err(|e| ServiceError::Internal(format!("a node's assessment task failed: {e}")))??;
+        if done.send(result).await.is_err() {
+            break; // the writer failed: its error is the run's
+        }
+    }
+    drop(done);
+    let outcomes = writer.await.map_err(|e| ServiceError::Internal(format!("the assessment writer failed: {e}")))??;
     let mut counts: BTreeMap<Severity, u64> = BTreeMap::new();
     let mut stale: BTreeMap<String, u64> = BTreeMap::new();
     let mut not_assessable = 0;
-    for result in results {
-        let outcome = result?;
+    for outcome in outcomes {
         for (severity, n) in outcome.counts {
             *counts.entry(severity).or_default() += n;
         }
@@ -321,9 +347,17 @@ async fn advisory_holdings(state: &AppState) -> Result<Vec<EcosystemHoldings>, S
 /// Shared by every node of a run's `cve` rule.
 struct CveContext {
     cache: AdvisoryCache,
+    /// The run's verdicts by package version: its advisories as first read in the run, like `cache`.
+    verdicts: Verdicts,
     holdings: Vec<EcosystemHoldings>,
     now_micros: i64,
     max_age_micros: i64,
+}
+
+/// A node evaluated: what is stored for it and what it adds to the run's totals.
+struct NodeResult {
+    stored: NodeAssessment,
+    outcome: NodeOutcome,
 }
 
 /// One node's part of a run.
@@ -377,7 +411,7 @@ async fn evaluate_node(
     node: &str,
     checks: &[(String, String, HashMap<String, InvocationRecord>)],
     cve_context: &CveContext,
-) -> Result<NodeOutcome, ServiceError> {
+) -> Result<NodeResult, ServiceError> {
     let node_id: NodeId =
         node.parse().map_err(|e: flotilla_core::NodeIdError| ServiceError::Internal(e.to_string()))?;
     let mut findings: Vec<FindingRecord> = Vec::new();
@@ -500,14 +534,16 @@ async fn evaluate_node(
     });
     let report = serde_json::to_vec_pretty(&report).map_err(|e| ServiceError::Internal(e.to_string()))?;
     put_report(state, &format!("assessments/{}/nodes/{node}.json", run.id), report).await?;
-    state.store.record_node_assessment(&run.id, &record, &findings).await?;
 
     let mut counts: BTreeMap<Severity, u64> = BTreeMap::new();
     for f in &findings {
         *counts.entry(f.severity).or_default() += 1;
     }
-    write_inventory(state, &node_id, run, &findings, &counts, status, age_days).await?;
-    Ok(NodeOutcome { counts, stale, not_assessable: status == NodeStatus::NotAssessable })
+    let (inventory, compliance) = inventory_of(&node_id, run, &findings, &counts, status, age_days);
+    Ok(NodeResult {
+        stored: NodeAssessment { record, findings, inventory, compliance: vec![compliance] },
+        outcome: NodeOutcome { counts, stale, not_assessable: status == NodeStatus::NotAssessable },
+    })
 }
 
 enum CveOutcome {
@@ -555,24 +591,30 @@ async fn cve(state: &AppState, node: &NodeId, context: &CveContext) -> Result<Cv
             epoch: a.epoch,
         })
         .collect();
-    let report = crate::assessments::vulndb::assess_node(state.store.as_ref(), &context.cache, &os, &packages).await?;
+    let report = crate::assessments::vulndb::assess_node(
+        state.store.as_ref(),
+        &context.cache,
+        &context.verdicts,
+        &os,
+        &packages,
+    )
+    .await?;
     if !report.assessable {
         return Ok(unknown());
     }
     Ok(CveOutcome::Report(report, staleness))
 }
 
-/// The node's `Finding` items become this run's findings; its `Compliance` item says whether
-/// any reaches the run's threshold.
-async fn write_inventory(
-    state: &AppState,
+/// The node's `Finding` items become this run's findings; its `Compliance` item (and the
+/// compliance item beside associations and patches) says whether any reaches the run's threshold.
+fn inventory_of(
     node: &NodeId,
     run: &AssessmentRunRecord,
     findings: &[FindingRecord],
     counts: &BTreeMap<Severity, u64>,
     status: NodeStatus,
     advisories_age_days: Option<i64>,
-) -> Result<(), ServiceError> {
+) -> (Vec<InventoryChange>, ComplianceItem) {
     let items: Vec<(Option<String>, String)> = findings
         .iter()
         .map(|f| {
@@ -601,7 +643,7 @@ async fn write_inventory(
         "detail": detail,
         "advisories_age_days": advisories_age_days,
     });
-    let changes = [
+    let changes = vec![
         InventoryChange::Replace {
             type_name: "Finding".into(),
             content_hash: format!("{}-{}", run.id, findings.len()),
@@ -613,10 +655,7 @@ async fn write_inventory(
             items: vec![(None, compliance.to_string())],
         },
     ];
-    let now = now_ms();
-    state.store.apply_inventory(node, &changes, now, now).await?;
-    // The same verdict as a compliance item, beside associations and patches. Not assessable
-    // is never compliant.
+    // Not assessable is never compliant.
     let item = ComplianceItem {
         node_id: node.to_string(),
         kind: ComplianceType::Vulnerability,
@@ -630,10 +669,9 @@ async fn write_inventory(
         severity: worst.map_or(ComplianceSeverity::Unspecified, ComplianceSeverity::from_vulnerability),
         detail: if status == NodeStatus::NotAssessable { format!("not assessable; {detail}") } else { detail.clone() },
         execution_id: run.id.clone(),
-        time: now,
+        time: now_ms(),
     };
-    state.store.put_compliance(&[item]).await?;
-    Ok(())
+    (changes, item)
 }
 
 /// Keeps a report in the artifact store. A run whose history cannot be kept fails (and is

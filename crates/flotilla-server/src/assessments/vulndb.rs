@@ -5,7 +5,8 @@
 //! rejected alone, with its reason); the store keeps the text as received and an index by
 //! `(ecosystem key, package)`; matching reads only the advisories of the node's own
 //! `(ecosystem, package)` pairs, and an [`AdvisoryCache`] parses each stored record once per
-//! assessment run however many nodes need it.
+//! assessment run however many nodes need it; the run's [`Verdicts`] match each package
+//! version once, however many nodes hold it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use flotilla_osv::parse_record;
 use flotilla_store::{AdvisoryRecord, AdvisoryStats, ImportOutcome, Store};
 use flotilla_vuln::{
-    AdvisoryMatch, CompiledAdvisory, InstalledPackage, NodeVulnReport, OsFacts, OsvEcosystem, PreparedNode,
+    AdvisoryMatch, CompiledAdvisory, InstalledPackage, NodeVulnReport, OsFacts, OsvEcosystem, PreparedNode, Verdicts,
 };
 
 use crate::platform::ServiceError;
@@ -205,21 +206,28 @@ impl AdvisoryCache {
 
 /// The CVE rule for one node: its packages against the advisories of its ecosystems.
 ///
-/// Reads only the advisories indexed under the node's `(ecosystem, package)` pairs (one
-/// batched lookup) and parses each at most once per `cache`. A node whose OS maps to no
-/// ecosystem is `assessable: false` (not clean). Findings are sorted by severity.
+/// A package version `verdicts` already judged (on an earlier node of the run) is not matched
+/// again; for the others only the advisories indexed under their `(ecosystem, package)` pairs
+/// are read (one batched lookup), each parsed at most once per `cache`. A node whose OS maps
+/// to no ecosystem is `assessable: false` (not clean). Findings are sorted by severity.
 pub async fn assess_node(
     store: &dyn Store,
     cache: &AdvisoryCache,
+    verdicts: &Verdicts,
     os: &OsFacts,
     packages: &[InstalledPackage],
 ) -> Result<NodeVulnReport, ServiceError> {
     let Some(node) = PreparedNode::new(os, packages) else {
         return Ok(NodeVulnReport { assessable: false, ..NodeVulnReport::default() });
     };
-    let ids = cache.ids_for(store, &node.lookups()).await?;
-    let advisories = cache.load(store, &ids).await?;
-    Ok(node.assess(advisories.iter().map(Arc::as_ref)))
+    let lookups = node.lookups_missing(verdicts);
+    let advisories = if lookups.is_empty() {
+        Vec::new()
+    } else {
+        let ids = cache.ids_for(store, &lookups).await?;
+        cache.load(store, &ids).await?
+    };
+    Ok(node.assess_with(verdicts, advisories.iter().map(Arc::as_ref)))
 }
 
 /// `vulndb match`: the advisories affecting one package version (the name as the

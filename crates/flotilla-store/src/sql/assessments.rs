@@ -5,9 +5,12 @@ use flotilla_core::assessment::{NodeStatus, RunStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{SqlStore, from_json, get, parse, q, to_json};
+use flotilla_core::UnixMillis;
+
+use super::{SqlStore, WriteTx, from_json, get, parse, q, to_json};
 use crate::{
-    AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord, StoreError,
+    AssessmentNodeRecord, AssessmentRunRecord, AssessmentStore, AssessmentTemplate, FindingRecord, NodeAssessment,
+    StoreError,
 };
 
 const RUN_COLUMNS: &str = "id, targets, rules, noncompliant_at, duration_seconds, status, node_count, finding_counts, command_ids, detail, \
@@ -244,13 +247,60 @@ impl AssessmentStore for SqlStore {
             .collect()
     }
 
-    async fn record_node_assessment(
+    async fn record_node_assessments(
         &self,
+        run_id: &str,
+        nodes: &[NodeAssessment],
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await.map_err(q("begin a node assessment"))?;
+        let mut turn = self.entry_turn(&mut tx).await?;
+        for n in nodes {
+            self.record_node_in(&mut tx, run_id, &n.record, &n.findings).await?;
+            self.apply_in(&mut tx, &mut turn, &n.record.node_id, &n.inventory, now, now).await?;
+            super::compliance::put_items(&mut tx, &n.compliance).await?;
+        }
+        tx.commit().await.map_err(q("commit node assessments"))?;
+        self.remember(turn);
+        Ok(())
+    }
+
+    async fn run_findings(&self, run_id: &str, node: Option<&str>) -> Result<Vec<FindingRecord>, StoreError> {
+        let columns = "run_id, node_id, rule, advisory_id, aliases, package, installed_version, fixed_version, \
+                       severity, score, title";
+        let rows = match node {
+            Some(node) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {columns} FROM findings WHERE run_id = $1 AND node_id = $2 ORDER BY node_id, seq"
+                )))
+                .bind(run_id)
+                .bind(node)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {columns} FROM findings WHERE run_id = $1 ORDER BY node_id, seq"
+                )))
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(q("read findings"))?;
+        rows.iter().map(finding_from_row).collect()
+    }
+}
+
+impl SqlStore {
+    /// One node's row and findings for the run, inside `tx`.
+    async fn record_node_in(
+        &self,
+        tx: &mut WriteTx,
         run_id: &str,
         node: &AssessmentNodeRecord,
         findings: &[FindingRecord],
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await.map_err(q("begin a node assessment"))?;
         sqlx::query(
             "UPDATE assessment_nodes SET status = $3, detail = $4, advisories_age_days = $5 \
              WHERE run_id = $1 AND node_id = $2",
@@ -260,13 +310,13 @@ impl AssessmentStore for SqlStore {
         .bind(node.status.as_str())
         .bind(&node.detail)
         .bind(node.advisories_age_days)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(q("record a node assessment"))?;
         sqlx::query("DELETE FROM findings WHERE run_id = $1 AND node_id = $2")
             .bind(run_id)
             .bind(&node.node_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(q("replace findings"))?;
         for (chunk_index, chunk) in findings.chunks(FINDINGS_PER_INSERT).enumerate() {
@@ -311,36 +361,9 @@ impl AssessmentStore for SqlStore {
                     .bind(f.score.clone())
                     .bind(&f.title);
             }
-            query.execute(&mut *tx).await.map_err(q("store findings"))?;
+            query.execute(&mut **tx).await.map_err(q("store findings"))?;
         }
-        super::events::append(&mut tx, &[super::events::findings_reported(run_id, node, findings)]).await?;
-        tx.commit().await.map_err(q("commit a node assessment"))?;
+        super::events::append(tx, &[super::events::findings_reported(run_id, node, findings)]).await?;
         Ok(())
-    }
-
-    async fn run_findings(&self, run_id: &str, node: Option<&str>) -> Result<Vec<FindingRecord>, StoreError> {
-        let columns = "run_id, node_id, rule, advisory_id, aliases, package, installed_version, fixed_version, \
-                       severity, score, title";
-        let rows = match node {
-            Some(node) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {columns} FROM findings WHERE run_id = $1 AND node_id = $2 ORDER BY node_id, seq"
-                )))
-                .bind(run_id)
-                .bind(node)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {columns} FROM findings WHERE run_id = $1 ORDER BY node_id, seq"
-                )))
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await
-            }
-        }
-        .map_err(q("read findings"))?;
-        rows.iter().map(finding_from_row).collect()
     }
 }

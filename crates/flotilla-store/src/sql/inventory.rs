@@ -9,11 +9,13 @@
 //! and counts itself in `inventory_entry_ids.sweeps`, so an id remembered in memory
 //! ([`KnownEntries`], [`Bases::by_type`]) is used only while no sweep has run since; a base
 //! never changes once written; and ids (entries' and bases', from one counter) are never
-//! reused.
+//! reused. On SQLite, where one process owns the file, [`SetCache`] keeps each scanned type's
+//! sets in memory: loaded while no write can commit, then changed by every committed write.
 
 mod sets;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -73,53 +75,7 @@ impl InventoryStore for SqlStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await.map_err(q("begin an inventory update"))?;
         let mut turn = self.entry_turn(&mut tx).await?;
-        for change in changes {
-            let type_name = match change {
-                InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => type_name,
-            };
-            sqlx::query("DELETE FROM inventory_types WHERE node_id = $1 AND type_name = $2")
-                .bind(node.as_str())
-                .bind(type_name)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("replace an inventory type"))?;
-            let InventoryChange::Replace { content_hash, items, .. } = change else {
-                sqlx::query("DELETE FROM inventory_sets WHERE type_name = $1 AND node_id = $2")
-                    .bind(type_name)
-                    .bind(node.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("delete an inventory type's items"))?;
-                continue;
-            };
-            sqlx::query(
-                "INSERT INTO inventory_types (node_id, type_name, content_hash, item_count, collected_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(node.as_str())
-            .bind(type_name)
-            .bind(content_hash)
-            .bind(i64::try_from(items.len()).unwrap_or(i64::MAX))
-            .bind(collected_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("store an inventory type"))?;
-            self.put_set(&mut tx, &mut turn, node.as_str(), type_name, items).await?;
-        }
-        if !changes.is_empty() {
-            let types: Vec<&str> = changes
-                .iter()
-                .map(|c| match c {
-                    InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => {
-                        type_name.as_str()
-                    }
-                })
-                .collect();
-            let detail = serde_json::json!({ "node_id": node.as_str(), "types": types });
-            let event = super::events::node_event(flotilla_core::EventType::InventoryChanged, node.as_str(), detail);
-            super::events::append(&mut tx, &[event]).await?;
-        }
+        self.apply_in(&mut tx, &mut turn, node.as_str(), changes, collected_at, now).await?;
         tx.commit().await.map_err(q("commit an inventory update"))?;
         self.remember(turn);
         Ok(())
@@ -180,22 +136,11 @@ impl InventoryStore for SqlStore {
         let mut nodes = 0;
         let mut cursor = after.unwrap_or("").to_owned();
         while nodes < wanted {
-            let rows = sqlx::query(
-                "SELECT node_id, base_id, entries FROM inventory_sets WHERE type_name = $1 AND node_id > $2 \
-                 ORDER BY node_id LIMIT $3",
-            )
-            .bind(type_name)
-            .bind(&cursor)
-            .bind(i64::try_from(batch).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("query inventory"))?;
-            let node_ids = rows.iter().map(|row| get::<String>(row, "node_id")).collect::<Result<Vec<_>, _>>()?;
-            let read = rows
+            let rows = self.sets_after(type_name, &cursor, batch).await?;
+            let read: Vec<SetRow<'_>> = rows
                 .iter()
-                .zip(&node_ids)
-                .map(|(row, node)| SetRow::read(row, node, type_name))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|(node, set)| SetRow { node, type_name, base: set.base, entries: set.entries.clone() })
+                .collect();
             let bases = self.base_lists(read.iter().filter_map(|set| set.base).collect()).await?;
             let mut sets = Vec::with_capacity(read.len());
             for set in &read {
@@ -363,13 +308,76 @@ impl SqlStore {
     /// Starts naming entries in `tx`: keeps the entry sweep out until it ends (SQLite's single
     /// writer already does; on PostgreSQL a shared advisory lock) and reads how many sweeps
     /// deleted entries so far, which says whether this process's remembered ids still hold.
-    async fn entry_turn(&self, tx: &mut WriteTx) -> Result<EntryTurn, StoreError> {
+    pub(super) async fn entry_turn(&self, tx: &mut WriteTx) -> Result<EntryTurn, StoreError> {
         self.lock_entries(tx, false).await?;
         let row = sqlx::query("SELECT sweeps FROM inventory_entry_ids WHERE id = 1")
             .fetch_one(&mut **tx)
             .await
             .map_err(q("read the inventory entry sweeps"))?;
-        Ok(EntryTurn { sweeps: get(&row, "sweeps")?, stored: Vec::new(), new_bases: Vec::new() })
+        Ok(EntryTurn { sweeps: get(&row, "sweeps")?, stored: Vec::new(), new_bases: Vec::new(), sets: Vec::new() })
+    }
+
+    /// One node's inventory changes inside `tx` (the caller commits, then remembers `turn`).
+    pub(super) async fn apply_in(
+        &self,
+        tx: &mut WriteTx,
+        turn: &mut EntryTurn,
+        node: &str,
+        changes: &[InventoryChange],
+        collected_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        for change in changes {
+            let type_name = match change {
+                InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => type_name,
+            };
+            sqlx::query("DELETE FROM inventory_types WHERE node_id = $1 AND type_name = $2")
+                .bind(node)
+                .bind(type_name)
+                .execute(&mut **tx)
+                .await
+                .map_err(q("replace an inventory type"))?;
+            let InventoryChange::Replace { content_hash, items, .. } = change else {
+                sqlx::query("DELETE FROM inventory_sets WHERE type_name = $1 AND node_id = $2")
+                    .bind(type_name)
+                    .bind(node)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(q("delete an inventory type's items"))?;
+                if self.sets.is_some() {
+                    turn.sets.push((type_name.clone(), node.to_owned(), None));
+                }
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO inventory_types (node_id, type_name, content_hash, item_count, collected_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(node)
+            .bind(type_name)
+            .bind(content_hash)
+            .bind(i64::try_from(items.len()).unwrap_or(i64::MAX))
+            .bind(collected_at)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(q("store an inventory type"))?;
+            self.put_set(tx, turn, node, type_name, items).await?;
+        }
+        if !changes.is_empty() {
+            let types: Vec<&str> = changes
+                .iter()
+                .map(|c| match c {
+                    InventoryChange::Replace { type_name, .. } | InventoryChange::Delete { type_name } => {
+                        type_name.as_str()
+                    }
+                })
+                .collect();
+            let detail = serde_json::json!({ "node_id": node, "types": types });
+            let event = super::events::node_event(flotilla_core::EventType::InventoryChanged, node, detail);
+            super::events::append(tx, &[event]).await?;
+        }
+        Ok(())
     }
 
     /// PostgreSQL: the advisory lock every inventory write holds shared and the entry sweep
@@ -385,7 +393,7 @@ impl SqlStore {
     }
 
     /// After `turn`'s transaction committed: the entries it stored are known from now on.
-    fn remember(&self, turn: EntryTurn) {
+    pub(super) fn remember(&self, turn: EntryTurn) {
         let mut known = self.known_entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.sweeps == turn.sweeps {
             known.add(turn.stored);
@@ -398,6 +406,85 @@ impl SqlStore {
                 bases.by_type.entry(type_name).or_default().push(base);
             }
         }
+        drop(bases);
+        if let Some(cache) = &self.sets {
+            let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (type_name, node, set) in turn.sets {
+                let Some(sets) = cache.types.get_mut(&type_name) else { continue };
+                match set {
+                    Some(set) => sets.insert(node, set),
+                    None => sets.remove(&node),
+                };
+            }
+        }
+    }
+
+    /// Up to `limit` sets of `type_name` after node `after`, in node order: from [`SetCache`]
+    /// on SQLite (loading the type on its first scan), else from the database.
+    async fn sets_after(
+        &self,
+        type_name: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, CachedSet)>, StoreError> {
+        let from_cache = |cache: &SetCache| {
+            cache.types.get(type_name).map(|sets| {
+                sets.range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+                    .take(limit)
+                    .map(|(node, set)| (node.clone(), set.clone()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let Some(cache) = &self.sets else { return self.read_sets(type_name, after, limit).await };
+        if let Some(rows) = from_cache(&cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
+            return Ok(rows);
+        }
+        let _no_writes = match &self.writer {
+            Some(writer) => Some(writer.lock().await),
+            None => None,
+        };
+        let mut sets = BTreeMap::new();
+        let mut cursor = String::new();
+        loop {
+            let rows = self.read_sets(type_name, &cursor, SETS_PER_READ).await?;
+            let full = rows.len() == SETS_PER_READ;
+            if let Some((last, _)) = rows.last() {
+                cursor.clone_from(last);
+            }
+            sets.extend(rows);
+            if !full {
+                break;
+            }
+        }
+        let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.types.entry(type_name.to_owned()).or_insert(sets);
+        Ok(from_cache(&cache).unwrap_or_default())
+    }
+
+    /// Up to `limit` sets of `type_name` after node `after`, in node order, from the database.
+    async fn read_sets(
+        &self,
+        type_name: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, CachedSet)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node_id, base_id, entries FROM inventory_sets WHERE type_name = $1 AND node_id > $2 \
+             ORDER BY node_id LIMIT $3",
+        )
+        .bind(type_name)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("query inventory"))?;
+        rows.iter()
+            .map(|row| {
+                let base = row.try_get::<Option<i64>, _>("base_id").map_err(q("decode a row"))?;
+                let entries = get::<Vec<u8>>(row, "entries")?.into();
+                Ok((get::<String>(row, "node_id")?, CachedSet { base, entries }))
+            })
+            .collect()
     }
 
     /// Replaces `node`'s set of `type_name` with `items`, storing the entries not yet stored.
@@ -411,6 +498,7 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let ids = self.entry_ids(tx, turn, type_name, items).await?;
         let (base, entries) = self.write_down(tx, turn, type_name, &ids).await?;
+        let entries: Arc<[u8]> = entries.into();
         sqlx::query(
             "INSERT INTO inventory_sets (type_name, node_id, base_id, entries) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (type_name, node_id) DO UPDATE SET base_id = excluded.base_id, entries = excluded.entries",
@@ -418,10 +506,13 @@ impl SqlStore {
         .bind(type_name)
         .bind(node)
         .bind(base)
-        .bind(entries)
+        .bind(entries.to_vec())
         .execute(&mut **tx)
         .await
         .map_err(q("store an inventory set"))?;
+        if self.sets.is_some() {
+            turn.sets.push((type_name.to_owned(), node.to_owned(), Some(CachedSet { base, entries })));
+        }
         Ok(())
     }
 
@@ -725,13 +816,13 @@ struct SetRow<'a> {
     node: &'a str,
     type_name: &'a str,
     base: Option<i64>,
-    entries: Vec<u8>,
+    entries: Arc<[u8]>,
 }
 
 impl<'a> SetRow<'a> {
     fn read(row: &AnyRow, node: &'a str, type_name: &'a str) -> Result<SetRow<'a>, StoreError> {
         let base = row.try_get::<Option<i64>, _>("base_id").map_err(q("decode a row"))?;
-        Ok(SetRow { node, type_name, base, entries: get(row, "entries")? })
+        Ok(SetRow { node, type_name, base, entries: get::<Vec<u8>>(row, "entries")?.into() })
     }
 
     /// The set's ids; `bases` holds its base.
@@ -906,10 +997,29 @@ impl Bases {
 }
 
 /// A transaction's part in naming entries (see [`SqlStore::entry_turn`]).
-struct EntryTurn {
+pub(super) struct EntryTurn {
     sweeps: i64,
     /// Entries this transaction stored: known once it committed.
     stored: Vec<(Digest, i64)>,
     /// Bases this transaction stored, with their type: known once it committed.
     new_bases: Vec<(String, Arc<Base>)>,
+    /// SQLite: the sets this transaction wrote (type, node, set; `None` deleted), for [`SetCache`].
+    sets: Vec<(String, String, Option<CachedSet>)>,
+}
+
+/// SQLite only (one process owns the file): each scanned type's sets as stored, by node, so a
+/// fleet query walks memory rather than a thousand rows per statement through sqlx (each row
+/// crossing threads and copied twice was most of a 10,000-node query). A type is loaded on its
+/// first scan while holding the writer queue, so no write commits during the load; every
+/// write's sets are applied after it commits ([`SqlStore::remember`]), and applying one twice
+/// changes nothing. A set is a few hundred bytes (a base's edits) to a few KiB (a whole list).
+#[derive(Default)]
+pub(super) struct SetCache {
+    types: HashMap<String, BTreeMap<String, CachedSet>>,
+}
+
+#[derive(Clone)]
+pub(super) struct CachedSet {
+    base: Option<i64>,
+    entries: Arc<[u8]>,
 }

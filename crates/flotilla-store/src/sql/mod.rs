@@ -129,6 +129,8 @@ pub struct SqlStore {
     entry_texts: Arc<std::sync::Mutex<inventory::EntryTexts>>,
     /// Inventory set bases this process has read or written (see `sql/inventory.rs`).
     bases: Arc<std::sync::Mutex<inventory::Bases>>,
+    /// SQLite only: scanned types' inventory sets (see `sql/inventory.rs`).
+    sets: Option<Arc<std::sync::Mutex<inventory::SetCache>>>,
 }
 
 /// A write transaction (see [`SqlStore::writer`]); used like sqlx's `Transaction`.
@@ -188,11 +190,15 @@ fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 impl SqlStore {
     /// Begins a write transaction, after the writers queued before it on SQLite.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let turn = match &self.writer {
-            Some(writer) => Some(writer.clone().lock_owned().await),
-            None => None,
+        let (turn, tx) = match &self.writer {
+            // IMMEDIATE: the write lock is taken at BEGIN, where SQLite's busy handler waits
+            // for it. A deferred one reads first and then upgrades, and an upgrade finding the
+            // lock held fails at once ("database is locked") — as it did when the writer
+            // before had dropped its transaction and its ROLLBACK had not run yet.
+            Some(writer) => (Some(writer.clone().lock_owned().await), self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            None => (None, self.pool.begin().await?),
         };
-        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn, appended: None, notify: self.appended.clone() })
+        Ok(WriteTx { tx, _turn: turn, appended: None, notify: self.appended.clone() })
     }
 
     /// Opens (creating if missing) the SQLite database file at `path`, in WAL mode, and
@@ -260,6 +266,7 @@ impl SqlStore {
             known_entries: Arc::default(),
             entry_texts: Arc::default(),
             bases: Arc::default(),
+            sets: (backend == Backend::Sqlite).then(Arc::default),
         };
         store.convert_item_rows().await?;
         Ok(store)
