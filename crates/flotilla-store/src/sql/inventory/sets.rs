@@ -34,10 +34,20 @@ impl Base {
     }
 
     /// Ids of `ids` not in the base plus ids of the base not in `ids` (by membership, so a
-    /// reordering costs nothing here but shows in the encoding's size).
-    fn edits(&self, ids: &[i64]) -> usize {
-        let shared = ids.iter().filter(|id| self.positions.contains_key(id)).count();
-        (ids.len() - shared) + self.ids.len().saturating_sub(shared)
+    /// reordering costs nothing here but shows in the encoding's size); None as soon as the
+    /// ids missing from the base exceed `limit`, so a set of another image is given up after
+    /// a few dozen lookups instead of a thousand.
+    fn edits_within(&self, ids: &[i64], limit: usize) -> Option<usize> {
+        let mut missing = 0;
+        for id in ids {
+            if !self.positions.contains_key(id) {
+                missing += 1;
+                if missing > limit {
+                    return None;
+                }
+            }
+        }
+        Some(missing + self.ids.len().saturating_sub(ids.len() - missing))
     }
 }
 
@@ -58,7 +68,14 @@ pub fn choose(bases: &[Arc<Base>], ids: &[i64]) -> Choice {
     if ids.len() < MIN_BASE_IDS {
         return Choice::Whole;
     }
-    let best = bases.iter().enumerate().map(|(i, b)| (b.edits(ids), i)).min();
+    // The nearest base, the first of equals; each base is only counted up to the best so far.
+    let mut best: Option<(usize, usize)> = None;
+    for (i, b) in bases.iter().enumerate() {
+        let limit = best.map_or(usize::MAX, |(edits, _)| edits);
+        if let Some(edits) = b.edits_within(ids, limit).filter(|&e| e < limit) {
+            best = Some((edits, i));
+        }
+    }
     match best {
         Some((edits, i)) if edits * 10 <= ids.len() => Choice::Edits(i),
         _ if bases.len() < MAX_BASES_PER_TYPE => Choice::NewBase,
@@ -355,6 +372,41 @@ mod tests {
             let keyed = positions_where(&image, keep);
             let want: Vec<i64> = node.iter().copied().filter(|id| keep(*id)).collect();
             prop_assert_eq!(decode_edits_where(&image, &keyed, &edits, keep), Some(want));
+        }
+
+        #[test]
+        fn the_nearest_base_is_the_one_counting_every_id_finds(
+            images in proptest::collection::vec(proptest::collection::vec(0_i64..300, 64..120), 1..6),
+            pick in 0_usize..6,
+            changes in proptest::collection::vec((0_usize..120, 0_i64..600), 0..60),
+        ) {
+            let bases: Vec<Arc<Base>> = images.iter().map(|i| Arc::new(Base::new(0, i.clone().into()))).collect();
+            let mut ids = images[pick % images.len()].clone();
+            for (at, id) in changes {
+                let at = at % ids.len();
+                ids[at] = id;
+            }
+            let nearest = bases
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let shared = ids.iter().filter(|id| b.ids.contains(id)).count();
+                    ((ids.len() - shared) + b.ids.len().saturating_sub(shared), i)
+                })
+                .min();
+            let expected = match nearest {
+                Some((edits, i)) if edits * 10 <= ids.len() => Choice::Edits(i),
+                _ if bases.len() < MAX_BASES_PER_TYPE => Choice::NewBase,
+                Some((edits, i)) if edits * 2 <= ids.len() => Choice::Edits(i),
+                _ => Choice::Whole,
+            };
+            prop_assert_eq!(choose(&bases, &ids), expected);
+            let full: Vec<Arc<Base>> = bases.iter().cycle().take(MAX_BASES_PER_TYPE).cloned().collect();
+            let expected_full = match nearest {
+                Some((edits, i)) if edits * 2 <= ids.len() => Choice::Edits(i),
+                _ => Choice::Whole,
+            };
+            prop_assert_eq!(choose(&full, &ids), expected_full);
         }
 
         #[test]
