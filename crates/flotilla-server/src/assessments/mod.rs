@@ -532,7 +532,8 @@ async fn evaluate_node(
         "advisories_age_days": age_days,
         "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
     });
-    let report = serde_json::to_vec_pretty(&report).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    // Compact: a run writes one per node, and at 200 findings pretty-printing doubles it.
+    let report = serde_json::to_vec(&report).map_err(|e| ServiceError::Internal(e.to_string()))?;
     put_report(state, &format!("assessments/{}/nodes/{node}.json", run.id), report).await?;
 
     let mut counts: BTreeMap<Severity, u64> = BTreeMap::new();
