@@ -1,11 +1,10 @@
 //! SQL for [`AssessmentStore`].
 
 use async_trait::async_trait;
+use flotilla_core::UnixMillis;
 use flotilla_core::assessment::{NodeStatus, RunStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-
-use flotilla_core::UnixMillis;
 
 use super::{SqlStore, WriteTx, from_json, get, parse, q, to_json};
 use crate::{
@@ -256,7 +255,7 @@ impl AssessmentStore for SqlStore {
         let mut tx = self.begin_write().await.map_err(q("begin a node assessment"))?;
         let mut turn = self.entry_turn(&mut tx).await?;
         for n in nodes {
-            self.record_node_in(&mut tx, run_id, &n.record, &n.findings).await?;
+            record_node(&mut tx, run_id, &n.record, &n.findings).await?;
             self.apply_in(&mut tx, &mut turn, &n.record.node_id, &n.inventory, now, now).await?;
             super::compliance::put_items(&mut tx, &n.compliance).await?;
         }
@@ -292,78 +291,75 @@ impl AssessmentStore for SqlStore {
     }
 }
 
-impl SqlStore {
-    /// One node's row and findings for the run, inside `tx`.
-    async fn record_node_in(
-        &self,
-        tx: &mut WriteTx,
-        run_id: &str,
-        node: &AssessmentNodeRecord,
-        findings: &[FindingRecord],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE assessment_nodes SET status = $3, detail = $4, advisories_age_days = $5 \
-             WHERE run_id = $1 AND node_id = $2",
-        )
+/// One node's row and findings for the run, inside `tx`.
+async fn record_node(
+    tx: &mut WriteTx,
+    run_id: &str,
+    node: &AssessmentNodeRecord,
+    findings: &[FindingRecord],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE assessment_nodes SET status = $3, detail = $4, advisories_age_days = $5 \
+         WHERE run_id = $1 AND node_id = $2",
+    )
+    .bind(run_id)
+    .bind(&node.node_id)
+    .bind(node.status.as_str())
+    .bind(&node.detail)
+    .bind(node.advisories_age_days)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("record a node assessment"))?;
+    sqlx::query("DELETE FROM findings WHERE run_id = $1 AND node_id = $2")
         .bind(run_id)
         .bind(&node.node_id)
-        .bind(node.status.as_str())
-        .bind(&node.detail)
-        .bind(node.advisories_age_days)
         .execute(&mut **tx)
         .await
-        .map_err(q("record a node assessment"))?;
-        sqlx::query("DELETE FROM findings WHERE run_id = $1 AND node_id = $2")
-            .bind(run_id)
-            .bind(&node.node_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(q("replace findings"))?;
-        for (chunk_index, chunk) in findings.chunks(FINDINGS_PER_INSERT).enumerate() {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 12;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8,
-                        b + 9,
-                        b + 10,
-                        b + 11,
-                        b + 12
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO findings (run_id, node_id, seq, rule, advisory_id, aliases, package, installed_version, \
+        .map_err(q("replace findings"))?;
+    for (chunk_index, chunk) in findings.chunks(FINDINGS_PER_INSERT).enumerate() {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 12;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10,
+                    b + 11,
+                    b + 12
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO findings (run_id, node_id, seq, rule, advisory_id, aliases, package, installed_version, \
                  fixed_version, severity, score, title) VALUES {}",
-                values.join(",")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (i, f) in chunk.iter().enumerate() {
-                query = query
-                    .bind(run_id)
-                    .bind(&node.node_id)
-                    .bind(i64::try_from(chunk_index * FINDINGS_PER_INSERT + i).unwrap_or(i64::MAX))
-                    .bind(&f.rule)
-                    .bind(&f.advisory_id)
-                    .bind(to_json(&f.aliases))
-                    .bind(&f.package)
-                    .bind(&f.installed_version)
-                    .bind(f.fixed_version.clone())
-                    .bind(f.severity.as_str())
-                    .bind(f.score.clone())
-                    .bind(&f.title);
-            }
-            query.execute(&mut **tx).await.map_err(q("store findings"))?;
+            values.join(",")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (i, f) in chunk.iter().enumerate() {
+            query = query
+                .bind(run_id)
+                .bind(&node.node_id)
+                .bind(i64::try_from(chunk_index * FINDINGS_PER_INSERT + i).unwrap_or(i64::MAX))
+                .bind(&f.rule)
+                .bind(&f.advisory_id)
+                .bind(to_json(&f.aliases))
+                .bind(&f.package)
+                .bind(&f.installed_version)
+                .bind(f.fixed_version.clone())
+                .bind(f.severity.as_str())
+                .bind(f.score.clone())
+                .bind(&f.title);
         }
-        super::events::append(tx, &[super::events::findings_reported(run_id, node, findings)]).await?;
-        Ok(())
+        query.execute(&mut **tx).await.map_err(q("store findings"))?;
     }
+    super::events::append(tx, &[super::events::findings_reported(run_id, node, findings)]).await?;
+    Ok(())
 }

@@ -478,13 +478,7 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(q("query inventory"))?;
-        rows.iter()
-            .map(|row| {
-                let base = row.try_get::<Option<i64>, _>("base_id").map_err(q("decode a row"))?;
-                let entries = get::<Vec<u8>>(row, "entries")?.into();
-                Ok((get::<String>(row, "node_id")?, CachedSet { base, entries }))
-            })
-            .collect()
+        rows.iter().map(|row| Ok((get::<String>(row, "node_id")?, CachedSet::read(row)?))).collect()
     }
 
     /// Replaces `node`'s set of `type_name` with `items`, storing the entries not yet stored.
@@ -506,7 +500,7 @@ impl SqlStore {
         .bind(type_name)
         .bind(node)
         .bind(base)
-        .bind(entries.to_vec())
+        .bind(&entries[..])
         .execute(&mut **tx)
         .await
         .map_err(q("store an inventory set"))?;
@@ -821,8 +815,8 @@ struct SetRow<'a> {
 
 impl<'a> SetRow<'a> {
     fn read(row: &AnyRow, node: &'a str, type_name: &'a str) -> Result<SetRow<'a>, StoreError> {
-        let base = row.try_get::<Option<i64>, _>("base_id").map_err(q("decode a row"))?;
-        Ok(SetRow { node, type_name, base, entries: get::<Vec<u8>>(row, "entries")?.into() })
+        let CachedSet { base, entries } = CachedSet::read(row)?;
+        Ok(SetRow { node, type_name, base, entries })
     }
 
     /// The set's ids; `bases` holds its base.
@@ -1022,4 +1016,12 @@ pub(super) struct SetCache {
 pub(super) struct CachedSet {
     base: Option<i64>,
     entries: Arc<[u8]>,
+}
+
+impl CachedSet {
+    /// The `base_id` and `entries` columns of an `inventory_sets` row.
+    fn read(row: &AnyRow) -> Result<CachedSet, StoreError> {
+        let base = row.try_get::<Option<i64>, _>("base_id").map_err(q("decode a row"))?;
+        Ok(CachedSet { base, entries: get::<Vec<u8>>(row, "entries")?.into() })
+    }
 }
